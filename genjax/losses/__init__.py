@@ -1,0 +1,27 @@
+"""Pure `jax.numpy` math: KL terms, log-likelihoods, ELBO and IWAE bounds.
+
+Functions take logits and log-variances, never probabilities or variances,
+and return per-example values; the caller reduces over the batch.
+"""
+
+from genjax.losses.vae import bernoulli_log_prob
+from genjax.losses.vae import elbo
+from genjax.losses.vae import gaussian_log_prob
+from genjax.losses.vae import importance_log_weights
+from genjax.losses.vae import iwae_bound
+from genjax.losses.vae import kl_normal
+from genjax.losses.vae import kl_normal_standard
+from genjax.losses.vae import reparameterize
+from genjax.losses.vae import standard_normal_log_prob
+
+__all__ = [
+    "bernoulli_log_prob",
+    "elbo",
+    "gaussian_log_prob",
+    "importance_log_weights",
+    "iwae_bound",
+    "kl_normal",
+    "kl_normal_standard",
+    "reparameterize",
+    "standard_normal_log_prob",
+]

@@ -1,0 +1,5 @@
+"""Model families: nets + losses + optax glued into init / train_step / sample."""
+
+from genjax.models.vae import VAE, VAEState
+
+__all__ = ["VAE", "VAEState"]

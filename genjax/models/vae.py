@@ -1,0 +1,222 @@
+"""The VAE family (Kingma & Welling 2014), with IWAE evaluation (Burda et al. 2016).
+
+`VAE` is a frozen description of one model: its nets, optimizer and
+likelihood. Its methods are pure functions of (state or params, data, key);
+the caller compiles them, e.g. `jax.jit(vae.train_step, donate_argnums=0)`.
+
+Ranges: images arrive as uint8 in 0..255; `scale` maps them to [0, 1], where
+a Bernoulli decoder models them after dynamic binarisation (a fresh
+Bernoulli draw of every pixel at every step, Salakhutdinov & Murray 2008);
+`unscale` maps decoder means back to uint8.
+"""
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from genjax import losses
+from genjax import random as grandom
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+class VAEState(struct.PyTreeNode):
+  """Everything a VAE training step reads and writes."""
+
+  step: jax.Array  # int32 scalar: number of updates applied
+  params: Any  # {'encoder': ..., 'decoder': ...}
+  opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class VAE:
+  """A VAE with a diagonal-Gaussian posterior and a standard-normal prior.
+
+  Attributes:
+    encoder: module mapping x_BxHxWxC to (mean_BxZ, logvar_BxZ).
+    decoder: module mapping z_BxZ to per-pixel Bernoulli logits or Gaussian
+      means, shaped like x.
+    optimizer: the optax transformation applied to the ELBO's gradient.
+    image_shape: (H, W, C).
+    latent_dim: Z.
+    likelihood: 'bernoulli' (decoder outputs logits) or 'gaussian' (decoder
+      outputs means; the variance is exp(obs_logvar) for every pixel).
+    binarize: draw x ~ Bernoulli(pixel intensity) for every example (needs
+      likelihood='bernoulli'); the evaluation binarises with a fixed key.
+    beta: weight of the KL term in the training loss (Higgins et al. 2017);
+      reported ELBOs always use beta = 1.
+    obs_logvar: log-variance of the Gaussian likelihood (unused by Bernoulli).
+    eval_chunk: importance samples decoded at once by `evaluate`; bounds
+      memory, does not change the numbers.
+  """
+
+  encoder: nn.Module
+  decoder: nn.Module
+  optimizer: optax.GradientTransformation
+  image_shape: tuple[int, int, int]
+  latent_dim: int
+  likelihood: str = "bernoulli"
+  binarize: bool = True
+  beta: float = 1.0
+  obs_logvar: float = 0.0
+  eval_chunk: int = 100
+
+  def __post_init__(self):
+    if self.likelihood not in LIKELIHOODS:
+      raise ValueError(f"likelihood: unknown {self.likelihood!r}; allowed: {', '.join(LIKELIHOODS)}")
+    if self.binarize and self.likelihood != "bernoulli":
+      raise ValueError("binarize: True needs likelihood='bernoulli'")
+
+  # ----------------------------------------------------------------- ranges
+
+  def scale(self, image_BxHxWxC: jax.Array) -> jax.Array:
+    """uint8 0..255 -> float32 [0, 1]."""
+    return image_BxHxWxC.astype(jnp.float32) / 255.0
+
+  def unscale(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    """[0, 1] -> uint8 0..255 (clipped, rounded)."""
+    return jnp.round(jnp.clip(x_BxHxWxC, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+
+  def observe(self, x_BxHxWxC: jax.Array, keys_B: jax.Array) -> jax.Array:
+    """The data the likelihood scores: binarised per example when asked."""
+    if not self.binarize:
+      return x_BxHxWxC
+    draw = jax.vmap(lambda k, p: jax.random.bernoulli(k, p).astype(p.dtype))
+    return draw(keys_B, x_BxHxWxC)
+
+  # ------------------------------------------------------------ the model
+
+  def init(self, key: jax.Array) -> VAEState:
+    """Fresh parameters and optimizer state."""
+    encoder_key, decoder_key = jax.random.split(key)
+    x_1xHxWxC = jnp.zeros((1, *self.image_shape), jnp.float32)
+    z_1xZ = jnp.zeros((1, self.latent_dim), jnp.float32)
+    params = {
+        "encoder": self.encoder.init(encoder_key, x_1xHxWxC)["params"],
+        "decoder": self.decoder.init(decoder_key, z_1xZ)["params"],
+    }
+    return VAEState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.optimizer.init(params))
+
+  def encode(self, params, x_BxHxWxC: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and log-variance of q(z|x)."""
+    return self.encoder.apply({"params": params["encoder"]}, x_BxHxWxC)
+
+  def decode(self, params, z_BxZ: jax.Array) -> jax.Array:
+    """Parameters of p(x|z): logits (Bernoulli) or means (Gaussian)."""
+    return self.decoder.apply({"params": params["decoder"]}, z_BxZ)
+
+  def log_likelihood(self, x_BxHxWxC: jax.Array, out_BxHxWxC: jax.Array) -> jax.Array:
+    """log p(x|z) per example, in nats."""
+    if self.likelihood == "bernoulli":
+      return losses.bernoulli_log_prob(x_BxHxWxC, out_BxHxWxC, event_ndims=3)
+    logvar = jnp.full_like(out_BxHxWxC, self.obs_logvar)
+    return losses.gaussian_log_prob(x_BxHxWxC, out_BxHxWxC, logvar, event_ndims=3)
+
+  def mean_image(self, out_BxHxWxC: jax.Array) -> jax.Array:
+    """E[x|z] in [0, 1]: what pictures show."""
+    if self.likelihood == "bernoulli":
+      return jax.nn.sigmoid(out_BxHxWxC)
+    return jnp.clip(out_BxHxWxC, 0.0, 1.0)
+
+  # -------------------------------------------------------------- training
+
+  def loss(self, params, image_BxHxWxC: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
+    """Negative beta-ELBO, averaged over the batch, with its parts."""
+    keys_Bx2 = jax.vmap(jax.random.split)(grandom.example_keys(key, image_BxHxWxC.shape[0]))
+    x_BxHxWxC = self.observe(self.scale(image_BxHxWxC), keys_Bx2[:, 0])
+    mean_BxZ, logvar_BxZ = self.encode(params, x_BxHxWxC)
+    z_BxZ = jax.vmap(losses.reparameterize)(keys_Bx2[:, 1], mean_BxZ, logvar_BxZ)
+    log_px_B = self.log_likelihood(x_BxHxWxC, self.decode(params, z_BxZ))
+    kl_B = losses.kl_normal_standard(mean_BxZ, logvar_BxZ)
+    loss = -jnp.mean(losses.elbo(log_px_B, kl_B, self.beta))
+    metrics = {
+        "loss": loss,
+        "neg_elbo": -jnp.mean(losses.elbo(log_px_B, kl_B)),
+        "recon": -jnp.mean(log_px_B),
+        "kl": jnp.mean(kl_B),
+    }
+    return loss, metrics
+
+  def train_step(self, state: VAEState, batch: dict, key: jax.Array) -> tuple[VAEState, dict]:
+    """One optimizer step on the negative ELBO of `batch['image']` (uint8)."""
+    grad_fn = jax.value_and_grad(self.loss, has_aux=True)
+    (_, metrics), grads = grad_fn(state.params, batch["image"], key)
+    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  def eval_params(self, state: VAEState):
+    """The parameters that sampling and evaluation use."""
+    return state.params
+
+  # -------------------------------------------------------------- sampling
+
+  def sample(self, params, key: jax.Array, n: int) -> jax.Array:
+    """n decoder means E[x|z], z ~ N(0, I), in [0, 1]."""
+    z_NxZ = jax.random.normal(key, (n, self.latent_dim))
+    return self.mean_image(self.decode(params, z_NxZ))
+
+  def reconstruct(self, params, x_BxHxWxC: jax.Array) -> jax.Array:
+    """E[x|z] at the posterior mean of z, in [0, 1]."""
+    mean_BxZ, _ = self.encode(params, x_BxHxWxC)
+    return self.mean_image(self.decode(params, mean_BxZ))
+
+  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, num_samples: int,
+               offset: int = 0) -> dict[str, jax.Array]:
+    """Per-example negative ELBO and IWAE negative log-likelihood, in nats.
+
+    Both come from the same K = num_samples importance weights
+    log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k ~ q(z|x):
+    -ELBO ~ -mean_k log w_k and NLL ~ -(logsumexp_k log w_k - log K), so
+    NLL <= -ELBO for every example. Example i of the held-out set (global
+    index offset + i) is binarised and sampled with keys derived from its
+    index alone, so the numbers do not depend on the evaluation batch size.
+    """
+    keys_Bx2 = jax.vmap(jax.random.split)(grandom.example_keys(key, image_BxHxWxC.shape[0], offset))
+    x_BxHxWxC = self.observe(self.scale(image_BxHxWxC), keys_Bx2[:, 0])
+    mean_BxZ, logvar_BxZ = self.encode(params, x_BxHxWxC)
+
+    def log_weights(k):
+      keys_B = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys_Bx2[:, 1], k)
+      z_BxZ = jax.vmap(losses.reparameterize)(keys_B, mean_BxZ, logvar_BxZ)
+      return losses.importance_log_weights(
+          self.log_likelihood(x_BxHxWxC, self.decode(params, z_BxZ)),
+          losses.standard_normal_log_prob(z_BxZ),
+          losses.gaussian_log_prob(z_BxZ, mean_BxZ, logvar_BxZ))
+
+    log_w_KxB = jax.lax.map(log_weights, jnp.arange(num_samples),
+                            batch_size=min(self.eval_chunk, num_samples))
+    return {"neg_elbo": -jnp.mean(log_w_KxB, axis=0), "nll": -losses.iwae_bound(log_w_KxB, axis=0)}
+
+  def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array) -> dict[str, jax.Array]:
+    """Picture grids as uint8 [rows, cols, H, W, C]: samples, reconstructions, interpolations.
+
+    `image_NxHxWxC` are held-out uint8 images; N >= 32 gives every grid.
+    """
+    images = {"samples": self.unscale(self.sample(params, key, 64)).reshape(8, 8, *self.image_shape)}
+    x_NxHxWxC = self.scale(image_NxHxWxC)
+    n = min(32, x_NxHxWxC.shape[0]) // 8 * 8
+    if n:
+      # Rows alternate: 8 originals, then their reconstructions.
+      originals = x_NxHxWxC[:n].reshape(-1, 1, 8, *self.image_shape)
+      recons = self.reconstruct(params, x_NxHxWxC[:n]).reshape(-1, 1, 8, *self.image_shape)
+      pairs = jnp.concatenate([originals, recons], axis=1).reshape(-1, 8, *self.image_shape)
+      images["reconstructions"] = self.unscale(pairs)
+    pairs = min(8, x_NxHxWxC.shape[0] // 2)
+    if pairs:
+      # Linear paths between posterior means, the two originals at the ends.
+      mean_NxZ, _ = self.encode(params, x_NxHxWxC[:2 * pairs])
+      start, end = mean_NxZ[:pairs], mean_NxZ[pairs:]
+      t_T = jnp.linspace(0.0, 1.0, 10)
+      z_PxTxZ = start[:, None] + t_T[None, :, None] * (end - start)[:, None]
+      path = self.mean_image(self.decode(params, z_PxTxZ.reshape(-1, self.latent_dim)))
+      path = path.reshape(pairs, 10, *self.image_shape)
+      row = jnp.concatenate([x_NxHxWxC[:pairs, None], path, x_NxHxWxC[pairs:2 * pairs, None]], axis=1)
+      images["interpolations"] = self.unscale(row)
+    return images

@@ -1,0 +1,120 @@
+"""Encoders and decoders for VAEs on 28, 32 and 64 pixel images.
+
+Encoders map images to the mean and log-variance of a diagonal Gaussian
+q(z|x); decoders map latents to per-pixel parameters of p(x|z) (Bernoulli
+logits or Gaussian means). Neither knows which likelihood it feeds.
+"""
+
+import math
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+
+def downsampled_size(size: int, num_layers: int) -> int:
+  """Side of the feature map after `num_layers` stride-2 layers.
+
+  The decoder mirrors the encoder with stride-2 transposed convolutions, so
+  it can produce only sizes divisible by 2**num_layers.
+  """
+  factor = 2**num_layers
+  if size % factor:
+    raise ValueError(
+        f"{num_layers} stride-2 layers need an image size divisible by"
+        f" {factor}, got {size}; use at most {max_conv_layers(size)} layers")
+  return size // factor
+
+
+def max_conv_layers(size: int) -> int:
+  """How many stride-2 layers an image of side `size` allows."""
+  n = 0
+  while size % 2 == 0 and size > 1:
+    size //= 2
+    n += 1
+  return n
+
+
+class ConvEncoder(nn.Module):
+  """Stride-2 4x4 convolutions, then dense layers, then (mean, logvar).
+
+  Attributes:
+    latent_dim: Z, the size of the latent code.
+    widths: channels of each stride-2 convolution; each halves the image.
+    hidden: widths of the dense layers between the flattened features and
+      the latent heads.
+  """
+
+  latent_dim: int
+  widths: Sequence[int] = (32, 64)
+  hidden: Sequence[int] = (256,)
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array) -> tuple[jax.Array, jax.Array]:
+    h = x_BxHxWxC
+    for width in self.widths:
+      h = nn.relu(nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME")(h))
+    h = h.reshape(h.shape[0], -1)
+    for width in self.hidden:
+      h = nn.relu(nn.Dense(width)(h))
+    mean_BxZ = nn.Dense(self.latent_dim, name="mean")(h)
+    logvar_BxZ = nn.Dense(self.latent_dim, name="logvar")(h)
+    return mean_BxZ, logvar_BxZ
+
+
+class ConvDecoder(nn.Module):
+  """Mirror of `ConvEncoder`: dense layers, then stride-2 4x4 transposed convs.
+
+  Attributes:
+    image_shape: (H, W, C) of the output.
+    widths: the encoder's widths, in encoder order; the decoder walks them
+      backwards and ends with a transposed convolution to C channels.
+    hidden: the encoder's dense widths, in encoder order.
+  """
+
+  image_shape: Sequence[int]
+  widths: Sequence[int] = (32, 64)
+  hidden: Sequence[int] = (256,)
+
+  @nn.compact
+  def __call__(self, z_BxZ: jax.Array) -> jax.Array:
+    height, width, channels = self.image_shape
+    n = len(self.widths)
+    h0, w0 = downsampled_size(height, n), downsampled_size(width, n)
+    h = z_BxZ
+    for units in reversed(self.hidden):
+      h = nn.relu(nn.Dense(units)(h))
+    h = nn.relu(nn.Dense(h0 * w0 * self.widths[-1])(h))
+    h = h.reshape(h.shape[0], h0, w0, self.widths[-1])
+    for units in reversed(self.widths[:-1]):
+      h = nn.relu(nn.ConvTranspose(units, (4, 4), strides=(2, 2), padding="SAME")(h))
+    out_BxHxWxC = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME")(h)
+    return out_BxHxWxC
+
+
+class MLPEncoder(nn.Module):
+  """The Flax VAE example's encoder: flatten, Dense(500), ReLU, two heads."""
+
+  latent_dim: int = 20
+  hidden: Sequence[int] = (500,)
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array) -> tuple[jax.Array, jax.Array]:
+    h = x_BxHxWxC.reshape(x_BxHxWxC.shape[0], -1)
+    for units in self.hidden:
+      h = nn.relu(nn.Dense(units)(h))
+    return nn.Dense(self.latent_dim, name="mean")(h), nn.Dense(self.latent_dim, name="logvar")(h)
+
+
+class MLPDecoder(nn.Module):
+  """The Flax VAE example's decoder: Dense(500), ReLU, Dense(H*W*C)."""
+
+  image_shape: Sequence[int]
+  hidden: Sequence[int] = (500,)
+
+  @nn.compact
+  def __call__(self, z_BxZ: jax.Array) -> jax.Array:
+    h = z_BxZ
+    for units in reversed(self.hidden):
+      h = nn.relu(nn.Dense(units)(h))
+    return nn.Dense(math.prod(self.image_shape))(h).reshape(z_BxZ.shape[0], *self.image_shape)

@@ -1,0 +1,48 @@
+"""PRNG streams: the one place where keys are derived.
+
+A run has one root key (from `config.seed`), split once into named streams.
+The key of training step `s` is `fold_in(train, s)`, so a resumed run draws
+the same numbers as an uninterrupted one; the key of example `i` of a global
+batch is `fold_in(step_key, i)`, so the numbers do not depend on how many
+devices share the batch.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Streams(NamedTuple):
+  """Independent key streams of one run; each is used for one purpose only."""
+
+  init: jax.Array  # parameter initialisation
+  data: jax.Array  # input-pipeline shuffling (turned into an integer seed)
+  train: jax.Array  # folded with the step number: the step keys
+  sample: jax.Array  # fixed: sample grids comparable across checkpoints
+  eval: jax.Array  # fixed: held-out binarisation and importance samples
+
+
+def streams(seed: int) -> Streams:
+  """Splits the root key of `seed` into the named streams."""
+  return Streams(*jax.random.split(jax.random.key(seed), len(Streams._fields)))
+
+
+def step_key(train_key: jax.Array, step: int | jax.Array) -> jax.Array:
+  """The key of training step `step`."""
+  return jax.random.fold_in(train_key, step)
+
+
+def example_keys(key: jax.Array, batch_size: int, offset: int | jax.Array = 0) -> jax.Array:
+  """Keys of examples `offset .. offset + batch_size - 1` of a global batch.
+
+  A device that holds a slice of the batch passes the slice's offset and
+  draws exactly the numbers the whole batch would have given those examples.
+  """
+  index_B = offset + jnp.arange(batch_size)
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index_B)
+
+
+def integer_seed(key: jax.Array) -> int:
+  """A non-negative int32 seed for libraries that take integers (tf.data)."""
+  return int(jax.random.randint(key, (), 0, 2**31 - 1))
