@@ -1,0 +1,51 @@
+"""Fields shared by every experiment. Experiment files override a few of them.
+
+Every field is typed: `--config.FIELD=VALUE` on the command line must parse as
+the field's type, and an unknown field is refused (the dict is locked).
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+
+  c.family = "vae"  # model family: 'vae'
+  c.seed = 0  # int: root of every PRNG stream (init, data, train, sample, eval)
+
+  c.dataset = ml_collections.ConfigDict()
+  # 'mnist5k' (embedded, offline: 4,500 train / 500 held-out real MNIST digits),
+  # or a TFDS name: 'mnist', 'fashion_mnist', 'binarized_mnist', 'cifar10', 'celeb_a'.
+  c.dataset.name = "mnist5k"
+  c.dataset.data_dir = config_dict.placeholder(str)  # TFDS data directory; None: TFDS's default (~/tensorflow_datasets)
+  c.dataset.download = True  # bool: let TFDS download and prepare a missing dataset
+
+  c.model = ml_collections.ConfigDict()
+  c.model.arch = "conv"  # 'conv' (stride-2 conv encoder, mirrored decoder) or 'mlp' (the Flax VAE example's)
+  c.model.latent_dim = 20  # int > 0: Z, size of the latent code
+  c.model.conv_widths = (32, 64)  # conv only: channels of each stride-2 layer; image size must divide by 2**len
+  c.model.hidden = (256,)  # widths of the dense layers between features and latent (mlp: the hidden layers)
+  c.model.likelihood = "bernoulli"  # 'bernoulli' (logits; binarised or [0,1] data) or 'gaussian'
+  c.model.binarize = True  # bool: dynamic binarisation of the inputs (needs likelihood='bernoulli')
+  c.model.obs_logvar = 0.0  # gaussian only: log-variance of every pixel of p(x|z), x in [0, 1]
+  c.model.beta = 1.0  # float >= 0: weight of the KL term in the training loss (1 = the ELBO)
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.learning_rate = 1e-3  # float > 0: Adam step size
+  c.optim.b1 = 0.9  # float in [0, 1): Adam first-moment decay
+  c.optim.b2 = 0.999  # float in [0, 1): Adam second-moment decay
+  c.optim.grad_clip_norm = config_dict.placeholder(float)  # float > 0: clip the global gradient norm; None: no clipping
+
+  c.batch_size = 128  # int > 0: global batch, examples per step
+  c.num_steps = 3000  # int > 0: training steps (one batch each)
+  c.log_every = 100  # int > 0: steps between metric lines (JSONL, TensorBoard, progress)
+  c.eval_every = 1000  # int > 0: steps between held-out evaluations and sample grids (and at the end)
+  c.checkpoint_every = 500  # int > 0: steps between checkpoints (and at the end)
+  c.keep_checkpoints = 3  # int > 0: newest checkpoints kept
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.num_examples = 500  # int > 0: held-out examples evaluated (first ones of the test split)
+  c.eval.batch_size = 100  # int > 0: held-out examples per evaluation call
+  c.eval.iwae_k = 64  # int > 0: importance samples of the periodic held-out evaluation (sample.py: --iwae_k, 1000)
+  return c

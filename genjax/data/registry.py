@@ -1,0 +1,44 @@
+"""The datasets genjax knows, their image shapes, and the error for a missing one.
+
+Nothing here reads a file or imports TensorFlow, so a config can be checked
+against these names in a second, before any input pipeline is built.
+"""
+
+# mnist5k first: it is the one that works everywhere, with no download.
+DATASETS: tuple[str, ...] = ("mnist5k", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", "celeb_a")
+
+# (H, W, C) of the images every pipeline yields; celeb_a is resized and cropped to 64x64.
+_IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
+    "mnist5k": (28, 28, 1),
+    "mnist": (28, 28, 1),
+    "fashion_mnist": (28, 28, 1),
+    "binarized_mnist": (28, 28, 1),
+    "cifar10": (32, 32, 3),
+    "celeb_a": (64, 64, 3),
+}
+
+# What a user without network can do instead; every unavailable-dataset error ends with it.
+OFFLINE_ALTERNATIVE = "train offline with --config=configs/vae_mnist5k.py (dataset.name='mnist5k')"
+
+
+class DatasetUnavailableError(RuntimeError):
+  """A dataset is not on this machine and cannot be fetched; the message is one line.
+
+  The CLIs print it as it is, so it names the dataset, where it was looked
+  for, why it could not be fetched, and the offline alternative.
+  """
+
+
+def check_name(name: str) -> str:
+  """Returns `name` if genjax knows it, else raises a one-line ValueError naming the field."""
+  if name not in _IMAGE_SHAPES:
+    raise ValueError(f"dataset.name: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+  return name
+
+
+def image_shape(name: str) -> tuple[int, int, int]:
+  """(H, W, C) of the images that `train_iterator(name)` and `eval_images(name)` yield.
+
+  Lets a model be built (and a config rejected) without touching the data.
+  """
+  return _IMAGE_SHAPES[check_name(name)]

@@ -1,0 +1,52 @@
+"""`sample_and_evaluate(workdir)`: pictures and held-out numbers from the latest checkpoint."""
+
+import json
+import os
+
+import jax
+from absl import logging
+
+from genjax import build, checkpoint, data
+from genjax import random as grandom
+from genjax import train_lib
+from genjax.errors import UserError
+
+
+def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | None = None,
+                        out_dir: str | None = None) -> dict:
+  """Restores the latest checkpoint of `workdir`, writes its grids and evaluates it.
+
+  Grids use the run's fixed sample key, so pictures of different checkpoints
+  are comparable. Returns {'step', 'neg_elbo', 'nll', 'iwae_k', 'num_examples',
+  'files'} (the family's evaluation numbers in nats).
+  """
+  if iwae_k <= 0:
+    raise UserError(f"--iwae_k: must be a positive integer, got {iwae_k}")
+  if num_examples is not None and num_examples <= 0:
+    raise UserError(f"--num_examples: must be a positive integer, got {num_examples}")
+  workdir = os.path.abspath(workdir)
+  config = train_lib.load_config(workdir)
+  build.validate(config)
+  family = build.family(config)
+  keys = grandom.streams(config.seed)
+
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  step = ckpt.latest_step()
+  if step is None:
+    raise UserError(f"--workdir: {workdir!r} holds no checkpoint yet; train into it first with train.py")
+  state = ckpt.restore(step, jax.jit(family.init)(keys.init))
+  ckpt.close()
+  params = family.eval_params(state)
+
+  ds = config.dataset
+  eval_images = data.eval_images(ds.name, num_examples or config.eval.num_examples,
+                                 data_dir=ds.data_dir, download=ds.download)
+  out_dir = out_dir or os.path.join(workdir, "sample")
+  files = train_lib.write_visuals(jax.jit(family.visuals), params, keys.sample, eval_images, out_dir)
+  result = train_lib.evaluate_dataset(jax.jit(family.evaluate, static_argnames=("num_samples",)), params,
+                                      eval_images, keys.eval, iwae_k, config.eval.batch_size)
+  result = {"step": step, **result, "iwae_k": iwae_k, "num_examples": int(eval_images.shape[0])}
+  with open(os.path.join(out_dir, "eval.json"), "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=2)
+  logging.info("wrote %s", ", ".join(files))
+  return {**result, "files": files}

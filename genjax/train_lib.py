@@ -1,0 +1,210 @@
+"""The family-agnostic training loop: `train_and_evaluate(config, workdir)`.
+
+A family provides `init(key) -> state` (with `state.step`),
+`train_step(state, batch, key) -> (state, metrics)` (metrics hold 'loss'),
+`eval_params(state)`, `evaluate(params, images, key, num_samples, offset)`
+returning per-example arrays, and `visuals(params, key, images)` returning
+uint8 grids. The loop owns everything that touches the disk.
+"""
+
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from genjax import build, checkpoint, data, images
+from genjax import random as grandom
+from genjax.errors import NonFiniteLossError, UserError
+from genjax.writers import MetricWriter
+
+CONFIG_FILE = "config.json"
+# Fields a workdir's checkpoints depend on: resuming with other values would
+# restore parameters into the wrong model or train on other data.
+PINNED_FIELDS = ("family", "dataset.name", "model")
+
+
+def prepare_workdir(workdir: str) -> str:
+  """Creates `workdir` and proves it writable; UserError otherwise."""
+  path = os.path.abspath(os.path.expanduser(workdir))
+  try:
+    os.makedirs(path, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path):
+      pass
+  except OSError as e:
+    raise UserError(f"--workdir: cannot write to {workdir!r} ({e.strerror or e})") from e
+  return path
+
+
+def _freeze(value):
+  """JSON lists back to the tuples the config had."""
+  if isinstance(value, dict):
+    return {k: _freeze(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_freeze(v) for v in value)
+  return value
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with; UserError when there is none."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise UserError(f"--workdir: {workdir!r} holds no {CONFIG_FILE}; train into it first with train.py")
+  with open(path, encoding="utf-8") as f:
+    return ml_collections.ConfigDict(_freeze(json.load(f)))
+
+
+def _flat(config, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      out.update(_flat(value, name + "."))
+    else:
+      out[name] = tuple(value) if isinstance(value, list) else value
+  return out
+
+
+def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Refuses to resume a workdir trained with another model or dataset."""
+  if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+    return
+  saved, new = _flat(load_config(workdir)), _flat(ml_collections.ConfigDict(_freeze(json.loads(config.to_json()))))
+  for name in sorted(set(saved) | set(new)):
+    if name.startswith(PINNED_FIELDS) and saved.get(name) != new.get(name):
+      raise UserError(
+          f"{name}: this workdir was trained with {saved.get(name)!r}, the config asks for"
+          f" {new.get(name)!r}; use a new --workdir or the same {name}")
+
+
+def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  with open(os.path.join(workdir, CONFIG_FILE), "w", encoding="utf-8") as f:
+    f.write(config.to_json(indent=2, sort_keys=True))
+
+
+def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, num_samples: int,
+                     batch_size: int) -> dict[str, float]:
+  """Means over held-out images of the per-example numbers of `evaluate_fn`.
+
+  Every call sees a batch of exactly `batch_size` (the last one padded and
+  its padding dropped), so `evaluate_fn` compiles once.
+  """
+  n = images_NxHxWxC.shape[0]
+  totals: dict[str, float] = {}
+  for start in range(0, n, batch_size):
+    chunk = images_NxHxWxC[start:start + batch_size]
+    valid = chunk.shape[0]
+    if valid < batch_size:
+      chunk = np.concatenate([chunk, np.zeros((batch_size - valid, *chunk.shape[1:]), chunk.dtype)])
+    out = jax.device_get(evaluate_fn(params, chunk, key, num_samples=num_samples, offset=start))
+    for name, value_B in out.items():
+      totals[name] = totals.get(name, 0.0) + float(np.sum(np.asarray(value_B, np.float64)[:valid]))
+  return {name: total / n for name, total in totals.items()}
+
+
+def write_visuals(visuals_fn, params, key, eval_images: np.ndarray, directory: str,
+                  suffix: str = "") -> list[str]:
+  """Writes each grid of `visuals_fn` as `directory/<name><suffix>.png`; returns the paths."""
+  grids = jax.device_get(visuals_fn(params, key, eval_images[:32]))
+  return [images.write_png(os.path.join(directory, f"{name}{suffix}.png"), grid, scale=2)
+          for name, grid in grids.items()]
+
+
+def _format(metrics: dict) -> str:
+  return "  ".join(f"{k} {float(v):.4g}" for k, v in metrics.items())
+
+
+def _check_finite(step: int, metrics: dict, last_saved: int | None) -> None:
+  loss = float(metrics["loss"])
+  if not np.isfinite(loss):
+    where = f"checkpoint of step {last_saved} left intact" if last_saved is not None else "no checkpoint was written"
+    raise NonFiniteLossError(f"non-finite loss {loss} at step {step}; {where}")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last evaluation."""
+  build.validate(config)
+  workdir = prepare_workdir(workdir)
+  check_resumable(workdir, config)
+  family = build.family(config)
+  keys = grandom.streams(config.seed)
+
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  state = jax.jit(family.init)(keys.init)
+  start = ckpt.latest_step() or 0
+  if start:
+    state = ckpt.restore(start, state)
+    logging.info("resumed from the checkpoint of step %d in %s", start, workdir)
+  save_config(workdir, config)
+
+  ds = config.dataset
+  # One batch per step: a resumed run skips the batches already trained on.
+  train_iter = data.train_iterator(
+      ds.name, batch_size=config.batch_size, seed=grandom.integer_seed(keys.data),
+      data_dir=ds.data_dir, download=ds.download, skip_batches=start)
+  eval_images = data.eval_images(ds.name, config.eval.num_examples, data_dir=ds.data_dir, download=ds.download)
+
+  # Donating the state lets XLA update parameters and moments in place.
+  step_fn = jax.jit(family.train_step, donate_argnums=0)
+  evaluate_fn = jax.jit(family.evaluate, static_argnames=("num_samples",))
+  visuals_fn = jax.jit(family.visuals)
+  writer = MetricWriter(workdir)
+  samples_dir = os.path.join(workdir, "samples")
+
+  def evaluate(step: int) -> dict[str, float]:
+    params = family.eval_params(state)
+    result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.iwae_k, config.eval.batch_size)
+    writer.write(step, "eval", result)
+    write_visuals(visuals_fn, params, keys.sample, eval_images, samples_dir, suffix=f"_{step:07d}")
+    logging.info("eval step %d  %s (iwae_k=%d, %d held-out examples)", step, _format(result),
+                 config.eval.iwae_k, eval_images.shape[0])
+    return result
+
+  last_saved = start or None
+  result: dict[str, float] = {}
+  pending = None  # (step, metrics on device): fetched one step late so the host never waits
+  t_log, step_log = time.perf_counter(), start
+  for step in range(start + 1, config.num_steps + 1):
+    batch = next(train_iter)
+    t0 = time.perf_counter()
+    state, metrics = step_fn(state, batch, grandom.step_key(keys.train, step - 1))
+    if step == start + 1:
+      jax.block_until_ready(metrics)
+      logging.info("first step (compile and run) took %.2f s", time.perf_counter() - t0)
+      t_log = time.perf_counter()
+    if pending is not None:
+      _check_finite(pending[0], jax.device_get(pending[1]), last_saved)
+    pending = (step, metrics)
+
+    if step % config.log_every == 0 or step == config.num_steps:
+      fetched = jax.device_get(metrics)
+      _check_finite(step, fetched, last_saved)
+      now = time.perf_counter()
+      rate = (step - step_log) / max(now - t_log, 1e-9)
+      t_log, step_log = now, step
+      writer.write(step, "train", fetched)
+      eta = (config.num_steps - step) / max(rate, 1e-9)
+      logging.info("step %d/%d  %s  |  %.1f steps/s  eta %s", step, config.num_steps, _format(fetched),
+                   rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+    if step % config.checkpoint_every == 0 or step == config.num_steps:
+      # Only a state whose loss is finite is ever saved.
+      _check_finite(step, jax.device_get(metrics), last_saved)
+      ckpt.save(step, state)
+      last_saved = step
+    if step % config.eval_every == 0 or step == config.num_steps:
+      result = evaluate(step)
+
+  if not result:  # nothing left to train: evaluate what the workdir holds
+    result = evaluate(int(state.step))
+  ckpt.wait()
+  ckpt.close()
+  writer.close()
+  logging.info("wrote checkpoints, %s, TensorBoard events and sample grids to %s", os.path.basename(writer.jsonl_path),
+               workdir)
+  return result

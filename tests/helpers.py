@@ -1,0 +1,57 @@
+"""Shared by the end-to-end tests: tiny configs and running the CLIs."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A conv VAE small enough that a few steps, checkpoints and evaluations take seconds.
+TINY = [
+    "--config.batch_size=16", "--config.log_every=2", "--config.checkpoint_every=2",
+    "--config.eval_every=4", "--config.eval.num_examples=32", "--config.eval.batch_size=16",
+    "--config.eval.iwae_k=4", "--config.model.conv_widths=(4, 8)", "--config.model.hidden=(16,)",
+    "--config.model.latent_dim=4",
+]
+
+
+def tiny_config(name="vae_mnist5k", **overrides):
+  import importlib  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f"configs.{name}").get_config()
+  config.batch_size = 16
+  config.log_every = 2
+  config.checkpoint_every = 2
+  config.eval_every = 4
+  config.eval.num_examples = 32
+  config.eval.batch_size = 16
+  config.eval.iwae_k = 4
+  config.model.conv_widths = (4, 8)
+  config.model.hidden = (16,)
+  config.model.latent_dim = 4
+  for field, value in overrides.items():
+    node = config
+    *path, last = field.split(".")
+    for part in path:
+      node = node[part]
+    node[last] = value
+  config.lock()
+  return config
+
+
+def run_cli(script, *args, timeout=300):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def restore_state(workdir, step=None):
+  """The raw saved state tree of a workdir's checkpoint (latest by default)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  step = manager.latest_step() if step is None else step
+  tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+  manager.close()
+  return jax.tree.map(np.asarray, tree)

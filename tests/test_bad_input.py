@@ -1,0 +1,87 @@
+"""Bad input is refused before any compilation: one line naming the field, exit status 2."""
+
+import json
+import os
+
+import pytest
+
+from genjax import build, train_lib
+from genjax.errors import UserError
+from tests.helpers import TINY, run_cli, tiny_config
+
+# (config overrides, what the one-line message must say). Each is refused by
+# `build.validate`, which runs before data loading and compilation.
+BAD_CONFIGS = [
+    ({"dataset.name": "imagenet"}, "dataset.name: unknown 'imagenet'; allowed: mnist5k, mnist"),
+    ({"family": "diffusion"}, "family: unknown 'diffusion'; allowed: vae"),
+    ({"model.arch": "resnet"}, "model.arch: unknown 'resnet'; allowed: conv, mlp"),
+    ({"model.conv_widths": (8, 16, 32)}, "model.conv_widths: 3 stride-2 layers cannot produce the 28x28 images"
+                                         " of dataset 'mnist5k'; allowed: 1 to 2 layers"),
+    ({"model.conv_widths": ()}, "model.conv_widths: must be one or more positive integers"),
+    ({"model.likelihood": "poisson"}, "model.likelihood: unknown 'poisson'; allowed: bernoulli, gaussian"),
+    ({"model.likelihood": "gaussian"}, "model.binarize: True needs model.likelihood='bernoulli'"),
+    ({"model.latent_dim": 0}, "model.latent_dim: must be a positive integer, got 0"),
+    ({"model.beta": -1.0}, "model.beta: must be >= 0, got -1.0"),
+    ({"model.hidden": (16, -2)}, "model.hidden: must be positive integers"),
+    ({"batch_size": 0}, "batch_size: must be a positive integer, got 0"),
+    ({"batch_size": -16}, "batch_size: must be a positive integer, got -16"),
+    ({"num_steps": 0}, "num_steps: must be a positive integer, got 0"),
+    ({"optim.learning_rate": 0.0}, "optim.learning_rate: must be > 0, got 0.0"),
+    ({"optim.learning_rate": -1e-3}, "optim.learning_rate: must be > 0, got -0.001"),
+    ({"optim.b1": 1.0}, "optim.b1: must be in [0, 1), got 1.0"),
+    ({"optim.grad_clip_norm": 0.0}, "optim.grad_clip_norm: must be > 0 or None, got 0.0"),
+    ({"eval.iwae_k": 0}, "eval.iwae_k: must be a positive integer, got 0"),
+    ({"checkpoint_every": -1}, "checkpoint_every: must be a positive integer, got -1"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD_CONFIGS, ids=[next(iter(o)) for o, _ in BAD_CONFIGS])
+def test_validate_names_the_field_and_the_allowed_values(overrides, message):
+  with pytest.raises(UserError) as info:
+    build.validate(tiny_config(**overrides))
+  assert message in str(info.value)
+  assert "\n" not in str(info.value)
+
+
+def _assert_refused(result, message):
+  assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and message in last, last
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--config.dataset.name=imagenet", "dataset.name: unknown 'imagenet'"),
+    ("--config.batch_size=0", "batch_size: must be a positive integer"),
+    ("--config.optim.learning_rate=-1", "optim.learning_rate: must be > 0"),
+    ("--config.model.conv_widths=(8,16,32)", "model.conv_widths: 3 stride-2 layers cannot produce"),
+])
+def test_train_cli_exits_2_before_compiling(tmp_path, flag, message):
+  result = run_cli("train.py", f"--workdir={tmp_path / 'run'}", flag)
+  _assert_refused(result, message)
+  assert "first step" not in result.stderr  # nothing was compiled
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_unwritable_workdir_is_refused(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  result = run_cli("train.py", f"--workdir={blocker / 'run'}", "--config.num_steps=1")
+  _assert_refused(result, f"--workdir: cannot write to '{blocker / 'run'}'")
+
+
+def test_sample_on_an_empty_workdir_is_refused(tmp_path):
+  _assert_refused(run_cli("sample.py", f"--workdir={tmp_path}"), "--workdir:")
+  _assert_refused(run_cli("sample.py", f"--workdir={tmp_path / 'missing'}"), "holds no config.json")
+
+
+def test_sample_on_a_workdir_without_checkpoints_is_refused(tmp_path):
+  train_lib.save_config(str(tmp_path), tiny_config())
+  _assert_refused(run_cli("sample.py", f"--workdir={tmp_path}"), "holds no checkpoint yet")
+
+
+def test_resuming_with_another_architecture_is_refused(tmp_path):
+  train_lib.save_config(str(tmp_path), tiny_config())
+  with open(tmp_path / "config.json", encoding="utf-8") as f:
+    assert json.load(f)["model"]["arch"] == "conv"
+  result = run_cli("train.py", f"--workdir={tmp_path}", "--config.model.arch=mlp", *TINY)
+  _assert_refused(result, "model.arch: this workdir was trained with 'conv', the config asks for 'mlp'")
