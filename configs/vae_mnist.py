@@ -2,8 +2,9 @@
 
 Command: python train.py --config=configs/vae_mnist.py --workdir=runs/vae_mnist
 Runtime: about 20 minutes on a 2-core CPU (30,000 steps of 128); minutes on a GPU.
-Result: not yet measured here (no network on the build machine); the same
-network reaches about 99 nats negative ELBO on 4,500 digits in 3,000 steps.
+Result: not measured yet (the build machine has no network); the same network
+reaches 100.9 nats held-out negative ELBO training on 4,500 digits for 3,000
+steps (configs/vae_mnist5k.py), and 60,000 digits should overfit far less.
 """
 
 from configs import base

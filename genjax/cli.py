@@ -27,5 +27,8 @@ def run(main) -> None:
   def _main(argv):
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
+    # Orbax reports every save and restore at INFO; keep its warnings only.
+    logging.get_absl_handler().addFilter(
+        lambda record: record.levelno >= logging.converter.STANDARD_WARNING or "/orbax/" not in record.pathname)
     return main(argv)
   app.run(_main)

@@ -110,8 +110,14 @@ def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, num_s
 
 def write_visuals(visuals_fn, params, key, eval_images: np.ndarray, directory: str,
                   suffix: str = "") -> list[str]:
-  """Writes each grid of `visuals_fn` as `directory/<name><suffix>.png`; returns the paths."""
-  grids = jax.device_get(visuals_fn(params, key, eval_images[:32]))
+  """Writes each grid of `visuals_fn` as `directory/<name><suffix>.png`; returns the paths.
+
+  The pictures use 32 held-out images spread evenly over the split, which
+  shows every class of a split stored in class order (mnist5k).
+  """
+  n = eval_images.shape[0]
+  spread = np.linspace(0, n - 1, min(32, n)).round().astype(int)
+  grids = jax.device_get(visuals_fn(params, key, eval_images[spread]))
   return [images.write_png(os.path.join(directory, f"{name}{suffix}.png"), grid, scale=2)
           for name, grid in grids.items()]
 
@@ -170,41 +176,45 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   result: dict[str, float] = {}
   pending = None  # (step, metrics on device): fetched one step late so the host never waits
   t_log, step_log = time.perf_counter(), start
-  for step in range(start + 1, config.num_steps + 1):
-    batch = next(train_iter)
-    t0 = time.perf_counter()
-    state, metrics = step_fn(state, batch, grandom.step_key(keys.train, step - 1))
-    if step == start + 1:
-      jax.block_until_ready(metrics)
-      logging.info("first step (compile and run) took %.2f s", time.perf_counter() - t0)
-      t_log = time.perf_counter()
-    if pending is not None:
-      _check_finite(pending[0], jax.device_get(pending[1]), last_saved)
-    pending = (step, metrics)
+  try:
+    for step in range(start + 1, config.num_steps + 1):
+      batch = next(train_iter)
+      t0 = time.perf_counter()
+      state, metrics = step_fn(state, batch, grandom.step_key(keys.train, step - 1))
+      if step == start + 1:
+        jax.block_until_ready(metrics)
+        logging.info("first step (compile and run) took %.2f s", time.perf_counter() - t0)
+        t_log = time.perf_counter()
+      if pending is not None:
+        _check_finite(pending[0], jax.device_get(pending[1]), last_saved)
+      pending = (step, metrics)
 
-    if step % config.log_every == 0 or step == config.num_steps:
-      fetched = jax.device_get(metrics)
-      _check_finite(step, fetched, last_saved)
-      now = time.perf_counter()
-      rate = (step - step_log) / max(now - t_log, 1e-9)
-      t_log, step_log = now, step
-      writer.write(step, "train", fetched)
-      eta = (config.num_steps - step) / max(rate, 1e-9)
-      logging.info("step %d/%d  %s  |  %.1f steps/s  eta %s", step, config.num_steps, _format(fetched),
-                   rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
-    if step % config.checkpoint_every == 0 or step == config.num_steps:
-      # Only a state whose loss is finite is ever saved.
-      _check_finite(step, jax.device_get(metrics), last_saved)
-      ckpt.save(step, state)
-      last_saved = step
-    if step % config.eval_every == 0 or step == config.num_steps:
-      result = evaluate(step)
+      if step % config.log_every == 0 or step == config.num_steps:
+        fetched = jax.device_get(metrics)
+        _check_finite(step, fetched, last_saved)
+        now = time.perf_counter()
+        rate = (step - step_log) / max(now - t_log, 1e-9)
+        t_log, step_log = now, step
+        writer.write(step, "train", fetched)
+        eta = (config.num_steps - step) / max(rate, 1e-9)
+        logging.info("step %d/%d  %s  |  %.1f steps/s  eta %s", step, config.num_steps, _format(fetched),
+                     rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+      if step % config.checkpoint_every == 0 or step == config.num_steps:
+        # Only a state whose loss is finite is ever saved.
+        _check_finite(step, jax.device_get(metrics), last_saved)
+        ckpt.save(step, state)
+        last_saved = step
+      if step % config.eval_every == 0 or step == config.num_steps:
+        result = evaluate(step)
 
-  if not result:  # nothing left to train: evaluate what the workdir holds
-    result = evaluate(int(state.step))
-  ckpt.wait()
-  ckpt.close()
-  writer.close()
+    if not result:  # nothing left to train: evaluate what the workdir holds
+      result = evaluate(int(state.step))
+  finally:
+    # Also on a non-finite loss or an interrupt: the asynchronous save of the
+    # last good state must complete, or that checkpoint would be lost.
+    ckpt.wait()
+    ckpt.close()
+    writer.close()
   logging.info("wrote checkpoints, %s, TensorBoard events and sample grids to %s", os.path.basename(writer.jsonl_path),
                workdir)
   return result

@@ -103,3 +103,29 @@ def test_tfds_datasets_train_and_sample_under_mock_data(tmp_path, name, override
   assert np.isfinite(result["neg_elbo"]) and result["nll"] <= result["neg_elbo"] + 1e-3
   assert sampled["step"] == 4 and sampled["nll"] <= sampled["neg_elbo"] + 1e-3
   assert all(os.path.isfile(path) for path in sampled["files"]) and len(sampled["files"]) == 3
+
+
+def test_a_non_finite_loss_stops_the_run_with_its_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from genjax import build  # pylint: disable=g-import-not-at-top
+  from genjax.errors import NonFiniteLossError  # pylint: disable=g-import-not-at-top
+  from genjax.models.vae import VAE  # pylint: disable=g-import-not-at-top
+
+  @dataclasses.dataclass(frozen=True)
+  class PoisonedFromStep4(VAE):
+    def train_step(self, state, batch, key):
+      new_state, metrics = super().train_step(state, batch, key)
+      metrics["loss"] = jnp.where(new_state.step >= 4, jnp.nan, metrics["loss"])
+      return new_state, metrics
+
+  real_family = build.family
+  monkeypatch.setattr(build, "family", lambda config: PoisonedFromStep4(
+      **{f.name: getattr(real_family(config), f.name) for f in dataclasses.fields(VAE)}))
+  workdir = str(tmp_path / "run")
+  with pytest.raises(NonFiniteLossError, match=r"non-finite loss nan at step 4; checkpoint of step 2 left intact"):
+    train_lib.train_and_evaluate(tiny_config(num_steps=10, log_every=5), workdir)
+  assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()) == [2]
+  assert int(restore_state(workdir)["step"]) == 2
