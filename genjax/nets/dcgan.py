@@ -1,0 +1,103 @@
+"""DCGAN generator and discriminator (Radford et al. 2016), as in the PyTorch DCGAN example.
+
+4x4 transposed convolutions of stride 2 in G, 4x4 convolutions of stride 2
+in D; BatchNorm on every G layer but the output and every D layer but the
+input; ReLU in G, LeakyReLU(0.2) in D, tanh output; weights N(0, 0.02),
+BatchNorm scales N(1, 0.02), no convolution biases.
+
+Padding ((2, 2), (2, 2)) of the transposed convolutions is PyTorch's
+`ConvTranspose2d(k=4, s=2, p=1)`: exactly twice the input size, with the
+same alignment (Flax's 'SAME' pads asymmetrically for this kernel).
+
+BatchNorm momentum is Flax's: the DECAY of the running averages, 0.9, which
+is PyTorch's momentum=0.1. `train` chooses batch or running statistics; which
+network's statistics change in which update is the GAN family's business.
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+BN_MOMENTUM = 0.9  # Flax decay; = PyTorch momentum 0.1
+BN_EPSILON = 1e-5  # PyTorch's default
+_TCONV_PAD = ((2, 2), (2, 2))  # PyTorch ConvTranspose2d(kernel 4, stride 2, padding 1)
+_CONV_PAD = ((1, 1), (1, 1))  # PyTorch Conv2d(kernel 4, stride 2, padding 1)
+
+conv_init = nn.initializers.normal(0.02)
+
+
+def bn_scale_init(key, shape, dtype=jnp.float32):
+  """N(1, 0.02), the DCGAN example's BatchNorm weight init."""
+  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+def num_stride2_layers(size: int) -> int:
+  """Stride-2 layers between a `size` image and the 4x4 (or 7x7) base: 28 -> 2, 32 -> 3, 64 -> 4."""
+  n = 0
+  while size % 2 == 0 and size // 2 >= 4:
+    size //= 2
+    n += 1
+  if n == 0:
+    raise ValueError(f"DCGAN needs an image size that halves to a base of at least 4 pixels, got {size}")
+  return n
+
+
+def _batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                      scale_init=bn_scale_init, name=name)
+
+
+class DCGANGenerator(nn.Module):
+  """z_BxZ -> images in [-1, 1] of `image_shape` (28, 32 or 64 pixels square).
+
+  Attributes:
+    image_shape: (H, W, C), H == W.
+    width: ngf, the channels of the last hidden layer; earlier layers double it.
+  """
+
+  image_shape: Sequence[int]
+  width: int = 64
+
+  @nn.compact
+  def __call__(self, z_BxZ: jax.Array, train: bool = True) -> jax.Array:
+    size, _, channels = self.image_shape
+    n = num_stride2_layers(size)
+    base = size // 2**n
+    h = z_BxZ.reshape(z_BxZ.shape[0], 1, 1, z_BxZ.shape[-1])
+    # Project to base x base with a VALID transposed conv, as the example's first layer.
+    h = nn.ConvTranspose(self.width * 2**(n - 1), (base, base), padding="VALID", use_bias=False,
+                         kernel_init=conv_init)(h)
+    h = nn.relu(_batch_norm(train)(h))
+    for i in range(n - 1):
+      h = nn.ConvTranspose(self.width * 2**(n - 2 - i), (4, 4), strides=(2, 2), padding=_TCONV_PAD,
+                           use_bias=False, kernel_init=conv_init)(h)
+      h = nn.relu(_batch_norm(train)(h))
+    h = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding=_TCONV_PAD, use_bias=False,
+                         kernel_init=conv_init)(h)
+    return jnp.tanh(h)
+
+
+class DCGANDiscriminator(nn.Module):
+  """Images x_BxHxWxC in [-1, 1] -> logits_B (pre-sigmoid).
+
+  Attributes:
+    width: ndf, the channels of the first layer; later layers double it.
+  """
+
+  width: int = 64
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array, train: bool = True) -> jax.Array:
+    n = num_stride2_layers(x_BxHxWxC.shape[1])
+    h = x_BxHxWxC
+    for i in range(n):
+      h = nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2), padding=_CONV_PAD, use_bias=False,
+                  kernel_init=conv_init)(h)
+      if i > 0:  # no BatchNorm on the input layer
+        h = _batch_norm(train)(h)
+      h = nn.leaky_relu(h, 0.2)
+    base = h.shape[1]
+    logits = nn.Conv(1, (base, base), padding="VALID", use_bias=False, kernel_init=conv_init)(h)
+    return logits.reshape(x_BxHxWxC.shape[0])
