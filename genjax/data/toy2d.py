@@ -1,0 +1,40 @@
+"""2-D Gaussian mixtures for mode-collapse studies (VEEGAN, PacGAN).
+
+`ring8`: 8 modes at (cos 2πi/8, sin 2πi/8), radius 1, std 0.01. The angles
+are 2πi/8 for i = 0..7; `linspace(0, 2π, 8)` would put modes 0 and 7 on
+top of each other.
+`grid25`: 25 modes at {-4, -2, 0, 2, 4}², std 0.05.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+TOY_DATASETS = ("ring8", "grid25")
+
+
+def mode_centres(name: str) -> np.ndarray:
+  """[K, 2] float32 centres of the mixture's modes."""
+  if name == "ring8":
+    angle = 2 * math.pi * np.arange(8) / 8
+    return np.stack([np.cos(angle), np.sin(angle)], axis=1).astype(np.float32)
+  if name == "grid25":
+    axis = np.array([-4.0, -2.0, 0.0, 2.0, 4.0], np.float32)
+    return np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(25, 2)
+  raise ValueError(f"dataset.name: unknown 2-D dataset {name!r}; allowed: {', '.join(TOY_DATASETS)}")
+
+
+def mode_std(name: str) -> float:
+  """The standard deviation of every mode (isotropic)."""
+  mode_centres(name)  # validates the name
+  return {"ring8": 0.01, "grid25": 0.05}[name]
+
+
+def sample(name: str, key: jax.Array, n: int) -> jax.Array:
+  """n points [n, 2] from the equal-weight mixture, drawn with `key`."""
+  centres_Kx2 = jnp.asarray(mode_centres(name))
+  mode_key, noise_key = jax.random.split(key)
+  mode_N = jax.random.randint(mode_key, (n,), 0, centres_Kx2.shape[0])
+  return centres_Kx2[mode_N] + mode_std(name) * jax.random.normal(noise_key, (n, 2))
