@@ -1,8 +1,13 @@
-"""Pure `jax.numpy` math: KL terms, log-likelihoods, ELBO and IWAE bounds.
+"""Pure `jax.numpy` math: KL terms, log-likelihoods, ELBO and IWAE bounds, GAN losses.
 
-Functions take logits and log-variances, never probabilities or variances,
-and return per-example values; the caller reduces over the batch.
+Functions take logits and log-variances, never probabilities or variances.
+The VAE terms (`genjax.losses.vae`) return per-example values and the caller
+reduces over the batch; the GAN losses and penalties (`genjax.losses.gan`)
+return the batch mean, the quantity each paper writes as an expectation.
 """
+
+from genjax.losses import gan
+from genjax.losses.gan import LOSSES as GAN_LOSSES
 
 from genjax.losses.vae import bernoulli_log_prob
 from genjax.losses.vae import elbo
