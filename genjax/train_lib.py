@@ -188,10 +188,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if pending is not None:
         _check_finite(pending[0], jax.device_get(pending[1]), last_saved)
       pending = (step, metrics)
-
-      if step % config.log_every == 0 or step == config.num_steps:
+      log_now = step % config.log_every == 0 or step == config.num_steps
+      save_now = step % config.checkpoint_every == 0 or step == config.num_steps
+      if log_now or save_now:
+        # Waits for this step: done only when logging or saving needs its values,
+        # and only a state whose loss is finite is ever saved.
         fetched = jax.device_get(metrics)
         _check_finite(step, fetched, last_saved)
+        pending = None
+
+      if log_now:
         now = time.perf_counter()
         rate = (step - step_log) / max(now - t_log, 1e-9)
         t_log, step_log = now, step
@@ -199,9 +205,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         eta = (config.num_steps - step) / max(rate, 1e-9)
         logging.info("step %d/%d  %s  |  %.1f steps/s  eta %s", step, config.num_steps, _format(fetched),
                      rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
-      if step % config.checkpoint_every == 0 or step == config.num_steps:
-        # Only a state whose loss is finite is ever saved.
-        _check_finite(step, jax.device_get(metrics), last_saved)
+      if save_now:
         ckpt.save(step, state)
         last_saved = step
       if step % config.eval_every == 0 or step == config.num_steps:

@@ -120,7 +120,7 @@ def hinge_discriminator_loss(real_logits_B, fake_logits_B):
 
 
 def hinge_generator_loss(fake_logits_B):
-  """-mean(l_f).
+  """-mean(l_f): the Wasserstein generator loss, paired with the hinge D loss.
 
   Lim & Ye 2017, Section 3; Miyato et al. 2018, eq. 17.
 
@@ -130,7 +130,7 @@ def hinge_generator_loss(fake_logits_B):
   Returns:
     The loss, a scalar.
   """
-  return -jnp.mean(fake_logits_B)
+  return wasserstein_generator_loss(fake_logits_B)
 
 
 def wasserstein_discriminator_loss(real_logits_B, fake_logits_B):
