@@ -1,7 +1,11 @@
 """Samples and evaluates the latest checkpoint: python sample.py --workdir=DIR.
 
-Writes DIR/sample/{samples,reconstructions,interpolations}.png from a fixed
-key and prints the held-out negative ELBO and IWAE NLL (--iwae_k samples).
+Writes DIR/sample/*.png from the run's fixed sample key and DIR/sample/eval.json:
+  VAE: samples, reconstructions, interpolations; prints the held-out negative
+       ELBO and IWAE NLL (--iwae_k samples).
+  GAN: samples and spherical interpolations of the EMA generator, and with
+       --truncation=T a grid from the prior truncated to [-T, T]; prints the
+       mode coverage on the 2-D mixtures.
 """
 
 import os
@@ -14,6 +18,7 @@ from genjax import cli  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by train.py.", required=True)
 _IWAE_K = flags.DEFINE_integer("iwae_k", 1000, "Importance samples of the IWAE NLL estimate.")
+_TRUNCATION = flags.DEFINE_float("truncation", None, "GAN: also write a grid with each latent coordinate in [-T, T].")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Held-out examples; default: the config's eval.num_examples.")
 
 
@@ -22,10 +27,16 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   with cli.user_errors_exit():
     from genjax import sample_lib  # pylint: disable=g-import-not-at-top
-    result = sample_lib.sample_and_evaluate(_WORKDIR.value, iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value)
+    result = sample_lib.sample_and_evaluate(_WORKDIR.value, iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value,
+                                            truncation=_TRUNCATION.value)
   print(f"checkpoint step {result['step']}, {result['num_examples']} held-out examples:")
-  print(f"  negative ELBO          {result['neg_elbo']:.2f} nats")
-  print(f"  IWAE NLL (k={result['iwae_k']})  {result['nll']:.2f} nats")
+  if "nll" in result:
+    print(f"  negative ELBO          {result['neg_elbo']:.2f} nats")
+    print(f"  IWAE NLL (k={result['iwae_k']})  {result['nll']:.2f} nats")
+  if "modes" in result:
+    print(f"  modes covered          {result['modes']:.0f}")
+    print(f"  high-quality samples   {result['high_quality']:.1f} %")
+    print(f"  reverse KL             {result['reverse_kl']:.4f} nats")
   for path in result["files"]:
     print(f"  wrote {path}")
 

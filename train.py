@@ -31,7 +31,7 @@ def main(argv):
     result = train_lib.train_and_evaluate(_CONFIG.value, workdir)
   print(f"done: {workdir}  " + "  ".join(f"{k} {v:.2f}" for k, v in result.items()))
   print(f"  sample grids: {os.path.join(workdir, 'samples')}/*.png   metrics: {os.path.join(workdir, 'metrics.jsonl')}")
-  print(f"  pictures and IWAE NLL of the last checkpoint: python sample.py --workdir={workdir}")
+  print(f"  pictures and held-out numbers of the last checkpoint: python sample.py --workdir={workdir}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Importing genjax has no side effects and does not import TensorFlow: it gives
 the pure math (`genjax.losses`), the linen modules (`genjax.nets`) and the
-model families (`genjax.models`), whose methods `init`, `train_step`,
+model families (`genjax.models`: VAE, GAN), whose methods `init`, `train_step`,
 `sample` and `evaluate` are pure functions to compile where they are used.
 """
 
@@ -18,13 +18,23 @@ from genjax.losses import (
     reparameterize,
     standard_normal_log_prob,
 )
-from genjax.models import VAE, VAEState
-from genjax.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from genjax.models import GAN, VAE, GANState, VAEState
+from genjax.nets import (
+    ConvDecoder,
+    ConvEncoder,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDecoder,
+    MLPDiscriminator,
+    MLPEncoder,
+    MLPGenerator,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "VAE", "VAEState", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder",
+    "GAN", "GANState", "VAE", "VAEState", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder",
+    "DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator",
     "bernoulli_log_prob", "elbo", "gaussian_log_prob", "importance_log_weights", "iwae_bound",
     "kl_normal", "kl_normal_standard", "reparameterize", "standard_normal_log_prob",
     "losses", "models", "nets",

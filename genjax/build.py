@@ -10,11 +10,17 @@ import optax
 
 from genjax import data
 from genjax.errors import UserError
+from genjax.losses import gan as gan_losses
+from genjax.models import gan as gan_lib
 from genjax.models import vae as vae_lib
+from genjax.nets import dcgan as dcgan_nets
+from genjax.nets import mlp_gan
 from genjax.nets import vae as vae_nets
 
-FAMILIES = ("vae",)
+FAMILIES = ("vae", "gan")
 VAE_ARCHS = ("conv", "mlp")
+GAN_ARCHS = ("dcgan", "mlp")
+SCHEDULES = ("constant", "cosine")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -51,6 +57,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   optim = config.optim
   _require(optim.learning_rate > 0, f"optim.learning_rate: must be > 0, got {optim.learning_rate!r}")
+  d_lr = optim.d_learning_rate
+  _require(d_lr is None or d_lr > 0, f"optim.d_learning_rate: must be > 0 or None, got {d_lr!r}")
+  _one_of(config, "optim.schedule", SCHEDULES)
   for name in ("b1", "b2"):
     value = optim[name]
     _require(0 <= value < 1, f"optim.{name}: must be in [0, 1), got {value!r}")
@@ -59,10 +68,61 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   if config.family == "vae":
     _validate_vae(config)
+  else:
+    _validate_gan(config)
+
+
+def _positive_ints(config, field: str) -> None:
+  values = tuple(_get(config, field))
+  _require(len(values) > 0 and all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in values),
+           f"{field}: must be one or more positive integers, got {values!r}")
+
+
+def _validate_gan(config) -> None:
+  model, gan = config.model, config.gan
+  name = config.dataset.name
+  points = name in data.POINT_DATASETS
+  _one_of(config, "model.arch", GAN_ARCHS)
+  _require(points == (model.arch == "mlp"),
+           f"model.arch: {model.arch!r} cannot model dataset {name!r}; allowed: 'mlp' for the 2-D mixtures"
+           f" ({', '.join(data.POINT_DATASETS)}), 'dcgan' for images")
+  _positive_int(config, "model.latent_dim")
+  _positive_int(config, "model.pack")
+  _require(config.batch_size % model.pack == 0,
+           f"model.pack: {model.pack} must divide batch_size {config.batch_size}")
+  _one_of(config, "gan.loss", tuple(gan_losses.LOSSES))
+  _positive_int(config, "gan.d_steps")
+  for field in ("gp_weight", "r1_gamma", "r2_gamma"):
+    value = gan[field]
+    _require(value >= 0, f"gan.{field}: must be >= 0, got {value!r}")
+  _require(0 <= gan.ema_decay < 1, f"gan.ema_decay: must be in [0, 1), got {gan.ema_decay!r}")
+  if points:
+    _positive_ints(config, "model.g_hidden")
+    _positive_ints(config, "model.d_hidden")
+    return
+  _positive_int(config, "model.g_width")
+  _positive_int(config, "model.d_width")
+  _one_of(config, "model.d_norm", dcgan_nets.D_NORMS)
+  penalised = [f"gan.{f}" for f in ("gp_weight", "r1_gamma", "r2_gamma") if gan[f] > 0]
+  if penalised:
+    _require(model.d_norm != "batch",
+             f"model.d_norm: 'batch' couples the examples of a batch, so the gradient penalty of {penalised[0]}"
+             f" is not per example; allowed with penalties: 'layer', 'none'")
+  height, width, _ = data.image_shape(name)
+  try:
+    dcgan_nets.num_stride2_layers(height)
+    ok = height == width
+  except ValueError:
+    ok = False
+  _require(ok, f"dataset.name: the DCGAN needs square images whose size halves to a base of 4 to 7 pixels"
+               f" (28, 32, 64, ...), dataset {name!r} has {height}x{width}")
 
 
 def _validate_vae(config) -> None:
   model = config.model
+  _require(config.dataset.name not in data.POINT_DATASETS,
+           f"dataset.name: {config.dataset.name!r} holds 2-D points; the vae family models images"
+           f" ({', '.join(d for d in data.DATASETS if d not in data.POINT_DATASETS)})")
   _one_of(config, "model.arch", VAE_ARCHS)
   _one_of(config, "model.likelihood", vae_lib.LIKELIHOODS)
   _positive_int(config, "model.latent_dim")
@@ -82,7 +142,15 @@ def _validate_vae(config) -> None:
              f" {height}x{width} images of dataset {config.dataset.name!r}; allowed: 1 to {most} layers")
 
 
-def optimizer(learning_rate: float, b1: float, b2: float, grad_clip_norm: float | None) -> optax.GradientTransformation:
+def learning_rate(value: float, schedule: str, num_steps: int) -> optax.ScalarOrSchedule:
+  """A constant step size, or a cosine decay from `value` to 0 over `num_steps` (Loshchilov & Hutter 2017)."""
+  if schedule == "cosine":
+    return optax.cosine_decay_schedule(value, num_steps)
+  return value
+
+
+def optimizer(learning_rate: optax.ScalarOrSchedule, b1: float, b2: float,
+              grad_clip_norm: float | None) -> optax.GradientTransformation:
   """Adam, after global-norm clipping when `grad_clip_norm` is set."""
   adam = optax.adam(learning_rate, b1=b1, b2=b2)
   if grad_clip_norm is None:
@@ -92,8 +160,39 @@ def optimizer(learning_rate: float, b1: float, b2: float, grad_clip_norm: float 
 
 def family(config: ml_collections.ConfigDict):
   """The model family described by a validated config."""
+  if config.family == "gan":
+    return _gan(config)
+  return _vae(config)
+
+
+def _gan(config) -> gan_lib.GAN:
+  optim, model, gan = config.optim, config.model, config.gan
+  shape = data.image_shape(config.dataset.name)
+
+  def opt(value):
+    return optimizer(learning_rate(value, optim.schedule, config.num_steps), optim.b1, optim.b2,
+                     optim.grad_clip_norm)
+
+  if model.arch == "mlp":
+    generator = mlp_gan.MLPGenerator(shape[0], tuple(model.g_hidden), model.g_batchnorm)
+    discriminator = mlp_gan.MLPDiscriminator(tuple(model.d_hidden))
+  else:
+    generator = dcgan_nets.DCGANGenerator(shape, model.g_width)
+    discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm)
+  name = config.dataset.name
+  return gan_lib.GAN(
+      generator=generator, discriminator=discriminator, g_optimizer=opt(optim.learning_rate),
+      d_optimizer=opt(optim.d_learning_rate or optim.learning_rate), data_shape=shape,
+      latent_dim=model.latent_dim, loss=gan.loss, d_steps=gan.d_steps, gp_weight=gan.gp_weight,
+      r1_gamma=gan.r1_gamma, r2_gamma=gan.r2_gamma, ema_decay=gan.ema_decay, pack=model.pack,
+      mixture=name if name in data.POINT_DATASETS else None)
+
+
+def _vae(config) -> vae_lib.VAE:
   image_shape = data.image_shape(config.dataset.name)
-  opt = optimizer(config.optim.learning_rate, config.optim.b1, config.optim.b2, config.optim.grad_clip_norm)
+  optim = config.optim
+  opt = optimizer(learning_rate(optim.learning_rate, optim.schedule, config.num_steps), optim.b1, optim.b2,
+                  optim.grad_clip_norm)
   model = config.model
   hidden = tuple(model.hidden)
   if model.arch == "conv":

@@ -1,5 +1,6 @@
 """`sample_and_evaluate(workdir)`: pictures and held-out numbers from the latest checkpoint."""
 
+import functools
 import json
 import os
 
@@ -13,20 +14,26 @@ from genjax.errors import UserError
 
 
 def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | None = None,
-                        out_dir: str | None = None) -> dict:
+                        out_dir: str | None = None, truncation: float | None = None) -> dict:
   """Restores the latest checkpoint of `workdir`, writes its grids and evaluates it.
 
   Grids use the run's fixed sample key, so pictures of different checkpoints
-  are comparable. Returns {'step', 'neg_elbo', 'nll', 'iwae_k', 'num_examples',
-  'files'} (the family's evaluation numbers in nats).
+  are comparable. Returns {'step', 'num_examples', 'files'} and the family's
+  numbers: a VAE's 'neg_elbo' and 'nll' (nats) with 'iwae_k'; a GAN's mode
+  coverage on a 2-D mixture ('modes', 'high_quality', 'reverse_kl').
+  `truncation` (GAN only) adds a grid from the truncated prior.
   """
   if iwae_k <= 0:
     raise UserError(f"--iwae_k: must be a positive integer, got {iwae_k}")
   if num_examples is not None and num_examples <= 0:
     raise UserError(f"--num_examples: must be a positive integer, got {num_examples}")
+  if truncation is not None and not truncation > 0:
+    raise UserError(f"--truncation: must be > 0, got {truncation}")
   workdir = os.path.abspath(workdir)
   config = train_lib.load_config(workdir)
   build.validate(config)
+  if truncation is not None and config.family != "gan":
+    raise UserError(f"--truncation: only a GAN samples from a truncated prior; {workdir!r} holds a {config.family}")
   family = build.family(config)
   keys = grandom.streams(config.seed)
 
@@ -42,10 +49,15 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
   eval_images = data.eval_images(ds.name, num_examples or config.eval.num_examples,
                                  data_dir=ds.data_dir, download=ds.download)
   out_dir = out_dir or os.path.join(workdir, "sample")
-  files = train_lib.write_visuals(jax.jit(family.visuals), params, keys.sample, eval_images, out_dir)
+  visuals = jax.jit(family.visuals)
+  if truncation is not None:
+    visuals = jax.jit(functools.partial(family.visuals, truncation=truncation))
+  files = train_lib.write_visuals(visuals, params, keys.sample, eval_images, out_dir)
   result = train_lib.evaluate_dataset(jax.jit(family.evaluate, static_argnames=("num_samples",)), params,
                                       eval_images, keys.eval, iwae_k, config.eval.batch_size)
-  result = {"step": step, **result, "iwae_k": iwae_k, "num_examples": int(eval_images.shape[0])}
+  result = {"step": step, **result, **family.summarize(params, keys.eval), "num_examples": int(eval_images.shape[0])}
+  if "nll" in result:
+    result["iwae_k"] = iwae_k
   with open(os.path.join(out_dir, "eval.json"), "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)
   logging.info("wrote %s", ", ".join(files))

@@ -3,8 +3,10 @@
 A family provides `init(key) -> state` (with `state.step`),
 `train_step(state, batch, key) -> (state, metrics)` (metrics hold 'loss'),
 `eval_params(state)`, `evaluate(params, images, key, num_samples, offset)`
-returning per-example arrays, and `visuals(params, key, images)` returning
-uint8 grids. The loop owns everything that touches the disk.
+returning per-example arrays (a GAN's are none), `summarize(params, key)`
+returning numbers of the model as a whole (a GAN's mode coverage), and
+`visuals(params, key, images)` returning uint8 grids. The loop owns
+everything that touches the disk.
 """
 
 import json
@@ -77,7 +79,8 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
     return
   saved, new = _flat(load_config(workdir)), _flat(ml_collections.ConfigDict(_freeze(json.loads(config.to_json()))))
   for name in sorted(set(saved) | set(new)):
-    if name.startswith(PINNED_FIELDS) and saved.get(name) != new.get(name):
+    # A field the saved config lacks was added to genjax after that run started.
+    if name.startswith(PINNED_FIELDS) and name in saved and saved[name] != new.get(name):
       raise UserError(
           f"{name}: this workdir was trained with {saved.get(name)!r}, the config asks for"
           f" {new.get(name)!r}; use a new --workdir or the same {name}")
@@ -166,10 +169,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   def evaluate(step: int) -> dict[str, float]:
     params = family.eval_params(state)
     result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.iwae_k, config.eval.batch_size)
+    result.update(family.summarize(params, keys.eval))
     writer.write(step, "eval", result)
     write_visuals(visuals_fn, params, keys.sample, eval_images, samples_dir, suffix=f"_{step:07d}")
-    logging.info("eval step %d  %s (iwae_k=%d, %d held-out examples)", step, _format(result),
-                 config.eval.iwae_k, eval_images.shape[0])
+    logging.info("eval step %d  %s", step, _format(result))
     return result
 
   last_saved = start or None

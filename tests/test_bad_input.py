@@ -13,7 +13,7 @@ from tests.helpers import TINY, run_cli, tiny_config
 # `build.validate`, which runs before data loading and compilation.
 BAD_CONFIGS = [
     ({"dataset.name": "imagenet"}, "dataset.name: unknown 'imagenet'; allowed: mnist5k, mnist"),
-    ({"family": "diffusion"}, "family: unknown 'diffusion'; allowed: vae"),
+    ({"family": "diffusion"}, "family: unknown 'diffusion'; allowed: vae, gan"),
     ({"model.arch": "resnet"}, "model.arch: unknown 'resnet'; allowed: conv, mlp"),
     ({"model.conv_widths": (8, 16, 32)}, "model.conv_widths: 3 stride-2 layers cannot produce the 28x28 images"
                                          " of dataset 'mnist5k'; allowed: 1 to 2 layers"),
@@ -33,6 +33,36 @@ BAD_CONFIGS = [
     ({"eval.iwae_k": 0}, "eval.iwae_k: must be a positive integer, got 0"),
     ({"checkpoint_every": -1}, "checkpoint_every: must be a positive integer, got -1"),
 ]
+
+# (config file, overrides, message) of the GAN configs and the choices shared with them.
+BAD_GAN_CONFIGS = [
+    ("dcgan_mnist5k", {"model.arch": "mlp"}, "model.arch: 'mlp' cannot model dataset 'mnist5k'; allowed: 'mlp' for"),
+    ("gan_ring8", {"model.arch": "dcgan"}, "model.arch: 'dcgan' cannot model dataset 'ring8'"),
+    ("gan_ring8", {"model.arch": "conv"}, "model.arch: unknown 'conv'; allowed: dcgan, mlp"),
+    ("gan_ring8", {"gan.loss": "vanilla"}, "gan.loss: unknown 'vanilla'; allowed: minimax, non_saturating, hinge"),
+    ("gan_ring8", {"gan.d_steps": 0}, "gan.d_steps: must be a positive integer, got 0"),
+    ("gan_ring8", {"gan.r1_gamma": -1.0}, "gan.r1_gamma: must be >= 0, got -1.0"),
+    ("gan_ring8", {"gan.gp_weight": -10.0}, "gan.gp_weight: must be >= 0, got -10.0"),
+    ("gan_ring8", {"gan.ema_decay": 1.0}, "gan.ema_decay: must be in [0, 1), got 1.0"),
+    ("gan_ring8", {"model.pack": 3}, "model.pack: 3 must divide batch_size 16"),
+    ("gan_ring8", {"model.d_hidden": ()}, "model.d_hidden: must be one or more positive integers, got ()"),
+    ("gan_ring8", {"optim.d_learning_rate": 0.0}, "optim.d_learning_rate: must be > 0 or None, got 0.0"),
+    ("dcgan_mnist5k", {"gan.gp_weight": 10.0}, "model.d_norm: 'batch' couples the examples of a batch, so the"
+                                               " gradient penalty of gan.gp_weight is not per example"),
+    ("dcgan_mnist5k", {"model.d_norm": "group"}, "model.d_norm: unknown 'group'; allowed: batch, layer, none"),
+    ("dcgan_mnist5k", {"model.g_width": 0}, "model.g_width: must be a positive integer, got 0"),
+    ("vae_mnist5k", {"dataset.name": "ring8"}, "dataset.name: 'ring8' holds 2-D points; the vae family models images"),
+    ("vae_mnist5k", {"optim.schedule": "linear"}, "optim.schedule: unknown 'linear'; allowed: constant, cosine"),
+]
+
+
+@pytest.mark.parametrize("name,overrides,message", BAD_GAN_CONFIGS,
+                         ids=[f"{n}:{next(iter(o))}" for n, o, _ in BAD_GAN_CONFIGS])
+def test_validate_gan_fields(name, overrides, message):
+  with pytest.raises(UserError) as info:
+    build.validate(tiny_config(name, **overrides))
+  assert message in str(info.value)
+  assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("overrides,message", BAD_CONFIGS, ids=[next(iter(o)) for o, _ in BAD_CONFIGS])

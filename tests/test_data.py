@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from genjax import data
-from genjax.data import mnist5k, pipeline
+from genjax.data import mnist5k, pipeline, toy2d
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TFDS_NAMES = ("mnist", "fashion_mnist", "binarized_mnist", "cifar10", "celeb_a")
@@ -190,11 +190,12 @@ def test_eval_images_of_mnist5k_are_the_test_rows_in_order(csv_rows):
 
 
 def test_image_shapes_and_unknown_names():
-  assert data.DATASETS == ("mnist5k", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", "celeb_a")
+  assert data.DATASETS == ("mnist5k", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", "celeb_a",
+                           "ring8", "grid25")
   assert [data.image_shape(n) for n in data.DATASETS] == [
-      (28, 28, 1), (28, 28, 1), (28, 28, 1), (28, 28, 1), (32, 32, 3), (64, 64, 3)]
+      (28, 28, 1), (28, 28, 1), (28, 28, 1), (28, 28, 1), (32, 32, 3), (64, 64, 3), (2,), (2,)]
   message = ("dataset.name: unknown dataset 'x'; allowed: mnist5k, mnist, fashion_mnist, "
-             "binarized_mnist, cifar10, celeb_a")
+             "binarized_mnist, cifar10, celeb_a, ring8, grid25")
   for call in (lambda: data.image_shape("x"), lambda: data.train_iterator("x", batch_size=1, seed=0),
                lambda: data.eval_images("x", 1)):
     with pytest.raises(ValueError) as raised:
@@ -365,3 +366,33 @@ def test_failed_download_is_one_line_and_fails_fast(tmp_path, monkeypatch):
   assert f"data_dir={tmp_path}" in message and "mnist5k" in message and "\n" not in message
   assert type(raised.value.__cause__).__name__ == "ConnectionError"
   assert retries_during_download == [pipeline.DOWNLOAD_RETRIES] and downloader.MAX_RETRIES == saved > 5
+
+
+# ------------------------------------------------------------------------------ 2-D mixtures
+
+
+def test_mixture_batches_resume_exactly_and_differ_by_seed():
+  fresh = data.train_iterator("grid25", batch_size=64, seed=3)
+  batches = [next(fresh)["image"] for _ in range(4)]
+  resumed = data.train_iterator("grid25", batch_size=64, seed=3, skip_batches=2)
+  np.testing.assert_array_equal(next(resumed)["image"], batches[2])
+  other = next(data.train_iterator("grid25", batch_size=64, seed=4))["image"]
+  assert batches[0].dtype == np.float32 and batches[0].shape == (64, 2) and not np.array_equal(other, batches[0])
+  assert not np.array_equal(batches[0], batches[1])
+
+
+def test_mixture_batches_are_draws_from_the_mixture():
+  x = np.concatenate([b["image"] for _, b in zip(range(40), data.train_iterator("ring8", batch_size=250, seed=0))])
+  centres = toy2d.mode_centres("ring8")
+  nearest = np.argmin(np.linalg.norm(x[:, None] - centres[None], axis=-1), axis=1)
+  offsets = x - centres[nearest]
+  np.testing.assert_allclose(offsets.std(axis=0), 0.01, rtol=0.05)  # std of every mode
+  counts = np.bincount(nearest, minlength=8)
+  assert counts.min() > 0.8 * len(x) / 8  # equal weights: 1,250 per mode expected
+
+
+def test_mixture_processes_draw_different_batches_and_eval_points_are_fixed():
+  a = next(data.train_iterator("ring8", batch_size=8, seed=0, process_index=0, process_count=2))["image"]
+  b = next(data.train_iterator("ring8", batch_size=8, seed=0, process_index=1, process_count=2))["image"]
+  assert a.shape == (4, 2) and not np.array_equal(a, b)
+  np.testing.assert_array_equal(data.eval_images("ring8", 50), data.eval_images("ring8", 100)[:50])

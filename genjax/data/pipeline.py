@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from genjax.data import mnist5k
-from genjax.data.registry import OFFLINE_ALTERNATIVE, DatasetUnavailableError, check_name, image_shape
+from genjax.data import mnist5k, toy2d
+from genjax.data.registry import (OFFLINE_ALTERNATIVE, POINT_DATASETS, DatasetUnavailableError, check_name,
+                                   image_shape)
 
 # TFDS shuffles within a buffer this large (or the whole shard if smaller): big enough to mix
 # the 10 classes of MNIST well, small enough for celeb_a's encoded JPEGs (~100 MB).
@@ -80,7 +81,8 @@ def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: str | Non
   Returns:
     An iterator of {'image': uint8 [b, H, W, C] in 0..255, 'label': int32 [b]},
     b = batch_size // process_count, H, W, C = image_shape(name); datasets
-    without labels (binarized_mnist, celeb_a) give zeros.
+    without labels (binarized_mnist, celeb_a) give zeros. The 2-D mixtures
+    (ring8, grid25) give fresh float32 points [b, 2] under 'image'.
 
   Raises:
     ValueError: a bad argument (one line that names it).
@@ -95,6 +97,9 @@ def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: str | Non
   if batch_size % process_count:
     raise ValueError(f"batch_size: the global batch {batch_size} does not divide among {process_count} processes")
   local_batch = batch_size // process_count
+  if name in POINT_DATASETS:
+    return toy2d.train_batches(name, batch_size=local_batch, seed=seed, skip_batches=skip_batches,
+                               process_index=process_index, process_count=process_count)
   if name == "mnist5k":
     return mnist5k.train_batches(batch_size=local_batch, seed=seed, skip_batches=skip_batches,
                                  process_index=process_index, process_count=process_count)
@@ -115,10 +120,13 @@ def eval_images(name: str, num_examples: int, *, split: str = "test", data_dir: 
   Returns:
     uint8 [min(num_examples, split size), H, W, C] in 0..255, preprocessed as
     the training batches are, not shuffled: evaluations at different steps
-    (and of different runs) see the same images.
+    (and of different runs) see the same images. The 2-D mixtures give a
+    fixed set of float32 points [num_examples, 2].
   """
   check_name(name)
   num_examples = _check_int("num_examples", num_examples, 1)
+  if name in POINT_DATASETS:
+    return toy2d.eval_points(name, num_examples)
   if name == "mnist5k":
     return mnist5k.load_mnist5k(split)["image"][:num_examples]
   return _tfds_eval_images(name, num_examples, split=split, data_dir=data_dir, download=download)

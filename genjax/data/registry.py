@@ -5,9 +5,13 @@ against these names in a second, before any input pipeline is built.
 """
 
 # mnist5k first: it is the one that works everywhere, with no download.
-DATASETS: tuple[str, ...] = ("mnist5k", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", "celeb_a")
+DATASETS: tuple[str, ...] = ("mnist5k", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", "celeb_a",
+                             "ring8", "grid25")
+# 2-D Gaussian mixtures (genjax.data.toy2d): examples are float32 points, not images.
+POINT_DATASETS: tuple[str, ...] = ("ring8", "grid25")
 
-# (H, W, C) of the images every pipeline yields; celeb_a is resized and cropped to 64x64.
+# Shape of one example: (H, W, C) of the images every pipeline yields (celeb_a is resized
+# and cropped to 64x64), (2,) for the points of a 2-D mixture.
 _IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
     "mnist5k": (28, 28, 1),
     "mnist": (28, 28, 1),
@@ -15,6 +19,8 @@ _IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
     "binarized_mnist": (28, 28, 1),
     "cifar10": (32, 32, 3),
     "celeb_a": (64, 64, 3),
+    "ring8": (2,),
+    "grid25": (2,),
 }
 
 # What a user without network can do instead; every unavailable-dataset error ends with it.
@@ -37,7 +43,7 @@ def check_name(name: str) -> str:
 
 
 def image_shape(name: str) -> tuple[int, int, int]:
-  """(H, W, C) of the images that `train_iterator(name)` and `eval_images(name)` yield.
+  """Shape of one example of `train_iterator(name)` and `eval_images(name)`: (H, W, C) or (2,).
 
   Lets a model be built (and a config rejected) without touching the data.
   """

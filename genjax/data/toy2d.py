@@ -7,6 +7,7 @@ top of each other.
 """
 
 import math
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -38,3 +39,41 @@ def sample(name: str, key: jax.Array, n: int) -> jax.Array:
   mode_key, noise_key = jax.random.split(key)
   mode_N = jax.random.randint(mode_key, (n,), 0, centres_Kx2.shape[0])
   return centres_Kx2[mode_N] + mode_std(name) * jax.random.normal(noise_key, (n, 2))
+
+
+def _numpy_draw(name: str, rng: np.random.Generator, n: int) -> np.ndarray:
+  centres_Kx2 = mode_centres(name)
+  mode_N = rng.integers(0, centres_Kx2.shape[0], n)
+  return (centres_Kx2[mode_N] + mode_std(name) * rng.standard_normal((n, 2))).astype(np.float32)
+
+
+def train_batches(name: str, *, batch_size: int, seed: int, skip_batches: int, process_index: int,
+                  process_count: int) -> Iterator[dict[str, np.ndarray]]:
+  """Infinite batches {'image': float32 [batch_size, 2], 'label': int32 zeros} of fresh draws.
+
+  The mixture has no finite train split: batch b of process p is drawn by
+  numpy from the seed sequence (seed, p, b), so skipping batches costs
+  nothing and a resumed run sees exactly the batches it would have seen.
+  The key is 'image', the name every family reads its examples from.
+  """
+  mode_centres(name)
+  del process_count  # every process draws its own independent batches
+
+  def batches() -> Iterator[dict[str, np.ndarray]]:
+    b = skip_batches
+    while True:
+      rng = np.random.default_rng([seed, process_index, b])
+      yield {"image": _numpy_draw(name, rng, batch_size), "label": np.zeros(batch_size, np.int32)}
+      b += 1
+
+  return batches()
+
+
+def eval_points(name: str, num_examples: int) -> np.ndarray:
+  """A fixed held-out set of float32 [num_examples, 2] draws, the same in every run.
+
+  Drawn in blocks of 1,000 from their own seeds, so a smaller set is a
+  prefix of a larger one.
+  """
+  blocks = [_numpy_draw(name, np.random.default_rng([2**31 - 1, b]), 1000) for b in range(-(-num_examples // 1000))]
+  return np.concatenate(blocks)[:num_examples]

@@ -1,5 +1,6 @@
 """Model families: nets + losses + optax glued into init / train_step / sample."""
 
+from genjax.models.gan import GAN, GANState
 from genjax.models.vae import VAE, VAEState
 
-__all__ = ["VAE", "VAEState"]
+__all__ = ["GAN", "GANState", "VAE", "VAEState"]

@@ -194,6 +194,11 @@ class VAE:
                             batch_size=min(self.eval_chunk, num_samples))
     return {"neg_elbo": -jnp.mean(log_w_KxB, axis=0), "nll": -losses.iwae_bound(log_w_KxB, axis=0)}
 
+  def summarize(self, params, key: jax.Array) -> dict[str, float]:
+    """Numbers of the model as a whole: none yet (the held-out ones come from `evaluate`)."""
+    del params, key
+    return {}
+
   def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array) -> dict[str, jax.Array]:
     """Picture grids as uint8 [rows, cols, H, W, C]: samples, reconstructions, interpolations.
 

@@ -1,6 +1,8 @@
 """Flax linen modules: pure networks that know nothing of training."""
 
 from genjax.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from genjax.nets.mlp_gan import MLPDiscriminator, MLPGenerator
 from genjax.nets.vae import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
-__all__ = ["DCGANDiscriminator", "DCGANGenerator", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder"]
+__all__ = ["DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator", "ConvDecoder", "ConvEncoder",
+           "MLPDecoder", "MLPEncoder"]

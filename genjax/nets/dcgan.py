@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 BN_MOMENTUM = 0.9  # Flax decay; = PyTorch momentum 0.1
 BN_EPSILON = 1e-5  # PyTorch's default
+D_NORMS = ("batch", "layer", "none")  # discriminator normalisations
 _TCONV_PAD = ((2, 2), (2, 2))  # PyTorch ConvTranspose2d(kernel 4, stride 2, padding 1)
 _CONV_PAD = ((1, 1), (1, 1))  # PyTorch Conv2d(kernel 4, stride 2, padding 1)
 
@@ -84,19 +85,27 @@ class DCGANDiscriminator(nn.Module):
 
   Attributes:
     width: ndf, the channels of the first layer; later layers double it.
+    norm: 'batch' (the DCGAN's), 'layer' (the WGAN-GP critic's: each example
+      normalised over its own features, so gradient penalties are exact) or
+      'none'.
   """
 
   width: int = 64
+  norm: str = "batch"
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool = True) -> jax.Array:
+    if self.norm not in D_NORMS:
+      raise ValueError(f"norm: unknown {self.norm!r}; allowed: {', '.join(D_NORMS)}")
     n = num_stride2_layers(x_BxHxWxC.shape[1])
     h = x_BxHxWxC
     for i in range(n):
       h = nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2), padding=_CONV_PAD, use_bias=False,
                   kernel_init=conv_init)(h)
-      if i > 0:  # no BatchNorm on the input layer
+      if i > 0 and self.norm == "batch":  # no normalisation on the input layer
         h = _batch_norm(train)(h)
+      elif i > 0 and self.norm == "layer":
+        h = nn.LayerNorm(epsilon=BN_EPSILON, reduction_axes=(-3, -2, -1))(h)
       h = nn.leaky_relu(h, 0.2)
     base = h.shape[1]
     logits = nn.Conv(1, (base, base), padding="VALID", use_bias=False, kernel_init=conv_init)(h)

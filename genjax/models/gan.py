@@ -1,0 +1,354 @@
+"""The GAN family (Goodfellow et al. 2014): one compiled step of D updates, then a G update.
+
+`GAN` is a frozen description of one model: its two nets, two optimizers
+(separate learning rates give TTUR, Heusel et al. 2017), the loss pair of
+`genjax.losses.gan.LOSSES`, the gradient penalties' weights, and the EMA of
+the generator's weights (sampling uses the EMA weights, Yazici et al. 2019).
+Its methods are pure; the caller compiles them, e.g.
+`jax.jit(gan.train_step, donate_argnums=0)`.
+
+BatchNorm policy (docs: DESIGN.md, contract 4). D's running statistics change
+only in the D update, G's only in the G update:
+  * D update: G generates in training mode (batch statistics) and its new
+    running statistics are discarded; D scores the real batch, then the fake
+    batch, in two calls as the PyTorch DCGAN example does, so each batch is
+    normalised by its own statistics and D's running averages take both.
+  * G update: D runs in training mode and its new statistics are discarded.
+Gradient penalties differentiate D with its running statistics held fixed
+(`use_running_average`), the only BatchNorm under which each example's score
+depends on that example alone; the DCGAN configs use them with a 'layer' or
+'none' discriminator, where the question does not arise.
+
+Ranges: images arrive as uint8 0..255 and `scale` maps them to [-1, 1], the
+range of the tanh generator; `unscale` maps back. Points of a 2-D mixture
+(`mixture` set) are used as they are.
+
+PacGAN (Lin et al. 2018): with `pack` = m > 1, D scores m examples at once,
+concatenated along their last axis (channels of an image, coordinates of a
+point); the batch must divide by m.
+"""
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from genjax.data import toy2d
+from genjax.losses import gan as gan_losses
+from genjax.metrics.mode_coverage import mode_coverage
+
+TOY_SAMPLES = 2500  # samples scored by the mode-coverage metrics (VEEGAN, PacGAN)
+
+
+class GANState(struct.PyTreeNode):
+  """Everything a GAN training step reads and writes."""
+
+  step: jax.Array  # int32 scalar: number of generator updates applied
+  g_params: Any
+  d_params: Any
+  g_stats: Any  # G's BatchNorm running statistics; {} without BatchNorm
+  d_stats: Any  # D's BatchNorm running statistics; {} without BatchNorm
+  g_opt_state: Any
+  d_opt_state: Any
+  ema_params: Any  # exponential moving average of g_params
+
+
+def _variables(params, stats) -> dict:
+  return {"params": params, "batch_stats": stats} if stats else {"params": params}
+
+
+def slerp(z0_PxZ: jax.Array, z1_PxZ: jax.Array, t_T: jax.Array) -> jax.Array:
+  """Spherical interpolation [P, T, Z] between rows of z0 and z1 (Shoemake 1985; White 2016).
+
+  sin((1-t)w)/sin(w) z0 + sin(tw)/sin(w) z1 with w the angle between z0 and
+  z1; the straight line where w is 0 (parallel codes).
+  """
+  n0 = z0_PxZ / jnp.linalg.norm(z0_PxZ, axis=-1, keepdims=True)
+  n1 = z1_PxZ / jnp.linalg.norm(z1_PxZ, axis=-1, keepdims=True)
+  omega_Px1x1 = jnp.arccos(jnp.clip(jnp.sum(n0 * n1, axis=-1), -1.0, 1.0))[:, None, None]
+  t_1xTx1 = t_T[None, :, None]
+  sin_omega = jnp.sin(omega_Px1x1)
+  safe = sin_omega > 1e-6
+  denom = jnp.where(safe, sin_omega, 1.0)
+  w0 = jnp.where(safe, jnp.sin((1.0 - t_1xTx1) * omega_Px1x1) / denom, 1.0 - t_1xTx1)
+  w1 = jnp.where(safe, jnp.sin(t_1xTx1 * omega_Px1x1) / denom, t_1xTx1)
+  return w0 * z0_PxZ[:, None] + w1 * z1_PxZ[:, None]
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+  """A GAN with a standard-normal latent prior.
+
+  Attributes:
+    generator: module mapping (z_BxZ, train) to examples shaped `data_shape`.
+    discriminator: module mapping (x, train) to logits [B]; with `pack` > 1
+      it sees [B / pack, ..., pack * last axis].
+    g_optimizer, d_optimizer: optax transformations of each net's gradient
+      (clipping, if any, is part of them).
+    data_shape: shape of one example: (H, W, C) images or (2,) points.
+    latent_dim: Z.
+    loss: a key of `genjax.losses.gan.LOSSES`.
+    d_steps: discriminator updates per generator update (n_critic).
+    gp_weight: lambda of the WGAN-GP penalty on interpolates (0: off).
+    r1_gamma, r2_gamma: gamma of the R1 (real) and R2 (fake) penalties,
+      added as gamma / 2 * R (0: off).
+    ema_decay: the EMA's decay d, ema <- d ema + (1 - d) params after every
+      G update; 0 makes the EMA the current weights.
+    pack: PacGAN's m, examples per discriminator input.
+    mixture: name of the 2-D mixture the data come from (`toy2d.TOY_DATASETS`),
+      or None for uint8 images.
+  """
+
+  generator: nn.Module
+  discriminator: nn.Module
+  g_optimizer: optax.GradientTransformation
+  d_optimizer: optax.GradientTransformation
+  data_shape: tuple[int, ...]
+  latent_dim: int
+  loss: str = "non_saturating"
+  d_steps: int = 1
+  gp_weight: float = 0.0
+  r1_gamma: float = 0.0
+  r2_gamma: float = 0.0
+  ema_decay: float = 0.999
+  pack: int = 1
+  mixture: str | None = None
+
+  def __post_init__(self):
+    if self.loss not in gan_losses.LOSSES:
+      raise ValueError(f"loss: unknown {self.loss!r}; allowed: {', '.join(gan_losses.LOSSES)}")
+    if self.d_steps < 1 or self.pack < 1:
+      raise ValueError(f"d_steps and pack must be >= 1, got {self.d_steps} and {self.pack}")
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"ema_decay: must be in [0, 1), got {self.ema_decay}")
+    if self.mixture is not None and self.mixture not in toy2d.TOY_DATASETS:
+      raise ValueError(f"mixture: unknown {self.mixture!r}; allowed: {', '.join(toy2d.TOY_DATASETS)}")
+
+  # ----------------------------------------------------------------- ranges
+
+  def scale(self, data: jax.Array) -> jax.Array:
+    """uint8 0..255 -> float32 [-1, 1]; points unchanged."""
+    if self.mixture is not None:
+      return data.astype(jnp.float32)
+    return data.astype(jnp.float32) / 127.5 - 1.0
+
+  def unscale(self, x: jax.Array) -> jax.Array:
+    """[-1, 1] -> uint8 0..255 (clipped, rounded); points unchanged."""
+    if self.mixture is not None:
+      return x
+    return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
+
+  def pack_examples(self, x_BxD: jax.Array) -> jax.Array:
+    """[B, ..., C] -> [B / pack, ..., pack * C]: consecutive examples side by side."""
+    if self.pack == 1:
+      return x_BxD
+    batch = x_BxD.shape[0]
+    if batch % self.pack:
+      raise ValueError(f"batch of {batch} examples does not divide into packs of {self.pack}")
+    grouped = x_BxD.reshape(batch // self.pack, self.pack, *x_BxD.shape[1:])
+    grouped = jnp.moveaxis(grouped, 1, -2)  # [B/m, ..., m, C]
+    return grouped.reshape(*grouped.shape[:-2], self.pack * x_BxD.shape[-1])
+
+  # ------------------------------------------------------------- the nets
+
+  def latents(self, key: jax.Array, n: int, truncation: float | None = None) -> jax.Array:
+    """n codes z ~ N(0, I); with `truncation` t, each coordinate from N(0, 1) cut to [-t, t] (BigGAN)."""
+    if truncation is None:
+      return jax.random.normal(key, (n, self.latent_dim))
+    return jax.random.truncated_normal(key, -truncation, truncation, (n, self.latent_dim))
+
+  def generate(self, params, stats, z_BxZ: jax.Array, train: bool) -> tuple[jax.Array, Any]:
+    """G(z) and G's running statistics after the call (unchanged unless `train`)."""
+    if train and stats:
+      x, updates = self.generator.apply(_variables(params, stats), z_BxZ, train=True, mutable=["batch_stats"])
+      return x, updates["batch_stats"]
+    return self.generator.apply(_variables(params, stats), z_BxZ, train=train), stats
+
+  def discriminate(self, params, stats, packed: jax.Array, train: bool) -> tuple[jax.Array, Any]:
+    """D's logits of already packed inputs and its statistics after the call."""
+    if train and stats:
+      logits, updates = self.discriminator.apply(_variables(params, stats), packed, train=True,
+                                                 mutable=["batch_stats"])
+      return logits, updates["batch_stats"]
+    return self.discriminator.apply(_variables(params, stats), packed, train=train), stats
+
+  def init(self, key: jax.Array) -> GANState:
+    """Fresh weights, statistics and optimizer states; the EMA starts at G's weights."""
+    g_key, d_key = jax.random.split(key)
+    g_vars = self.generator.init(g_key, jnp.zeros((1, self.latent_dim), jnp.float32), train=False)
+    x = self.pack_examples(jnp.zeros((self.pack, *self.data_shape), jnp.float32))
+    d_vars = self.discriminator.init(d_key, x, train=False)
+    g_params, d_params = g_vars["params"], d_vars["params"]
+    return GANState(
+        step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
+        g_stats=g_vars.get("batch_stats", {}), d_stats=d_vars.get("batch_stats", {}),
+        g_opt_state=self.g_optimizer.init(g_params), d_opt_state=self.d_optimizer.init(d_params),
+        ema_params=jax.tree.map(jnp.copy, g_params))
+
+  # -------------------------------------------------------------- training
+
+  def discriminator_loss(self, d_params, d_stats, real: jax.Array, fake: jax.Array,
+                         key: jax.Array) -> tuple[jax.Array, tuple[Any, dict]]:
+    """D's loss plus its penalties, D's new statistics and the parts as metrics."""
+    d_loss_fn, _ = gan_losses.LOSSES[self.loss]
+    real_packed, fake_packed = self.pack_examples(real), self.pack_examples(fake)
+    real_logits, new_stats = self.discriminate(d_params, d_stats, real_packed, train=True)
+    fake_logits, new_stats = self.discriminate(d_params, new_stats, fake_packed, train=True)
+    loss = d_loss_fn(real_logits, fake_logits)
+    metrics = {"d_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+
+    def critic(x):
+      return self.discriminate(d_params, d_stats, x, train=False)[0]
+
+    total = loss
+    if self.gp_weight:
+      metrics["gp"] = gan_losses.gradient_penalty(critic, real_packed, fake_packed, key)
+      total = total + self.gp_weight * metrics["gp"]
+    if self.r1_gamma:
+      metrics["r1"] = gan_losses.r1_penalty(critic, real_packed)
+      total = total + 0.5 * self.r1_gamma * metrics["r1"]
+    if self.r2_gamma:
+      metrics["r2"] = gan_losses.r2_penalty(critic, fake_packed)
+      total = total + 0.5 * self.r2_gamma * metrics["r2"]
+    return total, (new_stats, metrics)
+
+  def generator_loss(self, g_params, g_stats, d_params, d_stats, z_BxZ: jax.Array) -> tuple[jax.Array, Any]:
+    """G's loss against D in training mode (D's statistics discarded) and G's new statistics."""
+    _, g_loss_fn = gan_losses.LOSSES[self.loss]
+    fake, new_g_stats = self.generate(g_params, g_stats, z_BxZ, train=True)
+    fake_logits, _ = self.discriminate(d_params, d_stats, self.pack_examples(fake), train=True)
+    return g_loss_fn(fake_logits), new_g_stats
+
+  def discriminator_update(self, state: GANState, real: jax.Array, key: jax.Array) -> tuple[GANState, dict]:
+    """`d_steps` D updates against fresh fakes; G's weights and statistics are untouched.
+
+    Every D update sees the same real batch (one batch per step keeps the
+    data position exact on resume). G generates in training mode and its
+    new statistics are dropped. Metrics are the last update's.
+    """
+    batch_size = real.shape[0]
+
+    def one_update(carry, step_key):
+      d_params, d_stats, d_opt_state = carry
+      z_key, penalty_key = jax.random.split(step_key)
+      fake, _ = self.generate(state.g_params, state.g_stats, self.latents(z_key, batch_size), train=True)
+      grad_fn = jax.value_and_grad(self.discriminator_loss, has_aux=True)
+      (_, (d_stats, metrics)), grads = grad_fn(d_params, d_stats, real, jax.lax.stop_gradient(fake), penalty_key)
+      updates, d_opt_state = self.d_optimizer.update(grads, d_opt_state, d_params)
+      metrics["d_grad_norm"] = optax.tree.norm(grads)
+      return (optax.apply_updates(d_params, updates), d_stats, d_opt_state), metrics
+
+    (d_params, d_stats, d_opt_state), metrics = jax.lax.scan(
+        one_update, (state.d_params, state.d_stats, state.d_opt_state), jax.random.split(key, self.d_steps))
+    metrics = jax.tree.map(lambda m: m[-1], metrics)
+    return state.replace(d_params=d_params, d_stats=d_stats, d_opt_state=d_opt_state), metrics
+
+  def generator_update(self, state: GANState, batch_size: int, key: jax.Array) -> tuple[GANState, dict]:
+    """One G update of `batch_size` fakes against the current D, then the EMA; D is untouched.
+
+    D scores the fakes in training mode and its new statistics are dropped.
+    """
+    grad_fn = jax.value_and_grad(self.generator_loss, has_aux=True)
+    (g_loss, g_stats), grads = grad_fn(state.g_params, state.g_stats, state.d_params, state.d_stats,
+                                       self.latents(key, batch_size))
+    updates, g_opt_state = self.g_optimizer.update(grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, updates)
+    # ema <- d ema + (1 - d) params
+    ema_params = optax.incremental_update(g_params, state.ema_params, 1.0 - self.ema_decay)
+    new_state = state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, g_opt_state=g_opt_state,
+                              ema_params=ema_params)
+    return new_state, {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
+
+  def train_step(self, state: GANState, batch: dict, key: jax.Array) -> tuple[GANState, dict]:
+    """`discriminator_update` on `batch['image']`, then `generator_update` against the new D.
+
+    Metrics: d_loss (of the last D update, without penalties), g_loss,
+    d_real = mean D(x) and d_fake = mean D(G(z)) (sigmoids of the logits),
+    the penalties, both gradient norms, and loss = d_loss + g_loss, whose
+    finiteness the loop checks.
+    """
+    real = self.scale(batch["image"])
+    d_key, g_key = jax.random.split(key)
+    state, metrics = self.discriminator_update(state, real, d_key)
+    state, g_metrics = self.generator_update(state, real.shape[0], g_key)
+    metrics.update(g_metrics, loss=metrics["d_loss"] + g_metrics["g_loss"])
+    return state, metrics
+
+  def eval_params(self, state: GANState) -> dict:
+    """The generator that samples: EMA weights with G's running statistics."""
+    return {"params": state.ema_params, "batch_stats": state.g_stats}
+
+  # -------------------------------------------------------------- sampling
+
+  def sample(self, params, key: jax.Array, n: int, truncation: float | None = None) -> jax.Array:
+    """n examples G(z) in data space ([-1, 1] images or points), G in inference mode."""
+    x, _ = self.generate(params["params"], params["batch_stats"], self.latents(key, n, truncation), train=False)
+    return x
+
+  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, num_samples: int,
+               offset: int = 0) -> dict[str, jax.Array]:
+    """A GAN has no per-example held-out number (no likelihood); see `summarize`."""
+    del params, image_BxHxWxC, key, num_samples, offset
+    return {}
+
+  def summarize(self, params, key: jax.Array) -> dict[str, float]:
+    """Numbers of the model as a whole: mode coverage of 2,500 samples on a 2-D mixture."""
+    if self.mixture is None:
+      return {}
+    samples = np.asarray(self.sample(params, key, TOY_SAMPLES))
+    return mode_coverage(samples, toy2d.mode_centres(self.mixture), toy2d.mode_std(self.mixture))
+
+  def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array,
+              truncation: float | None = None) -> dict[str, jax.Array]:
+    """Grids as uint8 [rows, cols, H, W, C] from `key`: samples, interpolations, truncated samples.
+
+    Points give one picture instead: a 2-D histogram of 2,500 samples with
+    the mode centres in red. `image_NxHxWxC` (held-out data) is not needed.
+    """
+    del image_NxHxWxC
+    if self.mixture is not None:
+      grids = {"samples": self._scatter(self.sample(params, key, TOY_SAMPLES))}
+      if truncation is not None:
+        grids[f"truncated_{truncation:g}"] = self._scatter(self.sample(params, key, TOY_SAMPLES, truncation))
+      return grids
+    sample_key, path_key = jax.random.split(key)
+    shape = self.data_shape
+    grids = {"samples": self.unscale(self.sample(params, sample_key, 64)).reshape(8, 8, *shape)}
+    z_2PxZ = self.latents(path_key, 16)
+    z_PxTxZ = slerp(z_2PxZ[:8], z_2PxZ[8:], jnp.linspace(0.0, 1.0, 10))
+    path, _ = self.generate(params["params"], params["batch_stats"], z_PxTxZ.reshape(80, -1), train=False)
+    grids["interpolations"] = self.unscale(path).reshape(8, 10, *shape)
+    if truncation is not None:
+      truncated = self.sample(params, sample_key, 64, truncation)
+      grids[f"truncated_{truncation:g}"] = self.unscale(truncated).reshape(8, 8, *shape)
+    return grids
+
+  def _scatter(self, points_Nx2: jax.Array, size: int = 256) -> jax.Array:
+    """uint8 [1, 1, size, size, 3]: white, darker where samples are denser, red ticks around each mode centre."""
+    centres_Kx2 = jnp.asarray(toy2d.mode_centres(self.mixture))
+    lo, hi = jnp.min(centres_Kx2), jnp.max(centres_Kx2)
+    margin = 0.25 * (hi - lo)
+    lo, hi = lo - margin, hi + margin
+
+    def pixels(p_Nx2):
+      ij = jnp.floor((p_Nx2 - lo) / (hi - lo) * size).astype(jnp.int32)
+      # Row 0 at the top: y grows upwards as in a plot.
+      return size - 1 - ij[:, 1], ij[:, 0]
+
+    rows, cols = pixels(points_Nx2)
+    inside = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
+    counts = jnp.zeros((size, size)).at[rows, cols].add(inside.astype(jnp.float32), mode="drop")
+    ink = jnp.clip(counts / 4.0, 0.0, 1.0)  # four or more samples in a pixel: black
+    gray = (1.0 - ink)[..., None] * jnp.ones(3)
+    c_rows, c_cols = pixels(centres_Kx2)
+    red = jnp.asarray([1.0, 0.0, 0.0])
+    # Ticks 4 and 5 pixels from each centre, so the samples on it stay visible.
+    for dr, dc in ((4, 0), (5, 0), (-4, 0), (-5, 0), (0, 4), (0, 5), (0, -4), (0, -5)):
+      gray = gray.at[c_rows + dr, c_cols + dc].set(red, mode="drop")
+    return jnp.round(gray * 255).astype(jnp.uint8)[None, None]

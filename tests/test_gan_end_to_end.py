@@ -1,0 +1,89 @@
+"""The GAN family through train.py / sample.py: 2-D points, DCGAN on mnist5k and TFDS, exact resume."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from genjax import sample_lib, train_lib
+from genjax.errors import UserError
+from tests.helpers import restore_state, run_cli, tiny_config
+
+TINY_GAN = ["--config.batch_size=16", "--config.log_every=2", "--config.checkpoint_every=2",
+            "--config.eval_every=4", "--config.eval.num_examples=32", "--config.model.g_hidden=(16,16)",
+            "--config.model.d_hidden=(16,16)"]
+TINY_DCGAN = {"model.g_width": 4, "model.d_width": 4}
+
+
+def test_ring8_trains_resumes_and_samples_with_truncation(tmp_path):
+  workdir = str(tmp_path / "ring")
+  first = run_cli("train.py", "--config=configs/gan_ring8.py", f"--workdir={workdir}", "--config.num_steps=4",
+                  *TINY_GAN)
+  assert first.returncode == 0, first.stderr[-3000:]
+  again = run_cli("train.py", "--config=configs/gan_ring8.py", f"--workdir={workdir}", "--config.num_steps=6",
+                  *TINY_GAN)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "resumed from the checkpoint of step 4" in again.stderr
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    records = [json.loads(line) for line in f]
+  evals = [r for r in records if r["split"] == "eval"]
+  assert [r["step"] for r in evals] == [4, 6]
+  assert all(0 <= r["modes"] <= 8 and 0 <= r["high_quality"] <= 100 for r in evals)
+  train = [r for r in records if r["split"] == "train"]
+  assert {"d_loss", "g_loss", "d_real", "d_fake", "r1", "d_grad_norm", "g_grad_norm"} <= set(train[-1])
+
+  sampled = run_cli("sample.py", f"--workdir={workdir}", "--truncation=1.0")
+  assert sampled.returncode == 0, sampled.stderr[-3000:]
+  assert "modes covered" in sampled.stdout and "IWAE" not in sampled.stdout
+  with open(os.path.join(workdir, "sample", "eval.json"), encoding="utf-8") as f:
+    result = json.load(f)
+  assert result["step"] == 6 and "modes" in result and "iwae_k" not in result
+  picture = np.asarray(Image.open(os.path.join(workdir, "sample", "truncated_1.png")))
+  assert picture.shape == (2 * (256 + 4), 2 * (256 + 4), 3)
+
+
+def test_dcgan_mnist5k_grids_from_the_ema_generator(tmp_path):
+  workdir = str(tmp_path / "dcgan")
+  train_lib.train_and_evaluate(tiny_config("dcgan_mnist5k", num_steps=2, **TINY_DCGAN), workdir)
+  sampled = sample_lib.sample_and_evaluate(workdir, truncation=0.7)
+  names = sorted(os.path.basename(p) for p in sampled["files"])
+  assert names == ["interpolations.png", "samples.png", "truncated_0.7.png"]
+  grid = np.asarray(Image.open(os.path.join(workdir, "sample", "samples.png")))
+  assert grid.shape == (2 * (8 * 30 + 2), 2 * (8 * 30 + 2)) and grid.std() > 1.0
+  path = np.asarray(Image.open(os.path.join(workdir, "sample", "interpolations.png")))
+  assert path.shape == (2 * (8 * 30 + 2), 2 * (10 * 30 + 2))
+
+
+def test_a_stopped_dcgan_run_resumes_to_the_same_state(tmp_path):
+  """Weights, both optimizer states, both nets' BatchNorm statistics and the EMA."""
+  straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
+  config = lambda n: tiny_config("dcgan_mnist5k", num_steps=n, **TINY_DCGAN, **{"gan.d_steps": 2})  # noqa: E731
+  train_lib.train_and_evaluate(config(4), straight)
+  train_lib.train_and_evaluate(config(2), stopped)
+  train_lib.train_and_evaluate(config(4), stopped)
+  a, b = restore_state(straight), restore_state(stopped)
+  assert int(a["step"]) == int(b["step"]) == 4
+  assert set(a) == {"step", "g_params", "d_params", "g_stats", "d_stats", "g_opt_state", "d_opt_state",
+                    "ema_params"}
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_dcgan_on_cifar10_under_mock_data(tmp_path):
+  workdir = str(tmp_path / "cifar")
+  with tfds.testing.mock_data(num_examples=64):
+    train_lib.train_and_evaluate(tiny_config("dcgan_cifar10", num_steps=2, **TINY_DCGAN), workdir)
+    sampled = sample_lib.sample_and_evaluate(workdir)
+  grid = np.asarray(Image.open(os.path.join(workdir, "sample", "samples.png")))
+  assert sampled["step"] == 2 and grid.shape == (2 * (8 * 34 + 2), 2 * (8 * 34 + 2), 3)
+
+
+def test_truncation_is_refused_for_a_vae(tmp_path):
+  workdir = str(tmp_path / "vae")
+  train_lib.train_and_evaluate(tiny_config(num_steps=2), workdir)
+  with pytest.raises(UserError, match="--truncation: only a GAN samples from a truncated prior"):
+    sample_lib.sample_and_evaluate(workdir, truncation=1.0)
