@@ -1,6 +1,6 @@
 """Mode coverage on the ring of 8 and the grid of 25 Gaussians over 10 seeds, next to the published rows.
 
-Command: python benchmarks/toy2d.py [--seeds=10] [--root=/tmp/genjax_toy2d] [--variants=genjax,baseline]
+Command: python benchmarks/toy2d.py [--seeds=10] [--jobs=1] [--root=/tmp/genjax_toy2d] [--variants=genjax,baseline]
 Trains configs/gan_ring8.py and configs/gan_grid25.py ('genjax') and, with
 the same networks, steps and batch, the plain non-saturating GAN ('baseline':
 constant Adam 2e-4 with b1 = 0.5, b2 = 0.999 as in DCGAN, no penalty, no EMA)
@@ -11,10 +11,16 @@ Scores 2,500 samples of the final generator with the VEEGAN / PacGAN protocol
 and standard error over seeds, the worst seed, and the slowest seed. Writes a
 scatter plot of seed 0's samples over the mode centres (needs matplotlib) and
 the per-seed numbers as JSON.
+
+`--jobs=2` trains two seeds at a time, each process pinned to its own core:
+on a 2-core machine about 1.5x the throughput of one process on both
+cores, at the price of per-seed times that are single-core times.
 """
 
+import concurrent.futures
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import sys
@@ -39,6 +45,7 @@ _ROOT = flags.DEFINE_string("root", "/tmp/genjax_toy2d", "Scratch workdirs (empt
 _VARIANTS = flags.DEFINE_list("variants", ["genjax", "baseline"], "Which of genjax, baseline to run.")
 _DATASETS = flags.DEFINE_list("datasets", ["ring8", "grid25"], "Which of ring8, grid25 to run.")
 _PLOT = flags.DEFINE_string("plot", os.path.join(_DOCS, "toy2d.png"), "Scatter plot PNG; empty: none.")
+_JOBS = flags.DEFINE_integer("jobs", 1, "Seeds trained at once, each process pinned to one core (1: in this process).")
 _JSON = flags.DEFINE_string("json", os.path.join(_DOCS, "toy2d.json"), "Per-seed numbers; empty: none.")
 
 CONFIGS = {"ring8": gan_ring8, "grid25": gan_grid25}
@@ -71,6 +78,27 @@ def final_samples(config, workdir: str) -> np.ndarray:
   state = ckpt.restore(ckpt.latest_step(), jax.jit(family.init)(keys.init))
   ckpt.close()
   return np.asarray(family.sample(family.eval_params(state), keys.eval, TOY_SAMPLES))
+
+
+def _pin(cores) -> None:
+  """Worker initializer: run on one core of its own (XLA then sizes its thread pool to it)."""
+  os.sched_setaffinity(0, {cores.get()})
+  logging.set_verbosity(logging.WARNING)
+
+
+def run_one(run: tuple[str, str, int], root: str) -> tuple[dict, np.ndarray | None]:
+  """Trains one (dataset, variant, seed) in a fresh workdir; its row, and seed 0's samples for the plot."""
+  dataset, variant, seed = run
+  config = make_config(dataset, variant, seed)
+  workdir = os.path.join(root, f"{dataset}_{variant}_{seed}")
+  shutil.rmtree(workdir, ignore_errors=True)
+  t0 = time.perf_counter()
+  result = train_lib.train_and_evaluate(config, workdir)
+  seconds = time.perf_counter() - t0
+  row = {"seed": seed, "seconds": seconds, **{k: float(v) for k, v in result.items()}}
+  points = final_samples(config, workdir) if seed == 0 else None
+  shutil.rmtree(workdir, ignore_errors=True)
+  return row, points
 
 
 def summary(rows: list[dict]) -> dict:
@@ -117,22 +145,26 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   rows: dict[tuple[str, str], list[dict]] = {}
   samples = {}
-  for dataset in _DATASETS.value:
-    for variant in _VARIANTS.value:
-      for seed in range(_SEEDS.value):
-        config = make_config(dataset, variant, seed)
-        workdir = os.path.join(_ROOT.value, f"{dataset}_{variant}_{seed}")
-        shutil.rmtree(workdir, ignore_errors=True)
-        t0 = time.perf_counter()
-        result = train_lib.train_and_evaluate(config, workdir)
-        seconds = time.perf_counter() - t0
-        row = {"seed": seed, "seconds": seconds, **{k: float(v) for k, v in result.items()}}
-        rows.setdefault((dataset, variant), []).append(row)
-        print(f"{dataset:7s} {variant:9s} seed {seed}: {row['modes']:.0f} modes  {row['high_quality']:.1f}% HQ"
-              f"  rev-KL {row['reverse_kl']:.4f}  {seconds:.1f} s", flush=True)
-        if seed == 0:
-          samples[(dataset, variant)] = (final_samples(config, workdir), row)
-        shutil.rmtree(workdir, ignore_errors=True)
+  runs = [(d, v, seed) for d in _DATASETS.value for v in _VARIANTS.value for seed in range(_SEEDS.value)]
+
+  def collect(outcomes):
+    for (dataset, variant, seed), (row, points) in zip(runs, outcomes):
+      rows.setdefault((dataset, variant), []).append(row)
+      print(f"{dataset:7s} {variant:9s} seed {seed}: {row['modes']:.0f} modes  {row['high_quality']:.1f}% HQ"
+            f"  rev-KL {row['reverse_kl']:.4f}  {row['seconds']:.1f} s", flush=True)
+      if points is not None:
+        samples[(dataset, variant)] = (points, row)
+
+  if _JOBS.value > 1:
+    context = multiprocessing.get_context("spawn")  # a fresh JAX per worker; fork would copy this one's threads
+    cores = context.Queue()
+    for core in sorted(os.sched_getaffinity(0))[:_JOBS.value]:
+      cores.put(core)
+    with concurrent.futures.ProcessPoolExecutor(_JOBS.value, mp_context=context, initializer=_pin,
+                                                initargs=(cores,)) as pool:
+      collect(pool.map(run_one, runs, [_ROOT.value] * len(runs)))
+  else:
+    collect(run_one(run, _ROOT.value) for run in runs)
 
   print(f"\n{_SEEDS.value} seeds; mean ± standard error; worst seed; 2,500 samples, 3-std high quality")
   print(f"{'':34s}{'modes':>12s}{'% HQ':>14s}{'rev-KL':>16s}{'worst (modes/HQ/KL)':>24s}{'s/seed (max)':>16s}")

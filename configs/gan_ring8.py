@@ -1,5 +1,11 @@
 """GAN on the ring of 8 Gaussians (std 0.01): every mode, sharp, in well under a minute.
 
+What makes it work where the plain GAN collapses or blurs: the R1 penalty
+(gamma 0.1, Mescheder et al. 2018) keeps D from oscillating around the data;
+a large Adam step (2e-3) decayed to 0 by a cosine schedule lets G settle
+onto the modes at the end; sampling uses the EMA of G (decay 0.999).
+MLPs of 3 x 128 (ReLU G, LeakyReLU D), z in 2-D, batches of 256.
+
 Command: python train.py --config=configs/gan_ring8.py --workdir=runs/gan_ring8
 Benchmark over 10 seeds: python benchmarks/toy2d.py
 Runtime: RUNTIME
@@ -20,7 +26,7 @@ def get_config():
   c.gan.loss = "non_saturating"
   c.gan.r1_gamma = 0.1
   c.gan.ema_decay = 0.999
-  c.optim.learning_rate = 1e-3
+  c.optim.learning_rate = 2e-3
   c.optim.schedule = "cosine"
   c.optim.b1 = 0.5
   c.optim.b2 = 0.9
