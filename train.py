@@ -2,15 +2,21 @@
 
 With no flags it trains the conv VAE on the embedded offline MNIST digits
 into runs/vae_mnist5k. Running the same command again resumes from the last
-checkpoint. Override any field: --config.batch_size=256.
+checkpoint. Override any field: --config.batch_size=256. SIGTERM saves a
+checkpoint of the current step and exits 0.
+
+Several processes (multi-host): on TPU VMs, the same command on every host
+with --distributed; elsewhere, on each process,
+  --coordinator_address=HOST:PORT --num_processes=N --process_id=I
+(or the environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+JAX_PROCESS_ID). The workdir must be one directory that all of them share.
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only feeds data; keep it quiet
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from genjax import cli  # noqa: E402
@@ -19,6 +25,10 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(_HERE, "configs", "vae_mnist5k.py"), "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory; default: runs/<config file name>.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run JAX detects (TPU VM pods, Slurm).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process: HOST:PORT of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process: how many processes take part.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this process's index, 0 .. N-1.")
 
 
 def main(argv):
@@ -27,8 +37,12 @@ def main(argv):
   config_name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
   workdir = _WORKDIR.value or os.path.join("runs", config_name)
   with cli.user_errors_exit():
-    from genjax import train_lib  # pylint: disable=g-import-not-at-top
+    from genjax import parallel, train_lib  # pylint: disable=g-import-not-at-top
+    # Before anything else touches JAX: the distributed runtime must start first.
+    parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, auto=_DISTRIBUTED.value)
     result = train_lib.train_and_evaluate(_CONFIG.value, workdir)
+    if not parallel.is_chief():
+      return
   print(f"done: {workdir}  " + "  ".join(f"{k} {v:.2f}" for k, v in result.items()))
   print(f"  sample grids: {os.path.join(workdir, 'samples')}/*.png   metrics: {os.path.join(workdir, 'metrics.jsonl')}")
   print(f"  pictures and held-out numbers of the last checkpoint: python sample.py --workdir={workdir}")

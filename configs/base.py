@@ -59,7 +59,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.b2 = 0.999  # float in [0, 1): Adam second-moment decay
   c.optim.grad_clip_norm = config_dict.placeholder(float)  # float > 0: clip the global gradient norm; None: no clipping
 
-  c.batch_size = 128  # int > 0: global batch, examples per step
+  # How the global batch is spread over devices; neither changes the numbers (genjax.parallel):
+  c.parallel = "jit"  # 'jit' (one program over a 1-D device mesh) or 'pmap' (one program per device)
+  c.num_devices = config_dict.placeholder(int)  # int > 0: the first devices of jax.devices(); None: all of them
+
+  c.batch_size = 128  # int > 0: global batch, examples per step (divisible by the device count)
   c.num_steps = 3000  # int > 0: training steps (one batch each)
   c.log_every = 100  # int > 0: steps between metric lines (JSONL, TensorBoard, progress)
   c.eval_every = 1000  # int > 0: steps between held-out evaluations and sample grids (and at the end)

@@ -8,7 +8,7 @@ loading, so a bad field costs the user a second, not a compile.
 import ml_collections
 import optax
 
-from genjax import data
+from genjax import data, parallel
 from genjax.errors import UserError
 from genjax.losses import gan as gan_losses
 from genjax.models import gan as gan_lib
@@ -54,6 +54,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "keep_checkpoints", "eval.num_examples", "eval.batch_size", "eval.iwae_k"):
     _positive_int(config, field)
   _require(isinstance(config.seed, int), f"seed: must be an integer, got {config.seed!r}")
+  _one_of(config, "parallel", parallel.PATHS)
+  if config.num_devices is not None:
+    _positive_int(config, "num_devices")
 
   optim = config.optim
   _require(optim.learning_rate > 0, f"optim.learning_rate: must be > 0, got {optim.learning_rate!r}")
@@ -159,13 +162,14 @@ def optimizer(learning_rate: optax.ScalarOrSchedule, b1: float, b2: float,
 
 
 def family(config: ml_collections.ConfigDict):
-  """The model family described by a validated config."""
+  """The model family described by a validated config, built for its `parallel` path."""
+  axis_name = parallel.AXIS if config.parallel == "pmap" else None
   if config.family == "gan":
-    return _gan(config)
-  return _vae(config)
+    return _gan(config, axis_name)
+  return _vae(config, axis_name)
 
 
-def _gan(config) -> gan_lib.GAN:
+def _gan(config, axis_name: str | None) -> gan_lib.GAN:
   optim, model, gan = config.optim, config.model, config.gan
   shape = data.image_shape(config.dataset.name)
 
@@ -174,21 +178,21 @@ def _gan(config) -> gan_lib.GAN:
                      optim.grad_clip_norm)
 
   if model.arch == "mlp":
-    generator = mlp_gan.MLPGenerator(shape[0], tuple(model.g_hidden), model.g_batchnorm)
+    generator = mlp_gan.MLPGenerator(shape[0], tuple(model.g_hidden), model.g_batchnorm, axis_name)
     discriminator = mlp_gan.MLPDiscriminator(tuple(model.d_hidden))
   else:
-    generator = dcgan_nets.DCGANGenerator(shape, model.g_width)
-    discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm)
+    generator = dcgan_nets.DCGANGenerator(shape, model.g_width, axis_name)
+    discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm, axis_name)
   name = config.dataset.name
   return gan_lib.GAN(
       generator=generator, discriminator=discriminator, g_optimizer=opt(optim.learning_rate),
       d_optimizer=opt(optim.d_learning_rate or optim.learning_rate), data_shape=shape,
       latent_dim=model.latent_dim, loss=gan.loss, d_steps=gan.d_steps, gp_weight=gan.gp_weight,
       r1_gamma=gan.r1_gamma, r2_gamma=gan.r2_gamma, ema_decay=gan.ema_decay, pack=model.pack,
-      mixture=name if name in data.POINT_DATASETS else None)
+      mixture=name if name in data.POINT_DATASETS else None, axis_name=axis_name)
 
 
-def _vae(config) -> vae_lib.VAE:
+def _vae(config, axis_name: str | None) -> vae_lib.VAE:
   image_shape = data.image_shape(config.dataset.name)
   optim = config.optim
   opt = optimizer(learning_rate(optim.learning_rate, optim.schedule, config.num_steps), optim.b1, optim.b2,
@@ -205,4 +209,4 @@ def _vae(config) -> vae_lib.VAE:
   return vae_lib.VAE(
       encoder=encoder, decoder=decoder, optimizer=opt, image_shape=image_shape,
       latent_dim=model.latent_dim, likelihood=model.likelihood, binarize=model.binarize,
-      beta=model.beta, obs_logvar=model.obs_logvar)
+      beta=model.beta, obs_logvar=model.obs_logvar, axis_name=axis_name)

@@ -5,12 +5,12 @@ import sys
 
 from absl import app, logging
 
-from genjax.errors import NonFiniteLossError, UserError
+from genjax.errors import NonFiniteLossError, Preempted, UserError
 
 
 @contextlib.contextmanager
 def user_errors_exit():
-  """Prints bad input as one line `error: ...` and exits 2 (1 for a diverged run)."""
+  """Prints bad input as one line `error: ...` and exits 2 (1 for a diverged run, 0 when preempted)."""
   from genjax.data import DatasetUnavailableError  # pylint: disable=g-import-not-at-top
   try:
     yield
@@ -20,6 +20,9 @@ def user_errors_exit():
   except NonFiniteLossError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
+  except Preempted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(0)
 
 
 def run(main) -> None:

@@ -11,3 +11,15 @@ class UserError(ValueError):
 
 class NonFiniteLossError(RuntimeError):
   """A training step produced a NaN or infinite loss; the run stops there."""
+
+
+class Preempted(Exception):
+  """The run was asked to stop (SIGTERM, or a multi-host preemption notice) and saved a checkpoint at `step`.
+
+  Not an error: the CLI exits 0, and the same command resumes from that step.
+  """
+
+  def __init__(self, step: int):
+    super().__init__(f"stopped at step {step} on request (SIGTERM); checkpoint of step {step} saved;"
+                     " run the same command to resume")
+    self.step = step

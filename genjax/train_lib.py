@@ -9,21 +9,23 @@ returning numbers of the model as a whole (a GAN's mode coverage), and
 everything that touches the disk.
 """
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
-from genjax import build, checkpoint, data, images
+from genjax import build, checkpoint, data, images, parallel
 from genjax import random as grandom
-from genjax.errors import NonFiniteLossError, UserError
+from genjax.errors import NonFiniteLossError, Preempted, UserError
 from genjax.writers import MetricWriter
 
 CONFIG_FILE = "config.json"
@@ -136,71 +138,127 @@ def _check_finite(step: int, metrics: dict, last_saved: int | None) -> None:
     raise NonFiniteLossError(f"non-finite loss {loss} at step {step}; {where}")
 
 
+class _StopRequest:
+  """Notices a request to stop: SIGTERM in a one-process run, orbax's preemption sync point across processes.
+
+  A TPU VM maintenance event sends SIGTERM. With one process the handler
+  only sets a flag, and the loop saves and stops after the step in flight.
+  With several, JAX's distributed runtime owns SIGTERM and agrees with every
+  process on the step at which all of them save (`reached_preemption`).
+  """
+
+  def __init__(self, ckpt: checkpoint.Checkpointer):
+    self._ckpt = ckpt
+    self._requested = False
+    self._previous = None
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+  def _on_sigterm(self, signum, frame) -> None:
+    del signum, frame
+    self._requested = True
+
+  def requested(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      return self._ckpt.reached_preemption(step)
+    return self._requested
+
+  def close(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last evaluation."""
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last evaluation.
+
+  Raises:
+    UserError: bad config, workdir or checkpoint, before anything compiles.
+    NonFiniteLossError: a step's loss was NaN or infinite (the last good checkpoint is kept).
+    Preempted: SIGTERM (or a preemption notice) arrived; a checkpoint of the current step was saved.
+  """
   build.validate(config)
+  par = parallel.DataParallel(config.parallel, config.num_devices)
+  par.check_batch(config.batch_size, config.model.pack)
   workdir = prepare_workdir(workdir)
   check_resumable(workdir, config)
   family = build.family(config)
   keys = grandom.streams(config.seed)
+  chief = parallel.is_chief()  # only process 0 writes logs, metrics and pictures
 
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-  state = jax.jit(family.init)(keys.init)
-  start = ckpt.latest_step() or 0
-  if start:
-    state = ckpt.restore(start, state)
-    logging.info("resumed from the checkpoint of step %d in %s", start, workdir)
-  save_config(workdir, config)
+  # Whatever ends the run (the last step, a non-finite loss, a preemption, an interrupt, a bad
+  # checkpoint), the asynchronous save of the last good state completes before the manager closes.
+  with contextlib.ExitStack() as cleanup:
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+    cleanup.callback(ckpt.close)
+    cleanup.callback(ckpt.wait)
+    state = par.init(family.init, keys.init)
+    start = ckpt.latest_step() or 0
+    if start:
+      state = ckpt.restore(start, state)
+      logging.info("resumed from the checkpoint of step %d in %s", start, workdir)
+    if chief:
+      save_config(workdir, config)
 
-  ds = config.dataset
-  # One batch per step: a resumed run skips the batches already trained on.
-  train_iter = data.train_iterator(
-      ds.name, batch_size=config.batch_size, seed=grandom.integer_seed(keys.data),
-      data_dir=ds.data_dir, download=ds.download, skip_batches=start)
-  eval_images = data.eval_images(ds.name, config.eval.num_examples, data_dir=ds.data_dir, download=ds.download)
+    ds = config.dataset
+    # One batch per step: a resumed run skips the batches already trained on.
+    train_iter = data.train_iterator(
+        ds.name, batch_size=config.batch_size, seed=grandom.integer_seed(keys.data),
+        data_dir=ds.data_dir, download=ds.download, skip_batches=start)
+    eval_images = data.eval_images(ds.name, config.eval.num_examples, data_dir=ds.data_dir, download=ds.download)
 
-  # Donating the state lets XLA update parameters and moments in place.
-  step_fn = jax.jit(family.train_step, donate_argnums=0)
-  evaluate_fn = jax.jit(family.evaluate, static_argnames=("num_samples",))
-  visuals_fn = jax.jit(family.visuals)
-  writer = MetricWriter(workdir)
-  samples_dir = os.path.join(workdir, "samples")
+    state = par.to_run(state)
+    step_fn = par.compile_step(family.train_step)
+    step_key = par.step_keys(keys.train)  # the key of step s is fold_in(train, s), placed for the step
+    evaluate_fn = jax.jit(family.evaluate, static_argnames=("num_samples",))
+    visuals_fn = jax.jit(family.visuals)
+    writer = MetricWriter(workdir) if chief else None
+    if writer is not None:
+      cleanup.callback(writer.close)
+    samples_dir = os.path.join(workdir, "samples")
+    stop = _StopRequest(ckpt)
+    cleanup.callback(stop.close)
 
-  def evaluate(step: int) -> dict[str, float]:
-    params = family.eval_params(state)
-    result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.iwae_k, config.eval.batch_size)
-    result.update(family.summarize(params, keys.eval))
-    writer.write(step, "eval", result)
-    write_visuals(visuals_fn, params, keys.sample, eval_images, samples_dir, suffix=f"_{step:07d}")
-    logging.info("eval step %d  %s", step, _format(result))
-    return result
+    def evaluate(step: int) -> dict[str, float]:
+      if not chief:  # evaluation needs no other process: the others go on to the next step
+        return {}
+      params = par.local_copy(family.eval_params(state))
+      result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.iwae_k, config.eval.batch_size)
+      result.update(family.summarize(params, keys.eval))
+      writer.write(step, "eval", result)
+      write_visuals(visuals_fn, params, keys.sample, eval_images, samples_dir, suffix=f"_{step:07d}")
+      logging.info("eval step %d  %s", step, _format(result))
+      return result
 
-  last_saved = start or None
-  result: dict[str, float] = {}
-  pending = None  # (step, metrics on device): fetched one step late so the host never waits
-  t_log, step_log = time.perf_counter(), start
-  try:
+    def save(step: int) -> None:
+      ckpt.save(step, par.to_canonical(state))
+
+    last_saved = start or None
+    result: dict[str, float] | None = None  # the last evaluation's numbers ({} for a GAN on images)
+    pending = None  # (step, metrics on device): fetched one step late so the host never waits
+    t_log, step_log = time.perf_counter(), start
     for step in range(start + 1, config.num_steps + 1):
-      batch = next(train_iter)
+      batch = par.put_batch(next(train_iter))
       t0 = time.perf_counter()
-      state, metrics = step_fn(state, batch, grandom.step_key(keys.train, step - 1))
+      state, metrics = step_fn(state, batch, step_key(step - 1))
       if step == start + 1:
         jax.block_until_ready(metrics)
         logging.info("first step (compile and run) took %.2f s", time.perf_counter() - t0)
         t_log = time.perf_counter()
       if pending is not None:
-        _check_finite(pending[0], jax.device_get(pending[1]), last_saved)
+        _check_finite(pending[0], par.fetch(pending[1]), last_saved)
       pending = (step, metrics)
+      stopping = stop.requested(step)
       log_now = step % config.log_every == 0 or step == config.num_steps
-      save_now = step % config.checkpoint_every == 0 or step == config.num_steps
+      save_now = step % config.checkpoint_every == 0 or step == config.num_steps or stopping
       if log_now or save_now:
         # Waits for this step: done only when logging or saving needs its values,
         # and only a state whose loss is finite is ever saved.
-        fetched = jax.device_get(metrics)
+        fetched = par.fetch(metrics)
         _check_finite(step, fetched, last_saved)
         pending = None
 
-      if log_now:
+      if log_now and chief:
         now = time.perf_counter()
         rate = (step - step_log) / max(now - t_log, 1e-9)
         t_log, step_log = now, step
@@ -209,19 +267,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         logging.info("step %d/%d  %s  |  %.1f steps/s  eta %s", step, config.num_steps, _format(fetched),
                      rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
       if save_now:
-        ckpt.save(step, state)
+        save(step)
         last_saved = step
+      if stopping:
+        raise Preempted(step)
       if step % config.eval_every == 0 or step == config.num_steps:
         result = evaluate(step)
 
-    if not result:  # nothing left to train: evaluate what the workdir holds
-      result = evaluate(int(state.step))
-  finally:
-    # Also on a non-finite loss or an interrupt: the asynchronous save of the
-    # last good state must complete, or that checkpoint would be lost.
-    ckpt.wait()
-    ckpt.close()
-    writer.close()
-  logging.info("wrote checkpoints, %s, TensorBoard events and sample grids to %s", os.path.basename(writer.jsonl_path),
-               workdir)
+    if result is None:  # nothing left to train: evaluate what the workdir holds
+      result = evaluate(int(par.fetch(state.step)))
+  logging.info("wrote checkpoints, metrics.jsonl, TensorBoard events and sample grids to %s", workdir)
   return result

@@ -5,8 +5,7 @@ import os
 
 import pytest
 
-from genjax import build, train_lib
-from genjax.errors import UserError
+from genjax import cli, train_lib
 from tests.helpers import TINY, run_cli, tiny_config
 
 # (config overrides, what the one-line message must say). Each is refused by
@@ -56,21 +55,74 @@ BAD_GAN_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("name,overrides,message", BAD_GAN_CONFIGS,
-                         ids=[f"{n}:{next(iter(o))}" for n, o, _ in BAD_GAN_CONFIGS])
-def test_validate_gan_fields(name, overrides, message):
-  with pytest.raises(UserError) as info:
-    build.validate(tiny_config(name, **overrides))
-  assert message in str(info.value)
-  assert "\n" not in str(info.value)
+# Every case is refused by `build.validate` or the device check, which run before data loading and compilation.
+BAD_INPUTS = [("vae_mnist5k", o, m) for o, m in BAD_CONFIGS] + BAD_GAN_CONFIGS + [
+    ("vae_mnist5k", {"parallel": "pjit"}, "parallel: unknown 'pjit'; allowed: jit, pmap"),
+    ("vae_mnist5k", {"num_devices": 0}, "num_devices: must be a positive integer, got 0"),
+    ("dcgan_mnist5k", {"num_devices": 64}, "num_devices: must be an integer in [1, 1] (the devices here) or None"),
+    ("vae_mnist5k", {"dataset.name": "mnist", "dataset.download": False},
+     "TFDS dataset 'mnist' is not in data_dir="),
+]
 
 
-@pytest.mark.parametrize("overrides,message", BAD_CONFIGS, ids=[next(iter(o)) for o, _ in BAD_CONFIGS])
-def test_validate_names_the_field_and_the_allowed_values(overrides, message):
-  with pytest.raises(UserError) as info:
-    build.validate(tiny_config(**overrides))
-  assert message in str(info.value)
-  assert "\n" not in str(info.value)
+def _exit_of_train(config, workdir, capsys) -> tuple[int, str]:
+  """(exit status, last line of stderr) of training `config` through the CLIs' error handling."""
+  with pytest.raises(SystemExit) as info:
+    with cli.user_errors_exit():
+      train_lib.train_and_evaluate(config, str(workdir))
+  return info.value.code, capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("name,overrides,message", BAD_INPUTS,
+                         ids=[f"{n}:{'+'.join(o)}" for n, o, _ in BAD_INPUTS])
+def test_bad_config_exits_2_with_one_line_naming_the_field(tmp_path, capsys, name, overrides, message):
+  if overrides.get("dataset.download") is False:  # an empty TFDS directory: nothing is prepared there
+    overrides = {**overrides, "dataset.data_dir": str(tmp_path / "tfds")}
+  status, line = _exit_of_train(tiny_config(name, **overrides), tmp_path / "run", capsys)
+  assert status == 2
+  assert line.startswith("error: ") and message in line, line
+  assert not os.path.exists(tmp_path / "run" / "checkpoints" / "1")  # nothing trained
+
+
+def test_the_table_of_bad_inputs_is_long_enough():
+  assert len(BAD_INPUTS) >= 20
+
+
+def _snapshot(workdir) -> dict[str, tuple[float, int]]:
+  """{relative path: (mtime, size)} of every file under workdir."""
+  out = {}
+  for directory, _, names in os.walk(workdir):
+    for name in names:
+      path = os.path.join(directory, name)
+      out[os.path.relpath(path, workdir)] = (os.path.getmtime(path), os.path.getsize(path))
+  return out
+
+
+def test_checkpoint_of_another_architecture_names_the_array_and_overwrites_nothing(tmp_path, capsys):
+  train_lib.train_and_evaluate(tiny_config(num_steps=2), str(tmp_path))
+  os.remove(tmp_path / "config.json")  # so that only the checkpoint itself can tell
+  before = _snapshot(tmp_path)
+  status, line = _exit_of_train(tiny_config(**{"model.conv_widths": (4, 16)}), tmp_path, capsys)
+  assert status == 2
+  assert line.startswith("error: checkpoint: step 2 in ") and (
+      "was written by another model: params/decoder/ConvTranspose_0/kernel is float32[4, 4, 8, 4] there,"
+      " float32[4, 4, 16, 4] in this model") in line, line
+  assert _snapshot(tmp_path) == before
+
+
+def test_corrupt_checkpoint_is_refused_in_one_line_and_overwrites_nothing(tmp_path, capsys):
+  train_lib.train_and_evaluate(tiny_config(num_steps=2), str(tmp_path))
+  arrays = [path for path in _snapshot(tmp_path) if f"{os.sep}d{os.sep}" in path]  # orbax's array chunks
+  assert arrays
+  for path in arrays:
+    with open(tmp_path / path, "wb") as f:
+      f.write(b"not an array")
+  before = _snapshot(tmp_path)
+  status, line = _exit_of_train(tiny_config(num_steps=4), tmp_path, capsys)
+  assert status == 2
+  assert line.startswith("error: checkpoint: step 2 in ") and " is unreadable (" in line
+  assert line.endswith("to resume from the checkpoint before it, or use a new --workdir"), line
+  assert _snapshot(tmp_path) == before
 
 
 def _assert_refused(result, message):

@@ -299,6 +299,21 @@ def test_gradient_penalty_interpolates_each_example_along_one_segment():
     np.testing.assert_allclose(got, (math.sqrt(2.0) - 1.0) ** 2, rtol=1e-5)
 
 
+def test_gradient_penalty_with_one_key_per_example_is_exact_per_slice():
+  """With per-example keys, example i's eps comes from key i alone: the mean over two halves is the whole's."""
+  keys_B = jax.random.split(jax.random.key(5), 8)
+  real = jnp.ones((8, 1), jnp.float32)
+  penalty = lambda k, r: gan.gradient_penalty(_shifted_quadratic, r, 0 * r, k)  # noqa: E731
+  whole = float(penalty(keys_B, real))
+  halves = 0.5 * (float(penalty(keys_B[:4], real[:4])) + float(penalty(keys_B[4:], real[4:])))
+  np.testing.assert_allclose(halves, whole, rtol=1e-6)
+  # Each penalty is (1 + eps_i)^2 with eps_i ~ U[0, 1] from key i.
+  eps_1 = jax.random.uniform(keys_B[1], (1,))
+  np.testing.assert_allclose(float(penalty(keys_B[1:2], real[:1])), float((1 + eps_1[0]) ** 2), rtol=1e-6)
+  with pytest.raises(ValueError, match=r"key: one key or one per example \(8\), got keys of shape \(3,\)"):
+    penalty(keys_B[:3], real)
+
+
 # -- The registry ---------------------------------------------------------------
 
 def test_losses_registry():

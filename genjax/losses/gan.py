@@ -226,7 +226,8 @@ def gradient_penalty(critic_fn, real_BxD, fake_BxD, key):
 
   The WGAN-GP penalty of Gulrajani et al. 2017, Algorithm 1, with one
   eps ~ U[0, 1] per example, drawn from `key` (the caller's; used once, never
-  split or stored). Multiply by lambda (10 in the paper) at the call site.
+  split or stored), or from each example's own key when `key` holds one per
+  example (a slice of a batch then draws what the whole batch would). Multiply by lambda (10 in the paper) at the call site.
   The norm is taken over all non-batch axes; its gradient is defined as 0 at
   a zero input-gradient, so the penalty can be differentiated with respect to
   the critic's parameters everywhere. `critic_fn` must treat examples
@@ -237,7 +238,7 @@ def gradient_penalty(critic_fn, real_BxD, fake_BxD, key):
     critic_fn: maps a batch [B, ...] to critic outputs, shape [B] or [B, 1].
     real_BxD: real data, shape [B, ...], floating point.
     fake_BxD: generated data, shape of `real_BxD`.
-    key: a `jax.random` key, used once to draw eps.
+    key: a `jax.random` key, used once to draw eps, or keys [B], one per example.
 
   Returns:
     The penalty, a scalar (at least 0).
@@ -246,9 +247,13 @@ def gradient_penalty(critic_fn, real_BxD, fake_BxD, key):
     raise ValueError(
         f"real and fake must have the same shape; got {real_BxD.shape} and "
         f"{fake_BxD.shape}.")
-  eps_Bx1 = jax.random.uniform(
-      key, (real_BxD.shape[0],) + (1,) * (real_BxD.ndim - 1),
-      dtype=real_BxD.dtype)
+  ones = (1,) * (real_BxD.ndim - 1)
+  if key.shape == ():
+    eps_Bx1 = jax.random.uniform(key, (real_BxD.shape[0], *ones), dtype=real_BxD.dtype)
+  elif key.shape == real_BxD.shape[:1]:
+    eps_Bx1 = jax.vmap(lambda k: jax.random.uniform(k, ones, dtype=real_BxD.dtype))(key)
+  else:
+    raise ValueError(f"key: one key or one per example ({real_BxD.shape[0]}), got keys of shape {key.shape}")
   x_hat_BxD = eps_Bx1 * real_BxD + (1.0 - eps_Bx1) * fake_BxD
   sq_norm_B = _squared_norms(_input_gradients(critic_fn, x_hat_BxD))
   # sqrt has an infinite derivative at 0 (e.g. a critic flat at x_hat); the

@@ -26,6 +26,12 @@ range of the tanh generator; `unscale` maps back. Points of a 2-D mixture
 PacGAN (Lin et al. 2018): with `pack` = m > 1, D scores m examples at once,
 concatenated along their last axis (channels of an image, coordinates of a
 point); the batch must divide by m.
+
+Devices (`genjax.parallel`): under jit the step sees the global batch. Under
+pmap (`axis_name` set) each device sees its rows; gradients and metrics are
+averaged over the axis, BatchNorm statistics are the global batch's, and
+each example's latent code and interpolation weight is its row of the
+global batch's draw, so the numbers do not depend on the device count.
 """
 
 import dataclasses
@@ -38,6 +44,8 @@ import numpy as np
 import optax
 from flax import struct
 
+from genjax import parallel
+from genjax import random as grandom
 from genjax.data import toy2d
 from genjax.losses import gan as gan_losses
 from genjax.metrics.mode_coverage import mode_coverage
@@ -102,6 +110,8 @@ class GAN:
     pack: PacGAN's m, examples per discriminator input.
     mixture: name of the 2-D mixture the data come from (`toy2d.TOY_DATASETS`),
       or None for uint8 images.
+    axis_name: pmap's device axis (the nets' BatchNorm must use the same);
+      None under jit or on one device.
   """
 
   generator: nn.Module
@@ -118,6 +128,7 @@ class GAN:
   ema_decay: float = 0.999
   pack: int = 1
   mixture: str | None = None
+  axis_name: str | None = None
 
   def __post_init__(self):
     if self.loss not in gan_losses.LOSSES:
@@ -161,6 +172,10 @@ class GAN:
     if truncation is None:
       return jax.random.normal(key, (n, self.latent_dim))
     return jax.random.truncated_normal(key, -truncation, truncation, (n, self.latent_dim))
+
+  def batch_latents(self, key: jax.Array, batch_size: int) -> jax.Array:
+    """The codes of a training batch: this device's rows of the global batch's `latents(key, .)`."""
+    return parallel.global_rows(self.latents, key, batch_size, self.axis_name)
 
   def generate(self, params, stats, z_BxZ: jax.Array, train: bool) -> tuple[jax.Array, Any]:
     """G(z) and G's running statistics after the call (unchanged unless `train`)."""
@@ -208,7 +223,10 @@ class GAN:
 
     total = loss
     if self.gp_weight:
-      metrics["gp"] = gan_losses.gradient_penalty(critic, real_packed, fake_packed, key)
+      # One key per (packed) example, from its global index: eps_i does not depend on the device count.
+      keys_B = grandom.example_keys(key, real_packed.shape[0],
+                                    parallel.batch_offset(real_packed.shape[0], self.axis_name))
+      metrics["gp"] = gan_losses.gradient_penalty(critic, real_packed, fake_packed, keys_B)
       total = total + self.gp_weight * metrics["gp"]
     if self.r1_gamma:
       metrics["r1"] = gan_losses.r1_penalty(critic, real_packed)
@@ -237,9 +255,10 @@ class GAN:
     def one_update(carry, step_key):
       d_params, d_stats, d_opt_state = carry
       z_key, penalty_key = jax.random.split(step_key)
-      fake, _ = self.generate(state.g_params, state.g_stats, self.latents(z_key, batch_size), train=True)
+      fake, _ = self.generate(state.g_params, state.g_stats, self.batch_latents(z_key, batch_size), train=True)
       grad_fn = jax.value_and_grad(self.discriminator_loss, has_aux=True)
       (_, (d_stats, metrics)), grads = grad_fn(d_params, d_stats, real, jax.lax.stop_gradient(fake), penalty_key)
+      grads = parallel.mean_over(grads, self.axis_name)
       updates, d_opt_state = self.d_optimizer.update(grads, d_opt_state, d_params)
       metrics["d_grad_norm"] = optax.tree.norm(grads)
       return (optax.apply_updates(d_params, updates), d_stats, d_opt_state), metrics
@@ -256,7 +275,8 @@ class GAN:
     """
     grad_fn = jax.value_and_grad(self.generator_loss, has_aux=True)
     (g_loss, g_stats), grads = grad_fn(state.g_params, state.g_stats, state.d_params, state.d_stats,
-                                       self.latents(key, batch_size))
+                                       self.batch_latents(key, batch_size))
+    grads = parallel.mean_over(grads, self.axis_name)
     updates, g_opt_state = self.g_optimizer.update(grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
     # ema <- d ema + (1 - d) params
@@ -278,7 +298,7 @@ class GAN:
     state, metrics = self.discriminator_update(state, real, d_key)
     state, g_metrics = self.generator_update(state, real.shape[0], g_key)
     metrics.update(g_metrics, loss=metrics["d_loss"] + g_metrics["g_loss"])
-    return state, metrics
+    return state, parallel.mean_over(metrics, self.axis_name)
 
   def eval_params(self, state: GANState) -> dict:
     """The generator that samples: EMA weights with G's running statistics."""

@@ -8,6 +8,11 @@ Ranges: images arrive as uint8 in 0..255; `scale` maps them to [0, 1], where
 a Bernoulli decoder models them after dynamic binarisation (a fresh
 Bernoulli draw of every pixel at every step, Salakhutdinov & Murray 2008);
 `unscale` maps decoder means back to uint8.
+
+Devices (`genjax.parallel`): under pmap (`axis_name` set) each device sees
+its rows of the global batch, draws with the keys of their global indices,
+and averages gradients and metrics over the axis: the same numbers as one
+device with the whole batch.
 """
 
 import dataclasses
@@ -19,7 +24,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from genjax import losses
+from genjax import losses, parallel
 from genjax import random as grandom
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -53,6 +58,7 @@ class VAE:
     obs_logvar: log-variance of the Gaussian likelihood (unused by Bernoulli).
     eval_chunk: importance samples decoded at once by `evaluate`; bounds
       memory, does not change the numbers.
+    axis_name: pmap's device axis; None under jit or on one device.
   """
 
   encoder: nn.Module
@@ -65,6 +71,7 @@ class VAE:
   beta: float = 1.0
   obs_logvar: float = 0.0
   eval_chunk: int = 100
+  axis_name: str | None = None
 
   def __post_init__(self):
     if self.likelihood not in LIKELIHOODS:
@@ -127,7 +134,9 @@ class VAE:
 
   def loss(self, params, image_BxHxWxC: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
     """Negative beta-ELBO, averaged over the batch, with its parts."""
-    keys_Bx2 = jax.vmap(jax.random.split)(grandom.example_keys(key, image_BxHxWxC.shape[0]))
+    batch = image_BxHxWxC.shape[0]
+    keys_B = grandom.example_keys(key, batch, parallel.batch_offset(batch, self.axis_name))
+    keys_Bx2 = jax.vmap(jax.random.split)(keys_B)
     x_BxHxWxC = self.observe(self.scale(image_BxHxWxC), keys_Bx2[:, 0])
     mean_BxZ, logvar_BxZ = self.encode(params, x_BxHxWxC)
     z_BxZ = jax.vmap(losses.reparameterize)(keys_Bx2[:, 1], mean_BxZ, logvar_BxZ)
@@ -146,8 +155,10 @@ class VAE:
     """One optimizer step on the negative ELBO of `batch['image']` (uint8)."""
     grad_fn = jax.value_and_grad(self.loss, has_aux=True)
     (_, metrics), grads = grad_fn(state.params, batch["image"], key)
+    grads = parallel.mean_over(grads, self.axis_name)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    metrics = parallel.mean_over(metrics, self.axis_name)
     metrics["grad_norm"] = optax.tree.norm(grads)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 

@@ -12,6 +12,8 @@ same alignment (Flax's 'SAME' pads asymmetrically for this kernel).
 BatchNorm momentum is Flax's: the DECAY of the running averages, 0.9, which
 is PyTorch's momentum=0.1. `train` chooses batch or running statistics; which
 network's statistics change in which update is the GAN family's business.
+`axis_name` (pmap only) averages the batch statistics over the devices of
+that axis, so they are those of the global batch, as under jit.
 """
 
 from collections.abc import Sequence
@@ -45,9 +47,10 @@ def num_stride2_layers(size: int) -> int:
   return n
 
 
-def _batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
+def batch_norm(train: bool, axis_name: str | None = None, scale_init=bn_scale_init) -> nn.BatchNorm:
+  """BatchNorm with the DCGAN settings; statistics over the devices of `axis_name` too (pmap)."""
   return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                      scale_init=bn_scale_init, name=name)
+                      scale_init=scale_init, axis_name=axis_name)
 
 
 class DCGANGenerator(nn.Module):
@@ -56,10 +59,12 @@ class DCGANGenerator(nn.Module):
   Attributes:
     image_shape: (H, W, C), H == W.
     width: ngf, the channels of the last hidden layer; earlier layers double it.
+    axis_name: pmap's device axis, over which BatchNorm averages; None under jit.
   """
 
   image_shape: Sequence[int]
   width: int = 64
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, z_BxZ: jax.Array, train: bool = True) -> jax.Array:
@@ -70,11 +75,11 @@ class DCGANGenerator(nn.Module):
     # Project to base x base with a VALID transposed conv, as the example's first layer.
     h = nn.ConvTranspose(self.width * 2**(n - 1), (base, base), padding="VALID", use_bias=False,
                          kernel_init=conv_init)(h)
-    h = nn.relu(_batch_norm(train)(h))
+    h = nn.relu(batch_norm(train, self.axis_name)(h))
     for i in range(n - 1):
       h = nn.ConvTranspose(self.width * 2**(n - 2 - i), (4, 4), strides=(2, 2), padding=_TCONV_PAD,
                            use_bias=False, kernel_init=conv_init)(h)
-      h = nn.relu(_batch_norm(train)(h))
+      h = nn.relu(batch_norm(train, self.axis_name)(h))
     h = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding=_TCONV_PAD, use_bias=False,
                          kernel_init=conv_init)(h)
     return jnp.tanh(h)
@@ -88,10 +93,12 @@ class DCGANDiscriminator(nn.Module):
     norm: 'batch' (the DCGAN's), 'layer' (the WGAN-GP critic's: each example
       normalised over its own features, so gradient penalties are exact) or
       'none'.
+    axis_name: pmap's device axis, over which BatchNorm averages; None under jit.
   """
 
   width: int = 64
   norm: str = "batch"
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool = True) -> jax.Array:
@@ -103,7 +110,7 @@ class DCGANDiscriminator(nn.Module):
       h = nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2), padding=_CONV_PAD, use_bias=False,
                   kernel_init=conv_init)(h)
       if i > 0 and self.norm == "batch":  # no normalisation on the input layer
-        h = _batch_norm(train)(h)
+        h = batch_norm(train, self.axis_name)(h)
       elif i > 0 and self.norm == "layer":
         h = nn.LayerNorm(epsilon=BN_EPSILON, reduction_axes=(-3, -2, -1))(h)
       h = nn.leaky_relu(h, 0.2)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from genjax.nets.dcgan import BN_EPSILON, BN_MOMENTUM
+from genjax.nets.dcgan import batch_norm
 
 
 class MLPGenerator(nn.Module):
@@ -20,11 +20,13 @@ class MLPGenerator(nn.Module):
     out_dim: size of one generated example.
     hidden: widths of the hidden layers.
     batchnorm: BatchNorm after every hidden layer (PacGAN's generator has it).
+    axis_name: pmap's device axis, over which BatchNorm averages; None under jit.
   """
 
   out_dim: int
   hidden: Sequence[int] = (256, 256, 256)
   batchnorm: bool = False
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, z_BxZ: jax.Array, train: bool = True) -> jax.Array:
@@ -32,7 +34,7 @@ class MLPGenerator(nn.Module):
     for width in self.hidden:
       h = nn.Dense(width, use_bias=not self.batchnorm)(h)
       if self.batchnorm:
-        h = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON)(h)
+        h = batch_norm(train, self.axis_name, scale_init=nn.initializers.ones)(h)
       h = nn.relu(h)
     return nn.Dense(self.out_dim)(h)
 

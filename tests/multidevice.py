@@ -1,0 +1,88 @@
+"""A few training steps of small models on N devices, on the jit or the pmap path; the final states as .npz.
+
+Run in a subprocess, because the device count is fixed when JAX starts:
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m tests.multidevice --out=DIR \\
+      --runs=vae:jit:1,vae:pmap:8,...
+
+With --coordinator_address, --num_processes and --process_id it is one
+process of a multi-process run (every process feeds its own rows of each
+global batch; process 0 writes the files). Every run trains on the same
+global batches (the first mnist5k training digits) with the same keys, so
+its final state should not depend on the path or the device count.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+MODELS = ("vae", "dcgan", "wgan_gp")
+STEPS = 3
+BATCH = 16
+
+
+def model_config(model: str, path: str, num_devices: int | None):
+  """Small configs of the three kinds of step: VAE, DCGAN with BatchNorm, WGAN-GP with 2 critic steps."""
+  from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
+  common = {"parallel": path, "num_devices": num_devices, "batch_size": BATCH}
+  if model == "vae":
+    return tiny_config("vae_mnist5k", **common)
+  gan = {"model.g_width": 8, "model.d_width": 8, "model.latent_dim": 8, **common}
+  if model == "wgan_gp":
+    gan.update({"gan.loss": "wasserstein", "gan.gp_weight": 10.0, "gan.d_steps": 2, "model.d_norm": "layer",
+                "optim.b1": 0.0, "optim.b2": 0.9})
+  return tiny_config("dcgan_mnist5k", **gan)
+
+
+def train_steps(model: str, path: str, num_devices: int | None) -> dict:
+  """The canonical state after STEPS steps, flattened to {'path/of/leaf': numpy array}."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from genjax import build, parallel  # pylint: disable=g-import-not-at-top
+  from genjax import random as grandom  # pylint: disable=g-import-not-at-top
+  from genjax.data import load_mnist5k  # pylint: disable=g-import-not-at-top
+
+  config = model_config(model, path, num_devices)
+  par = parallel.DataParallel(path, num_devices)
+  par.check_batch(BATCH)
+  family = build.family(config)
+  keys = grandom.streams(0)
+  state = par.to_run(par.init(family.init, keys.init))
+  step_fn = par.compile_step(family.train_step)
+  step_key = par.step_keys(keys.train)
+  images = load_mnist5k("train")["image"][:STEPS * BATCH]
+  rows = BATCH // jax.process_count()
+  for s in range(STEPS):
+    global_batch = images[s * BATCH:(s + 1) * BATCH]
+    local = global_batch[jax.process_index() * rows:(jax.process_index() + 1) * rows]
+    state, _ = step_fn(state, par.put_batch({"image": local}), step_key(s))
+  # The canonical state is what a checkpoint holds, whichever path trained it.
+  flat = jax.tree_util.tree_flatten_with_path(par.to_canonical(state))[0]
+  return {jax.tree_util.keystr(p): np.asarray(x.addressable_data(0)) for p, x in flat}
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--runs", required=True, help="model:path:devices,... (devices 'all' for every device)")
+  parser.add_argument("--coordinator_address")
+  parser.add_argument("--num_processes", type=int)
+  parser.add_argument("--process_id", type=int)
+  args = parser.parse_args()
+  from genjax import parallel  # pylint: disable=g-import-not-at-top
+  parallel.initialize(args.coordinator_address, args.num_processes, args.process_id)
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  os.makedirs(args.out, exist_ok=True)
+  for run in args.runs.split(","):
+    model, path, devices = run.split(":")
+    leaves = train_steps(model, path, None if devices == "all" else int(devices))
+    if parallel.is_chief():
+      np.savez(os.path.join(args.out, f"{model}_{path}_{devices}.npz"), **leaves)
+      print(f"done {run}", flush=True)
+
+
+if __name__ == "__main__":
+  main()

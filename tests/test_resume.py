@@ -1,0 +1,152 @@
+"""Surviving: SIGKILL at random moments, SIGTERM, and a poisoned batch, each resumed to the uninterrupted state.
+
+The kill trials run train.py in subprocesses, two at a time, with a
+checkpoint at every step, so that many kills land in the middle of a save.
+"""
+
+import concurrent.futures
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from genjax import data, train_lib
+from genjax.errors import NonFiniteLossError
+from tests.helpers import ROOT, restore_state, tiny_config
+
+KILL_TRIALS = 10
+STEPS = 60
+# A small MLP VAE that saves at every step: about 20 steps a second on a slow CPU core.
+RUN = {"num_steps": STEPS, "batch_size": 16, "checkpoint_every": 1, "keep_checkpoints": 2, "log_every": 20,
+       "eval_every": 1000, "eval.num_examples": 16, "eval.batch_size": 16, "eval.iwae_k": 2,
+       "model.hidden": (16,), "model.latent_dim": 4}
+TMP_MARK = ".orbax-checkpoint-tmp"  # orbax writes a step under this name and renames it when complete
+
+
+def _flags(fields: dict) -> list[str]:
+  return ["--config=" + os.path.join(ROOT, "configs", "vae_mnist5k_mlp.py")] + [
+      f"--config.{k}={v}" for k, v in fields.items()]
+
+
+def _train_cmd(workdir: str, **changes) -> list[str]:
+  return [sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}", *_flags({**RUN, **changes})]
+
+
+def _env():
+  return dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def _assert_bitwise_equal(a, b):
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b, strict=True):
+    assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+
+
+def _steps_on_disk(workdir: str) -> tuple[list[int], int]:
+  """(committed steps, half-written step directories) of a workdir."""
+  path = os.path.join(workdir, "checkpoints")
+  names = os.listdir(path) if os.path.isdir(path) else []
+  return sorted(int(n) for n in names if n.isdigit()), sum(TMP_MARK in n for n in names)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """The final state of the run that nothing stopped (trained in this process: same platform, same numbers)."""
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  train_lib.train_and_evaluate(tiny_config("vae_mnist5k_mlp", **RUN), workdir)
+  return restore_state(workdir)
+
+
+def _kill_trial(workdir: str, seed: int) -> dict:
+  """Starts the run, SIGKILLs it at a random moment after its first checkpoint, and runs the same command again."""
+  rng = random.Random(seed)
+  proc = subprocess.Popen(_train_cmd(workdir), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while proc.poll() is None and time.time() < deadline and not _steps_on_disk(workdir)[0]:
+    time.sleep(0.01)
+  time.sleep(rng.uniform(0.0, 1.5))
+  finished_first = proc.poll() is not None
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  committed, half_written = _steps_on_disk(workdir)
+  again = subprocess.run(_train_cmd(workdir), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+  return {"killed_after": max(committed, default=0), "half_written": half_written, "finished_first": finished_first,
+          "returncode": again.returncode, "stderr": again.stderr}
+
+
+def test_ten_runs_killed_at_random_steps_resume_to_the_uninterrupted_state(uninterrupted, tmp_path):
+  workdirs = [str(tmp_path / f"trial{i}") for i in range(KILL_TRIALS)]
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    trials = list(pool.map(_kill_trial, workdirs, range(KILL_TRIALS)))
+  for workdir, trial in zip(workdirs, trials):
+    assert trial["returncode"] == 0, trial["stderr"][-3000:]
+    if trial["killed_after"] and not trial["finished_first"]:
+      assert f"resumed from the checkpoint of step {trial['killed_after']}" in trial["stderr"]
+    _assert_bitwise_equal(restore_state(workdir), uninterrupted)
+    assert _steps_on_disk(workdir) == ([STEPS - 1, STEPS], 0)
+  # What the trials hit, for the record (pytest -s shows it).
+  print(f"\nkilled after steps {[t['killed_after'] for t in trials]};"
+        f" {sum(t['half_written'] > 0 for t in trials)} of {KILL_TRIALS} left a half-written checkpoint behind")
+  assert sum(0 < t["killed_after"] < STEPS for t in trials) >= KILL_TRIALS // 2  # most kills were mid-run
+
+
+def test_sigterm_saves_the_current_step_exits_0_and_the_restart_continues(tmp_path):
+  workdir = str(tmp_path / "run")
+  proc = subprocess.Popen(_train_cmd(workdir, num_steps=100_000, checkpoint_every=1000), cwd=ROOT, env=_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 300
+  # Wait until it trains (its first log line at step 20), then ask it to stop.
+  metrics = os.path.join(workdir, "metrics.jsonl")
+  while proc.poll() is None and time.time() < deadline and not (os.path.exists(metrics) and os.path.getsize(metrics)):
+    time.sleep(0.05)
+  time.sleep(0.5)
+  t0 = time.perf_counter()
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=60)
+  seconds = time.perf_counter() - t0
+  assert proc.returncode == 0, err[-3000:]
+  assert seconds < 30
+  last = err.strip().splitlines()[-1]
+  assert last.startswith("stopped at step ") and "run the same command to resume" in last, last
+  step = int(last.split()[3])
+  assert _steps_on_disk(workdir) == ([step], 0)  # checkpoint_every=1000: the save came from the SIGTERM
+  print(f"\nSIGTERM at step {step}: exited 0 after {seconds:.2f} s")
+
+  done = subprocess.run(_train_cmd(workdir, num_steps=step + 5), cwd=ROOT, env=_env(), capture_output=True,
+                        text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f"resumed from the checkpoint of step {step}" in done.stderr
+  straight = str(tmp_path / "straight")
+  train_lib.train_and_evaluate(tiny_config("vae_mnist5k_mlp", **{**RUN, "num_steps": step + 5}), straight)
+  _assert_bitwise_equal(restore_state(workdir), restore_state(straight))
+
+
+def test_a_poisoned_batch_stops_the_run_and_the_previous_checkpoint_trains_on(tmp_path, monkeypatch):
+  config = tiny_config("gan_ring8", **{"num_steps": 8, "batch_size": 16, "checkpoint_every": 1, "log_every": 4,
+                                       "eval_every": 1000, "model.g_hidden": (16, 16), "model.d_hidden": (16, 16)})
+  straight, poisoned = str(tmp_path / "straight"), str(tmp_path / "poisoned")
+  train_lib.train_and_evaluate(config, straight)
+
+  clean_iterator = data.train_iterator
+
+  def poisoned_iterator(*args, **kwargs):
+    for index, batch in enumerate(clean_iterator(*args, **kwargs), start=kwargs["skip_batches"]):
+      if index == 4:  # the batch of step 5
+        batch = {**batch, "image": np.full_like(batch["image"], np.nan)}
+      yield batch
+
+  monkeypatch.setattr(data, "train_iterator", poisoned_iterator)
+  with pytest.raises(NonFiniteLossError, match=r"^non-finite loss nan at step 5; checkpoint of step 4 left intact$"):
+    train_lib.train_and_evaluate(config, poisoned)
+  assert _steps_on_disk(poisoned) == ([2, 3, 4], 0)
+  monkeypatch.setattr(data, "train_iterator", clean_iterator)
+  train_lib.train_and_evaluate(config, poisoned)  # the same command, without the poison
+  _assert_bitwise_equal(restore_state(poisoned), restore_state(straight))
