@@ -69,8 +69,9 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, step: int, state) -> None:
-    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+  def save(self, step: int, state) -> bool:
+    """Starts saving `state` as `step` (the copy to the host is done on return); whether orbax took it."""
+    return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
 
   def restore(self, step: int, like):
     """The state saved at `step`, with the structure, shapes and placement of `like`.
@@ -103,10 +104,9 @@ class Checkpointer:
     """Whether every process of a multi-host run has agreed to save and stop at `step` (orbax, JAX)."""
     return self._manager.reached_preemption(step)
 
-  def wait(self) -> None:
-    self._manager.wait_until_finished()
-
   def close(self) -> None:
+    """Waits for the save in flight, then releases the manager."""
+    self._manager.wait_until_finished()
     self._manager.close()
 
 

@@ -20,6 +20,6 @@ class Preempted(Exception):
   """
 
   def __init__(self, step: int):
-    super().__init__(f"stopped at step {step} on request (SIGTERM); checkpoint of step {step} saved;"
-                     " run the same command to resume")
+    super().__init__(f"stopped at step {step} on request (SIGTERM or a preemption notice); checkpoint of step"
+                     f" {step} saved; run the same command to resume")
     self.step = step

@@ -163,7 +163,8 @@ class DataParallel:
     if batch_size % processes:
       raise UserError(f"batch_size: the global batch {batch_size} does not divide among {processes} processes")
     if self.path == "pmap" and (batch_size // n) % pack:
-      raise UserError(f"model.pack: {pack} must divide the per-device batch {batch_size // n} of the pmap path")
+      raise UserError(f"model.pack: {pack} must divide the per-device batch {batch_size // n} of the pmap path;"
+                      f" allowed: divisors of {batch_size // n}")
 
   # A state has the canonical layout (replicated, what checkpoints hold) or the run layout of the path.
 

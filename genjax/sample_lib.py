@@ -38,11 +38,13 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
   keys = grandom.streams(config.seed)
 
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-  step = ckpt.latest_step()
-  if step is None:
-    raise UserError(f"--workdir: {workdir!r} holds no checkpoint yet; train into it first with train.py")
-  state = ckpt.restore(step, jax.jit(family.init)(keys.init))
-  ckpt.close()
+  try:  # closed on every way out, or orbax's threads complain at exit after the one-line error
+    step = ckpt.latest_step()
+    if step is None:
+      raise UserError(f"--workdir: {workdir!r} holds no checkpoint yet; train into it first with train.py")
+    state = ckpt.restore(step, jax.jit(family.init)(keys.init))
+  finally:
+    ckpt.close()
   params = family.eval_params(state)
 
   ds = config.dataset

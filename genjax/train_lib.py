@@ -55,13 +55,18 @@ def _freeze(value):
   return value
 
 
+# Fields added to configs/base.py after workdirs were written, with the value those runs had.
+ADDED_FIELDS = {"parallel": "jit", "num_devices": None}
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a workdir was trained with; UserError when there is none."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.isfile(path):
     raise UserError(f"--workdir: {workdir!r} holds no {CONFIG_FILE}; train into it first with train.py")
   with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(_freeze(json.load(f)))
+    saved = _freeze(json.load(f))
+  return ml_collections.ConfigDict({**ADDED_FIELDS, **saved})
 
 
 def _flat(config, prefix: str = "") -> dict[str, Any]:
@@ -132,10 +137,13 @@ def _format(metrics: dict) -> str:
 
 
 def _check_finite(step: int, metrics: dict, last_saved: int | None) -> None:
-  loss = float(metrics["loss"])
-  if not np.isfinite(loss):
-    where = f"checkpoint of step {last_saved} left intact" if last_saved is not None else "no checkpoint was written"
-    raise NonFiniteLossError(f"non-finite loss {loss} at step {step}; {where}")
+  """Stops the run at the first NaN or infinity among the loss and the other metrics (gradient norms too:
+  a finite loss with non-finite gradients would save non-finite weights)."""
+  for name in ["loss", *sorted(k for k in metrics if k != "loss")]:
+    value = float(metrics[name])
+    if not np.isfinite(value):
+      where = f"checkpoint of step {last_saved} left intact" if last_saved is not None else "no checkpoint was written"
+      raise NonFiniteLossError(f"non-finite {name} {value} at step {step}; {where}")
 
 
 class _StopRequest:
@@ -190,8 +198,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # checkpoint), the asynchronous save of the last good state completes before the manager closes.
   with contextlib.ExitStack() as cleanup:
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+    # From here on SIGTERM only asks to stop, until the last save is complete (callbacks run last-in first-out).
+    stop = _StopRequest(ckpt)
+    cleanup.callback(stop.close)
     cleanup.callback(ckpt.close)
-    cleanup.callback(ckpt.wait)
     state = par.init(family.init, keys.init)
     start = ckpt.latest_step() or 0
     if start:
@@ -216,22 +226,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if writer is not None:
       cleanup.callback(writer.close)
     samples_dir = os.path.join(workdir, "samples")
-    stop = _StopRequest(ckpt)
-    cleanup.callback(stop.close)
 
     def evaluate(step: int) -> dict[str, float]:
-      if not chief:  # evaluation needs no other process: the others go on to the next step
-        return {}
-      params = par.local_copy(family.eval_params(state))
+      # Every process evaluates its own local copy (no collectives, the same numbers), so none of them
+      # waits long for another at the next step or at shutdown; process 0 writes.
+      params = family.eval_params(par.local_copy(state))
       result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.iwae_k, config.eval.batch_size)
       result.update(family.summarize(params, keys.eval))
-      writer.write(step, "eval", result)
-      write_visuals(visuals_fn, params, keys.sample, eval_images, samples_dir, suffix=f"_{step:07d}")
-      logging.info("eval step %d  %s", step, _format(result))
+      if chief:
+        writer.write(step, "eval", result)
+        write_visuals(visuals_fn, params, keys.sample, eval_images, samples_dir, suffix=f"_{step:07d}")
+        logging.info("eval step %d  %s", step, _format(result))
       return result
 
-    def save(step: int) -> None:
-      ckpt.save(step, par.to_canonical(state))
+    def save(step: int) -> bool:
+      return ckpt.save(step, par.to_canonical(state))
 
     last_saved = start or None
     result: dict[str, float] | None = None  # the last evaluation's numbers ({} for a GAN on images)
@@ -266,8 +275,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         eta = (config.num_steps - step) / max(rate, 1e-9)
         logging.info("step %d/%d  %s  |  %.1f steps/s  eta %s", step, config.num_steps, _format(fetched),
                      rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
-      if save_now:
-        save(step)
+      if save_now and save(step):
         last_saved = step
       if stopping:
         raise Preempted(step)

@@ -14,11 +14,14 @@ its final state should not depend on the path or the device count.
 
 import argparse
 import os
+import socket
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MODELS = ("vae", "dcgan", "wgan_gp")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 3
 BATCH = 16
 
@@ -62,6 +65,48 @@ def train_steps(model: str, path: str, num_devices: int | None) -> dict:
   # The canonical state is what a checkpoint holds, whichever path trained it.
   flat = jax.tree_util.tree_flatten_with_path(par.to_canonical(state))[0]
   return {jax.tree_util.keystr(p): np.asarray(x.addressable_data(0)) for p, x in flat}
+
+
+def launch(out, runs: list[str], *, devices: int, process: tuple[str, int, int] | None = None) -> subprocess.Popen:
+  """Starts this module in a subprocess with `devices` CPU devices (and as process `process` of a run)."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  args = [sys.executable, "-m", "tests.multidevice", f"--out={out}", "--runs=" + ",".join(runs)]
+  if process is not None:
+    address, count, index = process
+    args += [f"--coordinator_address={address}", f"--num_processes={count}", f"--process_id={index}"]
+  return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish(procs: list[subprocess.Popen], timeout: float = 1200) -> None:
+  """Waits for every process; on a failure or timeout kills the rest and raises with the stderr tail."""
+  try:
+    for proc in procs:
+      _, err = proc.communicate(timeout=timeout)
+      if proc.returncode:
+        raise RuntimeError(f"a multidevice worker failed:\n{err[-3000:]}")
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+
+
+def local_address() -> str:
+  """127.0.0.1:PORT with a port that was free a moment ago, for a coordinator."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def state_difference(got: dict, want: dict, optimizer: bool) -> float:
+  """Largest |got - want| over the float arrays (optimizer moments, or everything else) / each array's max |want|."""
+  worst = 0.0
+  for name, expected in want.items():
+    if expected.dtype.kind != "f" or ("opt_state" in name) != optimizer:
+      continue
+    scale = max(float(abs(expected).max()), 1e-30)
+    worst = max(worst, float(abs(got[name] - expected).max()) / scale)
+  return worst
 
 
 def main():

@@ -55,7 +55,8 @@ BAD_GAN_CONFIGS = [
 ]
 
 
-# Every case is refused by `build.validate` or the device check, which run before data loading and compilation.
+# Every case is refused before the first step compiles: by `build.validate` or the device check, before
+# anything is read, or (an unavailable TFDS dataset) when the input pipeline is built.
 BAD_INPUTS = [("vae_mnist5k", o, m) for o, m in BAD_CONFIGS] + BAD_GAN_CONFIGS + [
     ("vae_mnist5k", {"parallel": "pjit"}, "parallel: unknown 'pjit'; allowed: jit, pmap"),
     ("vae_mnist5k", {"num_devices": 0}, "num_devices: must be a positive integer, got 0"),
@@ -81,7 +82,10 @@ def test_bad_config_exits_2_with_one_line_naming_the_field(tmp_path, capsys, nam
   status, line = _exit_of_train(tiny_config(name, **overrides), tmp_path / "run", capsys)
   assert status == 2
   assert line.startswith("error: ") and message in line, line
-  assert not os.path.exists(tmp_path / "run" / "checkpoints" / "1")  # nothing trained
+  # Nothing trained: no checkpoint step, no metrics.
+  checkpoints = tmp_path / "run" / "checkpoints"
+  assert not (checkpoints.is_dir() and any(n.isdigit() for n in os.listdir(checkpoints)))
+  assert not os.path.exists(tmp_path / "run" / "metrics.jsonl")
 
 
 def test_the_table_of_bad_inputs_is_long_enough():

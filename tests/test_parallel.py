@@ -7,7 +7,6 @@ gloo, JAX's CPU collectives.
 """
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -16,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax import parallel
+from genjax import parallel, train_lib
 from genjax.errors import UserError
-from tests.helpers import ROOT
+from tests import multidevice
+from tests.helpers import ROOT, restore_state, tiny_config
 
 PATHS = ("jit", "pmap")
 DEVICE_COUNTS = (1, 2, 8)
@@ -27,25 +27,11 @@ DEVICE_COUNTS = (1, 2, 8)
 RUNS = [(m, p, n) for m in ("vae", "dcgan") for p in PATHS for n in DEVICE_COUNTS]
 
 
-def _worker(out, runs, *, devices: int, process: tuple[str, int, int] | None = None, wait: bool = True):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-  args = [sys.executable, "-m", "tests.multidevice", f"--out={out}", "--runs=" + ",".join(runs)]
-  if process is not None:
-    address, count, index = process
-    args += [f"--coordinator_address={address}", f"--num_processes={count}", f"--process_id={index}"]
-  proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  if wait:
-    _, err = proc.communicate(timeout=900)
-    assert proc.returncode == 0, err[-3000:]
-  return proc
-
-
 @pytest.fixture(scope="module")
 def states(tmp_path_factory):
   """{(model, path, devices): {leaf name: array}} after 3 steps, all from one 8-device process."""
   out = tmp_path_factory.mktemp("multidevice")
-  _worker(out, [f"{m}:{p}:{n}" for m, p, n in RUNS], devices=8)
+  multidevice.finish([multidevice.launch(out, [f"{m}:{p}:{n}" for m, p, n in RUNS], devices=8)])
   return {run: dict(np.load(out / f"{run[0]}_{run[1]}_{run[2]}.npz")) for run in RUNS}
 
 
@@ -87,19 +73,10 @@ def test_the_comparison_sees_a_one_step_difference(states):
                 - dcgan[".g_params['ConvTranspose_0']['kernel']"]).max() > 0  # the weights moved, the EMA lags
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_reach_the_state_of_one(states, tmp_path):
   runs = ["vae:jit:all", "dcgan:jit:all", "dcgan:pmap:all"]
-  address = f"127.0.0.1:{_free_port()}"
-  procs = [_worker(tmp_path, runs, devices=1, process=(address, 2, i), wait=False) for i in range(2)]
-  for proc in procs:
-    _, err = proc.communicate(timeout=900)
-    assert proc.returncode == 0, err[-3000:]
+  address = multidevice.local_address()
+  multidevice.finish([multidevice.launch(tmp_path, runs, devices=1, process=(address, 2, i)) for i in range(2)])
   for run in runs:
     model, path, _ = run.split(":")
     _assert_same_state(dict(np.load(tmp_path / f"{model}_{path}_all.npz")), states[(model, "jit", 1)])
@@ -156,3 +133,28 @@ def test_a_checkpointed_state_moves_between_the_layouts_of_the_two_paths():
   np.testing.assert_array_equal(back["w"], state["w"])
   assert back["w"].sharding.is_fully_replicated
   np.testing.assert_array_equal(par.local_copy(run)["w"], state["w"])
+
+
+def test_the_loop_on_pmap_checkpoints_a_state_that_resumes_on_jit(tmp_path):
+  """train_and_evaluate on the pmap path (one device here): its checkpoints are the jit path's."""
+  fields = {"model.g_width": 8, "model.d_width": 8, "model.latent_dim": 8, "eval_every": 4}
+  straight, switched = str(tmp_path / "straight"), str(tmp_path / "switched")
+  train_lib.train_and_evaluate(tiny_config("dcgan_mnist5k", num_steps=4, **fields), straight)
+  train_lib.train_and_evaluate(tiny_config("dcgan_mnist5k", num_steps=2, parallel="pmap", **fields), switched)
+  assert int(restore_state(switched)["step"]) == 2
+  train_lib.train_and_evaluate(tiny_config("dcgan_mnist5k", num_steps=4, **fields), switched)
+  got, want = restore_state(switched), restore_state(straight)
+  for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  assert os.path.isfile(os.path.join(switched, "samples", "samples_0000004.png"))
+
+
+def test_a_batch_the_devices_cannot_share_is_refused_before_compiling(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
+             XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={tmp_path}",
+                           "--config.batch_size=12"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: batch_size: the global batch 12 does not divide among 8 devices; allowed: multiples of 8")
+  assert "first step" not in result.stderr and not os.path.exists(tmp_path / "checkpoints")

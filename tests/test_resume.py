@@ -1,7 +1,8 @@
-"""Surviving: SIGKILL at random moments, SIGTERM, and a poisoned batch, each resumed to the uninterrupted state.
+"""Surviving: SIGKILL at random steps, SIGTERM, and a poisoned batch, each resumed to the uninterrupted state.
 
 The kill trials run train.py in subprocesses, two at a time, with a
-checkpoint at every step, so that many kills land in the middle of a save.
+checkpoint at every step, and kill each run as the save of a random step
+appears on disk, so that most kills land in the middle of a save.
 """
 
 import concurrent.futures
@@ -65,21 +66,29 @@ def uninterrupted(tmp_path_factory):
 
 
 def _kill_trial(workdir: str, seed: int) -> dict:
-  """Starts the run, SIGKILLs it at a random moment after its first checkpoint, and runs the same command again."""
+  """Starts the run, SIGKILLs it as soon as the save of a random step begins or ends, runs the same command again.
+
+  The moment is chosen by step, not by time, so the trial means the same on a fast and a slow machine.
+  """
   rng = random.Random(seed)
+  target = rng.randint(1, STEPS - 10)
   proc = subprocess.Popen(_train_cmd(workdir), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
-  deadline = time.time() + 300
-  while proc.poll() is None and time.time() < deadline and not _steps_on_disk(workdir)[0]:
-    time.sleep(0.01)
-  time.sleep(rng.uniform(0.0, 1.5))
+  path = os.path.join(workdir, "checkpoints")
+  deadline = time.time() + 600
+  while proc.poll() is None and time.time() < deadline:
+    names = os.listdir(path) if os.path.isdir(path) else []
+    if any(n == str(target) or n.startswith(f"{target}{TMP_MARK}") for n in names):
+      break
+    time.sleep(0.002)
+  time.sleep(rng.uniform(0.0, 0.02))
   finished_first = proc.poll() is not None
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   committed, half_written = _steps_on_disk(workdir)
   again = subprocess.run(_train_cmd(workdir), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-  return {"killed_after": max(committed, default=0), "half_written": half_written, "finished_first": finished_first,
-          "returncode": again.returncode, "stderr": again.stderr}
+  return {"target": target, "killed_after": max(committed, default=0), "half_written": half_written,
+          "finished_first": finished_first, "returncode": again.returncode, "stderr": again.stderr}
 
 
 def test_ten_runs_killed_at_random_steps_resume_to_the_uninterrupted_state(uninterrupted, tmp_path):
@@ -88,14 +97,15 @@ def test_ten_runs_killed_at_random_steps_resume_to_the_uninterrupted_state(unint
     trials = list(pool.map(_kill_trial, workdirs, range(KILL_TRIALS)))
   for workdir, trial in zip(workdirs, trials):
     assert trial["returncode"] == 0, trial["stderr"][-3000:]
-    if trial["killed_after"] and not trial["finished_first"]:
-      assert f"resumed from the checkpoint of step {trial['killed_after']}" in trial["stderr"]
+    assert trial["target"] - 1 <= trial["killed_after"] < STEPS  # killed once its step was being saved, mid-run
+    assert f"resumed from the checkpoint of step {trial['killed_after']}" in trial["stderr"]
     _assert_bitwise_equal(restore_state(workdir), uninterrupted)
     assert _steps_on_disk(workdir) == ([STEPS - 1, STEPS], 0)
+  assert not any(t["finished_first"] for t in trials)  # every run was killed mid-way
   # What the trials hit, for the record (pytest -s shows it).
-  print(f"\nkilled after steps {[t['killed_after'] for t in trials]};"
-        f" {sum(t['half_written'] > 0 for t in trials)} of {KILL_TRIALS} left a half-written checkpoint behind")
-  assert sum(0 < t["killed_after"] < STEPS for t in trials) >= KILL_TRIALS // 2  # most kills were mid-run
+  print(f"\nkilled while saving steps {[t['target'] for t in trials]} (last complete checkpoints"
+        f" {[t['killed_after'] for t in trials]}); {sum(t['half_written'] > 0 for t in trials)} of {KILL_TRIALS}"
+        " left a half-written checkpoint behind")
 
 
 def test_sigterm_saves_the_current_step_exits_0_and_the_restart_continues(tmp_path):
