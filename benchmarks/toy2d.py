@@ -74,7 +74,7 @@ def final_samples(config, workdir: str) -> np.ndarray:
   """The 2,500 samples the final evaluation scored (same key), for the plot."""
   family = build.family(config)
   keys = grandom.streams(config.seed)
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints, read_only=True)
   state = ckpt.restore(ckpt.latest_step(), jax.jit(family.init)(keys.init))
   ckpt.close()
   return np.asarray(family.sample(family.eval_params(state), keys.eval, TOY_SAMPLES))

@@ -50,18 +50,29 @@ def first_difference(saved, expected) -> str | None:
 class Checkpointer:
   """A thin, typed face on `ocp.CheckpointManager` for one train state."""
 
-  def __init__(self, directory: str, keep: int):
+  def __init__(self, directory: str, keep: int, read_only: bool = False):
+    """Opens the checkpoints in `directory`, keeping the latest `keep`.
+
+    `read_only` (sample.py, benchmarks) neither creates the directory nor
+    deletes anything in it, half-written steps included.
+    """
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=ocp.checkpoint_managers.LatestN(n=keep),
-        create=True,
+        preservation_policy=None if read_only else ocp.checkpoint_managers.LatestN(n=keep),
+        create=not read_only,
+        read_only=read_only,
         # A step half written when the process died is removed when the next run starts.
-        cleanup_tmp_directories=True,
+        cleanup_tmp_directories=not read_only,
         # Saving overlaps with the next training steps; `wait` joins it.
         enable_async_checkpointing=True,
     )
     # The handler is named up front so that a checkpoint's metadata can be read before restoring it.
     self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options, item_names=("state",),
                                           item_handlers={"state": ocp.StandardCheckpointHandler()})
+    # Orbax removes the half-written steps on a thread of its own and joins it only in `save`; a run that
+    # stops before its first save (bad input) would leave that thread to fail at interpreter exit. Join it now.
+    join_cleanup = getattr(self._manager, "_maybe_await_cleanup_tmp_directory", None)
+    if join_cleanup is not None:
+      join_cleanup()
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()

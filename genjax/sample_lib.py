@@ -37,7 +37,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
   family = build.family(config)
   keys = grandom.streams(config.seed)
 
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints, read_only=True)
   try:  # closed on every way out, or orbax's threads complain at exit after the one-line error
     step = ckpt.latest_step()
     if step is None:

@@ -2,25 +2,51 @@
 
 import json
 import os
+import socket
 import time
 
 import numpy as np
 
 
-class MetricWriter:
-  """Appends {'step', 'split', 'time', **scalars} lines to metrics.jsonl and TensorBoard.
+class EventFile:
+  """A TensorBoard event file of scalars, written with tensorboard's record writer and protos.
 
-  TensorBoard is imported lazily: it pulls in TensorFlow, which library users
-  of genjax's pure functions should not pay for.
+  Not `flax.metrics.tensorboard`: that one imports TensorFlow (seconds of
+  start-up in every run) to write the same records.
   """
+
+  def __init__(self, logdir: str):
+    # Deferred: only a run that writes TensorBoard files pays for protobuf.
+    from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
+    from tensorboard.summary.writer import record_writer  # pylint: disable=g-import-not-at-top
+    self._event, self._summary = event_pb2.Event, summary_pb2.Summary
+    os.makedirs(logdir, exist_ok=True)
+    name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.0"
+    self._file = open(os.path.join(logdir, name), "wb")  # pylint: disable=consider-using-with
+    self._records = record_writer.RecordWriter(self._file)
+    self._write(self._event(wall_time=time.time(), file_version="brain.Event:2"))
+
+  def _write(self, event) -> None:
+    self._records.write(event.SerializeToString())
+
+  def scalar(self, tag: str, value: float, step: int) -> None:
+    summary = self._summary(value=[self._summary.Value(tag=tag, simple_value=value)])
+    self._write(self._event(wall_time=time.time(), step=step, summary=summary))
+
+  def flush(self) -> None:
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+
+class MetricWriter:
+  """Appends {'step', 'split', 'time', **scalars} lines to metrics.jsonl and TensorBoard."""
 
   def __init__(self, workdir: str, tensorboard: bool = True):
     self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
-    self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
-    self._tb = None
-    if tensorboard:
-      from flax.metrics import tensorboard as flax_tb  # pylint: disable=g-import-not-at-top
-      self._tb = flax_tb.SummaryWriter(os.path.join(workdir, "tensorboard"), auto_flush=False)
+    self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
+    self._tb = EventFile(os.path.join(workdir, "tensorboard")) if tensorboard else None
 
   def write(self, step: int, split: str, scalars: dict) -> None:
     values = {k: float(np.asarray(v)) for k, v in scalars.items()}
@@ -30,6 +56,7 @@ class MetricWriter:
     if self._tb is not None:
       for name, value in values.items():
         self._tb.scalar(f"{split}/{name}", value, int(step))
+      self._tb.flush()
 
   def flush(self) -> None:
     self._jsonl.flush()

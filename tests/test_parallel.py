@@ -21,7 +21,7 @@ from tests import multidevice
 from tests.helpers import ROOT, restore_state, tiny_config
 
 PATHS = ("jit", "pmap")
-DEVICE_COUNTS = (1, 2, 8)
+DEVICE_COUNTS = (1, 8)  # (benchmarks/invariance.py adds 2)
 # The VAE and the DCGAN (BatchNorm in both nets) on every path and device count. (`tests.multidevice`
 # also has 'wgan_gp': per-example interpolation weights and 2 critic steps, for a run by hand.)
 RUNS = [(m, p, n) for m in ("vae", "dcgan") for p in PATHS for n in DEVICE_COUNTS]

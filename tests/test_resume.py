@@ -21,7 +21,8 @@ from genjax import data, train_lib
 from genjax.errors import NonFiniteLossError
 from tests.helpers import ROOT, restore_state, tiny_config
 
-KILL_TRIALS = 10
+# 6 in the suite (CI time); GENJAX_KILL_TRIALS=10 for the run the README reports.
+KILL_TRIALS = int(os.environ.get("GENJAX_KILL_TRIALS", "6"))
 STEPS = 60
 # A small MLP VAE that saves at every step: about 20 steps a second on a slow CPU core.
 RUN = {"num_steps": STEPS, "batch_size": 16, "checkpoint_every": 1, "keep_checkpoints": 2, "log_every": 20,
@@ -91,7 +92,7 @@ def _kill_trial(workdir: str, seed: int) -> dict:
           "finished_first": finished_first, "returncode": again.returncode, "stderr": again.stderr}
 
 
-def test_ten_runs_killed_at_random_steps_resume_to_the_uninterrupted_state(uninterrupted, tmp_path):
+def test_runs_killed_at_random_steps_resume_to_the_uninterrupted_state(uninterrupted, tmp_path):
   workdirs = [str(tmp_path / f"trial{i}") for i in range(KILL_TRIALS)]
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
     trials = list(pool.map(_kill_trial, workdirs, range(KILL_TRIALS)))
