@@ -62,6 +62,12 @@ def get_config() -> ml_collections.ConfigDict:
   # How the global batch is spread over devices; neither changes the numbers (genjax.parallel):
   c.parallel = "jit"  # 'jit' (one program over a 1-D device mesh) or 'pmap' (one program per device)
   c.num_devices = config_dict.placeholder(int)  # int > 0: the first devices of jax.devices(); None: all of them
+  # How conv nets run their stride-2 layers (genjax.nets.layers); the parameters and numbers are the same:
+  # 'auto' ('fast' on CPU, 'xla' on GPU/TPU), 'fast' (stride-1 sub-pixel/space-to-depth forms) or 'xla' (native).
+  c.conv_impl = "auto"
+  # int > 0: training steps per compiled call (a lax.scan over that many batches; the same numbers as 1).
+  # Calls stop at every log, checkpoint and eval step, and SIGTERM waits for the call in flight.
+  c.steps_per_call = 1
 
   c.batch_size = 128  # int > 0: global batch, examples per step (divisible by the device count)
   c.num_steps = 3000  # int > 0: training steps (one batch each)

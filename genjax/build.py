@@ -14,6 +14,7 @@ from genjax.losses import gan as gan_losses
 from genjax.models import gan as gan_lib
 from genjax.models import vae as vae_lib
 from genjax.nets import dcgan as dcgan_nets
+from genjax.nets import layers
 from genjax.nets import mlp_gan
 from genjax.nets import vae as vae_nets
 
@@ -50,11 +51,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Raises UserError naming the first bad field and its allowed values."""
   _one_of(config, "family", FAMILIES)
   _one_of(config, "dataset.name", data.DATASETS)
-  for field in ("batch_size", "num_steps", "log_every", "eval_every", "checkpoint_every",
+  for field in ("batch_size", "num_steps", "steps_per_call", "log_every", "eval_every", "checkpoint_every",
                 "keep_checkpoints", "eval.num_examples", "eval.batch_size", "eval.iwae_k"):
     _positive_int(config, field)
   _require(isinstance(config.seed, int), f"seed: must be an integer, got {config.seed!r}")
   _one_of(config, "parallel", parallel.PATHS)
+  _one_of(config, "conv_impl", layers.IMPLS)
   if config.num_devices is not None:
     _positive_int(config, "num_devices")
 
@@ -181,8 +183,8 @@ def _gan(config, axis_name: str | None) -> gan_lib.GAN:
     generator = mlp_gan.MLPGenerator(shape[0], tuple(model.g_hidden), model.g_batchnorm, axis_name)
     discriminator = mlp_gan.MLPDiscriminator(tuple(model.d_hidden))
   else:
-    generator = dcgan_nets.DCGANGenerator(shape, model.g_width, axis_name)
-    discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm, axis_name)
+    generator = dcgan_nets.DCGANGenerator(shape, model.g_width, axis_name, config.conv_impl)
+    discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm, axis_name, config.conv_impl)
   name = config.dataset.name
   return gan_lib.GAN(
       generator=generator, discriminator=discriminator, g_optimizer=opt(optim.learning_rate),
@@ -201,8 +203,8 @@ def _vae(config, axis_name: str | None) -> vae_lib.VAE:
   hidden = tuple(model.hidden)
   if model.arch == "conv":
     widths = tuple(model.conv_widths)
-    encoder = vae_nets.ConvEncoder(model.latent_dim, widths, hidden)
-    decoder = vae_nets.ConvDecoder(image_shape, widths, hidden)
+    encoder = vae_nets.ConvEncoder(model.latent_dim, widths, hidden, config.conv_impl)
+    decoder = vae_nets.ConvDecoder(image_shape, widths, hidden, config.conv_impl)
   else:
     encoder = vae_nets.MLPEncoder(model.latent_dim, hidden)
     decoder = vae_nets.MLPDecoder(image_shape, hidden)

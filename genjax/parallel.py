@@ -27,6 +27,7 @@ with `jax.make_array_from_process_local_data`.
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -141,6 +142,7 @@ class DataParallel:
     self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
     self.replicated = NamedSharding(self.mesh, P())
     self.sharded = NamedSharding(self.mesh, P(AXIS))  # batch rows along the first axis
+    self._steps_sharded = NamedSharding(self.mesh, P(None, AXIS))  # [steps, rows, ...]
     self._local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
     # pmap's arrays carry a leading axis of this process's devices (pmap gives every process its own).
     self._pmap_sharding = NamedSharding(Mesh(np.asarray(self._local_devices), (AXIS,)), P(AXIS))
@@ -220,6 +222,20 @@ class DataParallel:
 
     return jax.tree.map(put, local_batch)
 
+  def put_batches(self, local_batches: list[dict]) -> dict:
+    """Several steps' batches for `compile_steps`: stacked on a leading step axis (pmap: after the device axis)."""
+    per_device = len(self._local_devices)
+    n = len(local_batches)
+
+    def put(*xs):
+      x = np.stack([np.asarray(x) for x in xs])  # [n, rows, ...]
+      if self.path == "pmap":
+        x = x.reshape(n, per_device, x.shape[1] // per_device, *x.shape[2:]).swapaxes(0, 1)
+        return jax.device_put(x, self._pmap_sharding)
+      return jax.make_array_from_process_local_data(self._steps_sharded, x)
+
+    return jax.tree.map(put, *local_batches)
+
   def replicate(self, tree):
     """Host values that are the same in every process (a key, a seed) -> arrays replicated on every device."""
     def put(x):
@@ -250,4 +266,27 @@ class DataParallel:
     if self.path == "pmap":
       return jax.pmap(train_step, axis_name=AXIS, in_axes=(0, 0, None), devices=self.devices, donate_argnums=0)
     return jax.jit(train_step, in_shardings=(self.replicated, self.sharded, self.replicated),
+                   out_shardings=(self.replicated, self.replicated), donate_argnums=0)
+
+  def compile_steps(self, train_step):
+    """`(state, batches, train_key, first) -> (state, metrics)`: one call runs len(batches) steps.
+
+    `batches` come from `put_batches`; step `first + i` trains on batch i with
+    the key `fold_in(train_key, first + i)`, as `compile_step` would one call at
+    a time, inside one `lax.scan` (no return to Python between the steps).
+    Metrics gain a leading axis, one row a step.
+    """
+
+    def steps(state, batches, train_key, first):
+      n = jax.tree.leaves(batches)[0].shape[0]
+
+      def one(state, batch_and_index):
+        batch, i = batch_and_index
+        return train_step(state, batch, grandom.step_key(train_key, first + i))
+
+      return jax.lax.scan(one, state, (batches, jnp.arange(n, dtype=jnp.uint32)))
+
+    if self.path == "pmap":
+      return jax.pmap(steps, axis_name=AXIS, in_axes=(0, 0, None, None), devices=self.devices, donate_argnums=0)
+    return jax.jit(steps, in_shardings=(self.replicated, self._steps_sharded, self.replicated, self.replicated),
                    out_shardings=(self.replicated, self.replicated), donate_argnums=0)

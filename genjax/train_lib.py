@@ -9,6 +9,7 @@ returning numbers of the model as a whole (a GAN's mode coverage), and
 everything that touches the disk.
 """
 
+import collections
 import contextlib
 import json
 import os
@@ -56,7 +57,7 @@ def _freeze(value):
 
 
 # Fields added to configs/base.py after workdirs were written, with the value those runs had.
-ADDED_FIELDS = {"parallel": "jit", "num_devices": None}
+ADDED_FIELDS = {"parallel": "jit", "num_devices": None, "conv_impl": "auto", "steps_per_call": 1}
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -136,14 +137,47 @@ def _format(metrics: dict) -> str:
   return "  ".join(f"{k} {float(v):.4g}" for k, v in metrics.items())
 
 
-def _check_finite(step: int, metrics: dict, last_saved: int | None) -> None:
+def _check_finite(first: int, metrics: dict, last_saved: int | None) -> None:
   """Stops the run at the first NaN or infinity among the loss and the other metrics (gradient norms too:
-  a finite loss with non-finite gradients would save non-finite weights)."""
-  for name in ["loss", *sorted(k for k in metrics if k != "loss")]:
-    value = float(metrics[name])
-    if not np.isfinite(value):
-      where = f"checkpoint of step {last_saved} left intact" if last_saved is not None else "no checkpoint was written"
-      raise NonFiniteLossError(f"non-finite {name} {value} at step {step}; {where}")
+  a finite loss with non-finite gradients would save non-finite weights).
+
+  `metrics` are those of step `first`, or of steps `first, first + 1, ...` along a leading axis.
+  """
+  rows = {name: np.atleast_1d(np.asarray(value, np.float64)) for name, value in metrics.items()}
+  for i in range(max((len(v) for v in rows.values()), default=0)):
+    for name in ["loss", *sorted(k for k in rows if k != "loss")]:
+      value = rows[name][i]
+      if not np.isfinite(value):
+        where = f"checkpoint of step {last_saved} left intact" if last_saved is not None else "no checkpoint was written"
+        raise NonFiniteLossError(f"non-finite {name} {value} at step {first + i}; {where}")
+
+
+def _last_row(metrics: dict, stacked: bool) -> dict:
+  return {name: (value[-1] if stacked else value) for name, value in metrics.items()}
+
+
+def call_plan(start: int, num_steps: int, per_call: int, boundaries: tuple[int, ...]):
+  """(first step, steps) of each compiled call: `per_call` steps, cut at every multiple of `boundaries`.
+
+  Logging, checkpoints and evaluations fall on multiples of their intervals,
+  and a run resumed from any step lines up with them again.
+  """
+  step = start
+  while step < num_steps:
+    stop = min([num_steps, step + per_call] + [(step // every + 1) * every for every in boundaries])
+    yield step + 1, stop - step
+    step = stop
+
+
+def prefetch(iterator, size: int = 2):
+  """`iterator`, `size` items ahead: the next batch is on its devices before the step that needs it starts."""
+  queue = collections.deque()
+  for item in iterator:
+    queue.append(item)
+    if len(queue) >= size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
 
 
 class _StopRequest:
@@ -218,8 +252,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     eval_images = data.eval_images(ds.name, config.eval.num_examples, data_dir=ds.data_dir, download=ds.download)
 
     state = par.to_run(state)
-    step_fn = par.compile_step(family.train_step)
-    step_key = par.step_keys(keys.train)  # the key of step s is fold_in(train, s), placed for the step
+    per_call = config.steps_per_call
+    if per_call == 1:
+      step_fn = par.compile_step(family.train_step)
+      step_key = par.step_keys(keys.train)  # the key of step s is fold_in(train, s - 1), placed for the step
+
+      def train_call(state, first, device_batch):
+        return step_fn(state, device_batch, step_key(first - 1))
+    else:
+      steps_fn = par.compile_steps(family.train_step)
+      train_key = par.replicate(keys.train)
+
+      def train_call(state, first, device_batches):
+        return steps_fn(state, device_batches, train_key, par.replicate(np.uint32(first - 1)))
+
+    def device_batches():
+      for first, n in call_plan(start, config.num_steps, per_call,
+                                (config.log_every, config.checkpoint_every, config.eval_every)):
+        local = [next(train_iter) for _ in range(n)]
+        yield first, n, par.put_batch(local[0]) if per_call == 1 else par.put_batches(local)
+
     evaluate_fn = jax.jit(family.evaluate, static_argnames=("num_samples",))
     visuals_fn = jax.jit(family.visuals)
     writer = MetricWriter(workdir) if chief else None
@@ -244,27 +296,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     last_saved = start or None
     result: dict[str, float] | None = None  # the last evaluation's numbers ({} for a GAN on images)
-    pending = None  # (step, metrics on device): fetched one step late so the host never waits
+    pending = None  # (first step, metrics on device) of the last call: fetched one call late, so the host never waits
     t_log, step_log = time.perf_counter(), start
-    for step in range(start + 1, config.num_steps + 1):
-      batch = par.put_batch(next(train_iter))
+    for first, n, batch in prefetch(device_batches()):
+      step = first + n - 1  # the last step of this call
       t0 = time.perf_counter()
-      state, metrics = step_fn(state, batch, step_key(step - 1))
-      if step == start + 1:
+      state, metrics = train_call(state, first, batch)
+      if first == start + 1:
         jax.block_until_ready(metrics)
-        logging.info("first step (compile and run) took %.2f s", time.perf_counter() - t0)
+        logging.info("first call (compile and %d step%s) took %.2f s", n, "s" * (n > 1), time.perf_counter() - t0)
         t_log = time.perf_counter()
       if pending is not None:
         _check_finite(pending[0], par.fetch(pending[1]), last_saved)
-      pending = (step, metrics)
+      pending = (first, metrics)
       stopping = stop.requested(step)
       log_now = step % config.log_every == 0 or step == config.num_steps
       save_now = step % config.checkpoint_every == 0 or step == config.num_steps or stopping
       if log_now or save_now:
-        # Waits for this step: done only when logging or saving needs its values,
-        # and only a state whose loss is finite is ever saved.
+        # Waits for this call: done only when logging or saving needs its values,
+        # and only a state whose losses are all finite is ever saved.
         fetched = par.fetch(metrics)
-        _check_finite(step, fetched, last_saved)
+        _check_finite(first, fetched, last_saved)
+        fetched = _last_row(fetched, per_call > 1)
         pending = None
 
       if log_now and chief:

@@ -14,6 +14,9 @@ is PyTorch's momentum=0.1. `train` chooses batch or running statistics; which
 network's statistics change in which update is the GAN family's business.
 `axis_name` (pmap only) averages the batch statistics over the devices of
 that axis, so they are those of the global batch, as under jit.
+
+`conv_impl` says how the stride-2 layers run (genjax.nets.layers: 'auto',
+'fast' or 'xla'); the parameters and the numbers are the same either way.
 """
 
 from collections.abc import Sequence
@@ -21,6 +24,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from genjax.nets import layers
 
 BN_MOMENTUM = 0.9  # Flax decay; = PyTorch momentum 0.1
 BN_EPSILON = 1e-5  # PyTorch's default
@@ -60,11 +65,13 @@ class DCGANGenerator(nn.Module):
     image_shape: (H, W, C), H == W.
     width: ngf, the channels of the last hidden layer; earlier layers double it.
     axis_name: pmap's device axis, over which BatchNorm averages; None under jit.
+    conv_impl: how the transposed convolutions run (genjax.nets.layers.IMPLS).
   """
 
   image_shape: Sequence[int]
   width: int = 64
   axis_name: str | None = None
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, z_BxZ: jax.Array, train: bool = True) -> jax.Array:
@@ -73,15 +80,15 @@ class DCGANGenerator(nn.Module):
     base = size // 2**n
     h = z_BxZ.reshape(z_BxZ.shape[0], 1, 1, z_BxZ.shape[-1])
     # Project to base x base with a VALID transposed conv, as the example's first layer.
-    h = nn.ConvTranspose(self.width * 2**(n - 1), (base, base), padding="VALID", use_bias=False,
-                         kernel_init=conv_init)(h)
+    h = layers.ConvTranspose(self.width * 2**(n - 1), (base, base), padding="VALID", use_bias=False,
+                             kernel_init=conv_init, impl=self.conv_impl)(h)
     h = nn.relu(batch_norm(train, self.axis_name)(h))
     for i in range(n - 1):
-      h = nn.ConvTranspose(self.width * 2**(n - 2 - i), (4, 4), strides=(2, 2), padding=_TCONV_PAD,
-                           use_bias=False, kernel_init=conv_init)(h)
+      h = layers.ConvTranspose(self.width * 2**(n - 2 - i), (4, 4), strides=(2, 2), padding=_TCONV_PAD,
+                               use_bias=False, kernel_init=conv_init, impl=self.conv_impl)(h)
       h = nn.relu(batch_norm(train, self.axis_name)(h))
-    h = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding=_TCONV_PAD, use_bias=False,
-                         kernel_init=conv_init)(h)
+    h = layers.ConvTranspose(channels, (4, 4), strides=(2, 2), padding=_TCONV_PAD, use_bias=False,
+                             kernel_init=conv_init, impl=self.conv_impl)(h)
     return jnp.tanh(h)
 
 
@@ -94,11 +101,13 @@ class DCGANDiscriminator(nn.Module):
       normalised over its own features, so gradient penalties are exact) or
       'none'.
     axis_name: pmap's device axis, over which BatchNorm averages; None under jit.
+    conv_impl: how the strided convolutions run (genjax.nets.layers.IMPLS).
   """
 
   width: int = 64
   norm: str = "batch"
   axis_name: str | None = None
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool = True) -> jax.Array:
@@ -107,13 +116,14 @@ class DCGANDiscriminator(nn.Module):
     n = num_stride2_layers(x_BxHxWxC.shape[1])
     h = x_BxHxWxC
     for i in range(n):
-      h = nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2), padding=_CONV_PAD, use_bias=False,
-                  kernel_init=conv_init)(h)
+      h = layers.Conv(self.width * 2**i, (4, 4), strides=(2, 2), padding=_CONV_PAD, use_bias=False,
+                      kernel_init=conv_init, impl=self.conv_impl)(h)
       if i > 0 and self.norm == "batch":  # no normalisation on the input layer
         h = batch_norm(train, self.axis_name)(h)
       elif i > 0 and self.norm == "layer":
         h = nn.LayerNorm(epsilon=BN_EPSILON, reduction_axes=(-3, -2, -1))(h)
       h = nn.leaky_relu(h, 0.2)
     base = h.shape[1]
-    logits = nn.Conv(1, (base, base), padding="VALID", use_bias=False, kernel_init=conv_init)(h)
+    logits = layers.Conv(1, (base, base), padding="VALID", use_bias=False, kernel_init=conv_init,
+                         impl=self.conv_impl)(h)
     return logits.reshape(x_BxHxWxC.shape[0])

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
+from genjax.nets import layers
+
 
 def downsampled_size(size: int, num_layers: int) -> int:
   """Side of the feature map after `num_layers` stride-2 layers.
@@ -43,17 +45,20 @@ class ConvEncoder(nn.Module):
     widths: channels of each stride-2 convolution; each halves the image.
     hidden: widths of the dense layers between the flattened features and
       the latent heads.
+    conv_impl: how the strided convolutions run (genjax.nets.layers.IMPLS);
+      the parameters and the numbers are the same either way.
   """
 
   latent_dim: int
   widths: Sequence[int] = (32, 64)
   hidden: Sequence[int] = (256,)
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array) -> tuple[jax.Array, jax.Array]:
     h = x_BxHxWxC
     for width in self.widths:
-      h = nn.relu(nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME")(h))
+      h = nn.relu(layers.Conv(width, (4, 4), strides=(2, 2), padding="SAME", impl=self.conv_impl)(h))
     h = h.reshape(h.shape[0], -1)
     for width in self.hidden:
       h = nn.relu(nn.Dense(width)(h))
@@ -70,11 +75,13 @@ class ConvDecoder(nn.Module):
     widths: the encoder's widths, in encoder order; the decoder walks them
       backwards and ends with a transposed convolution to C channels.
     hidden: the encoder's dense widths, in encoder order.
+    conv_impl: how the transposed convolutions run (genjax.nets.layers.IMPLS).
   """
 
   image_shape: Sequence[int]
   widths: Sequence[int] = (32, 64)
   hidden: Sequence[int] = (256,)
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, z_BxZ: jax.Array) -> jax.Array:
@@ -87,8 +94,8 @@ class ConvDecoder(nn.Module):
     h = nn.relu(nn.Dense(h0 * w0 * self.widths[-1])(h))
     h = h.reshape(h.shape[0], h0, w0, self.widths[-1])
     for units in reversed(self.widths[:-1]):
-      h = nn.relu(nn.ConvTranspose(units, (4, 4), strides=(2, 2), padding="SAME")(h))
-    out_BxHxWxC = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME")(h)
+      h = nn.relu(layers.ConvTranspose(units, (4, 4), strides=(2, 2), padding="SAME", impl=self.conv_impl)(h))
+    out_BxHxWxC = layers.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME", impl=self.conv_impl)(h)
     return out_BxHxWxC
 
 

@@ -1,0 +1,182 @@
+"""What the speed benchmarks share: alternating timed rounds, a measured FLOP/s peak, the table.
+
+Each contender is a `Contender`: `start()` compiles (or warms up) and runs a
+first step, `run(n)` runs n more steps and returns only when they are done.
+Rounds alternate the contenders, so a slow spell of the machine hits all of
+them alike; the median round of each is reported.
+"""
+
+import dataclasses
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def define_flags(steps: int, batch: int):
+  """The command line both speed scripts take; returns a function giving speed.main's arguments."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  rounds = flags.DEFINE_integer("rounds", 5, "Timed rounds of each contender, alternating.")
+  steps_flag = flags.DEFINE_integer("steps", steps, "Steps per round.")
+  batch_flag = flags.DEFINE_integer("batch", batch, "Images per step.")
+  impls = flags.DEFINE_list("impls", ["fast", "xla"], "genjax conv_impl values to time ('fast', 'xla').")
+  device = flags.DEFINE_enum("device", "cpu", ["cpu", "gpu"], "Where both run (gpu: JAX's GPU and CUDA PyTorch).")
+  with_torch = flags.DEFINE_bool("torch", True, "Time the PyTorch reference too.")
+  return lambda: dict(rounds=rounds.value, steps=steps_flag.value, batch=batch_flag.value, impls=impls.value,
+                      device=device.value, with_torch=with_torch.value)
+
+
+@dataclasses.dataclass
+class Contender:
+  name: str
+  start: Callable[[], None]
+  run: Callable[[int], None]
+  flops_per_step: float | None = None  # the model's FLOPs (XLA's count of the reference layers)
+  compile_s: float | None = None  # genjax: tracing and compiling the step (the first call's extra time)
+
+
+def timed_rounds(contenders: list[Contender], rounds: int, steps: int, batch: int) -> dict[str, list[float]]:
+  """images/s of every round of every contender, the contenders alternating within each round."""
+  for c in contenders:
+    t0 = time.perf_counter()
+    c.start()
+    print(f"  {c.name}: first step {time.perf_counter() - t0:.1f} s", flush=True)
+  rates = {c.name: [] for c in contenders}
+  for r in range(rounds):
+    for c in contenders:
+      t0 = time.perf_counter()
+      c.run(steps)
+      rates[c.name].append(steps * batch / (time.perf_counter() - t0))
+    print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {v[-1]:.1f}" for n, v in rates.items()), flush=True)
+  return rates
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10) -> dict[str, float]:
+  """Best float32 GFLOP/s of a size^3 matrix product, in JAX and in PyTorch: the machine's usable peak."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  a = jax.random.normal(jax.random.key(0), (size, size))
+  f = jax.jit(lambda a: a @ a)
+  f(a).block_until_ready()
+  best = {}
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    f(a).block_until_ready()
+    times.append(time.perf_counter() - t0)
+  best["jax"] = 2 * size**3 / min(times) / 1e9
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return best
+  t = torch.randn(size, size)
+  t @ t
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    t @ t
+    times.append(time.perf_counter() - t0)
+  best["torch"] = 2 * size**3 / min(times) / 1e9
+  del jnp
+  return best
+
+
+def report(title: str, contenders: list[Contender], rates: dict[str, list[float]], batch: int,
+           peak: float | None, reference: str) -> None:
+  """Median images/s, the ratio to `reference`, achieved GFLOP/s and the fraction of `peak`."""
+  print(f"\n{title}")
+  ref = statistics.median(rates[reference])
+  print(f"{'':24s} {'images/s':>9s} {'(min-max)':>13s} {'x ' + reference:>10s} {'GFLOP/s':>8s} {'of peak':>8s}"
+        f" {'compile':>8s}")
+  flops = next((c.flops_per_step for c in contenders if c.flops_per_step), None)
+  for c in contenders:
+    v = rates[c.name]
+    med = statistics.median(v)
+    line = f"{c.name:24s} {med:9.1f} {min(v):6.1f}-{max(v):<6.1f} {med / ref:10.2f}"
+    if flops:
+      gflops = flops * med / batch / 1e9
+      line += f" {gflops:8.1f}" + (f" {gflops / peak:8.0%}" if peak else f" {'':8s}")
+    line += f" {c.compile_s:7.1f}s" if c.compile_s is not None else ""
+    print(line)
+  if flops:
+    print(f"(one step: {flops / 1e9:.1f} GFLOP, XLA's count of the model; peak: best float32 matmul"
+          f" {peak:.0f} GFLOP/s)" if peak else "")
+
+
+def xla_flops(fn, *args) -> float:
+  """FLOPs of one call of `fn(*args)`, as XLA counts them after compiling."""
+  import jax  # pylint: disable=g-import-not-at-top
+  analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+  if isinstance(analysis, list):
+    analysis = analysis[0]
+  return float(analysis["flops"])
+
+
+def synthetic_images(batch: int, shape, seed: int = 0) -> np.ndarray:
+  """uint8 images, the same for every contender."""
+  return np.random.default_rng(seed).integers(0, 256, (batch, *shape), dtype=np.uint8)
+
+
+def genjax_contender(name: str, family, images: np.ndarray, flops: float | None) -> Contender:
+  """genjax's compiled train step of `family` on one device, as train.py runs it (state donated, keys on device)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from genjax import parallel  # pylint: disable=g-import-not-at-top
+  from genjax import random as grandom  # pylint: disable=g-import-not-at-top
+
+  par = parallel.DataParallel("jit", 1)
+  keys = grandom.streams(0)
+  box = {"state": par.to_run(par.init(family.init, keys.init)), "step": 0}
+  batch = par.put_batch({"image": images})
+  step_key = par.step_keys(keys.train)
+  contender = Contender(name, None, None, flops)
+
+  def run(n):
+    state = box["state"]
+    for _ in range(n):
+      state, metrics = box["fn"](state, batch, step_key(box["step"]))
+      box["step"] += 1
+    jax.block_until_ready((state, metrics))
+    box["state"] = state
+
+  def start():
+    t0 = time.perf_counter()
+    box["fn"] = par.compile_step(family.train_step).lower(box["state"], batch, step_key(0)).compile()
+    contender.compile_s = time.perf_counter() - t0
+    run(1)
+
+  contender.start, contender.run = start, run
+  return contender
+
+
+def step_flops(family, images: np.ndarray) -> float:
+  """XLA's FLOP count of one train step of `family` (build it with conv_impl='xla': the model's own arithmetic)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from genjax import random as grandom  # pylint: disable=g-import-not-at-top
+  keys = grandom.streams(0)
+  state = jax.eval_shape(family.init, keys.init)
+  return xla_flops(family.train_step, state, {"image": images}, keys.train)
+
+
+def main(title: str, make_config, torch_contender, image_shape, *, rounds: int, steps: int, batch: int,
+         impls: list[str], device: str, with_torch: bool) -> None:
+  """Times genjax (each conv_impl) and PyTorch alternately and prints the table."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from genjax import build  # pylint: disable=g-import-not-at-top
+  print(f"JAX {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}),"
+        f" {os.cpu_count()} CPU threads", flush=True)
+  images = synthetic_images(batch, image_shape)
+  flops = step_flops(build.family(make_config(batch, "xla")), images)
+  contenders = [genjax_contender(f"genjax conv_impl={impl}", build.family(make_config(batch, impl)), images, flops)
+                for impl in impls]
+  if with_torch:
+    contenders.append(torch_contender(images, device))
+  peak = matmul_peak() if device == "cpu" else {}
+  rates = timed_rounds(contenders, rounds, steps, batch)
+  title += (f"; median of {rounds} rounds of {steps} steps"
+            + (f"; float32 matmul peak {', '.join(f'{k} {v:.0f}' for k, v in peak.items())} GFLOP/s" if peak else ""))
+  report(title, contenders, rates, batch, max(peak.values()) if peak else None, contenders[-1].name)

@@ -1,0 +1,278 @@
+"""Convolutions that hold Flax's parameters and compute them another way, where that is faster.
+
+`Conv` and `ConvTranspose` create exactly the parameters of `flax.linen.Conv`
+and `flax.linen.ConvTranspose` (same names, shapes, layout and init, and the
+same auto-names `Conv_0`, `ConvTranspose_0` in a parent), so a checkpoint does
+not care which `impl` ran. They differ only in how a stride-2 layer is
+computed:
+
+- 'xla': what Flax does, `lax.conv_general_dilated` / `lax.conv_transpose`.
+- 'fast': matrix products over patches (im2col), whose gradients are matrix
+  products too. XLA:CPU's own gradients of these layers are several times
+  slower than its forward pass (jax#23783): the kernel gradient runs as a
+  convolution whose window is the whole image.
+  * transposed convolution (sub-pixel): output o = s*q + r (phase r) sees
+    the kernel taps t = r0, r0+s, ... at consecutive inputs, so every phase
+    is a stride-1 convolution with ceil(k/s) taps; all phases share one
+    product over the union of their windows (s*s times the output
+    channels), or, on small images where that union is much larger than
+    each phase's windows, take one product each. The phases are then
+    interleaved (depth to space). No multiply is by an inserted zero.
+    Layers to fewer than 16 channels stay XLA's: thin products lose there.
+  * strided convolution (space to depth): the padded input is folded into
+    s*s times the channels and the kernel into ceil(k/s) taps, so the same
+    sum becomes a stride-1 convolution, computed as one product.
+  Stride-1 layers are computed the 'xla' way in both.
+- 'auto': 'fast' on CPU, 'xla' elsewhere (`resolve_impl`): on GPU and TPU the
+  native ops are not the bottleneck.
+
+The functions `conv` and `conv_transpose` are the pure parts: NHWC inputs, HWIO
+kernels, paddings as Flax and `lax` take them ('SAME', 'VALID' or explicit
+(low, high) pairs per spatial dimension, with `lax.conv_transpose`'s meaning
+for the transposed one). They equal the `lax` ops to float rounding, values
+and gradients (tests/test_layers.py); benchmarks/dcgan_speed.py and
+benchmarks/vae_speed.py time them in whole training steps.
+"""
+
+from collections.abc import Sequence
+import math
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+IMPLS = ("auto", "xla", "fast")
+_MIN_FAST_FEATURES = 16  # transposed convolutions to fewer channels stay XLA's
+_MAX_WASTE = 1.4  # sub-pixel: one shared product while it computes at most this many times the needed windows
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+Padding = str | Sequence[tuple[int, int]]
+
+
+def resolve_impl(impl: str, backend: str | None = None) -> str:
+  """'xla' or 'fast': `impl` itself, or for 'auto' the faster one measured on `backend` (default: JAX's)."""
+  if impl not in IMPLS:
+    raise ValueError(f"conv impl: unknown {impl!r}; allowed: {', '.join(IMPLS)}")
+  if impl != "auto":
+    return impl
+  return "fast" if (backend or jax.default_backend()) == "cpu" else "xla"
+
+
+def _pairs(padding: Padding, ndim: int) -> list[tuple[int, int]] | str:
+  if isinstance(padding, str):
+    if padding not in ("SAME", "VALID"):
+      raise ValueError(f"padding: {padding!r} is not supported; use 'SAME', 'VALID' or (low, high) pairs")
+    return padding
+  if isinstance(padding, int):
+    return [(padding, padding)] * ndim
+  pairs = [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
+  if len(pairs) != ndim:
+    raise ValueError(f"padding: {ndim} spatial dimensions need {ndim} (low, high) pairs, got {padding!r}")
+  return pairs
+
+
+def conv_pads(sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+              padding: Padding) -> list[tuple[int, int]]:
+  """Explicit (low, high) padding of a forward convolution, as `lax.conv_general_dilated` reads `padding`."""
+  pairs = _pairs(padding, len(sizes))
+  if isinstance(pairs, str):
+    return list(lax.padtype_to_pads(sizes, kernel, strides, pairs))
+  return pairs
+
+
+def conv_transpose_pads(kernel: Sequence[int], strides: Sequence[int],
+                        padding: Padding) -> list[tuple[int, int]]:
+  """Explicit padding of the stride-dilated input, as `lax.conv_transpose` reads `padding`.
+
+  A string means the padding of the forward convolution this one transposes
+  (jax's `_conv_transpose_padding`); explicit pairs pad the dilated input as given.
+  """
+  pairs = _pairs(padding, len(kernel))
+  if not isinstance(pairs, str):
+    return pairs
+  pads = []
+  for k, s in zip(kernel, strides):
+    if pairs == "SAME":
+      total = k + s - 2
+      low = k - 1 if s > k - 1 else math.ceil(total / 2)
+    else:  # VALID
+      total = k + s - 2 + max(k - s, 0)
+      low = k - 1
+    pads.append((low, total - low))
+  return pads
+
+
+def _pad_or_crop(x: jax.Array, pads: Sequence[tuple[int, int]]) -> jax.Array:
+  """Pads the spatial axes of NHWC `x` with zeros; a negative amount crops."""
+  config = [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads] + [(0, 0, 0)]
+  return lax.pad(x, jnp.zeros((), x.dtype), config)
+
+
+def _patches(x: jax.Array, k_h: int, k_w: int, pads) -> jax.Array:
+  """[B, H', W', k_h * k_w * C]: every k_h x k_w window of the padded `x`, in (i, j, c) order (im2col)."""
+  x = _pad_or_crop(x, pads)
+  out_h, out_w = x.shape[1] - k_h + 1, x.shape[2] - k_w + 1
+  if (k_h, k_w) == (1, 1):
+    return x
+  return jnp.concatenate([x[:, i:i + out_h, j:j + out_w] for i in range(k_h) for j in range(k_w)], axis=-1)
+
+
+def _matmul(patches: jax.Array, kernel_KxO: jax.Array, precision) -> jax.Array:
+  return jnp.einsum("bhwk,ko->bhwo", patches, kernel_KxO, precision=precision)
+
+
+def _conv1(x: jax.Array, kernel: jax.Array, pads, precision) -> jax.Array:
+  """Stride-1 convolution as one matrix product over the input's patches (im2col).
+
+  XLA:CPU computes the kernel gradient of a convolution as a convolution
+  whose window is the whole image, many times slower than this product's
+  gradient, which is two products and a sum of shifted slices.
+  """
+  k_h, k_w, c_in, c_out = kernel.shape
+  return _matmul(_patches(x, k_h, k_w, pads), kernel.reshape(k_h * k_w * c_in, c_out), precision)
+
+
+def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Padding, *,
+         impl: str = "fast", precision=None) -> jax.Array:
+  """`lax.conv_general_dilated(x, kernel, strides, padding)` in NHWC/HWIO, computed as `impl` says.
+
+  'fast' folds each stride-s block of the padded input into channels (space
+  to depth) and the kernel to match, then computes the stride-1 convolution
+  as one matrix product over patches.
+  """
+  if x.ndim != 4:
+    raise ValueError(f"conv: needs NHWC inputs (2 spatial dimensions), got shape {x.shape}")
+  strides = tuple(strides)
+  k_h, k_w, c_in, c_out = kernel.shape
+  pads = conv_pads(x.shape[1:3], (k_h, k_w), strides, padding)
+  for n, k, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), pads):
+    if n + lo + hi < k:
+      raise ValueError(f"conv: input size {n} with padding {(lo, hi)} is smaller than the kernel {k}")
+  if resolve_impl(impl) == "xla" or strides == (1, 1):
+    return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DIMENSIONS, precision=precision)
+  taps, padded = [], []
+  for n, k, s, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), strides, pads):
+    out = (n + lo + hi - k) // s + 1
+    c = -(-k // s)  # taps of the stride-1 kernel
+    length = s * (out - 1 + c)  # a whole number of blocks, covering every window
+    taps.append(c)
+    padded.append((lo, length - n - lo))
+  (c_h, c_w), (s_h, s_w) = taps, strides
+  x = _pad_or_crop(x, padded)
+  b, n_h, n_w, _ = x.shape
+  x = x.reshape(b, n_h // s_h, s_h, n_w // s_w, s_w, c_in).transpose(0, 1, 3, 2, 4, 5)
+  x = x.reshape(b, n_h // s_h, n_w // s_w, s_h * s_w * c_in)
+  # kernel[s*m + a] -> k2[m, a]; taps past the kernel's end are zero.
+  k2 = jnp.pad(kernel, ((0, c_h * s_h - k_h), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
+  k2 = k2.reshape(c_h, s_h, c_w, s_w, c_in, c_out).transpose(0, 2, 1, 3, 4, 5)
+  k2 = k2.reshape(c_h, c_w, s_h * s_w * c_in, c_out)
+  return _conv1(x, k2, ((0, 0), (0, 0)), precision)
+
+
+def _phases(n: int, k: int, s: int, lo: int, hi: int):
+  """For one spatial dimension of a transposed convolution: what each output phase reads.
+
+  Output o = s*q + r reads input q + offset[r] + j through kernel tap
+  taps[r][j] (j < ceil(k/s); tap k means none, a zero).
+  """
+  out = (n - 1) * s + 1 + lo + hi - k + 1
+  if out < 1:
+    raise ValueError(f"conv_transpose: input size {n} with padding {(lo, hi)} gives no output for kernel {k}")
+  c = -(-k // s)
+  taps, offsets = [], []
+  for r in range(s):
+    first = (lo - r) % s  # the first tap that lands on an input (not an inserted zero) for phase r
+    taps.append([first + s * j if first + s * j < k else k for j in range(c)])
+    offsets.append((r + first - lo) // s)
+  return out, c, np.array(taps), offsets
+
+
+def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Padding, *,
+                   impl: str = "fast", precision=None) -> jax.Array:
+  """`lax.conv_transpose(x, kernel, strides, padding)` in NHWC/HWIO, computed as `impl` says.
+
+  'fast' is the sub-pixel form: the s*s phases of the output as matrix
+  products over the input's patches, interleaved (depth to space).
+  """
+  if x.ndim != 4:
+    raise ValueError(f"conv_transpose: needs NHWC inputs (2 spatial dimensions), got shape {x.shape}")
+  strides = tuple(strides)
+  k_h, k_w, c_in, c_out = kernel.shape
+  pads = conv_transpose_pads((k_h, k_w), strides, padding)
+  dims = [_phases(n, k, s, lo, hi) for n, k, s, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), strides, pads)]
+  # Few output channels make thin products, slower than XLA's own op (measured: 64 -> 3 channels at 64x64).
+  if resolve_impl(impl) == "xla" or strides == (1, 1) or c_out < _MIN_FAST_FEATURES:
+    return lax.conv_transpose(x, kernel, strides, pads, dimension_numbers=_DIMENSIONS, precision=precision)
+  b = x.shape[0]
+  (out_h, c_h, taps_h, off_h), (out_w, c_w, taps_w, off_w) = dims
+  s_h, s_w = strides
+  # One kernel for all phases: (c_h, c_w, C_in, s_h*s_w*C_out), zero where a phase has fewer taps.
+  k2 = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))[taps_h[:, :, None, None], taps_w[None, None]]
+  k2 = k2.transpose(1, 3, 4, 0, 2, 5).reshape(c_h, c_w, c_in, s_h * s_w * c_out)
+  # Phase r at q reads inputs q + offset[r] + j: one convolution over the union of the windows.
+  qs, conv_pad, shifts = [], [], []
+  for n, out, s, c, off in ((x.shape[1], out_h, s_h, c_h, off_h), (x.shape[2], out_w, s_w, c_w, off_w)):
+    q = -(-out // s)
+    lo = -min(off)
+    length = q + max(off) - min(off)
+    qs.append(q)
+    conv_pad.append((lo, length + c - 1 - n - lo))
+    shifts.append([o - min(off) for o in off])
+  patches = _patches(x, c_h, c_w, conv_pad)
+  k2 = k2.reshape(c_h * c_w * c_in, s_h, s_w, c_out)
+  (q_h, q_w), (shift_h, shift_w) = qs, shifts
+  waste = (q_h + max(shift_h)) * (q_w + max(shift_w)) / (q_h * q_w)
+  if waste < _MAX_WASTE:
+    # One product for all phases, over the union of their windows; each phase's own windows sliced after.
+    y = _matmul(patches, k2.reshape(-1, s_h * s_w * c_out), precision)
+    y = y.reshape(*y.shape[:3], s_h, s_w, c_out)
+    y = jnp.stack([jnp.stack([y[:, a:a + q_h, d:d + q_w, r, t] for t, d in enumerate(shift_w)], axis=3)
+                   for r, a in enumerate(shift_h)], axis=3)
+  else:
+    # Small images, where the union of the windows is much larger than each phase's: one product a phase.
+    y = jnp.stack([jnp.stack([_matmul(patches[:, a:a + q_h, d:d + q_w], k2[:, r, t], precision)
+                              for t, d in enumerate(shift_w)], axis=3)
+                   for r, a in enumerate(shift_h)], axis=3)
+  # (B, Q_h, Q_w, s_h, s_w, C) -> (B, Q_h*s_h, Q_w*s_w, C), cropped to the output size.
+  y = y.transpose(0, 1, 3, 2, 4, 5).reshape(b, q_h * s_h, q_w * s_w, c_out)
+  return y[:, :out_h, :out_w]
+
+
+class _Convolution(nn.Module):
+  """Flax's parameters of a 2-D convolution (kernel HWIO, bias), computed by `_compute`."""
+
+  features: int
+  kernel_size: Sequence[int]
+  strides: Sequence[int] = (1, 1)
+  padding: Padding = "SAME"
+  use_bias: bool = True
+  kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
+  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+  impl: str = "auto"
+
+  def _compute(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
+    y = self._compute(x, kernel.astype(x.dtype))
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(y.dtype)
+    return y
+
+
+class Conv(_Convolution):
+  """`flax.linen.Conv` (NHWC, 2-D) with its parameters, computed by `conv` as `impl` says."""
+
+  def _compute(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return conv(x, kernel, self.strides, self.padding, impl=self.impl)
+
+
+class ConvTranspose(_Convolution):
+  """`flax.linen.ConvTranspose` (NHWC, 2-D, transpose_kernel=False) with its parameters, computed by `conv_transpose`."""
+
+  def _compute(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return conv_transpose(x, kernel, self.strides, self.padding, impl=self.impl)

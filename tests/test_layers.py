@@ -1,0 +1,134 @@
+"""The fast convolutions equal Flax's, values and gradients, and hold the same parameters."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genjax.nets import layers
+
+# (kernel, stride, padding): the nets' layers and the cases around them.
+CASES = [
+    (4, 2, ((2, 2), (2, 2))),  # DCGAN G (PyTorch p=1) / D uses ((1, 1), (1, 1))
+    (4, 2, ((1, 1), (1, 1))),
+    (4, 2, "SAME"),
+    (4, 2, "VALID"),
+    (3, 2, "SAME"),
+    (3, 2, "VALID"),
+    (3, 2, ((1, 2), (0, 1))),
+    (4, 1, "SAME"),
+    (3, 1, "VALID"),
+    (4, 1, "VALID"),  # the DCGAN G's projection, from 1x1
+]
+SIZES = [(1, 1), (4, 4), (7, 7), (8, 5)]
+# (in, out): a transposed convolution to fewer than 16 channels stays XLA's (genjax.nets.layers), so the
+# first pair is the one that runs the sub-pixel products; the second checks the hand-over.
+CHANNELS = [(1, 16), (3, 1)]
+
+
+def _relative_error(a, b) -> float:
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def _output_shape(flax_layer, x):
+  """Flax's output shape, or None where lax refuses the shapes or gives an empty output."""
+  try:
+    shape = jax.eval_shape(flax_layer.init_with_output, jax.random.key(1), x)[0].shape
+  except Exception:  # pylint: disable=broad-except
+    return None
+  return None if 0 in shape else shape
+
+
+def _layers(kind, c_out, kernel, stride, padding):
+  common = dict(kernel_size=(kernel, kernel), strides=(stride, stride), padding=padding)
+  if kind == "transpose":
+    return nn.ConvTranspose(c_out, **common), layers.ConvTranspose(c_out, **common, impl="fast")
+  return nn.Conv(c_out, **common), layers.Conv(c_out, **common, impl="fast")
+
+
+def _id(case):
+  kernel, stride, padding = case
+  pad = padding if isinstance(padding, str) else "x".join(f"{lo}{hi}" for lo, hi in padding)
+  return f"k{kernel}s{stride}-{pad}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
+@pytest.mark.parametrize("kind", ["transpose", "strided"])
+def test_fast_layer_equals_flax_values_and_gradients(kind, case):
+  """Outputs and the gradients with respect to inputs, kernel and bias agree to 1e-5 relative."""
+  kernel, stride, padding = case
+  problems, refused = [], []
+  rng = np.random.default_rng(0)  # numpy draws: no eager JAX op to compile per shape
+  for size in SIZES:
+    for c_in, c_out in CHANNELS:
+      flax_layer, ours = _layers(kind, c_out, kernel, stride, padding)
+      x = rng.standard_normal((2, *size, c_in), np.float32)
+      shape = _output_shape(flax_layer, x)
+      if shape is None:
+        refused.append((ours, x))
+        continue
+      # A non-zero bias, and a cotangent that is not all ones, so every path of the gradient counts.
+      params = {"params": {"kernel": 0.2 * rng.standard_normal((kernel, kernel, c_in, c_out), np.float32),
+                           "bias": rng.standard_normal((c_out,), np.float32)}}
+      problems.append((flax_layer, ours, params, x, rng.standard_normal(shape, np.float32)))
+
+  @jax.jit
+  def outputs_and_pullbacks(arrays):
+    results = []
+    for (flax_layer, ours, *_), (params, x, cotangent) in zip(problems, arrays, strict=True):
+      for layer in (flax_layer, ours):
+        y, vjp = jax.vjp(layer.apply, params, x)
+        results.append((y, *vjp(cotangent)))
+    return results
+
+  results = outputs_and_pullbacks([p[2:] for p in problems])
+  for i, (want, got) in enumerate(zip(results[::2], results[1::2], strict=True)):
+    (want_y, want_dp, want_dx), (got_y, got_dp, got_dx) = want, got
+    where = f"input {problems[i][3].shape}"
+    assert got_y.shape == want_y.shape, where
+    assert _relative_error(got_y, want_y) < 1e-5, where
+    assert _relative_error(got_dx, want_dx) < 1e-5, where
+    for name in ("kernel", "bias"):
+      assert _relative_error(got_dp["params"][name], want_dp["params"][name]) < 1e-5, (where, name)
+  # Where lax gives no output, ours says why in one line.
+  for ours, x in refused:
+    with pytest.raises(ValueError, match="no output|smaller than the kernel"):
+      ours.init(jax.random.key(1), x)
+
+
+def test_fast_layers_create_flax_parameters():
+  """Same names, shapes, initial values and module names: a checkpoint does not care which ran."""
+  x = jnp.zeros((1, 8, 8, 3))
+
+  class Net(nn.Module):
+    impl: str | None
+
+    @nn.compact
+    def __call__(self, x):
+      if self.impl is None:
+        x = nn.Conv(16, (4, 4), (2, 2), "SAME")(x)
+        return nn.ConvTranspose(17, (4, 4), (2, 2), "SAME")(x)
+      x = layers.Conv(16, (4, 4), (2, 2), "SAME", impl=self.impl)(x)
+      return layers.ConvTranspose(17, (4, 4), (2, 2), "SAME", impl=self.impl)(x)
+
+  want = jax.jit(Net(None).init)(jax.random.key(3), x)
+  assert set(want["params"]) == {"Conv_0", "ConvTranspose_0"}
+  for impl in ("fast", "xla"):
+    got = jax.jit(Net(impl).init)(jax.random.key(3), x)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    assert jax.tree.all(jax.tree.map(np.array_equal, got, want))
+
+
+def test_impl_names_and_the_automatic_choice():
+  assert layers.resolve_impl("auto", "cpu") == "fast"
+  assert layers.resolve_impl("auto", "gpu") == "xla"
+  assert layers.resolve_impl("auto", "tpu") == "xla"
+  assert layers.resolve_impl("xla", "cpu") == "xla"
+  with pytest.raises(ValueError, match="unknown 'pallas'; allowed: auto, xla, fast"):
+    layers.resolve_impl("pallas")
+  with pytest.raises(ValueError, match="'CIRCULAR' is not supported"):
+    layers.conv(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), (2, 2), "CIRCULAR")
+  with pytest.raises(ValueError, match="NHWC"):
+    layers.conv_transpose(jnp.zeros((4, 4, 1)), jnp.zeros((3, 3, 1, 1)), (2, 2), "SAME")

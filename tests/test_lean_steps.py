@@ -1,0 +1,110 @@
+"""Fast layers and several steps per call change how a step runs, never what it computes."""
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from genjax import build, parallel, train_lib
+from genjax import random as grandom
+from tests.helpers import restore_state, tiny_config
+
+
+def _dcgan_config(**overrides):
+  # G's hidden layers have 32 and 16 channels: wide enough for the fast transposed convolutions.
+  return tiny_config("dcgan_mnist5k", **{"model.g_width": 16, "model.d_width": 8, "model.latent_dim": 8,
+                                         **overrides})
+
+
+def _batches(n, batch_size, shape=(28, 28, 1)):
+  rng = np.random.default_rng(0)
+  return [{"image": rng.integers(0, 256, (batch_size, *shape), dtype=np.uint8)} for _ in range(n)]
+
+
+def _run_single_steps(config, batches):
+  family = build.family(config)
+  par = parallel.DataParallel("jit", 1)
+  keys = grandom.streams(config.seed)
+  state = par.init(family.init, keys.init)
+  first = jax.tree.map(np.asarray, state)
+  step_fn, step_key = par.compile_step(family.train_step), par.step_keys(keys.train)
+  for s, batch in enumerate(batches):
+    state, metrics = step_fn(state, par.put_batch(batch), step_key(s))
+  return jax.tree.map(np.asarray, state), jax.tree.map(np.asarray, metrics), first
+
+
+def _max_relative_difference(a, b) -> float:
+  diffs = jax.tree.map(lambda x, y: float(np.max(np.abs(x - y)) / max(np.max(np.abs(y)), 1e-30)) if x.size else 0.0,
+                       a, b)
+  return max(jax.tree.leaves(diffs))
+
+
+def test_dcgan_step_with_fast_layers_equals_the_step_with_flax_layers():
+  batches = _batches(3, 16)
+  fast, fast_metrics, initial = _run_single_steps(_dcgan_config(conv_impl="fast"), batches)
+  xla, xla_metrics, _ = _run_single_steps(_dcgan_config(conv_impl="xla"), batches)
+  # Same tree (a checkpoint of one restores into the other), same numbers after 3 steps of G and D.
+  assert jax.tree.structure(fast) == jax.tree.structure(xla)
+  assert _max_relative_difference(fast, xla) < 1e-5
+  for name in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm"):
+    np.testing.assert_allclose(fast_metrics[name], xla_metrics[name], rtol=1e-5)
+  assert _max_relative_difference(fast.g_params, initial.g_params) > 1e-3  # the steps did move G and D
+  assert _max_relative_difference(fast.d_params, initial.d_params) > 1e-3
+
+
+def test_several_steps_per_call_equal_single_steps():
+  """The DCGAN (BatchNorm statistics and two optimizers in the carry); the VAE runs it in the loop below."""
+  config = _dcgan_config()
+  batches = _batches(4, 16)
+  want, want_metrics, _ = _run_single_steps(config, batches)
+  family = build.family(config)
+  par = parallel.DataParallel("jit", 1)
+  keys = grandom.streams(config.seed)
+  state = par.init(family.init, keys.init)
+  steps_fn = par.compile_steps(family.train_step)
+  train_key = par.replicate(keys.train)
+  state, _ = steps_fn(state, par.put_batches(batches[:3]), train_key, par.replicate(np.uint32(0)))
+  state, metrics = steps_fn(state, par.put_batches(batches[3:]), train_key, par.replicate(np.uint32(3)))
+  got = jax.tree.map(np.asarray, state)
+  assert int(got.step) == 4
+  assert _max_relative_difference(got, want) < 1e-5
+  assert metrics["loss"].shape == (1,)
+  np.testing.assert_allclose(metrics["loss"][-1], want_metrics["loss"], rtol=1e-6)
+
+
+def test_call_plan_cuts_calls_at_every_log_checkpoint_and_eval_step():
+  assert list(train_lib.call_plan(0, 10, 4, (5,))) == [(1, 4), (5, 1), (6, 4), (10, 1)]
+  assert list(train_lib.call_plan(0, 6, 1, (2, 3))) == [(s, 1) for s in range(1, 7)]
+  # Resumed at step 3 (a preemption between checkpoints): the next call ends on the checkpoint at 4.
+  assert list(train_lib.call_plan(3, 12, 8, (4, 6))) == [(4, 1), (5, 2), (7, 2), (9, 4)]
+  assert not list(train_lib.call_plan(12, 12, 8, (4,)))
+
+
+def test_prefetch_yields_every_item_in_order_one_ahead():
+  pulled = []
+
+  def source():
+    for i in range(5):
+      pulled.append(i)
+      yield i
+
+  it = train_lib.prefetch(source(), 2)
+  assert next(it) == 0 and pulled == [0, 1]  # item 1 was prepared before item 0 was handed out
+  assert list(it) == [1, 2, 3, 4]
+
+
+def test_a_run_with_several_steps_per_call_saves_and_logs_what_single_steps_do(tmp_path):
+  runs = {}
+  for per_call in (1, 3):
+    workdir = str(tmp_path / f"per_call_{per_call}")
+    config = tiny_config(num_steps=6, log_every=3, checkpoint_every=6, eval_every=6, steps_per_call=per_call)
+    train_lib.train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+      lines = [json.loads(line) for line in f]
+    runs[per_call] = restore_state(workdir), [line for line in lines if line.get("split") == "train"]
+  (want, want_lines), (got, got_lines) = runs[1], runs[3]
+  assert _max_relative_difference(got, want) < 1e-5
+  assert [line["step"] for line in got_lines] == [line["step"] for line in want_lines] == [3, 6]
+  for a, b in zip(got_lines, want_lines):
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-6)
