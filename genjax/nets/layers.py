@@ -241,7 +241,9 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
 
 
 class _Convolution(nn.Module):
-  """Flax's parameters of a 2-D convolution (kernel HWIO, bias), computed by `_compute`."""
+  """Flax's parameters of a 2-D convolution (kernel HWIO, bias), computed by the subclass's `_function`."""
+
+  _function = staticmethod(conv)
 
   features: int
   kernel_size: Sequence[int]
@@ -252,13 +254,10 @@ class _Convolution(nn.Module):
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
   impl: str = "auto"
 
-  def _compute(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
-    raise NotImplementedError
-
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
-    y = self._compute(x, kernel.astype(x.dtype))
+    y = self._function(x, kernel.astype(x.dtype), self.strides, self.padding, impl=self.impl)
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(y.dtype)
     return y
@@ -267,12 +266,10 @@ class _Convolution(nn.Module):
 class Conv(_Convolution):
   """`flax.linen.Conv` (NHWC, 2-D) with its parameters, computed by `conv` as `impl` says."""
 
-  def _compute(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return conv(x, kernel, self.strides, self.padding, impl=self.impl)
+  _function = staticmethod(conv)
 
 
 class ConvTranspose(_Convolution):
   """`flax.linen.ConvTranspose` (NHWC, 2-D, transpose_kernel=False) with its parameters, computed by `conv_transpose`."""
 
-  def _compute(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return conv_transpose(x, kernel, self.strides, self.padding, impl=self.impl)
+  _function = staticmethod(conv_transpose)
