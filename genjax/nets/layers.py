@@ -243,8 +243,6 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
 class _Convolution(nn.Module):
   """Flax's parameters of a 2-D convolution (kernel HWIO, bias), computed by the subclass's `_function`."""
 
-  _function = staticmethod(conv)
-
   features: int
   kernel_size: Sequence[int]
   strides: Sequence[int] = (1, 1)
