@@ -37,6 +37,7 @@ def torch_contender(images, device: str) -> speed.Contender:
 
   torch.manual_seed(0)
   dev = torch.device("cuda" if device == "gpu" else "cpu")
+  torch.backends.cudnn.benchmark = True  # as the example sets it (it matters only on a GPU)
 
   def bn(c):
     return nn.BatchNorm2d(c, momentum=0.1, eps=1e-5)

@@ -42,6 +42,7 @@ def torch_contender(images, device: str) -> speed.Contender:
 
   torch.manual_seed(0)
   dev = torch.device("cuda" if device == "gpu" else "cpu")
+  torch.backends.cudnn.benchmark = True  # as the example sets it (it matters only on a GPU)
   latent = 20
 
   class VAE(nn.Module):

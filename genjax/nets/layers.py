@@ -23,8 +23,9 @@ computed:
     s*s times the channels and the kernel into ceil(k/s) taps, so the same
     sum becomes a stride-1 convolution, computed as one product.
   Stride-1 layers are computed the 'xla' way in both.
-- 'auto': 'fast' on CPU, 'xla' elsewhere (`resolve_impl`): on GPU and TPU the
-  native ops are not the bottleneck.
+- 'auto': 'fast' on CPU, 'xla' elsewhere (`resolve_impl`). Measured on an
+  H100: XLA's ops (cuDNN) make the DCGAN step 1-6% faster than 'fast' and
+  compile sooner; 'fast' makes the small conv VAE step 17-23% faster.
 
 The functions `conv` and `conv_transpose` are the pure parts: NHWC inputs, HWIO
 kernels, paddings as Flax and `lax` take them ('SAME', 'VALID' or explicit
