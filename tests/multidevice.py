@@ -70,7 +70,7 @@ def train_steps(model: str, path: str, num_devices: int | None) -> dict:
 def launch(out, runs: list[str], *, devices: int, process: tuple[str, int, int] | None = None) -> subprocess.Popen:
   """Starts this module in a subprocess with `devices` CPU devices (and as process `process` of a run)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}")
   args = [sys.executable, "-m", "tests.multidevice", f"--out={out}", "--runs=" + ",".join(runs)]
   if process is not None:
     address, count, index = process

@@ -151,7 +151,7 @@ def test_the_loop_on_pmap_checkpoints_a_state_that_resumes_on_jit(tmp_path):
 
 def test_a_batch_the_devices_cannot_share_is_refused_before_compiling(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
-             XLA_FLAGS="--xla_force_host_platform_device_count=8")
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8")
   result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={tmp_path}",
                            "--config.batch_size=12"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 2, result.stderr[-2000:]

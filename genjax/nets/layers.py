@@ -36,6 +36,7 @@ benchmarks/vae_speed.py time them in whole training steps.
 """
 
 from collections.abc import Sequence
+import functools
 import math
 
 import flax.linen as nn
@@ -135,6 +136,25 @@ def _conv1(x: jax.Array, kernel: jax.Array, pads, precision) -> jax.Array:
   return _matmul(_patches(x, k_h, k_w, pads), kernel.reshape(k_h * k_w * c_in, c_out), precision)
 
 
+def _compiled(function):
+  """`function` as one compiled call per shape and setting, also where it is called eagerly.
+
+  Under an outer `jit` this is inlined; outside one it keeps Flax's eager
+  `init`/`apply` from dispatching the patch slices one op at a time (a
+  64x64 DCGAN's eager `init` took a minute that way).
+  """
+  jitted = jax.jit(function, static_argnames=("strides", "padding", "impl", "precision"))
+
+  @functools.wraps(function)
+  def wrapper(x, kernel, strides, padding, *, impl="fast", precision=None):
+    if not isinstance(padding, (str, int)):
+      padding = tuple(p if isinstance(p, int) else tuple(p) for p in padding)
+    return jitted(x, kernel, strides=tuple(strides), padding=padding, impl=impl, precision=precision)
+
+  return wrapper
+
+
+@_compiled
 def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Padding, *,
          impl: str = "fast", precision=None) -> jax.Array:
   """`lax.conv_general_dilated(x, kernel, strides, padding)` in NHWC/HWIO, computed as `impl` says.
@@ -190,6 +210,7 @@ def _phases(n: int, k: int, s: int, lo: int, hi: int):
   return out, c, np.array(taps), offsets
 
 
+@_compiled
 def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Padding, *,
                    impl: str = "fast", precision=None) -> jax.Array:
   """`lax.conv_transpose(x, kernel, strides, padding)` in NHWC/HWIO, computed as `impl` says.
