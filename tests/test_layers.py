@@ -2,6 +2,7 @@
 
 import flax.linen as nn
 import jax
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -132,3 +133,15 @@ def test_impl_names_and_the_automatic_choice():
     layers.conv(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), (2, 2), "CIRCULAR")
   with pytest.raises(ValueError, match="NHWC"):
     layers.conv_transpose(jnp.zeros((4, 4, 1)), jnp.zeros((3, 3, 1, 1)), (2, 2), "SAME")
+
+
+def test_the_pure_functions_take_lists_and_ints_as_lax_does():
+  """Strides and paddings as lists (or one int) work like tuples: the compiled call keys on hashable copies."""
+  rng = np.random.default_rng(1)
+  x = rng.standard_normal((2, 8, 8, 3), np.float32)
+  k = rng.standard_normal((4, 4, 3, 16), np.float32)
+  want = lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  for padding in ([[1, 1], [1, 1]], 1):
+    np.testing.assert_allclose(layers.conv(x, k, [2, 2], padding), want, rtol=1e-5, atol=1e-5)
+  want = lax.conv_transpose(x, k, (2, 2), ((2, 2), (2, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(layers.conv_transpose(x, k, [2, 2], [[2, 2], [2, 2]]), want, rtol=1e-5, atol=1e-5)
