@@ -42,6 +42,7 @@ import math
 import flax.linen as nn
 import jax
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 import jax.numpy as jnp
 import numpy as np
 
@@ -121,8 +122,37 @@ def _patches(x: jax.Array, k_h: int, k_w: int, pads) -> jax.Array:
   return jnp.concatenate([x[:, i:i + out_h, j:j + out_w] for i in range(k_h) for j in range(k_w)], axis=-1)
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _matmul(patches: jax.Array, kernel_KxO: jax.Array, precision) -> jax.Array:
+  """patches [B, H, W, K] @ kernel [K, O], with a tangent whose transpose XLA:CPU computes fast.
+
+  The kernel gradient of a plain product is patches^T @ cotangent, a product
+  over the first axis of both, which XLA:CPU leaves to Eigen (16-31 GFLOP/s
+  on the DCGAN's shapes on a 2-core Zen 1) instead of its library kernels
+  (YNNPACK, 40-60). The tangent in the kernel is written as
+  (d_kernel^T @ patches^T)^T with the transposes kept, so its transpose is
+  (cotangent^T @ patches)^T: one copy of the cotangent, then a plain product.
+  The values are the same products (tests/test_layers.py); forward mode and
+  higher orders (R1, gradient penalty) still work. In a whole DCGAN step
+  7% faster on that CPU (the two forms alternating in one process).
+  """
   return jnp.einsum("bhwk,ko->bhwo", patches, kernel_KxO, precision=precision)
+
+
+@functools.partial(_matmul.defjvp, symbolic_zeros=True)
+def _matmul_jvp(precision, primals, tangents):
+  patches, kernel = primals
+  d_patches, d_kernel = tangents
+  y = _matmul(patches, kernel, precision)
+  terms = []
+  if not isinstance(d_patches, SymbolicZero):
+    terms.append(jnp.einsum("bhwk,ko->bhwo", d_patches, kernel, precision=precision))
+  if not isinstance(d_kernel, SymbolicZero):
+    # The barriers keep XLA from folding the transposes back into the product.
+    barrier = lax.optimization_barrier
+    t = jnp.einsum("ok,bhwk->obhw", barrier(d_kernel.T), patches, precision=precision)
+    terms.append(barrier(barrier(t).transpose(1, 2, 3, 0)))
+  return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
 
 
 def _conv1(x: jax.Array, kernel: jax.Array, pads, precision) -> jax.Array:
