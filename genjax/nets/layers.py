@@ -10,7 +10,8 @@ computed:
 - 'fast': matrix products over patches (im2col), whose gradients are matrix
   products too. XLA:CPU's own gradients of these layers are several times
   slower than its forward pass (jax#23783): the kernel gradient runs as a
-  convolution whose window is the whole image.
+  convolution whose window is the whole image. The products' kernel
+  gradient is arranged for XLA:CPU's library kernels (`_matmul`).
   * transposed convolution (sub-pixel): output o = s*q + r (phase r) sees
     the kernel taps t = r0, r0+s, ... at consecutive inputs, so every phase
     is a stride-1 convolution with ceil(k/s) taps; all phases share one
