@@ -153,16 +153,21 @@ def _matmul_jvp(precision, primals, tangents):
   terms = []
   if not isinstance(d_patches, SymbolicZero):
     terms.append(jnp.einsum("bhwk,ko->bhwo", d_patches, kernel, precision=precision))
-  if not isinstance(d_kernel, SymbolicZero) and patches.shape[-1] < _PER_IMAGE_WIDTH:
-    # Its transpose: one product per image, summed over the images.
-    per_image = jnp.broadcast_to(d_kernel, (patches.shape[0], *d_kernel.shape))
-    terms.append(jnp.einsum("bhwk,bko->bhwo", patches, per_image, precision=precision))
-  elif not isinstance(d_kernel, SymbolicZero):
-    # The barriers keep XLA from folding the transposes back into the product.
-    barrier = lax.optimization_barrier
-    t = jnp.einsum("ok,bhwk->obhw", barrier(d_kernel.T), patches, precision=precision)
-    terms.append(barrier(barrier(t).transpose(1, 2, 3, 0)))
+  if not isinstance(d_kernel, SymbolicZero):
+    terms.append(_kernel_tangent(patches, d_kernel, precision))
   return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
+
+
+def _kernel_tangent(patches: jax.Array, d_kernel: jax.Array, precision) -> jax.Array:
+  """patches @ d_kernel, written for the form its transpose (the kernel gradient) should take."""
+  if patches.shape[-1] < _PER_IMAGE_WIDTH:
+    # Transpose: one product per image, summed over the images.
+    per_image = jnp.broadcast_to(d_kernel, (patches.shape[0], *d_kernel.shape))
+    return jnp.einsum("bhwk,bko->bhwo", patches, per_image, precision=precision)
+  # Transpose: (cotangent^T @ patches)^T; the barriers keep XLA from folding the transposes back.
+  barrier = lax.optimization_barrier
+  t = jnp.einsum("ok,bhwk->obhw", barrier(d_kernel.T), patches, precision=precision)
+  return barrier(barrier(t).transpose(1, 2, 3, 0))
 
 
 def _conv1(x: jax.Array, kernel: jax.Array, pads, precision) -> jax.Array:
