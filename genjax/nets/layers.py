@@ -294,8 +294,10 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
   if waste < _MAX_WASTE:
     # One product for all phases, over the union of their windows; each phase's own windows sliced after.
     y = _matmul(patches, k2.reshape(-1, s_h * s_w * c_out), precision)
-    y = y.reshape(*y.shape[:3], s_h, s_w, c_out)
-    y = jnp.stack([jnp.stack([y[:, a:a + q_h, d:d + q_w, r, t] for t, d in enumerate(shift_w)], axis=3)
+    # Split, not indexed: the gradient is then one concatenation of the phases (each padded back to
+    # the union), not s*s zero-padded copies of the whole product summed (VAE step +5% on CPU).
+    phase = lax.split(y, [c_out] * (s_h * s_w), axis=3)
+    y = jnp.stack([jnp.stack([phase[r * s_w + t][:, a:a + q_h, d:d + q_w] for t, d in enumerate(shift_w)], axis=3)
                    for r, a in enumerate(shift_h)], axis=3)
   else:
     # Small images, where the union of the windows is much larger than each phase's: one product a phase.
