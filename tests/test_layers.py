@@ -147,13 +147,16 @@ def test_the_pure_functions_take_lists_and_ints_as_lax_does():
   np.testing.assert_allclose(layers.conv_transpose(x, k, [2, 2], [[2, 2], [2, 2]]), want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("c_in,c_out", [(16, 24), (3, 32)], ids=["wide", "narrow"])  # narrow: per image
+# The three forms of the kernel tangent (layers._kernel_tangent), in both layers: wide patches
+# (the transposed product), narrow ones (per image) and few rows per output channel (XLA's own).
+@pytest.mark.parametrize("size,c_in,c_out", [((16, 12), 32, 16), ((8, 6), 3, 32), ((4, 4), 32, 64)],
+                         ids=["wide", "narrow", "few_rows"])
 @pytest.mark.parametrize("function", [layers.conv, layers.conv_transpose], ids=["strided", "transpose"])
-def test_forward_mode_and_second_order_equal_lax(function, c_in, c_out):
+def test_forward_mode_and_second_order_equal_lax(function, size, c_in, c_out):
   """The fast layers' own tangent rule: jvp in input and kernel together, and the gradient of a gradient
   penalty (what R1 and WGAN-GP differentiate), equal lax's to 1e-5."""
   rng = np.random.default_rng(2)
-  x = rng.standard_normal((2, 8, 6, c_in), np.float32)
+  x = rng.standard_normal((2, *size, c_in), np.float32)
   k = 0.2 * rng.standard_normal((4, 4, c_in, c_out), np.float32)
   dx, dk = rng.standard_normal(x.shape, np.float32), rng.standard_normal(k.shape, np.float32)
   w = rng.standard_normal(function(x, k, (2, 2), "SAME", impl="xla").shape, np.float32)

@@ -55,6 +55,8 @@ _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 # XLA:CPU gives a product with so small an output (48 x 64 for the DCGAN's D) to Eigen with the
 # cotangent transposed, fused into a gather; per image that gather stays in cache (190 -> 55 ms).
 _PER_IMAGE_WIDTH = 128
+# Patches with at most this many rows per output channel take XLA's own kernel gradient (_kernel_tangent).
+_FEW_ROWS = 4
 
 Padding = str | Sequence[tuple[int, int]]
 
@@ -160,6 +162,12 @@ def _matmul_jvp(precision, primals, tangents):
 
 def _kernel_tangent(patches: jax.Array, d_kernel: jax.Array, precision) -> jax.Array:
   """patches @ d_kernel, written for the form its transpose (the kernel gradient) should take."""
+  if math.prod(patches.shape[:-1]) <= _FEW_ROWS * d_kernel.shape[-1] and patches.shape[-1] >= _PER_IMAGE_WIDTH:
+    # Few rows (a deep layer: 4x4 maps) and a big kernel: XLA's own transpose, whose gradient comes
+    # out in the kernel's layout. The form below would leave it transposed, and XLA fuses that
+    # transpose into each of the optimizer's reads (4 strided gathers of a 2M kernel: 97 -> 84 ms
+    # with Adam for D's last 4x4 layer; DCGAN step +3%).
+    return jnp.einsum("bhwk,ko->bhwo", patches, d_kernel, precision=precision)
   if patches.shape[-1] < _PER_IMAGE_WIDTH:
     # Transpose: one product per image, summed over the images.
     per_image = jnp.broadcast_to(d_kernel, (patches.shape[0], *d_kernel.shape))
