@@ -255,18 +255,23 @@ def _phases(n: int, k: int, s: int, lo: int, hi: int):
   """For one spatial dimension of a transposed convolution: what each output phase reads.
 
   Output o = s*q + r reads input q + offset[r] + j through kernel tap
-  taps[r][j] (j < ceil(k/s); tap k means none, a zero).
+  first[r] + s*j (j < ceil(k/s); a tap past the kernel's end is a zero).
   """
   out = (n - 1) * s + 1 + lo + hi - k + 1
   if out < 1:
     raise ValueError(f"conv_transpose: input size {n} with padding {(lo, hi)} gives no output for kernel {k}")
-  c = -(-k // s)
-  taps, offsets = [], []
-  for r in range(s):
-    first = (lo - r) % s  # the first tap that lands on an input (not an inserted zero) for phase r
-    taps.append([first + s * j if first + s * j < k else k for j in range(c)])
-    offsets.append((r + first - lo) // s)
-  return out, c, np.array(taps), offsets
+  # The first tap that lands on an input (not an inserted zero) for each phase r: a permutation of range(s).
+  first = [(lo - r) % s for r in range(s)]
+  offsets = [(r + first[r] - lo) // s for r in range(s)]
+  return out, -(-k // s), first, offsets
+
+
+def _permute(x: jax.Array, order: Sequence[int], axis: int) -> jax.Array:
+  """x's entries along `axis` in `order` (a permutation), as slices whose gradient is the inverse permutation."""
+  if list(order) == sorted(order):
+    return x
+  parts = lax.split(x, [1] * len(order), axis=axis)
+  return jnp.concatenate([parts[i] for i in order], axis=axis)
 
 
 @_compiled
@@ -287,11 +292,15 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
   if resolve_impl(impl) == "xla" or strides == (1, 1) or c_out < _MIN_FAST_FEATURES:
     return lax.conv_transpose(x, kernel, strides, pads, dimension_numbers=_DIMENSIONS, precision=precision)
   b = x.shape[0]
-  (out_h, c_h, taps_h, off_h), (out_w, c_w, taps_w, off_w) = dims
+  (out_h, c_h, first_h, off_h), (out_w, c_w, first_w, off_w) = dims
   s_h, s_w = strides
   # One kernel for all phases: (c_h, c_w, C_in, s_h*s_w*C_out), zero where a phase has fewer taps.
-  k2 = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))[taps_h[:, :, None, None], taps_w[None, None]]
-  k2 = k2.transpose(1, 3, 4, 0, 2, 5).reshape(c_h, c_w, c_in, s_h * s_w * c_out)
+  # Padded with zeros to c*s taps, tap s*j + a is k2[j, a], and phase r takes a = first[r]: a
+  # permutation, not a gather (whose gradient would be a scatter-add into zeros).
+  k2 = jnp.pad(kernel, ((0, c_h * s_h - k_h), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
+  k2 = k2.reshape(c_h, s_h, c_w, s_w, c_in, c_out)
+  k2 = _permute(_permute(k2, first_h, axis=1), first_w, axis=3)
+  k2 = k2.transpose(0, 2, 4, 1, 3, 5).reshape(c_h, c_w, c_in, s_h * s_w * c_out)
   # Phase r at q reads inputs q + offset[r] + j: one convolution over the union of the windows.
   qs, conv_pad, shifts = [], [], []
   for n, out, s, c, off in ((x.shape[1], out_h, s_h, c_h, off_h), (x.shape[2], out_w, s_w, c_w, off_w)):
