@@ -45,7 +45,6 @@ import jax
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 import jax.numpy as jnp
-import numpy as np
 
 IMPLS = ("auto", "xla", "fast")
 _MIN_FAST_FEATURES = 16  # transposed convolutions to fewer channels stay XLA's
