@@ -51,8 +51,9 @@ _MIN_FAST_FEATURES = 16  # transposed convolutions to fewer channels stay XLA's
 _MAX_WASTE = 1.4  # sub-pixel: one shared product while it computes at most this many times the needed windows
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 # Patches narrower than this (a net's first layer) take their kernel gradient one image at a time.
-# XLA:CPU gives a product with so small an output (48 x 64 for the DCGAN's D) to Eigen with the
-# cotangent transposed, fused into a gather; per image that gather stays in cache (190 -> 55 ms).
+# XLA:CPU gives a product with so small an output (48 x 64 for the DCGAN's D) to Eigen, which read
+# the whole batch's cotangent transposed, fused into a gather (190 ms); one image at a time over
+# one flattened axis of pixels (`_kernel_tangent`), it reads the cotangent as it is.
 _PER_IMAGE_WIDTH = 128
 # Patches with at most this many rows per output channel take XLA's own kernel gradient (_kernel_tangent).
 _FEW_ROWS = 4
