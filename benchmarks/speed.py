@@ -17,6 +17,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from genjax import cli  # noqa: E402  (its --retain_host_memory applies to both contenders: one process)
+
 
 def define_flags(steps: int, batch: int):
   """The command line both speed scripts take; returns a function giving speed.main's arguments."""
@@ -185,10 +187,12 @@ def step_flops(family, images: np.ndarray) -> float:
 def main(title: str, make_config, torch_contender, image_shape, *, rounds: int, steps: int, batch: int,
          impls: list[str], device: str, with_torch: bool) -> None:
   """Times genjax (each conv_impl) and PyTorch alternately and prints the table."""
+  retained = cli.set_up_process()["retain_host_memory"]
   import jax  # pylint: disable=g-import-not-at-top
   from genjax import build  # pylint: disable=g-import-not-at-top
   print(f"JAX {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}),"
-        f" {os.cpu_count()} CPU threads", flush=True)
+        f" {os.cpu_count()} CPU threads, freed host memory {'retained' if retained else 'returned'}"
+        " (--retain_host_memory, both contenders)", flush=True)
   images = synthetic_images(batch, image_shape)
   flops = step_flops(build.family(make_config(batch, "xla")), images)
   contenders = [genjax_contender(f"genjax conv_impl={impl}", build.family(make_config(batch, impl)), images, flops)

@@ -2,9 +2,13 @@
 
 import json
 import os
+import platform
+import subprocess
+import sys
 
 import jax
 import numpy as np
+import pytest
 
 from genjax import build, parallel, train_lib
 from genjax import random as grandom
@@ -108,3 +112,37 @@ def test_a_run_with_several_steps_per_call_saves_and_logs_what_single_steps_do(t
   assert [line["step"] for line in got_lines] == [line["step"] for line in want_lines] == [3, 6]
   for a, b in zip(got_lines, want_lines):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-6)
+
+
+_REUSE_PROBE = r"""
+import ctypes, resource, sys
+from genjax import cli
+retained = cli.retain_host_memory() if sys.argv[1] == "retain" else False
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+size = 64 << 20  # over glibc's largest default mmap threshold (32 MiB), like a step's buffers
+faults = []
+for _ in range(4):
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  p = libc.malloc(size)
+  ctypes.memset(p, 1, size)
+  libc.free(p)
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(retained, min(faults[1:]))
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_retained_host_memory_is_reused_without_page_faults():
+  """A freed 64 MiB buffer comes back without faulting its 16,384 pages in again (each step's buffers)."""
+  def probe(mode):
+    out = subprocess.run([sys.executable, "-c", _REUSE_PROBE, mode], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    retained, faults = out.stdout.split()
+    return retained == "True", int(faults)
+
+  default, default_faults = probe("default")  # mmap'd afresh and unmapped each time: 16,384 faults of 4 KiB pages
+  retained, faults = probe("retain")
+  assert not default and retained
+  assert faults < 100 and default_faults > 10 * max(faults, 1), (default_faults, faults)
