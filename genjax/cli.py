@@ -60,9 +60,9 @@ def retain_host_memory() -> bool:
   return bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
 
 
-def set_up_process() -> dict[str, bool]:
-  """What the flags above ask of the whole process (call after flags are parsed); returns what took effect."""
-  return {"retain_host_memory": _RETAIN.value and retain_host_memory()}
+def set_up_process() -> bool:
+  """What --retain_host_memory asks of the whole process (call after flags are parsed); True if memory is kept."""
+  return _RETAIN.value and retain_host_memory()
 
 
 def run(main) -> None:
