@@ -5,6 +5,8 @@ builds receives typed fields. `validate` runs before any compilation or data
 loading, so a bad field costs the user a second, not a compile.
 """
 
+import math
+
 import ml_collections
 import optax
 
@@ -29,62 +31,123 @@ def _require(ok: bool, message: str) -> None:
     raise UserError(message)
 
 
-def _positive_int(config, field: str) -> None:
-  value = _get(config, field)
-  _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-           f"{field}: must be a positive integer, got {value!r}")
-
-
 def _get(config, field: str):
+  """The value of a dotted field; UserError naming it when it (or a block above it) is missing."""
   node = config
-  for part in field.split("."):
+  for depth, part in enumerate(field.split(".")):
+    if not isinstance(node, (dict, ml_collections.ConfigDict)) or part not in node:
+      block = ".".join(field.split(".")[:depth]) or "the config"
+      raise UserError(f"{field}: missing from {block}; every config starts from configs/base.py, which has it")
     node = node[part]
   return node
 
 
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_int(config, field: str) -> None:
+  value = _get(config, field)
+  _require(_is_int(value) and value > 0, f"{field}: must be a positive integer, got {value!r}")
+
+
+def _number(config, field: str, rule: str, optional: bool = False):
+  """Checks a float field against `rule` ('> 0', '>= 0', '[0, 1)' or 'any'); returns it.
+
+  Non-numbers are refused by name (a config.json edited by hand), and so is
+  every NaN or infinity whatever the rule: `learning_rate=inf` trains to NaN.
+  """
+  value = _get(config, field)
+  allowed = {"> 0": "> 0", ">= 0": ">= 0", "[0, 1)": "in [0, 1)", "any": "a finite number"}[rule]
+  allowed += " or None" if optional else ""
+  if optional and value is None:
+    return value
+  _require(_is_number(value), f"{field}: must be {allowed}, got {value!r}")
+  _require(math.isfinite(value), f"{field}: must be {allowed} (finite), got {value!r}")
+  ok = {"> 0": value > 0, ">= 0": value >= 0, "[0, 1)": 0 <= value < 1, "any": True}[rule]
+  _require(ok, f"{field}: must be {allowed}, got {value!r}")
+  return value
+
+
+def _bool(config, field: str) -> None:
+  value = _get(config, field)
+  _require(isinstance(value, bool), f"{field}: must be True or False, got {value!r}")
+
+
 def _one_of(config, field: str, allowed: tuple) -> None:
   value = _get(config, field)
-  _require(value in allowed, f"{field}: unknown {value!r}; allowed: {', '.join(map(str, allowed))}")
+  _require(isinstance(value, str) and value in allowed,
+           f"{field}: unknown {value!r}; allowed: {', '.join(map(str, allowed))}")
+
+
+def _non_finite_field(config, prefix: str = "") -> str | None:
+  """The first field anywhere in the config that holds a float NaN or infinity (in a tuple too), or None."""
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      found = _non_finite_field(value, name + ".")
+      if found:
+        return found
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+      return f"{name}: must be a finite number, got {value!r}"
+  return None
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises UserError naming the first bad field and its allowed values."""
+  """Raises UserError naming the first bad field and its allowed values.
+
+  Every field a family reads is checked for presence and type as well as
+  range, so a `config.json` edited by hand is refused as a command-line
+  override is; no float anywhere may be NaN or infinite.
+  """
+  non_finite = _non_finite_field(config)
+  _require(non_finite is None, str(non_finite))
   _one_of(config, "family", FAMILIES)
+  for block in ("dataset", "model", "optim", "eval") + (("gan",) if config.family == "gan" else ()):
+    _require(isinstance(_get(config, block), (dict, ml_collections.ConfigDict)),
+             f"{block}: must be a block of fields, got {_get(config, block)!r}")
   _one_of(config, "dataset.name", data.DATASETS)
+  data_dir = _get(config, "dataset.data_dir")
+  _require(data_dir is None or isinstance(data_dir, str),
+           f"dataset.data_dir: must be a directory name or None, got {data_dir!r}")
+  _bool(config, "dataset.download")
   for field in ("batch_size", "num_steps", "steps_per_call", "log_every", "eval_every", "checkpoint_every",
                 "keep_checkpoints", "eval.num_examples", "eval.batch_size", "eval.iwae_k"):
     _positive_int(config, field)
-  _require(isinstance(config.seed, int), f"seed: must be an integer, got {config.seed!r}")
+  seed = _get(config, "seed")
+  _require(_is_int(seed), f"seed: must be an integer, got {seed!r}")
   _one_of(config, "parallel", parallel.PATHS)
   _one_of(config, "conv_impl", layers.IMPLS)
-  if config.num_devices is not None:
+  if _get(config, "num_devices") is not None:
     _positive_int(config, "num_devices")
 
-  optim = config.optim
-  _require(optim.learning_rate > 0, f"optim.learning_rate: must be > 0, got {optim.learning_rate!r}")
-  d_lr = optim.d_learning_rate
-  _require(d_lr is None or d_lr > 0, f"optim.d_learning_rate: must be > 0 or None, got {d_lr!r}")
+  _number(config, "optim.learning_rate", "> 0")
+  _number(config, "optim.d_learning_rate", "> 0", optional=True)
   _one_of(config, "optim.schedule", SCHEDULES)
   for name in ("b1", "b2"):
-    value = optim[name]
-    _require(0 <= value < 1, f"optim.{name}: must be in [0, 1), got {value!r}")
-  clip = optim.grad_clip_norm
-  _require(clip is None or clip > 0, f"optim.grad_clip_norm: must be > 0 or None, got {clip!r}")
+    _number(config, f"optim.{name}", "[0, 1)")
+  _number(config, "optim.grad_clip_norm", "> 0", optional=True)
 
   if config.family == "vae":
     _validate_vae(config)
-  else:
+  elif config.family == "gan":
     _validate_gan(config)
 
 
-def _positive_ints(config, field: str) -> None:
-  values = tuple(_get(config, field))
-  _require(len(values) > 0 and all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in values),
-           f"{field}: must be one or more positive integers, got {values!r}")
+def _positive_ints(config, field: str, allow_empty: bool = False) -> None:
+  values = _get(config, field)
+  ok = isinstance(values, (tuple, list)) and (allow_empty or len(values) > 0)
+  _require(ok and all(_is_int(w) and w > 0 for w in values),
+           f"{field}: must be {'' if allow_empty else 'one or more '}positive integers, got {values!r}")
 
 
 def _validate_gan(config) -> None:
-  model, gan = config.model, config.gan
+  model = config.model
   name = config.dataset.name
   points = name in data.POINT_DATASETS
   _one_of(config, "model.arch", GAN_ARCHS)
@@ -98,16 +161,17 @@ def _validate_gan(config) -> None:
   _one_of(config, "gan.loss", tuple(gan_losses.LOSSES))
   _positive_int(config, "gan.d_steps")
   for field in ("gp_weight", "r1_gamma", "r2_gamma"):
-    value = gan[field]
-    _require(value >= 0, f"gan.{field}: must be >= 0, got {value!r}")
-  _require(0 <= gan.ema_decay < 1, f"gan.ema_decay: must be in [0, 1), got {gan.ema_decay!r}")
+    _number(config, f"gan.{field}", ">= 0")
+  _number(config, "gan.ema_decay", "[0, 1)")
   if points:
     _positive_ints(config, "model.g_hidden")
     _positive_ints(config, "model.d_hidden")
+    _bool(config, "model.g_batchnorm")
     return
   _positive_int(config, "model.g_width")
   _positive_int(config, "model.d_width")
   _one_of(config, "model.d_norm", dcgan_nets.D_NORMS)
+  gan = config.gan
   penalised = [f"gan.{f}" for f in ("gp_weight", "r1_gamma", "r2_gamma") if gan[f] > 0]
   if penalised:
     _require(model.d_norm != "batch",
@@ -131,15 +195,17 @@ def _validate_vae(config) -> None:
   _one_of(config, "model.arch", VAE_ARCHS)
   _one_of(config, "model.likelihood", vae_lib.LIKELIHOODS)
   _positive_int(config, "model.latent_dim")
-  _require(model.beta >= 0, f"model.beta: must be >= 0, got {model.beta!r}")
-  _require(all(isinstance(w, int) and w > 0 for w in model.hidden),
-           f"model.hidden: must be positive integers, got {tuple(model.hidden)!r}")
+  _number(config, "model.beta", ">= 0")
+  _number(config, "model.obs_logvar", "any")
+  hidden = _get(config, "model.hidden")
+  _require(isinstance(hidden, (tuple, list)) and all(_is_int(w) and w > 0 for w in hidden),
+           f"model.hidden: must be positive integers, got {hidden!r}")
+  _bool(config, "model.binarize")
   _require(not (model.binarize and model.likelihood != "bernoulli"),
            f"model.binarize: True needs model.likelihood='bernoulli', got {model.likelihood!r}")
   if model.arch == "conv":
+    _positive_ints(config, "model.conv_widths")
     widths = tuple(model.conv_widths)
-    _require(len(widths) > 0 and all(isinstance(w, int) and w > 0 for w in widths),
-             f"model.conv_widths: must be one or more positive integers, got {widths!r}")
     height, width, _ = data.image_shape(config.dataset.name)
     most = min(vae_nets.max_conv_layers(height), vae_nets.max_conv_layers(width))
     _require(len(widths) <= most,
@@ -166,9 +232,10 @@ def optimizer(learning_rate: optax.ScalarOrSchedule, b1: float, b2: float,
 def family(config: ml_collections.ConfigDict):
   """The model family described by a validated config, built for its `parallel` path."""
   axis_name = parallel.AXIS if config.parallel == "pmap" else None
-  if config.family == "gan":
-    return _gan(config, axis_name)
-  return _vae(config, axis_name)
+  builders = {"vae": _vae, "gan": _gan}
+  if config.family not in builders:
+    raise UserError(f"family: unknown {config.family!r}; allowed: {', '.join(FAMILIES)}")
+  return builders[config.family](config, axis_name)
 
 
 def _gan(config, axis_name: str | None) -> gan_lib.GAN:

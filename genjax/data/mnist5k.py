@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from genjax.data.registry import DatasetUnavailableError
+from genjax.errors import UserError
 
 NUM_ROWS = 5000
 NUM_PIXELS = 28 * 28
@@ -72,7 +73,7 @@ def _is_test_row() -> np.ndarray:
 def _split(split: str) -> tuple[np.ndarray, np.ndarray]:
   """The shared read-only (images, labels) of one split, in file order."""
   if split not in SPLITS:
-    raise ValueError(f"split: unknown split {split!r} of dataset 'mnist5k'; allowed: {', '.join(SPLITS)}")
+    raise UserError(f"split: unknown split {split!r} of dataset 'mnist5k'; allowed: {', '.join(SPLITS)}")
   images, labels = _all_rows()
   rows = _is_test_row() if split == "test" else ~_is_test_row()
   return _read_only(images[rows]), _read_only(labels[rows])
@@ -136,8 +137,9 @@ def train_batches(*, batch_size: int, seed: int, skip_batches: int, process_inde
   images, labels = process_shard(process_index, process_count)
   steps_per_epoch = len(labels) // batch_size
   if steps_per_epoch == 0:
-    raise ValueError(f"batch_size: the per-process batch {batch_size} exceeds the {len(labels)} training "
-                     f"examples of each of the {process_count} processes of dataset 'mnist5k'")
+    raise UserError(f"batch_size: the per-process batch {batch_size} exceeds the {len(labels)} training "
+                    f"examples of each of the {process_count} processes of dataset 'mnist5k'; allowed: at most"
+                    f" {len(labels) * process_count}")
   first_epoch, first_step = divmod(skip_batches, steps_per_epoch)
 
   def batches() -> Iterator[dict[str, np.ndarray]]:

@@ -27,6 +27,7 @@ import numpy as np
 from genjax.data import mnist5k, toy2d
 from genjax.data.registry import (OFFLINE_ALTERNATIVE, POINT_DATASETS, DatasetUnavailableError, check_name,
                                    image_shape)
+from genjax.errors import UserError
 
 # TFDS shuffles within a buffer this large (or the whole shard if smaller): big enough to mix
 # the 10 classes of MNIST well, small enough for celeb_a's encoded JPEGs (~100 MB).
@@ -41,7 +42,7 @@ _PREPARE_HINT = "prepare it on a machine with network and copy it there, or " + 
 
 def _check_int(field: str, value: Any, minimum: int) -> int:
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ValueError(f"{field}: must be an integer >= {minimum}, got {value!r}")
+    raise UserError(f"{field}: must be an integer >= {minimum}, got {value!r}")
   return int(value)
 
 
@@ -54,7 +55,7 @@ def _processes(process_index: int | None, process_count: int | None) -> tuple[in
   process_count = _check_int("process_count", process_count, 1)
   process_index = _check_int("process_index", process_index, 0)
   if process_index >= process_count:
-    raise ValueError(f"process_index: must be in [0, {process_count}), got {process_index}")
+    raise UserError(f"process_index: must be in [0, {process_count}), got {process_index}")
   return process_index, process_count
 
 
@@ -85,7 +86,7 @@ def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: str | Non
     (ring8, grid25) give fresh float32 points [b, 2] under 'image'.
 
   Raises:
-    ValueError: a bad argument (one line that names it).
+    UserError: a bad argument, or a batch the split cannot fill (one line that names it; a ValueError).
     DatasetUnavailableError: a TFDS dataset that is not prepared and cannot
       be downloaded. Raised by this call, not by the first `next`.
   """
@@ -95,7 +96,7 @@ def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: str | Non
   skip_batches = _check_int("skip_batches", skip_batches, 0)
   process_index, process_count = _processes(process_index, process_count)
   if batch_size % process_count:
-    raise ValueError(f"batch_size: the global batch {batch_size} does not divide among {process_count} processes")
+    raise UserError(f"batch_size: the global batch {batch_size} does not divide among {process_count} processes")
   local_batch = batch_size // process_count
   if name in POINT_DATASETS:
     return toy2d.train_batches(name, batch_size=local_batch, seed=seed, skip_batches=skip_batches,
@@ -304,8 +305,9 @@ def _tfds_train_batches(name: str, *, local_batch: int, seed: int, data_dir: str
     raise DatasetUnavailableError(f"TFDS dataset {name!r}: the size of the train split is unknown")
   steps_per_epoch = shard_size // local_batch
   if steps_per_epoch == 0:
-    raise ValueError(f"batch_size: the per-process batch {local_batch} exceeds the {shard_size} training "
-                     f"examples of each of the {process_count} processes of dataset {name!r}")
+    raise UserError(f"batch_size: the per-process batch {local_batch} exceeds the {shard_size} training "
+                    f"examples of each of the {process_count} processes of dataset {name!r}; allowed: at most"
+                    f" {shard_size * process_count}")
   buffer = min(SHUFFLE_BUFFER, shard_size)
   first_epoch, first_step = divmod(skip_batches, steps_per_epoch)
 
@@ -333,7 +335,7 @@ def _tfds_eval_images(name: str, num_examples: int, *, split: str, data_dir: str
   builder = prepared_builder(name, data_dir, download)
   known = list(builder.info.splits.keys())
   if known and split not in known:  # under tfds.testing.mock_data no split is known, and any is accepted
-    raise ValueError(f"split: unknown split {split!r} of dataset {name!r}; allowed: {', '.join(sorted(known))}")
+    raise UserError(f"split: unknown split {split!r} of dataset {name!r}; allowed: {', '.join(sorted(known))}")
   options = _deterministic_options(tf)
   ds = _raw_dataset(tfds, builder, split, shuffle_files=False, shuffle_seed=None, options=options)
   ds = ds.take(num_examples).map(_example_fn(tf, builder, name), num_parallel_calls=tf.data.AUTOTUNE)

@@ -4,6 +4,8 @@ Nothing here reads a file or imports TensorFlow, so a config can be checked
 against these names in a second, before any input pipeline is built.
 """
 
+from genjax.errors import UserError
+
 # mnist5k first: it is the one that works everywhere, with no download.
 DATASETS: tuple[str, ...] = ("mnist5k", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", "celeb_a",
                              "ring8", "grid25")
@@ -36,9 +38,9 @@ class DatasetUnavailableError(RuntimeError):
 
 
 def check_name(name: str) -> str:
-  """Returns `name` if genjax knows it, else raises a one-line ValueError naming the field."""
+  """Returns `name` if genjax knows it, else raises a one-line UserError naming the field."""
   if name not in _IMAGE_SHAPES:
-    raise ValueError(f"dataset.name: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    raise UserError(f"dataset.name: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
   return name
 
 
