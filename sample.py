@@ -12,7 +12,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from genjax import cli  # noqa: E402
 
@@ -23,8 +23,7 @@ _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Held-out examples; d
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.run refuses extra arguments
   with cli.user_errors_exit():
     from genjax import sample_lib  # pylint: disable=g-import-not-at-top
     result = sample_lib.sample_and_evaluate(_WORKDIR.value, iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value,

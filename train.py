@@ -3,7 +3,12 @@
 With no flags it trains the conv VAE on the embedded offline MNIST digits
 into runs/vae_mnist5k. Running the same command again resumes from the last
 checkpoint. Override any field: --config.batch_size=256. SIGTERM saves a
-checkpoint of the current step and exits 0.
+checkpoint of the current step and exits 0; Ctrl-C does the same and exits
+130 (a second Ctrl-C exits at once). Bad input of any kind is one line
+`error: ...` and exit status 2; a diverged run, 1.
+
+The config file is Python and is executed as it is read: use only files you
+trust, as you would a script.
 
 Several processes (multi-host): on TPU VMs, the same command on every host
 with --distributed; elsewhere, on each process,
@@ -16,14 +21,15 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only feeds data; keep it quiet
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from genjax import cli  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_HERE, "configs", "vae_mnist5k.py"), "Experiment config file.", lock_config=True)
+# The config file is Python, run as it is read: use only files you trust.
+_CONFIG = cli.define_config(os.path.join(_HERE, "configs", "vae_mnist5k.py"),
+                            "Experiment config file (Python, executed: use only files you trust).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory; default: runs/<config file name>.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run JAX detects (TPU VM pods, Slurm).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process: HOST:PORT of process 0.")
@@ -32,8 +38,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this proc
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.run refuses extra arguments
   config_name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
   workdir = _WORKDIR.value or os.path.join("runs", config_name)
   with cli.user_errors_exit():

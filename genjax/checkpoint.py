@@ -47,6 +47,32 @@ def first_difference(saved, expected) -> str | None:
   return None
 
 
+def _floating(leaf) -> bool:
+  return jax.dtypes.issubdtype(leaf.dtype, jax.numpy.inexact)
+
+
+def non_finite_leaf(tree) -> str | None:
+  """The name of the first floating array of `tree` holding a NaN or an infinity; None if every one is finite.
+
+  Computed where the arrays live (one compiled reduction per array, one
+  small fetch), so checking a state before it is saved costs no copy of it.
+  """
+  named = [(_leaf_name(path), leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+           if _floating(leaf)]
+  if not named:
+    return None
+  flags = jax.device_get(_all_finite_each([leaf for _, leaf in named]))
+  for (name, _), ok in zip(named, flags):
+    if not ok:
+      return name
+  return None
+
+
+@jax.jit
+def _all_finite_each(leaves):
+  return [jax.numpy.isfinite(leaf).all() for leaf in leaves]
+
+
 class Checkpointer:
   """A thin, typed face on `ocp.CheckpointManager` for one train state."""
 
@@ -109,6 +135,10 @@ class Checkpointer:
       restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     except Exception as e:  # pylint: disable=broad-except  (tensorstore, orbax and OS errors alike)
       raise UserError(f"{where} is unreadable ({_first_line(e)}){unreadable}") from e
+    bad = non_finite_leaf(restored.state)
+    if bad is not None:
+      raise UserError(f"{where} holds non-finite values (NaN or infinity in {bad}), which no training or"
+                      f" sampling can use{unreadable}")
     return restored.state
 
   def reached_preemption(self, step: int) -> bool:

@@ -2,29 +2,180 @@
 
 import contextlib
 import ctypes
+import difflib
+import importlib.util
+import os
 import platform
+import re
 import sys
+import traceback
+from typing import NoReturn
 
+import ml_collections
 from absl import app, flags, logging
+from ml_collections import config_flags
 
 from genjax.errors import NonFiniteLossError, Preempted, UserError
 
 
+EXIT_USER_ERROR = 2  # bad input of any kind: config, flags, workdir, data, checkpoint
+EXIT_DIVERGED = 1  # a non-finite loss or state stopped the run (the last checkpoint is finite)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report 128 + SIGINT
+
+
+def fail(message: str, status: int = EXIT_USER_ERROR) -> NoReturn:
+  """Prints `error: message` as one line on stderr and exits with `status`."""
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
 @contextlib.contextmanager
 def user_errors_exit():
-  """Prints bad input as one line `error: ...` and exits 2 (1 for a diverged run, 0 when preempted)."""
+  """Bad input -> one line `error: ...` and exit 2; a diverged run -> 1; a stop request -> 0, Ctrl-C -> 130."""
   from genjax.data import DatasetUnavailableError  # pylint: disable=g-import-not-at-top
   try:
     yield
   except (UserError, DatasetUnavailableError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    fail(str(e))
   except NonFiniteLossError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+    fail(str(e), EXIT_DIVERGED)
   except Preempted as e:
-    print(str(e), file=sys.stderr)
-    sys.exit(0)
+    print(str(e), file=sys.stderr, flush=True)
+    sys.exit(EXIT_INTERRUPTED if e.interrupted else 0)
+  except KeyboardInterrupt:
+    # Ctrl-C before the loop's handler was installed (loading data, compiling) or after it was removed.
+    fail("interrupted (Ctrl-C) outside the training steps; every checkpoint on disk is complete",
+         EXIT_INTERRUPTED)
+
+
+# ------------------------------------------------------------------ the config flag
+
+
+def _argv_config_path(argv: list[str], default: str) -> str:
+  """The --config value on the command line (the last one), or `default`."""
+  path = default
+  for i, arg in enumerate(argv):
+    if arg.startswith(("--config=", "-config=")):
+      path = arg.split("=", 1)[1]
+    elif arg in ("--config", "-config") and i + 1 < len(argv):
+      path = argv[i + 1]
+  return path
+
+
+def _overrides(argv: list[str]) -> list[str]:
+  """The field paths of every --config.FIELD[=VALUE] on the command line."""
+  out = []
+  for arg in argv:
+    match = re.match(r"^--?(?:no)?config\.([^=]+)", arg)
+    if match:
+      out.append(match.group(1))
+  return out
+
+
+def _fields(config, prefix: str = "") -> list[str]:
+  names = []
+  for key, value in config.items():
+    names.append(prefix + key)
+    if isinstance(value, ml_collections.ConfigDict):
+      names.extend(_fields(value, prefix + key + "."))
+  return names
+
+
+def _line_in(path: str, error: BaseException) -> str:
+  """', line N' of the innermost frame of `error`'s traceback that ran `path`, or ''."""
+  if isinstance(error, SyntaxError) and error.lineno:
+    return f", line {error.lineno}"
+  lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+           if os.path.abspath(frame.filename) == os.path.abspath(path)]
+  return f", line {lines[-1]}" if lines else ""
+
+
+def describe_config_error(argv: list[str], default: str, error: BaseException) -> str:
+  """One line that says why `--config` (its file, or an override of it) could not be used.
+
+  ml_collections reports these as tracebacks from deep in its flag parser;
+  here the file is loaded again, step by step, to find the first thing wrong.
+  """
+  path = _argv_config_path(argv, default)
+  file_path, _, arg = path.partition(":")
+  if not os.path.isfile(file_path):
+    return f"--config: no such file {file_path!r}; allowed: a Python file with get_config(), e.g. configs/vae_mnist5k.py"
+  try:
+    spec = importlib.util.spec_from_file_location("genjax_user_config", file_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+  except BaseException as e:  # pylint: disable=broad-except  (the user's file may raise anything)
+    text = e.msg if isinstance(e, SyntaxError) else _first_line(e)
+    return f"--config: {file_path}{_line_in(file_path, e)}: {type(e).__name__}: {text}"
+  if not callable(getattr(module, "get_config", None)):
+    return f"--config: {file_path} defines no get_config(); a config file returns its ConfigDict from get_config()"
+  try:
+    config = module.get_config(*([arg] if arg else []))
+  except BaseException as e:  # pylint: disable=broad-except
+    return f"--config: get_config() in {file_path}{_line_in(file_path, e)}: {type(e).__name__}: {_first_line(e)}"
+  if not isinstance(config, ml_collections.ConfigDict):
+    return f"--config: get_config() in {file_path} returned {type(config).__name__}, not an ml_collections.ConfigDict"
+  fields = _fields(config)
+  for field in _overrides(argv):
+    if field not in fields:
+      near = difflib.get_close_matches(field, fields, n=1)
+      hint = f"did you mean --config.{near[0]}?" if near else "allowed: the fields of configs/base.py"
+      return f"--config.{field}: no such field in {file_path}; {hint}"
+  return f"--config: {_first_line(error)}"
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__
+
+
+def define_config(default: str, help_string: str):
+  """`config_flags.DEFINE_config_file('config', default, lock_config=True)`, refusing a bad file or override in one line.
+
+  ml_collections reads the default file, and checks the overrides against
+  it, as the flag is defined (at import of the script); a bad one exits 2 here.
+  """
+  try:
+    return config_flags.DEFINE_config_file("config", default, help_string, lock_config=True)
+  except Exception as e:  # pylint: disable=broad-except
+    fail(describe_config_error(sys.argv, default, e))
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with every error one line and exit status 2 (absl prints usage and exits 1)."""
+  try:
+    rest = flags.FLAGS(argv)
+    for flag in _config_flags():
+      flag.value.keys()  # ml_collections keeps a file it could not read as an object that raises on first use
+  except flags.Error as e:
+    fail(_flag_error(e))
+  except Exception as e:  # pylint: disable=broad-except  (a config file runs as Python and may raise anything)
+    defaults = [f.default for f in _config_flags() if isinstance(f.default, str)]
+    fail(describe_config_error(argv, defaults[0] if defaults else "", e))
+  if len(rest) > 1:
+    fail(f"unexpected arguments: {' '.join(rest[1:])}; allowed: flags only (--helpshort lists them)")
+  return rest
+
+
+def _config_flags() -> list:
+  return [flags.FLAGS["config"]] if "config" in flags.FLAGS else []
+
+
+def _flag_error(error: flags.Error) -> str:
+  text = _first_line(error)
+  if isinstance(error, flags.UnrecognizedFlagError):
+    near = re.search(r"Did you mean: ([\w.]+)", text)
+    hint = f"did you mean --{near.group(1)}?" if near else "--helpshort lists the flags"
+    return f"--{error.flagname}: unknown flag; {hint}"
+  match = re.match(r"^flag (--[^=]+)=(.*?): (.*)$", text)
+  if match:  # absl: "flag --x=v: why"
+    flag, value, why = match.groups()
+    name = flag.lstrip("-")
+    if "must have a value other than None" in why:
+      return f"{flag}: required; {flags.FLAGS[name].help if name in flags.FLAGS else ''}"
+    kind = flags.FLAGS[name].flag_type() if name in flags.FLAGS else "a value of the flag's type"
+    return f"{flag}: cannot use {value!r} ({why}); allowed: {kind}"
+  return text
 
 
 _RETAIN = flags.DEFINE_bool(
@@ -65,14 +216,37 @@ def set_up_process() -> bool:
   return _RETAIN.value and retain_host_memory()
 
 
+def _keep_log_record(record) -> bool:
+  """Orbax reports every save and restore at INFO, and that a read-only manager is read-only: keep its real warnings."""
+  if "/orbax/" not in record.pathname:
+    return True
+  return record.levelno >= logging.converter.STANDARD_WARNING and "read only" not in record.getMessage().replace(
+      "_", " ")
+
+
 def run(main) -> None:
-  """absl's app.run, with the process set up (set_up_process) and INFO logs on stderr (progress lines)."""
+  """absl's app.run, with the process set up (set_up_process), INFO logs on stderr (progress lines) and
+  every error a user can cause as one line with exit status 2 (flags included)."""
   def _main(argv):
     set_up_process()
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
-    # Orbax reports every save and restore at INFO; keep its warnings only.
-    logging.get_absl_handler().addFilter(
-        lambda record: record.levelno >= logging.converter.STANDARD_WARNING or "/orbax/" not in record.pathname)
+    logging.get_absl_handler().addFilter(_keep_log_record)
     return main(argv)
-  app.run(_main)
+  sys.unraisablehook = _without_closed_event_loop(sys.unraisablehook)
+  app.run(_main, flags_parser=_parse_flags)
+
+
+def _without_closed_event_loop(hook):
+  """`sys.unraisablehook` silent about asyncio's "Event loop is closed", and only about it.
+
+  After a failed restore, orbax has closed its event loop while tensorstore
+  still completes the other reads; each completion calls back into the closed
+  loop from a tensorstore thread, which reports the error as unraisable: a
+  traceback per array around the one-line message.
+  """
+  def quiet(unraisable):
+    if unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed":
+      return
+    hook(unraisable)
+  return quiet

@@ -10,16 +10,25 @@ class UserError(ValueError):
 
 
 class NonFiniteLossError(RuntimeError):
-  """A training step produced a NaN or infinite loss; the run stops there."""
+  """A training step produced a NaN or infinite loss, or non-finite weights; the run stops there.
+
+  The message is one line with the step, and the step of the last checkpoint,
+  which is finite and left intact; the CLI exits 1 (a diverged run, not bad input).
+  """
 
 
 class Preempted(Exception):
-  """The run was asked to stop (SIGTERM, or a multi-host preemption notice) and saved a checkpoint at `step`.
+  """The run was asked to stop and saved a checkpoint at `step`.
 
-  Not an error: the CLI exits 0, and the same command resumes from that step.
+  Not an error. `interrupted` is True for Ctrl-C (SIGINT), and the CLI exits
+  130, as a shell expects of an interrupted command, so that
+  `train.py && sample.py` stops there; SIGTERM or a multi-host preemption
+  notice (a TPU VM maintenance event) exits 0. Either way the same command
+  resumes from that step.
   """
 
-  def __init__(self, step: int):
-    super().__init__(f"stopped at step {step} on request (SIGTERM or a preemption notice); checkpoint of step"
-                     f" {step} saved; run the same command to resume")
+  def __init__(self, step: int, interrupted: bool = False):
+    why = "interrupted at step {} (Ctrl-C)" if interrupted else "stopped at step {} on request (SIGTERM or a preemption notice)"
+    super().__init__(f"{why.format(step)}; checkpoint of step {step} saved; run the same command to resume")
     self.step = step
+    self.interrupted = interrupted

@@ -152,6 +152,28 @@ class DataParallel:
     return len(self.devices)
 
   @property
+  def num_local_devices(self) -> int:
+    return len(self._local_devices)
+
+  def memory_available(self) -> tuple[int | None, bool]:
+    """(bytes one device can hold, whether the devices share the host's memory); None where unknown.
+
+    An accelerator reports its own limit; CPU devices share the host's
+    memory, of which Linux says how much is available (MemAvailable).
+    """
+    stats = self._local_devices[0].memory_stats() if self._local_devices else None
+    if stats and stats.get("bytes_limit"):
+      return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), False
+    try:
+      with open("/proc/meminfo", encoding="ascii") as f:
+        for line in f:
+          if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024, True
+    except OSError:
+      pass
+    return None, True
+
+  @property
   def axis_name(self) -> str | None:
     """The axis name the family must be built with: 'data' for pmap, None for jit."""
     return AXIS if self.path == "pmap" else None
@@ -173,6 +195,14 @@ class DataParallel:
   def init(self, init_fn, key: jax.Array):
     """`init_fn(key)` computed once and placed replicated on every device: the canonical state."""
     return jax.jit(init_fn, out_shardings=self.replicated)(key)
+
+  def abstract_state(self, init_fn, key: jax.Array):
+    """Shapes, dtypes and placement of the run-layout state of `init_fn(key)`, without computing it."""
+    shapes = jax.eval_shape(init_fn, key)
+    if self.path == "pmap":
+      n = len(self._local_devices)
+      return jax.tree.map(lambda s: jax.ShapeDtypeStruct((n, *s.shape), s.dtype), shapes)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.replicated), shapes)
 
   def to_run(self, state):
     """The canonical state in this path's layout (pmap: a leading axis, one copy per local device)."""

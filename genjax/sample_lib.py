@@ -30,8 +30,9 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
   if truncation is not None and not truncation > 0:
     raise UserError(f"--truncation: must be > 0, got {truncation}")
   workdir = os.path.abspath(workdir)
-  config = train_lib.load_config(workdir)
-  build.validate(config)
+  config = train_lib.load_config(workdir)  # validated, or refused naming the file
+  # Checked before anything is restored or compiled: the pictures and eval.json go there.
+  out_dir = train_lib.check_workdir(out_dir or os.path.join(workdir, "sample"), "--workdir")
   if truncation is not None and config.family != "gan":
     raise UserError(f"--truncation: only a GAN samples from a truncated prior; {workdir!r} holds a {config.family}")
   family = build.family(config)
@@ -42,15 +43,14 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
     step = ckpt.latest_step()
     if step is None:
       raise UserError(f"--workdir: {workdir!r} holds no checkpoint yet; train into it first with train.py")
-    state = ckpt.restore(step, jax.jit(family.init)(keys.init))
+    ds = config.dataset
+    eval_images = data.eval_images(ds.name, num_examples or config.eval.num_examples,
+                                   data_dir=ds.data_dir, download=ds.download)
+    state = ckpt.restore(step, jax.jit(family.init)(keys.init))  # refuses another model's or non-finite weights
   finally:
     ckpt.close()
   params = family.eval_params(state)
-
-  ds = config.dataset
-  eval_images = data.eval_images(ds.name, num_examples or config.eval.num_examples,
-                                 data_dir=ds.data_dir, download=ds.download)
-  out_dir = out_dir or os.path.join(workdir, "sample")
+  train_lib.prepare_workdir(out_dir, "--workdir")
   visuals = jax.jit(family.visuals)
   if truncation is not None:
     visuals = jax.jit(functools.partial(family.visuals, truncation=truncation))

@@ -11,9 +11,11 @@ everything that touches the disk.
 
 import collections
 import contextlib
+import itertools
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -35,15 +37,34 @@ CONFIG_FILE = "config.json"
 PINNED_FIELDS = ("family", "dataset.name", "model")
 
 
-def prepare_workdir(workdir: str) -> str:
-  """Creates `workdir` and proves it writable; UserError otherwise."""
+def check_workdir(workdir: str, flag: str = "--workdir") -> str:
+  """The absolute path of `workdir` if it is, or can be made, a writable directory; writes nothing.
+
+  An existing directory is proven writable with a temporary file that is
+  removed at once; a missing one needs its nearest existing parent to be a
+  writable directory.
+  """
   path = os.path.abspath(os.path.expanduser(workdir))
+  probe = path
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    raise UserError(f"{flag}: cannot write to {workdir!r} ({probe} is a file, not a directory)")
   try:
-    os.makedirs(path, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path):
+    with tempfile.NamedTemporaryFile(dir=probe, prefix=".genjax-probe-"):
       pass
   except OSError as e:
-    raise UserError(f"--workdir: cannot write to {workdir!r} ({e.strerror or e})") from e
+    raise UserError(f"{flag}: cannot write to {workdir!r} ({e.strerror or e})") from e
+  return path
+
+
+def prepare_workdir(workdir: str, flag: str = "--workdir") -> str:
+  """Creates `workdir` (after `check_workdir`); UserError when it cannot."""
+  path = check_workdir(workdir, flag)
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"{flag}: cannot write to {workdir!r} ({e.strerror or e})") from e
   return path
 
 
@@ -61,13 +82,26 @@ ADDED_FIELDS = {"parallel": "jit", "num_devices": None, "conv_impl": "auto", "st
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a workdir was trained with; UserError when there is none."""
+  """The config a workdir was trained with, validated; UserError naming the file when it is missing or bad."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.isfile(path):
     raise UserError(f"--workdir: {workdir!r} holds no {CONFIG_FILE}; train into it first with train.py")
-  with open(path, encoding="utf-8") as f:
-    saved = _freeze(json.load(f))
-  return ml_collections.ConfigDict({**ADDED_FIELDS, **saved})
+  try:
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+  except json.JSONDecodeError as e:
+    raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); train.py writes"
+                    " this file: restore it, or train into a new --workdir") from e
+  except (OSError, UnicodeDecodeError) as e:
+    raise UserError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})") from e
+  if not isinstance(saved, dict):
+    raise UserError(f"{path}: holds a JSON {type(saved).__name__}, not the object of a config that train.py writes")
+  config = ml_collections.ConfigDict({**ADDED_FIELDS, **_freeze(saved)})
+  try:
+    build.validate(config)
+  except UserError as e:
+    raise UserError(f"{path}: {e}") from e
+  return config
 
 
 def _flat(config, prefix: str = "") -> dict[str, Any]:
@@ -95,8 +129,13 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  with open(os.path.join(workdir, CONFIG_FILE), "w", encoding="utf-8") as f:
+  """Writes `config.json` atomically: a crash leaves the old file or the new one, never half of one."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=workdir, prefix=f".{CONFIG_FILE}.", delete=False) as f:
     f.write(config.to_json(indent=2, sort_keys=True))
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(f.name, path)
 
 
 def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, num_samples: int,
@@ -137,6 +176,12 @@ def _format(metrics: dict) -> str:
   return "  ".join(f"{k} {float(v):.4g}" for k, v in metrics.items())
 
 
+def _kept(last_saved: int | None) -> str:
+  if last_saved is None:
+    return "no checkpoint was written"
+  return f"checkpoint of step {last_saved} left intact"
+
+
 def _check_finite(first: int, metrics: dict, last_saved: int | None) -> None:
   """Stops the run at the first NaN or infinity among the loss and the other metrics (gradient norms too:
   a finite loss with non-finite gradients would save non-finite weights).
@@ -148,8 +193,7 @@ def _check_finite(first: int, metrics: dict, last_saved: int | None) -> None:
     for name in ["loss", *sorted(k for k in rows if k != "loss")]:
       value = rows[name][i]
       if not np.isfinite(value):
-        where = f"checkpoint of step {last_saved} left intact" if last_saved is not None else "no checkpoint was written"
-        raise NonFiniteLossError(f"non-finite {name} {value} at step {first + i}; {where}")
+        raise NonFiniteLossError(f"non-finite {name} {value} at step {first + i}; {_kept(last_saved)}")
 
 
 def _last_row(metrics: dict, stacked: bool) -> dict:
@@ -181,68 +225,132 @@ def prefetch(iterator, size: int = 2):
 
 
 class _StopRequest:
-  """Notices a request to stop: SIGTERM in a one-process run, orbax's preemption sync point across processes.
+  """Notices a request to stop: SIGTERM or Ctrl-C in a one-process run, orbax's preemption sync point across processes.
 
-  A TPU VM maintenance event sends SIGTERM. With one process the handler
-  only sets a flag, and the loop saves and stops after the step in flight.
-  With several, JAX's distributed runtime owns SIGTERM and agrees with every
-  process on the step at which all of them save (`reached_preemption`).
+  A TPU VM maintenance event sends SIGTERM, and Ctrl-C sends SIGINT. With one
+  process either handler only sets a flag, and the loop saves and stops after
+  the step in flight; a second Ctrl-C exits at once (status 130), which loses
+  at most the save in flight (orbax renames a step's directory only when it is
+  complete). With several processes, JAX's distributed runtime owns SIGTERM
+  and agrees with every process on the step at which all of them save
+  (`reached_preemption`); Ctrl-C there stops the process without a save.
   """
 
   def __init__(self, ckpt: checkpoint.Checkpointer):
     self._ckpt = ckpt
-    self._requested = False
-    self._previous = None
+    self._signal: int | None = None
+    self._previous: dict[int, Any] = {}
     if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        # A process started with SIGINT ignored (a background job of a script) keeps ignoring it.
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+          self._previous[signum] = signal.signal(signum, self._on_signal)
 
-  def _on_sigterm(self, signum, frame) -> None:
-    del signum, frame
-    self._requested = True
+  def _on_signal(self, signum, frame) -> None:
+    del frame
+    if signum == signal.SIGINT and self._signal == signal.SIGINT:
+      print("error: interrupted again (Ctrl-C): exiting at once; the last complete checkpoint is kept",
+            file=sys.stderr, flush=True)
+      os._exit(130)  # pylint: disable=protected-access
+    if signum == signal.SIGINT:
+      print("interrupt: saving a checkpoint of the step in flight, then stopping (Ctrl-C again to exit at once)",
+            file=sys.stderr, flush=True)
+    self._signal = self._signal or signum
+
+  @property
+  def interrupted(self) -> bool:
+    return self._signal == signal.SIGINT
 
   def requested(self, step: int) -> bool:
     if jax.process_count() > 1:
       return self._ckpt.reached_preemption(step)
-    return self._requested
+    return self._signal is not None
 
   def close(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
+
+
+class _AheadOfTime:
+  """A jitted (or pmapped) step compiled ahead of time, once per shape of its batch argument.
+
+  Compiling before the first call lets the loop read the step's memory needs
+  (`memory_analysis`) before it allocates the state or writes anything; the
+  compiled executable is the one every call then runs.
+  """
+
+  def __init__(self, fn):
+    self._fn = fn
+    self._compiled: dict[tuple, Any] = {}
+
+  def compile(self, *args):
+    signature = tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(args[1]))
+    if signature not in self._compiled:
+      self._compiled[signature] = self._fn.lower(*args).compile()
+    return self._compiled[signature]
+
+  def __call__(self, *args):
+    return self.compile(*args)(*args)
+
+
+_GiB = float(1 << 30)
+
+
+def check_memory(compiled, par: parallel.DataParallel, batch_size: int) -> None:
+  """Refuses a step whose compiled program needs more memory than its devices have (an estimate from XLA)."""
+  stats = compiled.memory_analysis()
+  available, shared = par.memory_available()
+  if stats is None or available is None:
+    return
+  state = stats.argument_size_in_bytes
+  need = state + stats.output_size_in_bytes - stats.alias_size_in_bytes + stats.temp_size_in_bytes
+  # Devices that share the host's memory (CPU devices) need it all at once.
+  copies = par.num_local_devices if shared else 1
+  if need * copies > available:
+    where = f"{par.num_local_devices} CPU devices together" if shared and copies > 1 else "each device"
+    raise UserError(
+        f"model: one training step needs {need * copies / _GiB:.1f} GiB on {where} (state and batch"
+        f" {state * copies / _GiB:.1f} GiB, activations and temporaries {(need - state) * copies / _GiB:.1f} GiB),"
+        f" {available / _GiB:.1f} GiB are available; allowed: a smaller model.* width or batch_size"
+        f" {batch_size} (or more devices)")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last evaluation.
 
+  Everything that can be checked is checked before the first write: the
+  config, the devices, the workdir, the data (a batch larger than the split,
+  a missing split), the step's memory (from its compiled program) and the
+  checkpoint to resume from. Only then is the workdir created and
+  `config.json` written (atomically).
+
   Raises:
-    UserError: bad config, workdir or checkpoint, before anything compiles.
-    NonFiniteLossError: a step's loss was NaN or infinite (the last good checkpoint is kept).
-    Preempted: SIGTERM (or a preemption notice) arrived; a checkpoint of the current step was saved.
+    UserError: bad config, workdir, data or checkpoint, or a model too large for the devices; nothing is written.
+    NonFiniteLossError: a step's loss, or the weights to be saved, were NaN or infinite (the last good
+      checkpoint, which is finite, is kept).
+    Preempted: SIGTERM, Ctrl-C (or a preemption notice) arrived; a checkpoint of the current step was saved.
   """
   build.validate(config)
   par = parallel.DataParallel(config.parallel, config.num_devices)
   par.check_batch(config.batch_size, config.model.pack)
-  workdir = prepare_workdir(workdir)
+  workdir = check_workdir(workdir)
   check_resumable(workdir, config)
   family = build.family(config)
   keys = grandom.streams(config.seed)
   chief = parallel.is_chief()  # only process 0 writes logs, metrics and pictures
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if os.path.exists(ckpt_dir) and not os.path.isdir(ckpt_dir):
+    raise UserError(f"checkpoint: {ckpt_dir} is a file, not a directory of checkpoints; move it away, or use a"
+                    " new --workdir")
 
-  # Whatever ends the run (the last step, a non-finite loss, a preemption, an interrupt, a bad
-  # checkpoint), the asynchronous save of the last good state completes before the manager closes.
   with contextlib.ExitStack() as cleanup:
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-    # From here on SIGTERM only asks to stop, until the last save is complete (callbacks run last-in first-out).
-    stop = _StopRequest(ckpt)
-    cleanup.callback(stop.close)
-    cleanup.callback(ckpt.close)
-    state = par.init(family.init, keys.init)
-    start = ckpt.latest_step() or 0
-    if start:
-      state = ckpt.restore(start, state)
-      logging.info("resumed from the checkpoint of step %d in %s", start, workdir)
-    if chief:
-      save_config(workdir, config)
+    # Read-only until every check has passed: it neither creates the directory nor removes half-written steps.
+    reader = checkpoint.Checkpointer(ckpt_dir, config.keep_checkpoints, read_only=True) if os.path.isdir(
+        ckpt_dir) else None
+    if reader is not None:
+      cleanup.callback(reader.close)
+    start = (reader.latest_step() if reader is not None else None) or 0
 
     ds = config.dataset
     # One batch per step: a resumed run skips the batches already trained on.
@@ -250,21 +358,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         ds.name, batch_size=config.batch_size, seed=grandom.integer_seed(keys.data),
         data_dir=ds.data_dir, download=ds.download, skip_batches=start)
     eval_images = data.eval_images(ds.name, config.eval.num_examples, data_dir=ds.data_dir, download=ds.download)
+    if eval_images.shape[0] == 0:
+      raise UserError(f"dataset.name: the held-out split of {ds.name!r} is empty; nothing to evaluate on")
+    first_batch = next(train_iter)
+    train_iter = itertools.chain([first_batch], train_iter)
 
-    state = par.to_run(state)
     per_call = config.steps_per_call
+    abstract_state = par.abstract_state(family.init, keys.init)
     if per_call == 1:
-      step_fn = par.compile_step(family.train_step)
+      step_fn = _AheadOfTime(par.compile_step(family.train_step))
       step_key = par.step_keys(keys.train)  # the key of step s is fold_in(train, s - 1), placed for the step
+      compiled = step_fn.compile(abstract_state, par.put_batch(first_batch), step_key(start))
 
       def train_call(state, first, device_batch):
         return step_fn(state, device_batch, step_key(first - 1))
     else:
-      steps_fn = par.compile_steps(family.train_step)
+      steps_fn = _AheadOfTime(par.compile_steps(family.train_step))
       train_key = par.replicate(keys.train)
+      compiled = steps_fn.compile(abstract_state, par.put_batches([first_batch] * per_call), train_key,
+                                  par.replicate(np.uint32(start)))
 
       def train_call(state, first, device_batches):
         return steps_fn(state, device_batches, train_key, par.replicate(np.uint32(first - 1)))
+    check_memory(compiled, par, config.batch_size)
+
+    state = par.init(family.init, keys.init)
+    if start:
+      state = reader.restore(start, state)
+      logging.info("resumed from the checkpoint of step %d in %s", start, workdir)
+
+    # Every check has passed: from here on the workdir is written.
+    prepare_workdir(workdir)
+    if chief:
+      save_config(workdir, config)
+    # Whatever ends the run (the last step, a non-finite loss, a preemption, an interrupt), the asynchronous
+    # save of the last good state completes before the manager closes.
+    ckpt = checkpoint.Checkpointer(ckpt_dir, config.keep_checkpoints)
+    # From here on SIGTERM and Ctrl-C only ask to stop, until the last save is complete (callbacks run last-in
+    # first-out).
+    stop = _StopRequest(ckpt)
+    cleanup.callback(stop.close)
+    cleanup.callback(ckpt.close)
+
+    state = par.to_run(state)
 
     def device_batches():
       for first, n in call_plan(start, config.num_steps, per_call,
@@ -291,6 +427,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         logging.info("eval step %d  %s", step, _format(result))
       return result
 
+    def require_finite_state(step: int, last_saved: int | None) -> None:
+      # The loss of step s is that of the weights before its update: only the state itself tells whether
+      # the update (an infinite step size, an overflow in Adam) left every weight finite.
+      bad = checkpoint.non_finite_leaf(state)
+      if bad is not None:
+        raise NonFiniteLossError(f"non-finite weights ({bad}) after step {step}; {_kept(last_saved)}")
+
     def save(step: int) -> bool:
       return ckpt.save(step, par.to_canonical(state))
 
@@ -304,7 +447,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       state, metrics = train_call(state, first, batch)
       if first == start + 1:
         jax.block_until_ready(metrics)
-        logging.info("first call (compile and %d step%s) took %.2f s", n, "s" * (n > 1), time.perf_counter() - t0)
+        logging.info("first call (%d step%s, compiled before) took %.2f s", n, "s" * (n > 1), time.perf_counter() - t0)
         t_log = time.perf_counter()
       if pending is not None:
         _check_finite(pending[0], par.fetch(pending[1]), last_saved)
@@ -312,13 +455,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       stopping = stop.requested(step)
       log_now = step % config.log_every == 0 or step == config.num_steps
       save_now = step % config.checkpoint_every == 0 or step == config.num_steps or stopping
-      if log_now or save_now:
-        # Waits for this call: done only when logging or saving needs its values,
-        # and only a state whose losses are all finite is ever saved.
+      eval_now = step % config.eval_every == 0 or step == config.num_steps
+      if log_now or save_now or eval_now:
+        # Waits for this call: done only when logging, saving or evaluating needs its values,
+        # and only a state whose losses and weights are all finite is ever saved or evaluated.
         fetched = par.fetch(metrics)
         _check_finite(first, fetched, last_saved)
         fetched = _last_row(fetched, per_call > 1)
         pending = None
+      if save_now or eval_now:
+        require_finite_state(step, last_saved)
 
       if log_now and chief:
         now = time.perf_counter()
@@ -331,8 +477,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if save_now and save(step):
         last_saved = step
       if stopping:
-        raise Preempted(step)
-      if step % config.eval_every == 0 or step == config.num_steps:
+        raise Preempted(step, interrupted=stop.interrupted)
+      if eval_now:
         result = evaluate(step)
 
     if result is None:  # nothing left to train: evaluate what the workdir holds

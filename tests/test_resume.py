@@ -109,7 +109,11 @@ def test_runs_killed_at_random_steps_resume_to_the_uninterrupted_state(uninterru
         " left a half-written checkpoint behind")
 
 
-def test_sigterm_saves_the_current_step_exits_0_and_the_restart_continues(tmp_path):
+# SIGTERM (a TPU VM maintenance event) exits 0; Ctrl-C exits 130, as shells report an interrupted command.
+@pytest.mark.parametrize("signum,status,says", [(signal.SIGTERM, 0, "stopped at step "),
+                                                (signal.SIGINT, 130, "interrupted at step ")],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_saves_the_current_step_and_the_restart_continues(tmp_path, signum, status, says):
   workdir = str(tmp_path / "run")
   proc = subprocess.Popen(_train_cmd(workdir, num_steps=100_000, checkpoint_every=1000), cwd=ROOT, env=_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -120,16 +124,17 @@ def test_sigterm_saves_the_current_step_exits_0_and_the_restart_continues(tmp_pa
     time.sleep(0.05)
   time.sleep(0.5)
   t0 = time.perf_counter()
-  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(signum)
   _, err = proc.communicate(timeout=60)
   seconds = time.perf_counter() - t0
-  assert proc.returncode == 0, err[-3000:]
+  assert proc.returncode == status, err[-3000:]
   assert seconds < 30
+  assert "Traceback" not in err
   last = err.strip().splitlines()[-1]
-  assert last.startswith("stopped at step ") and "run the same command to resume" in last, last
+  assert last.startswith(says) and last.endswith(" saved; run the same command to resume"), last
   step = int(last.split()[3])
-  assert _steps_on_disk(workdir) == ([step], 0)  # checkpoint_every=1000: the save came from the SIGTERM
-  print(f"\nSIGTERM at step {step}: exited 0 after {seconds:.2f} s")
+  assert _steps_on_disk(workdir) == ([step], 0)  # checkpoint_every=1000: the save came from the signal
+  print(f"\n{signal.Signals(signum).name} at step {step}: exited {status} after {seconds:.2f} s")
 
   done = subprocess.run(_train_cmd(workdir, num_steps=step + 5), cwd=ROOT, env=_env(), capture_output=True,
                         text=True, timeout=600)
@@ -158,6 +163,34 @@ def test_a_poisoned_batch_stops_the_run_and_the_previous_checkpoint_trains_on(tm
   with pytest.raises(NonFiniteLossError, match=r"^non-finite loss nan at step 5; checkpoint of step 4 left intact$"):
     train_lib.train_and_evaluate(config, poisoned)
   assert _steps_on_disk(poisoned) == ([2, 3, 4], 0)
+  for step in (2, 3, 4):  # only finite states reach the disk
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(restore_state(poisoned, step))
+               if np.issubdtype(x.dtype, np.floating))
+  sampled = subprocess.run([sys.executable, os.path.join(ROOT, "sample.py"), f"--workdir={poisoned}"], cwd=ROOT,
+                           env=_env(), capture_output=True, text=True, timeout=300)
+  assert sampled.returncode == 0 and "checkpoint step 4" in sampled.stdout, sampled.stderr[-3000:]
   monkeypatch.setattr(data, "train_iterator", clean_iterator)
   train_lib.train_and_evaluate(config, poisoned)  # the same command, without the poison
   _assert_bitwise_equal(restore_state(poisoned), restore_state(straight))
+
+
+def test_a_second_ctrl_c_exits_at_once_with_status_130(tmp_path):
+  """The loop's handler: the first SIGINT asks for a save, the second leaves at once (no save, no traceback)."""
+  code = """
+import os, signal, sys, time
+from genjax import train_lib
+stop = train_lib._StopRequest(None)
+os.kill(os.getpid(), signal.SIGINT)
+assert stop.requested(1) and stop.interrupted
+print("asked", flush=True)
+os.kill(os.getpid(), signal.SIGINT)
+time.sleep(5)
+print("still running", flush=True)
+"""
+  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 130, result.stderr[-3000:]
+  assert result.stdout == "asked\n"
+  assert result.stderr.strip().splitlines() == [
+      "interrupt: saving a checkpoint of the step in flight, then stopping (Ctrl-C again to exit at once)",
+      "error: interrupted again (Ctrl-C): exiting at once; the last complete checkpoint is kept"]

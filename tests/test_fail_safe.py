@@ -1,0 +1,353 @@
+"""Failing safe: every error a user can cause is one line with exit status 2 and leaves the workdir as it was,
+and no non-finite weights ever reach the disk.
+
+Each CLI case runs train.py or sample.py in a subprocess on a copy of one
+small trained workdir, hashes every file of that copy before and after, and
+asserts the whole of stderr: exactly one line, `error: ...`.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from genjax import build, checkpoint, train_lib
+from genjax import random as grandom
+from genjax.errors import NonFiniteLossError
+from tests.helpers import ROOT, TINY, restore_state, run_cli, tiny_config
+
+# The run every case starts from: a small MLP VAE, 2 steps, a checkpoint at each.
+RUN = {"num_steps": 2, "checkpoint_every": 1, "eval_every": 2, "log_every": 1, "model.hidden": (16,),
+       "model.latent_dim": 4}
+# The same run on the command line (tiny_config's fields are TINY's).
+RUN_FLAGS = [f"--config={os.path.join(ROOT, 'configs', 'vae_mnist5k_mlp.py')}", *TINY,
+             *(f"--config.{k}={v}" for k, v in RUN.items() if k != "model.hidden")]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> str:
+  workdir = str(tmp_path_factory.mktemp("trained") / "run")
+  train_lib.train_and_evaluate(tiny_config("vae_mnist5k_mlp", **RUN), workdir)
+  return workdir
+
+
+def _digest(workdir: str) -> dict[str, str]:
+  """{relative path: sha256 of the content} of every file under workdir (directories as '<dir>')."""
+  out = {}
+  for directory, dirs, names in os.walk(workdir):
+    for name in dirs:
+      out[os.path.relpath(os.path.join(directory, name), workdir)] = "<dir>"
+    for name in names:
+      path = os.path.join(directory, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, workdir)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+# ---------------------------------------------------------------------------------------- preparing a case
+
+
+def _edit_config(workdir: str, edit) -> None:
+  path = os.path.join(workdir, "config.json")
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  edit(saved)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(saved, f)
+
+
+def _write(relative: str, text: str):
+  def prepare(workdir: str) -> None:
+    with open(os.path.join(workdir, relative), "w", encoding="utf-8") as f:
+      f.write(text)
+  return prepare
+
+
+def _set(field: str, value):
+  def edit(saved):
+    node = saved
+    *path, last = field.split(".")
+    for part in path:
+      node = node[part]
+    node[last] = value
+  return lambda workdir: _edit_config(workdir, edit)
+
+
+def _drop(block: str):
+  return lambda workdir: _edit_config(workdir, lambda saved: saved.pop(block))
+
+
+def _corrupt_checkpoint(workdir: str) -> None:
+  step_dir = os.path.join(workdir, "checkpoints", "2")
+  for directory, _, names in os.walk(step_dir):
+    if os.path.basename(directory) == "d":  # orbax's array chunks
+      for name in names:
+        with open(os.path.join(directory, name), "wb") as f:
+          f.write(b"not an array")
+
+
+def _nan_checkpoint(workdir: str) -> None:
+  """Replaces the checkpoint of step 2 with the same state whose weights are NaN (as an older genjax could save)."""
+  config = train_lib.load_config(workdir)
+  family = build.family(config)
+  state = jax.jit(family.init)(grandom.streams(config.seed).init)
+  state = state.replace(params=jax.tree.map(lambda x: np.full(x.shape, np.nan, x.dtype), state.params))
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "2"))
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), 3)
+  ckpt.save(2, state)
+  ckpt.close()
+
+
+def _file_at(relative: str):
+  def prepare(workdir: str) -> None:
+    path = os.path.join(workdir, relative)
+    shutil.rmtree(path, ignore_errors=True)
+    with open(path, "w", encoding="utf-8") as f:
+      f.write("a file where a directory goes")
+  return prepare
+
+
+def _no_checkpoints(workdir: str) -> None:
+  shutil.rmtree(os.path.join(workdir, "checkpoints"))
+
+
+def _config_files(workdir: str) -> None:
+  """Config files of every kind of breakage, beside the workdir (outside it: the workdir stays as it was)."""
+  here = os.path.dirname(workdir)
+  files = {"syntax.py": "def get_config(:\n", "noget.py": "x = 1\n",
+           "raises.py": "def get_config():\n  return {}['model']\n", "notdict.py": "def get_config():\n  return 3\n"}
+  for name, text in files.items():
+    with open(os.path.join(here, name), "w", encoding="utf-8") as f:
+      f.write(text)
+
+
+# (script, extra arguments, how to break the workdir copy, the exact stderr line). In arguments and lines,
+# {w} is the workdir and {d} its parent directory.
+CASES = {
+    # config files and overrides
+    "config file missing": ("train.py", ["--config={d}/missing.py", "--workdir={d}/new"], None,
+                            "error: --config: no such file '{d}/missing.py'; allowed: a Python file with get_config(),"
+                            " e.g. configs/vae_mnist5k.py"),
+    "config file syntax error": ("train.py", ["--config={d}/syntax.py", "--workdir={d}/new"], _config_files,
+                                 "error: --config: {d}/syntax.py, line 1: SyntaxError: invalid syntax"),
+    "config file without get_config": ("train.py", ["--config={d}/noget.py", "--workdir={d}/new"], _config_files,
+                                       "error: --config: {d}/noget.py defines no get_config(); a config file returns"
+                                       " its ConfigDict from get_config()"),
+    "config file raises": ("train.py", ["--config={d}/raises.py", "--workdir={d}/new"], _config_files,
+                           "error: --config: get_config() in {d}/raises.py, line 2: KeyError: 'model'"),
+    "config file returns no ConfigDict": ("train.py", ["--config={d}/notdict.py", "--workdir={d}/new"], _config_files,
+                                          "error: --config: get_config() in {d}/notdict.py returned int, not an"
+                                          " ml_collections.ConfigDict"),
+    "misspelt override": ("train.py", ["--config.batchsize=8"], None,
+                          "error: --config.batchsize: no such field in {root}/configs/vae_mnist5k_mlp.py; did you"
+                          " mean --config.batch_size?"),
+    "misspelt nested override": ("train.py", ["--config.optim.learningrate=0.1"], None,
+                                 "error: --config.optim.learningrate: no such field in"
+                                 " {root}/configs/vae_mnist5k_mlp.py; did you mean --config.optim.learning_rate?"),
+    "override of the wrong type": ("train.py", ["--config.batch_size=big"], None,
+                                   "error: --config.batch_size: cannot use 'big' (invalid literal for int() with"
+                                   " base 10: 'big'); allowed: int"),
+    "infinite learning rate": ("train.py", ["--config.optim.learning_rate=inf"], None,
+                               "error: optim.learning_rate: must be a finite number, got inf"),
+    "infinite beta": ("train.py", ["--config.model.beta=inf"], None,
+                      "error: model.beta: must be a finite number, got inf"),
+    "NaN observation log-variance": ("train.py", ["--config.model.obs_logvar=nan"], None,
+                                     "error: model.obs_logvar: must be a finite number, got nan"),
+    # absl flags
+    "unknown flag": ("train.py", ["--workdri=x"], None, "error: --workdri: unknown flag; did you mean --workdir?"),
+    "extra argument": ("train.py", ["again"], None,
+                       "error: unexpected arguments: again; allowed: flags only (--helpshort lists them)"),
+    "bad integer flag": ("train.py", ["--num_processes=two"], None,
+                         "error: --num_processes: cannot use 'two' (invalid literal for int() with base 10:"
+                         " 'two'); allowed: int"),
+    # config.json of the workdir
+    "config.json not JSON": ("train.py", [], _write("config.json", '{"family": "vae",'),
+                             "error: {w}/config.json: not valid JSON (Expecting property name enclosed in double"
+                             " quotes at line 1, column 18); train.py writes this file: restore it, or train into a"
+                             " new --workdir"),
+    "config.json of the wrong type": ("train.py", [], _set("optim.learning_rate", "fast"),
+                                      "error: {w}/config.json: optim.learning_rate: must be > 0, got 'fast'"),
+    "config.json without a block": ("train.py", [], _drop("model"),
+                                    "error: {w}/config.json: model: missing from the config; every config starts"
+                                    " from configs/base.py, which has it"),
+    # the data
+    "batch larger than the dataset": ("train.py", ["--config.batch_size=6000"], None,
+                                      "error: batch_size: the per-process batch 6000 exceeds the 4500 training"
+                                      " examples of each of the 1 processes of dataset 'mnist5k'; allowed: at most"
+                                      " 4500"),
+    # the model against the device's memory (an MLP VAE with 2 x 784 x 40M weights and Adam's moments)
+    "model too large for memory": ("train.py", ["--config={root}/configs/vae_mnist5k_mlp.py",
+                                                "--config.model.hidden=(40000000,)", "--workdir={d}/new"], None, None),
+    # the workdir
+    "workdir under a file": ("train.py", [], _file_at("checkpoints"),
+                             "error: checkpoint: {w}/checkpoints is a file, not a directory of checkpoints; move it"
+                             " away, or use a new --workdir"),
+    "workdir is a file": ("train.py", ["--workdir={w}/config.json"], None,
+                          "error: --workdir: cannot write to '{w}/config.json' ({w}/config.json is a file, not a"
+                          " directory)"),
+    # the checkpoint
+    "corrupt checkpoint": ("train.py", [], _corrupt_checkpoint, None),
+    "non-finite checkpoint": ("train.py", [], _nan_checkpoint,
+                              "error: checkpoint: step 2 in {w}/checkpoints holds non-finite values (NaN or infinity"
+                              " in params/decoder/Dense_0/bias), which no training or sampling can use; move"
+                              " {w}/checkpoints/2 away to resume from the checkpoint before it, or use a new"
+                              " --workdir"),
+    "another model's checkpoint": ("train.py", ["--config.model.latent_dim=8"], lambda w: os.remove(f"{w}/config.json"),
+                                   "error: checkpoint: step 2 in {w}/checkpoints was written by another model:"
+                                   " params/decoder/Dense_0/kernel is float32[4, 16] there, float32[8, 16] in this"
+                                   " model; use a new --workdir, or the config the checkpoint was trained with"),
+    # sample.py
+    "sample: no --workdir": ("sample.py", None, None, "error: --workdir: required; A workdir written by train.py."),
+    "sample: no config.json": ("sample.py", [], lambda w: os.remove(f"{w}/config.json"),
+                               "error: --workdir: '{w}' holds no config.json; train into it first with train.py"),
+    "sample: config.json not JSON": ("sample.py", [], _write("config.json", "[1, 2"),
+                                     "error: {w}/config.json: not valid JSON (Expecting ',' delimiter at line 1,"
+                                     " column 6); train.py writes this file: restore it, or train into a new"
+                                     " --workdir"),
+    "sample: config.json a list": ("sample.py", [], _write("config.json", "[1, 2]"),
+                                   "error: {w}/config.json: holds a JSON list, not the object of a config that"
+                                   " train.py writes"),
+    "sample: config.json with NaN": ("sample.py", [], _set("model.beta", float("nan")),
+                                     "error: {w}/config.json: model.beta: must be a finite number, got nan"),
+    "sample: config.json without a block": ("sample.py", [], _drop("optim"),
+                                            "error: {w}/config.json: optim: missing from the config; every config"
+                                            " starts from configs/base.py, which has it"),
+    "sample: unwritable output": ("sample.py", [], _file_at("sample"),
+                                  "error: --workdir: cannot write to '{w}/sample' ({w}/sample is a file, not a"
+                                  " directory)"),
+    "sample: no checkpoint": ("sample.py", [], _no_checkpoints,
+                              "error: --workdir: '{w}' holds no checkpoint yet; train into it first with train.py"),
+    "sample: corrupt checkpoint": ("sample.py", [], _corrupt_checkpoint, None),
+    "sample: non-finite checkpoint": ("sample.py", [], _nan_checkpoint,
+                                      "error: checkpoint: step 2 in {w}/checkpoints holds non-finite values (NaN or"
+                                      " infinity in params/decoder/Dense_0/bias), which no training or sampling can"
+                                      " use; move {w}/checkpoints/2 away to resume from the checkpoint before it, or"
+                                      " use a new --workdir"),
+    "sample: bad --iwae_k": ("sample.py", ["--iwae_k=0"], None, "error: --iwae_k: must be a positive integer, got 0"),
+    "sample: --iwae_k not a number": ("sample.py", ["--iwae_k=many"], None,
+                                      "error: --iwae_k: cannot use 'many' (invalid literal for int() with base 10:"
+                                      " 'many'); allowed: int"),
+    "sample: unknown flag": ("sample.py", ["--iwaek=5"], None, "error: --iwaek: unknown flag; did you mean --iwae_k?"),
+}
+
+# Lines whose middle depends on the machine: (start, end) they must have.
+PATTERNS = {
+    "model too large for memory": ("error: model: one training step needs ",
+                                   " GiB are available; allowed: a smaller model.* width or batch_size 128 (or more"
+                                   " devices)"),
+    "corrupt checkpoint": ("error: checkpoint: step 2 in {w}/checkpoints is unreadable (",
+                           "); move {w}/checkpoints/2 away to resume from the checkpoint before it, or use a new"
+                           " --workdir"),
+    "sample: corrupt checkpoint": ("error: checkpoint: step 2 in {w}/checkpoints is unreadable (",
+                                   "); move {w}/checkpoints/2 away to resume from the checkpoint before it, or use a"
+                                   " new --workdir"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_cli_refuses_in_one_line_with_status_2_and_changes_nothing(trained, tmp_path, name):
+  script, args, prepare, line = CASES[name]
+  workdir = str(tmp_path / "run")
+  shutil.copytree(trained, workdir)
+  if prepare is not None:
+    prepare(workdir)
+  before = _digest(workdir)
+  fill = {"w": workdir, "d": str(tmp_path), "root": ROOT}
+  if args is None:  # sample.py without --workdir
+    argv = []
+  elif script == "train.py" and args and args[0].startswith("--config="):  # a config of its own, not the run's
+    argv = [f"--workdir={workdir}", *(a.format(**fill) for a in args)]
+  elif script == "train.py":
+    argv = [f"--workdir={workdir}", *RUN_FLAGS, *(a.format(**fill) for a in args)]
+  else:
+    argv = [f"--workdir={workdir}", *(a.format(**fill) for a in args)]
+  result = run_cli(script, *argv)
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+  assert len(lines) == 1, result.stderr[-3000:]
+  if line is not None:
+    assert lines[0] == line.format(**fill)
+  else:
+    start, end = (part.format(**fill) for part in PATTERNS[name])
+    assert lines[0].startswith(start) and lines[0].endswith(end), lines[0]
+  assert _digest(workdir) == before
+  assert not os.path.exists(tmp_path / "new")  # where a case trains into a new workdir, it is not created
+
+
+def test_the_cli_table_covers_both_scripts():
+  scripts = [script for script, *_ in CASES.values()]
+  assert scripts.count("train.py") >= 20 and scripts.count("sample.py") >= 10
+
+
+def test_a_refused_run_creates_no_workdir(tmp_path):
+  result = run_cli("train.py", f"--workdir={tmp_path / 'new'}", *RUN_FLAGS, "--config.batch_size=6000")
+  assert result.returncode == 2 and result.stderr.startswith("error: batch_size: ")
+  assert not os.path.exists(tmp_path / "new")
+
+
+# ---------------------------------------------------------------------------------------- non-finite weights
+
+
+def _all_checkpoints_finite(workdir: str) -> list[int]:
+  """The steps on disk, after asserting that every floating array of every one of them is finite."""
+  steps = sorted(int(n) for n in os.listdir(os.path.join(workdir, "checkpoints")) if n.isdigit())
+  for step in steps:
+    for leaf in jax.tree.leaves(restore_state(workdir, step)):
+      if np.issubdtype(leaf.dtype, np.floating):
+        assert np.isfinite(leaf).all(), step
+  return steps
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # 1e39 as float32, on purpose
+def test_an_update_to_non_finite_weights_is_never_saved_and_sample_py_still_works(trained, tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(trained, workdir)
+  # 1e39 is finite to the config (a Python float) and infinite in float32: the update of step 3 makes every
+  # weight non-finite while the loss of step 3, computed before the update, is finite.
+  config = tiny_config("vae_mnist5k_mlp", **{**RUN, "num_steps": 4, "optim.learning_rate": 1e39})
+  with pytest.raises(NonFiniteLossError,
+                     match=r"^non-finite weights \(params/\S+\) after step 3; checkpoint of step 2 left intact$"):
+    train_lib.train_and_evaluate(config, workdir)
+  assert _all_checkpoints_finite(workdir) == [1, 2]
+  result = run_cli("sample.py", f"--workdir={workdir}", "--iwae_k=2")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "checkpoint step 2" in result.stdout
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_a_run_that_diverges_at_its_first_step_writes_no_checkpoint(tmp_path):
+  config = tiny_config("vae_mnist5k_mlp", **{**RUN, "optim.learning_rate": 1e39})
+  with pytest.raises(NonFiniteLossError, match=r"after step 1; no checkpoint was written$"):
+    train_lib.train_and_evaluate(config, str(tmp_path))
+  assert not [n for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()]
+
+
+def test_a_diverged_run_exits_1_in_one_line(trained, tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(trained, workdir)
+  result = run_cli("train.py", f"--workdir={workdir}", *RUN_FLAGS, "--config.num_steps=3",
+                   "--config.optim.learning_rate=1e39")
+  assert result.returncode == 1, result.stderr[-3000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: non-finite weights (params/") and last.endswith(
+      ") after step 3; checkpoint of step 2 left intact"), last
+  assert "Traceback" not in result.stderr
+  assert _all_checkpoints_finite(workdir) == [1, 2]
+
+
+def test_non_finite_leaf_names_the_first_bad_array():
+  tree = {"a": np.zeros(3, np.float32), "b": {"c": np.array([1.0, np.inf], np.float32)},
+          "d": np.array([np.nan], np.float32), "n": np.arange(3)}
+  assert checkpoint.non_finite_leaf(tree) == "b/c"
+  assert checkpoint.non_finite_leaf({"a": np.ones(2, np.float32), "n": np.arange(2)}) is None
+  assert checkpoint.non_finite_leaf({"n": np.arange(2)}) is None
+
+
+def test_config_json_is_written_atomically(tmp_path):
+  train_lib.save_config(str(tmp_path), tiny_config())
+  assert sorted(os.listdir(tmp_path)) == ["config.json"]  # no temporary file left behind
+  assert train_lib.load_config(str(tmp_path)).model.arch == "conv"
