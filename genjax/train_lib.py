@@ -313,7 +313,7 @@ def check_memory(compiled, par: parallel.DataParallel, batch_size: int) -> None:
         f"model: one training step needs {need * copies / _GiB:.1f} GiB on {where} (state and batch"
         f" {state * copies / _GiB:.1f} GiB, activations and temporaries {(need - state) * copies / _GiB:.1f} GiB),"
         f" {available / _GiB:.1f} GiB are available; allowed: a smaller model.* width or batch_size"
-        f" {batch_size} (or more devices)")
+        f" {batch_size}")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -345,11 +345,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     " new --workdir")
 
   with contextlib.ExitStack() as cleanup:
+    reading = cleanup.enter_context(contextlib.ExitStack())  # closed once restored, or on the way out
     # Read-only until every check has passed: it neither creates the directory nor removes half-written steps.
     reader = checkpoint.Checkpointer(ckpt_dir, config.keep_checkpoints, read_only=True) if os.path.isdir(
         ckpt_dir) else None
     if reader is not None:
-      cleanup.callback(reader.close)
+      reading.callback(reader.close)
     start = (reader.latest_step() if reader is not None else None) or 0
 
     ds = config.dataset
@@ -368,24 +369,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if per_call == 1:
       step_fn = _AheadOfTime(par.compile_step(family.train_step))
       step_key = par.step_keys(keys.train)  # the key of step s is fold_in(train, s - 1), placed for the step
-      compiled = step_fn.compile(abstract_state, par.put_batch(first_batch), step_key(start))
+
+      def compile_first():
+        return step_fn.compile(abstract_state, par.put_batch(first_batch), step_key(start))
 
       def train_call(state, first, device_batch):
         return step_fn(state, device_batch, step_key(first - 1))
     else:
       steps_fn = _AheadOfTime(par.compile_steps(family.train_step))
       train_key = par.replicate(keys.train)
-      compiled = steps_fn.compile(abstract_state, par.put_batches([first_batch] * per_call), train_key,
-                                  par.replicate(np.uint32(start)))
+
+      def compile_first():
+        return steps_fn.compile(abstract_state, par.put_batches([first_batch] * per_call), train_key,
+                                par.replicate(np.uint32(start)))
 
       def train_call(state, first, device_batches):
         return steps_fn(state, device_batches, train_key, par.replicate(np.uint32(first - 1)))
-    check_memory(compiled, par, config.batch_size)
+    if start < config.num_steps:  # a finished run only evaluates
+      check_memory(compile_first(), par, config.batch_size)
 
     state = par.init(family.init, keys.init)
     if start:
       state = reader.restore(start, state)
       logging.info("resumed from the checkpoint of step %d in %s", start, workdir)
+    reading.close()
 
     # Every check has passed: from here on the workdir is written.
     prepare_workdir(workdir)

@@ -237,8 +237,7 @@ CASES = {
 # Lines whose middle depends on the machine: (start, end) they must have.
 PATTERNS = {
     "model too large for memory": ("error: model: one training step needs ",
-                                   " GiB are available; allowed: a smaller model.* width or batch_size 128 (or more"
-                                   " devices)"),
+                                   " GiB are available; allowed: a smaller model.* width or batch_size 128"),
     "corrupt checkpoint": ("error: checkpoint: step 2 in {w}/checkpoints is unreadable (",
                            "); move {w}/checkpoints/2 away to resume from the checkpoint before it, or use a new"
                            " --workdir"),
