@@ -1,0 +1,74 @@
+"""Golden steps: a few training steps of each family, from its config, pinned to the numbers genjax gave.
+
+Refactoring the families (configs, registry, shared math) must not change
+what they compute: these pin the path config -> family -> jit(train_step)
+on real batches and keys, for the conv VAE, a DCGAN and the MLP GAN on a 2-D
+mixture. `GENJAX_WRITE_GOLDEN=1 pytest tests/test_golden.py` rewrites the
+fixture, only when a change of numbers is intended (say so in the commit).
+"""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from genjax import build, data, parallel
+from genjax import random as grandom
+from tests.helpers import tiny_config
+
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "steps.json")
+STEPS = 3
+
+RUNS = {
+    "vae_conv": ("vae_mnist5k", {}),
+    "dcgan": ("dcgan_mnist5k", {"model.g_width": 4, "model.d_width": 4, "model.latent_dim": 8}),
+    "gan_ring8": ("gan_ring8", {"model.g_hidden": (16, 16), "model.d_hidden": (16, 16)}),
+}
+
+
+def _leaf_name(path) -> str:
+  return jax.tree_util.keystr(path)
+
+
+def _run(name: str) -> dict:
+  config_name, overrides = RUNS[name]
+  config = tiny_config(config_name, **overrides)
+  build.validate(config)
+  family = build.family(config)
+  keys = grandom.streams(config.seed)
+  par = parallel.DataParallel("jit", 1)
+  state = par.init(family.init, keys.init)
+  step_fn = jax.jit(family.train_step)
+  batches = data.train_iterator(config.dataset.name, batch_size=config.batch_size,
+                                seed=grandom.integer_seed(keys.data))
+  losses = []
+  for s in range(STEPS):
+    state, metrics = step_fn(state, next(batches), grandom.step_key(keys.train, s))
+    losses.append(float(metrics["loss"]))
+  params = family.eval_params(state)
+  leaves = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    x = np.asarray(leaf, np.float64)
+    leaves[_leaf_name(path)] = [float(np.abs(x).sum()), float((x * x).sum()), float(x.ravel()[0])]
+  return {"losses": losses, "eval_params": leaves}
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict:
+  if os.environ.get("GENJAX_WRITE_GOLDEN"):
+    os.makedirs(os.path.dirname(FIXTURE), exist_ok=True)
+    with open(FIXTURE, "w", encoding="utf-8") as f:
+      json.dump({name: _run(name) for name in RUNS}, f, indent=1, sort_keys=True)
+  with open(FIXTURE, encoding="utf-8") as f:
+    return json.load(f)
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_steps_match_the_golden_numbers(golden, name):
+  want, got = golden[name], _run(name)
+  np.testing.assert_allclose(got["losses"], want["losses"], rtol=1e-5)
+  assert sorted(got["eval_params"]) == sorted(want["eval_params"])
+  for leaf, numbers in want["eval_params"].items():
+    np.testing.assert_allclose(got["eval_params"][leaf], numbers, rtol=1e-5, atol=1e-7, err_msg=leaf)
