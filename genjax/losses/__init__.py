@@ -1,23 +1,26 @@
 """Pure `jax.numpy` math: KL terms, log-likelihoods, ELBO and IWAE bounds, GAN losses.
 
 Functions take logits and log-variances, never probabilities or variances.
-The VAE terms (`genjax.losses.vae`) return per-example values and the caller
-reduces over the batch; the GAN losses and penalties (`genjax.losses.gan`)
+The distributions no family owns (`genjax.losses.distributions`: Gaussian
+KL terms, log-densities, reparameterised draws) and the VAE bounds
+(`genjax.losses.vae`) return per-example values and the caller reduces over
+the batch; the GAN losses and penalties (`genjax.losses.gan`)
 return the batch mean, the quantity each paper writes as an expectation.
 """
 
 from genjax.losses import gan
 from genjax.losses.gan import LOSSES as GAN_LOSSES
 
-from genjax.losses.vae import bernoulli_log_prob
+from genjax.losses import distributions
+from genjax.losses.distributions import bernoulli_log_prob
+from genjax.losses.distributions import gaussian_log_prob
+from genjax.losses.distributions import kl_normal
+from genjax.losses.distributions import kl_normal_standard
+from genjax.losses.distributions import reparameterize
+from genjax.losses.distributions import standard_normal_log_prob
 from genjax.losses.vae import elbo
-from genjax.losses.vae import gaussian_log_prob
 from genjax.losses.vae import importance_log_weights
 from genjax.losses.vae import iwae_bound
-from genjax.losses.vae import kl_normal
-from genjax.losses.vae import kl_normal_standard
-from genjax.losses.vae import reparameterize
-from genjax.losses.vae import standard_normal_log_prob
 
 __all__ = [
     "bernoulli_log_prob",
