@@ -9,7 +9,7 @@ from absl import logging
 
 from genjax import build, checkpoint, data
 from genjax import random as grandom
-from genjax import train_lib
+from genjax import workdir as workdir_lib
 from genjax.errors import UserError
 
 
@@ -30,9 +30,9 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
   if truncation is not None and not truncation > 0:
     raise UserError(f"--truncation: must be > 0, got {truncation}")
   workdir = os.path.abspath(workdir)
-  config = train_lib.load_config(workdir)  # validated, or refused naming the file
+  config = workdir_lib.load_config(workdir)  # validated, or refused naming the file
   # Checked before anything is restored or compiled: the pictures and eval.json go there.
-  out_dir = train_lib.check_workdir(out_dir or os.path.join(workdir, "sample"), "--workdir")
+  out_dir = workdir_lib.check_workdir(out_dir or os.path.join(workdir, "sample"), "--workdir")
   if truncation is not None and config.family != "gan":
     raise UserError(f"--truncation: only a GAN samples from a truncated prior; {workdir!r} holds a {config.family}")
   family = build.family(config)
@@ -50,12 +50,12 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
   finally:
     ckpt.close()
   params = family.eval_params(state)
-  train_lib.prepare_workdir(out_dir, "--workdir")
+  workdir_lib.prepare_workdir(out_dir, "--workdir")
   visuals = jax.jit(family.visuals)
   if truncation is not None:
     visuals = jax.jit(functools.partial(family.visuals, truncation=truncation))
-  files = train_lib.write_visuals(visuals, params, keys.sample, eval_images, out_dir)
-  result = train_lib.evaluate_dataset(jax.jit(family.evaluate, static_argnames=("num_samples",)), params,
+  files = workdir_lib.write_visuals(visuals, params, keys.sample, eval_images, out_dir)
+  result = workdir_lib.evaluate_dataset(jax.jit(family.evaluate, static_argnames=("num_samples",)), params,
                                       eval_images, keys.eval, iwae_k, config.eval.batch_size)
   result = {"step": step, **result, **family.summarize(params, keys.eval), "num_examples": int(eval_images.shape[0])}
   if "nll" in result:

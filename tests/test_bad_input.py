@@ -6,6 +6,7 @@ import os
 import pytest
 
 from genjax import cli, train_lib
+from genjax import workdir as workdir_lib
 from tests.helpers import TINY, run_cli, tiny_config
 
 # (config overrides, what the one-line message must say). Each is refused by
@@ -161,12 +162,12 @@ def test_sample_on_an_empty_workdir_is_refused(tmp_path):
 
 
 def test_sample_on_a_workdir_without_checkpoints_is_refused(tmp_path):
-  train_lib.save_config(str(tmp_path), tiny_config())
+  workdir_lib.save_config(str(tmp_path), tiny_config())
   _assert_refused(run_cli("sample.py", f"--workdir={tmp_path}"), "holds no checkpoint yet")
 
 
 def test_resuming_with_another_architecture_is_refused(tmp_path):
-  train_lib.save_config(str(tmp_path), tiny_config())
+  workdir_lib.save_config(str(tmp_path), tiny_config())
   with open(tmp_path / "config.json", encoding="utf-8") as f:
     assert json.load(f)["model"]["arch"] == "conv"
   result = run_cli("train.py", f"--workdir={tmp_path}", "--config.model.arch=mlp", *TINY)

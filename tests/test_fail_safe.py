@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from genjax import build, checkpoint, train_lib
+from genjax import workdir as workdir_lib
 from genjax import random as grandom
 from genjax.errors import NonFiniteLossError
 from tests.helpers import ROOT, TINY, restore_state, run_cli, tiny_config
@@ -92,7 +93,7 @@ def _corrupt_checkpoint(workdir: str) -> None:
 
 def _nan_checkpoint(workdir: str) -> None:
   """Replaces the checkpoint of step 2 with the same state whose weights are NaN (as an older genjax could save)."""
-  config = train_lib.load_config(workdir)
+  config = workdir_lib.load_config(workdir)
   family = build.family(config)
   state = jax.jit(family.init)(grandom.streams(config.seed).init)
   state = state.replace(params=jax.tree.map(lambda x: np.full(x.shape, np.nan, x.dtype), state.params))
@@ -347,6 +348,6 @@ def test_non_finite_leaf_names_the_first_bad_array():
 
 
 def test_config_json_is_written_atomically(tmp_path):
-  train_lib.save_config(str(tmp_path), tiny_config())
+  workdir_lib.save_config(str(tmp_path), tiny_config())
   assert sorted(os.listdir(tmp_path)) == ["config.json"]  # no temporary file left behind
-  assert train_lib.load_config(str(tmp_path)).model.arch == "conv"
+  assert workdir_lib.load_config(str(tmp_path)).model.arch == "conv"

@@ -1,0 +1,53 @@
+"""The arrows of the design point one way (../shared/DESIGN.md, 'may import'), read from the source's imports."""
+
+import ast
+import os
+
+import pytest
+
+from tests.helpers import ROOT
+
+GENJAX = os.path.join(ROOT, "genjax")
+
+
+def _genjax_imports(path: str) -> set[str]:
+  """The genjax modules a file imports (`from genjax import x` counts as genjax.x)."""
+  with open(path, encoding="utf-8") as f:
+    tree = ast.parse(f.read(), path)
+  out = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      out.update(a.name for a in node.names if a.name.startswith("genjax"))
+    elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("genjax"):
+      out.update(f"{node.module}.{a.name}" if node.module == "genjax" else node.module for a in node.names)
+  return out
+
+
+def _files(room: str) -> list[str]:
+  path = os.path.join(GENJAX, room)
+  if room.endswith(".py"):
+    return [path]
+  return sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".py"))
+
+
+# (room, the genjax modules its files may import: each a prefix)
+ALLOWED = [
+    ("losses", ("genjax.losses",)),
+    ("nets", ("genjax.nets",)),
+    ("workdir.py", ("genjax.build", "genjax.images", "genjax.errors")),
+    ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.random", "genjax.workdir",
+                       "genjax.errors")),
+]
+
+
+@pytest.mark.parametrize("room,allowed", ALLOWED, ids=[r for r, _ in ALLOWED])
+def test_a_room_imports_only_what_it_may(room, allowed):
+  for path in _files(room):
+    bad = sorted(m for m in _genjax_imports(path) if not m.startswith(allowed))
+    assert not bad, f"{os.path.relpath(path, ROOT)} imports {bad}"
+
+
+def test_the_check_sees_imports():
+  assert "genjax.workdir" in _genjax_imports(os.path.join(GENJAX, "sample_lib.py"))
+  assert "genjax.train_lib" not in _genjax_imports(os.path.join(GENJAX, "sample_lib.py"))
+  assert "genjax.workdir" in _genjax_imports(os.path.join(GENJAX, "train_lib.py"))
