@@ -37,7 +37,7 @@ from configs import gan_grid25, gan_ring8  # noqa: E402
 from genjax import build, checkpoint, train_lib  # noqa: E402
 from genjax import random as grandom  # noqa: E402
 from genjax.data import toy2d  # noqa: E402
-from genjax.models.gan import TOY_SAMPLES  # noqa: E402
+from genjax.workdir import POINT_SAMPLES  # noqa: E402
 
 _DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 _SEEDS = flags.DEFINE_integer("seeds", 10, "Seeds 0 .. seeds-1 of every dataset and variant.")
@@ -77,7 +77,7 @@ def final_samples(config, workdir: str) -> np.ndarray:
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints, read_only=True)
   state = ckpt.restore(ckpt.latest_step(), jax.jit(family.init)(keys.init))
   ckpt.close()
-  return np.asarray(family.sample(family.eval_params(state), keys.eval, TOY_SAMPLES))
+  return np.asarray(family.sample(family.eval_params(state), keys.eval, POINT_SAMPLES))
 
 
 def _pin(cores) -> None:

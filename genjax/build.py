@@ -258,7 +258,7 @@ def _gan(config, axis_name: str | None) -> gan_lib.GAN:
       d_optimizer=opt(optim.d_learning_rate or optim.learning_rate), data_shape=shape,
       latent_dim=model.latent_dim, loss=gan.loss, d_steps=gan.d_steps, gp_weight=gan.gp_weight,
       r1_gamma=gan.r1_gamma, r2_gamma=gan.r2_gamma, ema_decay=gan.ema_decay, pack=model.pack,
-      mixture=name if name in data.POINT_DATASETS else None, axis_name=axis_name)
+      points=name in data.POINT_DATASETS, axis_name=axis_name)
 
 
 def _vae(config, axis_name: str | None) -> vae_lib.VAE:

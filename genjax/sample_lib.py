@@ -54,10 +54,18 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
   visuals = jax.jit(family.visuals)
   if truncation is not None:
     visuals = jax.jit(functools.partial(family.visuals, truncation=truncation))
-  files = workdir_lib.write_visuals(visuals, params, keys.sample, eval_images, out_dir)
+  sample_fn = jax.jit(family.sample, static_argnums=2)
+  sample_fns = {"samples": sample_fn}
+  if truncation is not None:
+    sample_fns[f"truncated_{truncation:g}"] = jax.jit(functools.partial(family.sample, truncation=truncation),
+                                                      static_argnums=2)
+  files = workdir_lib.write_visuals(visuals, params, keys.sample, eval_images, out_dir,
+                                    extra=workdir_lib.point_grids(sample_fns, params, keys.sample, ds.name))
   result = workdir_lib.evaluate_dataset(jax.jit(family.evaluate, static_argnames=("num_samples",)), params,
-                                      eval_images, keys.eval, iwae_k, config.eval.batch_size)
-  result = {"step": step, **result, **family.summarize(params, keys.eval), "num_examples": int(eval_images.shape[0])}
+                                        eval_images, keys.eval, iwae_k, config.eval.batch_size)
+  result = {"step": step, **result, **family.summarize(params, keys.eval),
+            **workdir_lib.point_metrics(sample_fn, params, keys.eval, ds.name),
+            "num_examples": int(eval_images.shape[0])}
   if "nll" in result:
     result["iwae_k"] = iwae_k
   with open(os.path.join(out_dir, "eval.json"), "w", encoding="utf-8") as f:

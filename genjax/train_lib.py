@@ -27,8 +27,8 @@ from absl import logging
 from genjax import build, checkpoint, data, parallel
 from genjax import random as grandom
 from genjax.errors import NonFiniteLossError, Preempted, UserError
-from genjax.workdir import (check_resumable, check_workdir, evaluate_dataset, prepare_workdir, save_config,
-                            write_visuals)
+from genjax.workdir import (check_resumable, check_workdir, evaluate_dataset, point_grids, point_metrics,
+                            prepare_workdir, save_config, write_visuals)
 from genjax.writers import MetricWriter
 
 def _format(metrics: dict) -> str:
@@ -276,6 +276,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     evaluate_fn = jax.jit(family.evaluate, static_argnames=("num_samples",))
     visuals_fn = jax.jit(family.visuals)
+    sample_fn = jax.jit(family.sample, static_argnums=2)
     writer = MetricWriter(workdir) if chief else None
     if writer is not None:
       cleanup.callback(writer.close)
@@ -287,9 +288,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       params = family.eval_params(par.local_copy(state))
       result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.iwae_k, config.eval.batch_size)
       result.update(family.summarize(params, keys.eval))
+      result.update(point_metrics(sample_fn, params, keys.eval, ds.name))
       if chief:
         writer.write(step, "eval", result)
-        write_visuals(visuals_fn, params, keys.sample, eval_images, samples_dir, suffix=f"_{step:07d}")
+        write_visuals(visuals_fn, params, keys.sample, eval_images, samples_dir, suffix=f"_{step:07d}",
+                      extra=point_grids({"samples": sample_fn}, params, keys.sample, ds.name))
         logging.info("eval step %d  %s", step, _format(result))
       return result
 

@@ -14,7 +14,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from genjax import build, images
+from genjax import build, images, metrics
+from genjax.data import POINT_DATASETS, toy2d
 from genjax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -144,15 +145,37 @@ def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, num_s
   return {name: total / n for name, total in totals.items()}
 
 
+POINT_SAMPLES = 2500  # samples a 2-D mixture's metrics and picture are drawn from (VEEGAN, PacGAN)
+
+
+def point_metrics(sample_fn, params, key, dataset: str) -> dict[str, float]:
+  """Mode coverage of `POINT_SAMPLES` samples of any family on a 2-D mixture; {} for images.
+
+  `sample_fn(params, key, n)` is the family's `sample`.
+  """
+  if dataset not in POINT_DATASETS:
+    return {}
+  samples = np.asarray(sample_fn(params, key, POINT_SAMPLES))
+  return metrics.mode_coverage(samples, toy2d.mode_centres(dataset), toy2d.mode_std(dataset))
+
+
+def point_grids(sample_fns: dict, params, key, dataset: str) -> dict:
+  """Scatter pictures of samples on a 2-D mixture, one per `{name: sample_fn}`; {} for images."""
+  if dataset not in POINT_DATASETS:
+    return {}
+  centres = toy2d.mode_centres(dataset)
+  return {name: metrics.scatter(fn(params, key, POINT_SAMPLES), centres) for name, fn in sample_fns.items()}
+
+
 def write_visuals(visuals_fn, params, key, eval_images: np.ndarray, directory: str,
-                  suffix: str = "") -> list[str]:
-  """Writes each grid of `visuals_fn` as `directory/<name><suffix>.png`; returns the paths.
+                  suffix: str = "", extra: dict | None = None) -> list[str]:
+  """Writes each grid of `visuals_fn`, and of `extra`, as `directory/<name><suffix>.png`; returns the paths.
 
   The pictures use 32 held-out images spread evenly over the split, which
   shows every class of a split stored in class order (mnist5k).
   """
   n = eval_images.shape[0]
   spread = np.linspace(0, n - 1, min(32, n)).round().astype(int)
-  grids = jax.device_get(visuals_fn(params, key, eval_images[spread]))
+  grids = jax.device_get({**visuals_fn(params, key, eval_images[spread]), **(extra or {})})
   return [images.write_png(os.path.join(directory, f"{name}{suffix}.png"), grid, scale=2)
           for name, grid in grids.items()]

@@ -24,7 +24,7 @@ def tiny_dcgan(**kw) -> GAN:
 
 def tiny_mlp(**kw) -> GAN:
   return GAN(MLPGenerator(2, (16, 16), kw.pop("g_batchnorm", False)), MLPDiscriminator((16, 16)),
-             optax.adam(1e-3, 0.5), optax.adam(1e-3, 0.5), (2,), latent_dim=2, mixture="ring8", **kw)
+             optax.adam(1e-3, 0.5), optax.adam(1e-3, 0.5), (2,), latent_dim=2, points=True, **kw)
 
 
 def images(seed=0, n=B):
@@ -91,7 +91,7 @@ def test_ema_after_n_steps_equals_its_closed_form():
       lambda params: optax.EmptyState(),
       lambda grads, s, params: (jax.tree.map(lambda p: c - p, params), s))
   gan = GAN(MLPGenerator(2, (16,)), MLPDiscriminator((16,)), to_c, optax.adam(1e-3), (2,), latent_dim=2,
-            ema_decay=decay, mixture="ring8")
+            ema_decay=decay, points=True)
   state = gan.init(jax.random.key(0))
   e0 = state.ema_params
   update = jax.jit(gan.generator_update, static_argnums=1)
@@ -177,7 +177,7 @@ def test_r1_penalty_in_the_step_is_gamma_over_two_times_r1():
 
 def test_ttur_gives_each_net_its_own_learning_rate():
   gan = GAN(MLPGenerator(2, (16,)), MLPDiscriminator((16,)), optax.sgd(0.0), optax.sgd(0.1), (2,),
-            latent_dim=2, mixture="ring8")
+            latent_dim=2, points=True)
   state = gan.init(jax.random.key(0))
   new, _ = jax.jit(gan.train_step)(state, {"image": np.ones((B, 2), np.float32)}, jax.random.key(1))
   assert tree_equal(new.g_params, state.g_params) and not tree_equal(new.d_params, state.d_params)
@@ -230,26 +230,7 @@ def test_visuals_of_images_and_points():
   assert grids["interpolations"].shape == (8, 10, 28, 28, 1)
   assert grids["truncated_0.5"].shape == (8, 8, 28, 28, 1)
   toy = tiny_mlp()
-  picture = toy.visuals(toy.eval_params(toy.init(jax.random.key(0))), jax.random.key(1), None)["samples"]
-  assert picture.shape == (1, 1, 256, 256, 3)
-  red = (picture[..., 0] == 255) & (picture[..., 1] == 0)
-  assert int(red.sum()) == 8 * 8  # eight ticks around each of the eight ring modes
-
-
-def test_summarize_scores_a_generator_that_outputs_the_mode_centres():
-  """A generator of exact centres covers every mode with 100% high quality."""
-  gan = tiny_mlp()
-  centres = jnp.asarray([[np.cos(2 * np.pi * i / 8), np.sin(2 * np.pi * i / 8)] for i in range(8)], jnp.float32)
-
-  class Centres:
-    def apply(self, variables, z, train):
-      del variables, train
-      index = jnp.floor((jnp.arctan2(z[:, 1], z[:, 0]) + np.pi) / (2 * np.pi) * 8).astype(jnp.int32) % 8
-      return centres[index]
-
-  exact = GAN(Centres(), gan.discriminator, gan.g_optimizer, gan.d_optimizer, (2,), 2, mixture="ring8")
-  result = exact.summarize({"params": {}, "batch_stats": {}}, jax.random.key(0))
-  assert result["modes"] == 8 and result["high_quality"] == 100.0 and result["reverse_kl"] < 0.01
+  assert toy.visuals(toy.eval_params(toy.init(jax.random.key(0))), jax.random.key(1), None) == {}  # the data's
 
 
 def test_generator_batchnorm_for_points_follows_the_same_policy():
@@ -267,5 +248,3 @@ def test_bad_arguments_are_one_line_errors():
     tiny_mlp(loss="vanilla")
   with pytest.raises(ValueError, match="ema_decay"):
     tiny_mlp(ema_decay=1.0)
-  with pytest.raises(ValueError, match="mixture: unknown 'ring9'"):
-    GAN(MLPGenerator(2), MLPDiscriminator(), optax.adam(1.0), optax.adam(1.0), (2,), 2, mixture="ring9")

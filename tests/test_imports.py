@@ -34,7 +34,10 @@ def _files(room: str) -> list[str]:
 ALLOWED = [
     ("losses", ("genjax.losses",)),
     ("nets", ("genjax.nets",)),
-    ("workdir.py", ("genjax.build", "genjax.images", "genjax.errors")),
+    # A family knows nets, losses and the collectives helper; never files, datasets or the loop.
+    ("models", ("genjax.models", "genjax.nets", "genjax.losses", "genjax.parallel", "genjax.random")),
+    ("metrics", ("genjax.metrics", "genjax.nets")),
+    ("workdir.py", ("genjax.build", "genjax.images", "genjax.errors", "genjax.metrics", "genjax.data")),
     ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.random", "genjax.workdir",
                        "genjax.errors")),
 ]

@@ -4,8 +4,9 @@ import jax
 import numpy as np
 import pytest
 
+from genjax import workdir
 from genjax.data import toy2d
-from genjax.metrics import mode_coverage
+from genjax.metrics import mode_coverage, scatter
 
 
 def test_ring_modes_are_eight_distinct_points_on_the_unit_circle():
@@ -57,3 +58,27 @@ def test_far_samples_are_not_high_quality_and_do_not_cover():
 def test_unknown_toy_dataset():
   with pytest.raises(ValueError, match="unknown 2-D dataset 'moons'; allowed: ring8, grid25"):
     toy2d.mode_centres("moons")
+
+
+def test_the_scatter_marks_every_mode_with_its_ticks():
+  picture = np.asarray(scatter(np.zeros((10, 2), np.float32), toy2d.mode_centres("ring8")))
+  assert picture.shape == (1, 1, 256, 256, 3) and picture.dtype == np.uint8
+  red = (picture[..., 0] == 255) & (picture[..., 1] == 0)
+  assert int(red.sum()) == 8 * 8  # eight ticks around each of the eight ring modes
+  centre = 256 // 2  # the 10 points at the origin: one black pixel
+  assert picture[0, 0, centre - 1, centre].tolist() == [0, 0, 0]
+
+
+def test_point_metrics_score_any_family_that_outputs_the_mode_centres():
+  """A sampler of exact centres covers every mode with 100% high quality; images get no point metrics."""
+  centres = toy2d.mode_centres("ring8")
+
+  def sample(params, key, n):
+    del params
+    return centres[np.asarray(jax.random.randint(key, (n,), 0, 8))]
+
+  result = workdir.point_metrics(sample, None, jax.random.key(0), "ring8")
+  assert result["modes"] == 8 and result["high_quality"] == 100.0 and result["reverse_kl"] < 0.01
+  assert workdir.point_metrics(sample, None, jax.random.key(0), "mnist5k") == {}
+  grids = workdir.point_grids({"samples": sample}, None, jax.random.key(0), "ring8")
+  assert list(grids) == ["samples"] and grids["samples"].shape == (1, 1, 256, 256, 3)

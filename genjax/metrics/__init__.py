@@ -1,5 +1,5 @@
 """Evaluation metrics."""
 
-from genjax.metrics.mode_coverage import mode_coverage
+from genjax.metrics.mode_coverage import mode_coverage, scatter
 
-__all__ = ["mode_coverage"]
+__all__ = ["mode_coverage", "scatter"]

@@ -21,7 +21,7 @@ depends on that example alone; the DCGAN configs use them with a 'layer' or
 
 Ranges: images arrive as uint8 0..255 and `scale` maps them to [-1, 1], the
 range of the tanh generator; `unscale` maps back. Points of a 2-D mixture
-(`mixture` set) are used as they are.
+(`points` set) are used as they are.
 
 PacGAN (Lin et al. 2018): with `pack` = m > 1, D scores m examples at once,
 concatenated along their last axis (channels of an image, coordinates of a
@@ -40,17 +40,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
 from genjax import parallel
 from genjax import random as grandom
-from genjax.data import toy2d
 from genjax.losses import gan as gan_losses
-from genjax.metrics.mode_coverage import mode_coverage
 
-TOY_SAMPLES = 2500  # samples scored by the mode-coverage metrics (VEEGAN, PacGAN)
 
 
 class GANState(struct.PyTreeNode):
@@ -108,8 +104,8 @@ class GAN:
     ema_decay: the EMA's decay d, ema <- d ema + (1 - d) params after every
       G update; 0 makes the EMA the current weights.
     pack: PacGAN's m, examples per discriminator input.
-    mixture: name of the 2-D mixture the data come from (`toy2d.TOY_DATASETS`),
-      or None for uint8 images.
+    points: the examples are float32 points (a 2-D mixture), used as they
+      are, rather than uint8 images.
     axis_name: pmap's device axis (the nets' BatchNorm must use the same);
       None under jit or on one device.
   """
@@ -127,7 +123,7 @@ class GAN:
   r2_gamma: float = 0.0
   ema_decay: float = 0.999
   pack: int = 1
-  mixture: str | None = None
+  points: bool = False
   axis_name: str | None = None
 
   def __post_init__(self):
@@ -137,20 +133,18 @@ class GAN:
       raise ValueError(f"d_steps and pack must be >= 1, got {self.d_steps} and {self.pack}")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay: must be in [0, 1), got {self.ema_decay}")
-    if self.mixture is not None and self.mixture not in toy2d.TOY_DATASETS:
-      raise ValueError(f"mixture: unknown {self.mixture!r}; allowed: {', '.join(toy2d.TOY_DATASETS)}")
 
   # ----------------------------------------------------------------- ranges
 
   def scale(self, data: jax.Array) -> jax.Array:
     """uint8 0..255 -> float32 [-1, 1]; points unchanged."""
-    if self.mixture is not None:
+    if self.points:
       return data.astype(jnp.float32)
     return data.astype(jnp.float32) / 127.5 - 1.0
 
   def unscale(self, x: jax.Array) -> jax.Array:
     """[-1, 1] -> uint8 0..255 (clipped, rounded); points unchanged."""
-    if self.mixture is not None:
+    if self.points:
       return x
     return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
@@ -318,25 +312,22 @@ class GAN:
     return {}
 
   def summarize(self, params, key: jax.Array) -> dict[str, float]:
-    """Numbers of the model as a whole: mode coverage of 2,500 samples on a 2-D mixture."""
-    if self.mixture is None:
-      return {}
-    samples = np.asarray(self.sample(params, key, TOY_SAMPLES))
-    return mode_coverage(samples, toy2d.mode_centres(self.mixture), toy2d.mode_std(self.mixture))
+    """Numbers of the model as a whole: none of its own (a 2-D mixture's mode coverage is the data's metric)."""
+    del params, key
+    return {}
 
   def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array,
               truncation: float | None = None) -> dict[str, jax.Array]:
     """Grids as uint8 [rows, cols, H, W, C] from `key`: samples, interpolations, truncated samples.
 
-    Points give one picture instead: a 2-D histogram of 2,500 samples with
-    the mode centres in red. `image_NxHxWxC` (held-out data) is not needed.
+    Points have no grid: pictures of them belong to their dataset (a 2-D
+    mixture's scatter plot, `genjax.metrics.mode_coverage.scatter`, drawn by
+    the loop and sample.py for any family that samples points).
+    `image_NxHxWxC` (held-out data) is not needed.
     """
     del image_NxHxWxC
-    if self.mixture is not None:
-      grids = {"samples": self._scatter(self.sample(params, key, TOY_SAMPLES))}
-      if truncation is not None:
-        grids[f"truncated_{truncation:g}"] = self._scatter(self.sample(params, key, TOY_SAMPLES, truncation))
-      return grids
+    if self.points:
+      return {}
     sample_key, path_key = jax.random.split(key)
     shape = self.data_shape
     grids = {"samples": self.unscale(self.sample(params, sample_key, 64)).reshape(8, 8, *shape)}
@@ -348,27 +339,3 @@ class GAN:
       truncated = self.sample(params, sample_key, 64, truncation)
       grids[f"truncated_{truncation:g}"] = self.unscale(truncated).reshape(8, 8, *shape)
     return grids
-
-  def _scatter(self, points_Nx2: jax.Array, size: int = 256) -> jax.Array:
-    """uint8 [1, 1, size, size, 3]: white, darker where samples are denser, red ticks around each mode centre."""
-    centres_Kx2 = jnp.asarray(toy2d.mode_centres(self.mixture))
-    lo, hi = jnp.min(centres_Kx2), jnp.max(centres_Kx2)
-    margin = 0.25 * (hi - lo)
-    lo, hi = lo - margin, hi + margin
-
-    def pixels(p_Nx2):
-      ij = jnp.floor((p_Nx2 - lo) / (hi - lo) * size).astype(jnp.int32)
-      # Row 0 at the top: y grows upwards as in a plot.
-      return size - 1 - ij[:, 1], ij[:, 0]
-
-    rows, cols = pixels(points_Nx2)
-    inside = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
-    counts = jnp.zeros((size, size)).at[rows, cols].add(inside.astype(jnp.float32), mode="drop")
-    ink = jnp.clip(counts / 4.0, 0.0, 1.0)  # four or more samples in a pixel: black
-    gray = (1.0 - ink)[..., None] * jnp.ones(3)
-    c_rows, c_cols = pixels(centres_Kx2)
-    red = jnp.asarray([1.0, 0.0, 0.0])
-    # Ticks 4 and 5 pixels from each centre, so the samples on it stay visible.
-    for dr, dc in ((4, 0), (5, 0), (-4, 0), (-5, 0), (0, 4), (0, 5), (0, -4), (0, -5)):
-      gray = gray.at[c_rows + dr, c_cols + dc].set(red, mode="drop")
-    return jnp.round(gray * 255).astype(jnp.uint8)[None, None]
