@@ -29,14 +29,16 @@ def main(argv):
     from genjax import sample_lib  # pylint: disable=g-import-not-at-top
     result = sample_lib.sample_and_evaluate(_WORKDIR.value, iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value,
                                             truncation=_TRUNCATION.value)
-  print(f"checkpoint step {result['step']}, {result['num_examples']} held-out examples:")
-  if "nll" in result:
-    print(f"  negative ELBO          {result['neg_elbo']:.2f} nats")
-    print(f"  IWAE NLL (k={result['iwae_k']})  {result['nll']:.2f} nats")
-  if "modes" in result:
-    print(f"  modes covered          {result['modes']:.0f}")
-    print(f"  high-quality samples   {result['high_quality']:.1f} %")
-    print(f"  reverse KL             {result['reverse_kl']:.4f} nats")
+  report = result["report"]
+  print(f"checkpoint step {result['step']}:")
+  if report["held_out"]:
+    print(f"  on {result['num_examples']} held-out examples:")
+    for label, unit, value in report["held_out"]:
+      print(f"    {label:24s} {value:.2f} {unit}")
+  if report["points"]:
+    print(f"  on {report['num_points']:,} samples of the 2-D mixture:")
+    for label, unit, value in report["points"]:
+      print(f"    {label:24s} {value:.4g} {unit}".rstrip())
   for path in result["files"]:
     print(f"  wrote {path}")
 

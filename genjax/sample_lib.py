@@ -11,6 +11,7 @@ from genjax import build, checkpoint, data
 from genjax import random as grandom
 from genjax import workdir as workdir_lib
 from genjax.errors import UserError
+from genjax.models import family as family_lib
 
 
 def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | None = None,
@@ -18,9 +19,11 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
   """Restores the latest checkpoint of `workdir`, writes its grids and evaluates it.
 
   Grids use the run's fixed sample key, so pictures of different checkpoints
-  are comparable. Returns {'step', 'num_examples', 'files'} and the family's
-  numbers: a VAE's 'neg_elbo' and 'nll' (nats) with 'iwae_k'; a GAN's mode
-  coverage on a 2-D mixture ('modes', 'high_quality', 'reverse_kl').
+  are comparable. Returns {'step', 'num_examples', 'files', 'report'} and the
+  numbers: the family's held-out ones (a VAE's 'neg_elbo' and 'nll', nats,
+  with 'iwae_k'), and on a 2-D mixture the mode coverage of any family's
+  samples ('modes', 'high_quality', 'reverse_kl'); 'report' holds them as
+  (label, unit, value) rows for printing.
   `truncation` (GAN only) adds a grid from the truncated prior.
   """
   if iwae_k <= 0:
@@ -71,4 +74,12 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
   with open(os.path.join(out_dir, "eval.json"), "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)
   logging.info("wrote %s", ", ".join(files))
-  return {**result, "files": files}
+  spec = family_lib.get(config.family)
+  # What sample.py prints: (label, unit, value) of the family's held-out numbers, then the data's.
+  report = {
+      "held_out": [(spec.labels.get(name, name).format(num_samples=iwae_k), spec.units.get(name, ""), result[name])
+                   for name in sorted(set(result) & set(spec.units))],
+      "points": [(label, unit, result[name]) for name, (label, unit) in workdir_lib.POINT_METRICS.items()
+                 if name in result],
+      "num_points": workdir_lib.POINT_SAMPLES}
+  return {**result, "files": files, "report": report}

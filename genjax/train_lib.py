@@ -1,12 +1,10 @@
 """The family-agnostic training loop: `train_and_evaluate(config, workdir)`.
 
-A family provides `init(key) -> state` (with `state.step`),
-`train_step(state, batch, key) -> (state, metrics)` (metrics hold 'loss'),
-`eval_params(state)`, `evaluate(params, images, key, num_samples, offset)`
-returning per-example arrays (a GAN's are none), `summarize(params, key)`
-returning numbers of the model as a whole (a GAN's mode coverage), and
-`visuals(params, key, images)` returning uint8 grids. The loop owns
-everything that touches the disk.
+The loop knows a family only through `genjax.models.family`: the registry
+builds it from the config, and it provides the `Family` protocol (init,
+train_step, eval_params, sample, evaluate, summarize, visuals). On a 2-D
+mixture the loop also scores and draws the family's samples
+(`genjax.workdir.point_metrics`). The loop owns everything that touches the disk.
 """
 
 import collections

@@ -146,6 +146,9 @@ def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, num_s
 
 
 POINT_SAMPLES = 2500  # samples a 2-D mixture's metrics and picture are drawn from (VEEGAN, PacGAN)
+# (label, unit) of each number of `point_metrics`.
+POINT_METRICS = {"modes": ("modes covered", ""), "high_quality": ("high-quality samples", "%"),
+                 "reverse_kl": ("reverse KL", "nats")}
 
 
 def point_metrics(sample_fn, params, key, dataset: str) -> dict[str, float]:

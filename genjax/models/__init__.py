@@ -1,6 +1,13 @@
-"""Model families: nets + losses + optax glued into init / train_step / sample."""
+"""Model families: nets + losses + optax glued into init / train_step / sample.
 
-from genjax.models.gan import GAN, GANState
-from genjax.models.vae import VAE, VAEState
+Each family module registers itself with `genjax.models.family` when it is
+imported; a new family adds one import line here.
+"""
 
-__all__ = ["GAN", "GANState", "VAE", "VAEState"]
+from genjax.models import family
+from genjax.models.family import Family, FamilySpec
+# Registered in this order, which error messages list: the default family first.
+from genjax.models.vae import VAE, VAEState  # isort: skip
+from genjax.models.gan import GAN, GANState  # isort: skip
+
+__all__ = ["GAN", "GANState", "VAE", "VAEState", "Family", "FamilySpec", "family"]

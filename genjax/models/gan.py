@@ -40,12 +40,17 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 from flax import struct
 
+from genjax import config_checks as checks
 from genjax import parallel
 from genjax import random as grandom
 from genjax.losses import gan as gan_losses
+from genjax.models import family
+from genjax.nets import dcgan as dcgan_nets
+from genjax.nets import mlp_gan
 
 
 
@@ -339,3 +344,76 @@ class GAN:
       truncated = self.sample(params, sample_key, 64, truncation)
       grids[f"truncated_{truncation:g}"] = self.unscale(truncated).reshape(8, 8, *shape)
     return grids
+
+
+# ------------------------------------------------------------------ the seam: config -> GAN
+
+
+ARCHS = ("dcgan", "mlp")
+_PENALTIES = ("gp_weight", "r1_gamma", "r2_gamma")
+
+
+def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> None:
+  """Refuses, in one line naming the field, a GAN config that cannot model `dataset` (examples `example_shape`)."""
+  model = config.model
+  points = len(example_shape) == 1
+  checks.one_of(config, "model.arch", ARCHS)
+  checks.require(points == (model.arch == "mlp"),
+                 f"model.arch: {model.arch!r} cannot model dataset {dataset!r}; allowed: 'mlp' for 2-D points"
+                 " (the mixtures ring8, grid25), 'dcgan' for images")
+  checks.positive_int(config, "model.latent_dim")
+  checks.positive_int(config, "model.pack")
+  checks.require(config.batch_size % model.pack == 0,
+                 f"model.pack: {model.pack} must divide batch_size {config.batch_size}")
+  checks.require(isinstance(checks.get(config, "gan"), (dict, ml_collections.ConfigDict)),
+                 f"gan: must be a block of fields, got {checks.get(config, 'gan')!r}")
+  checks.one_of(config, "gan.loss", tuple(gan_losses.LOSSES))
+  checks.positive_int(config, "gan.d_steps")
+  for field in _PENALTIES:
+    checks.number(config, f"gan.{field}", ">= 0")
+  checks.number(config, "gan.ema_decay", "[0, 1)")
+  if points:
+    checks.positive_ints(config, "model.g_hidden")
+    checks.positive_ints(config, "model.d_hidden")
+    checks.boolean(config, "model.g_batchnorm")
+    return
+  checks.positive_int(config, "model.g_width")
+  checks.positive_int(config, "model.d_width")
+  checks.one_of(config, "model.d_norm", dcgan_nets.D_NORMS)
+  penalised = [f"gan.{f}" for f in _PENALTIES if config.gan[f] > 0]
+  if penalised:
+    checks.require(model.d_norm != "batch",
+                   f"model.d_norm: 'batch' couples the examples of a batch, so the gradient penalty of"
+                   f" {penalised[0]} is not per example; allowed with penalties: 'layer', 'none'")
+  height, width, _ = example_shape
+  try:
+    dcgan_nets.num_stride2_layers(height)
+    ok = height == width
+  except ValueError:
+    ok = False
+  checks.require(ok, f"dataset.name: the DCGAN needs square images whose size halves to a base of 4 to 7 pixels"
+                     f" (28, 32, 64, ...), dataset {dataset!r} has {height}x{width}")
+
+
+def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, optimizer_for) -> GAN:
+  """The GAN of a validated config."""
+  model, gan, optim = config.model, config.gan, config.optim
+  if model.arch == "mlp":
+    generator = mlp_gan.MLPGenerator(example_shape[0], tuple(model.g_hidden), model.g_batchnorm, axis_name)
+    discriminator = mlp_gan.MLPDiscriminator(tuple(model.d_hidden))
+  else:
+    generator = dcgan_nets.DCGANGenerator(example_shape, model.g_width, axis_name, config.conv_impl)
+    discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm, axis_name, config.conv_impl)
+  return GAN(
+      generator=generator, discriminator=discriminator, g_optimizer=optimizer_for(optim.learning_rate),
+      d_optimizer=optimizer_for(optim.d_learning_rate or optim.learning_rate), data_shape=example_shape,
+      latent_dim=model.latent_dim, loss=gan.loss, d_steps=gan.d_steps, gp_weight=gan.gp_weight,
+      r1_gamma=gan.r1_gamma, r2_gamma=gan.r2_gamma, ema_decay=gan.ema_decay, pack=model.pack,
+      points=len(example_shape) == 1, axis_name=axis_name)
+
+
+family.register(family.FamilySpec(
+    name="gan", archs=ARCHS, validate_config=validate_config, from_config=from_config,
+    smoke={"dcgan": {"model.arch": "dcgan", "model.g_width": 4, "model.d_width": 4, "model.latent_dim": 8},
+           "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.latent_dim": 2, "model.g_hidden": (16, 16),
+                   "model.d_hidden": (16, 16)}}))

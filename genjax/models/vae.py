@@ -24,8 +24,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from genjax import config_checks as checks
 from genjax import losses, parallel
 from genjax import random as grandom
+from genjax.models import family
+from genjax.nets import vae as vae_nets
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -236,3 +239,59 @@ class VAE:
       row = jnp.concatenate([x_NxHxWxC[:pairs, None], path, x_NxHxWxC[pairs:2 * pairs, None]], axis=1)
       images["interpolations"] = self.unscale(row)
     return images
+
+
+# ------------------------------------------------------------------ the seam: config -> VAE
+
+
+ARCHS = ("conv", "mlp")
+
+
+def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> None:
+  """Refuses, in one line naming the field, a VAE config that cannot model `dataset` (examples `example_shape`)."""
+  checks.require(len(example_shape) == 3,
+                 f"dataset.name: {dataset!r} holds {example_shape[0]}-D points; the vae family models images")
+  model = config.model
+  checks.one_of(config, "model.arch", ARCHS)
+  checks.one_of(config, "model.likelihood", LIKELIHOODS)
+  checks.positive_int(config, "model.latent_dim")
+  checks.number(config, "model.beta", ">= 0")
+  checks.number(config, "model.obs_logvar", "any")
+  hidden = checks.get(config, "model.hidden")
+  checks.require(isinstance(hidden, (tuple, list)) and all(checks.is_int(w) and w > 0 for w in hidden),
+                 f"model.hidden: must be positive integers, got {hidden!r}")
+  checks.boolean(config, "model.binarize")
+  checks.require(not (model.binarize and model.likelihood != "bernoulli"),
+                 f"model.binarize: True needs model.likelihood='bernoulli', got {model.likelihood!r}")
+  if model.arch == "conv":
+    checks.positive_ints(config, "model.conv_widths")
+    widths = tuple(model.conv_widths)
+    height, width, _ = example_shape
+    most = min(vae_nets.max_conv_layers(height), vae_nets.max_conv_layers(width))
+    checks.require(len(widths) <= most,
+                   f"model.conv_widths: {len(widths)} stride-2 layers cannot produce the"
+                   f" {height}x{width} images of dataset {dataset!r}; allowed: 1 to {most} layers")
+
+
+def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, optimizer_for) -> VAE:
+  """The VAE of a validated config."""
+  model = config.model
+  hidden = tuple(model.hidden)
+  if model.arch == "conv":
+    widths = tuple(model.conv_widths)
+    encoder = vae_nets.ConvEncoder(model.latent_dim, widths, hidden, config.conv_impl)
+    decoder = vae_nets.ConvDecoder(example_shape, widths, hidden, config.conv_impl)
+  else:
+    encoder = vae_nets.MLPEncoder(model.latent_dim, hidden)
+    decoder = vae_nets.MLPDecoder(example_shape, hidden)
+  return VAE(encoder=encoder, decoder=decoder, optimizer=optimizer_for(config.optim.learning_rate),
+             image_shape=example_shape, latent_dim=model.latent_dim, likelihood=model.likelihood,
+             binarize=model.binarize, beta=model.beta, obs_logvar=model.obs_logvar, axis_name=axis_name)
+
+
+family.register(family.FamilySpec(
+    name="vae", archs=ARCHS, validate_config=validate_config, from_config=from_config,
+    units={"neg_elbo": "nats", "nll": "nats"},
+    labels={"neg_elbo": "negative ELBO", "nll": "IWAE NLL (k={num_samples})"},
+    smoke={"conv": {"model.arch": "conv", "model.conv_widths": (4, 8), "model.hidden": (16,), "model.latent_dim": 4},
+           "mlp": {"model.arch": "mlp", "model.hidden": (16,), "model.latent_dim": 4}}))

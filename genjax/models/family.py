@@ -1,0 +1,126 @@
+"""The one seam every model family plugs into: the `Family` protocol and the registry.
+
+A family is a frozen object whose methods are pure functions; the loop
+(`genjax.train_lib`), sample.py and the tests know families only through
+this module:
+
+    spec = family.get(config.family)       # one line naming the registered ones if unknown
+    spec.validate_config(config, dataset, example_shape)
+    model = spec.from_config(config, example_shape, axis_name, optimizer_for)
+
+A new family is its own files (model, nets, losses, config files) plus one
+`register(FamilySpec(...))` call in its model module, and one import line in
+`genjax/models/__init__.py`; the conformance suite (tests/test_conformance.py)
+then runs every check on it, for each of its architectures.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import jax
+import ml_collections
+import optax
+
+from genjax.errors import UserError
+
+State = Any  # a pytree with an int32 `step`; whatever the family's train_step reads and writes
+Params = Any  # the pytree that sampling and evaluation use (e.g. EMA weights and their statistics)
+
+
+class Family(Protocol):
+  """What a model family provides. Every method is pure; the caller compiles it.
+
+  Ranges: `scale` maps a batch as the data pipeline yields it (uint8 images,
+  float32 points) to the model's range, `unscale` maps the model's outputs
+  back (uint8 for images), as sample grids are written.
+  """
+
+  def init(self, key: jax.Array) -> State:
+    """A fresh state (parameters, optimizer state, statistics, EMA), with `step` 0."""
+
+  def train_step(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
+    """One update on `batch` (a dict with 'image'); metrics are scalars and hold 'loss'.
+
+    Under pmap (`axis_name` set when built) the family averages its gradients
+    and metrics over the axis itself; the conformance suite proves that 1, 2
+    and 8 devices and pmap give the numbers of one device.
+    """
+
+  def eval_params(self, state: State) -> Params:
+    """The parameters that sampling, evaluation and pictures use."""
+
+  def sample(self, params: Params, key: jax.Array, n: int) -> jax.Array:
+    """n examples in the model's range (scale's), from `key` alone."""
+
+  def evaluate(self, params: Params, images: jax.Array, key: jax.Array, num_samples: int,
+               offset: int = 0) -> dict[str, jax.Array]:
+    """Per-example held-out numbers, each keyed by its example's global index `offset + i`.
+
+    {} when the family has none (a GAN has no likelihood).
+    """
+
+  def summarize(self, params: Params, key: jax.Array) -> dict[str, float]:
+    """Numbers of the model as a whole (not per example); {} when none."""
+
+  def visuals(self, params: Params, key: jax.Array, images: jax.Array) -> dict[str, jax.Array]:
+    """Named picture grids, uint8 [rows, cols, H, W, C]; {} when the examples are not images."""
+
+  def scale(self, data: jax.Array) -> jax.Array:
+    """The pipeline's examples -> the model's range."""
+
+  def unscale(self, x: jax.Array) -> jax.Array:
+    """The model's range -> what is written (uint8 images)."""
+
+
+# optimizer_for(learning_rate) -> the shared optimizer (schedule, Adam's betas, clipping) at that step size.
+OptimizerFor = Callable[[float], optax.GradientTransformation]
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilySpec:
+  """A family as the registry knows it.
+
+  Attributes:
+    name: the value of `config.family`.
+    archs: the values of `config.model.arch` it builds (the conformance suite runs each).
+    validate_config: (config, dataset name, example shape) -> None; raises
+      UserError naming the first bad field of the family's own fields. The
+      shared fields are checked before it is called.
+    from_config: (config, example shape, pmap axis name or None, optimizer_for)
+      -> the family, from a validated config.
+    units: the unit of each number `evaluate` returns ('nats', ...).
+    labels: how sample.py names each of them; '{num_samples}' stands for the
+      evaluation's number of samples (e.g. 'IWAE NLL (k={num_samples})').
+    smoke: for each architecture, overrides of configs/base.py that make a
+      small model of it that trains in seconds (the conformance suite's).
+  """
+
+  name: str
+  archs: tuple[str, ...]
+  validate_config: Callable[[ml_collections.ConfigDict, str, tuple[int, ...]], None]
+  from_config: Callable[[ml_collections.ConfigDict, tuple[int, ...], str | None, OptimizerFor], Family]
+  units: dict[str, str] = dataclasses.field(default_factory=dict)
+  labels: dict[str, str] = dataclasses.field(default_factory=dict)
+  smoke: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+_REGISTRY: dict[str, FamilySpec] = {}
+
+
+def register(spec: FamilySpec) -> FamilySpec:
+  """Adds a family under `spec.name` (again: replaces it, so a reloaded module re-registers)."""
+  _REGISTRY[spec.name] = spec
+  return spec
+
+
+def names() -> tuple[str, ...]:
+  """The registered families, in the order they registered."""
+  return tuple(_REGISTRY)
+
+
+def get(name: Any) -> FamilySpec:
+  """The family registered as `name`; UserError listing the registered ones otherwise."""
+  if not isinstance(name, str) or name not in _REGISTRY:
+    raise UserError(f"family: unknown {name!r}; allowed: {', '.join(_REGISTRY)}")
+  return _REGISTRY[name]

@@ -1,0 +1,95 @@
+"""Configs and steps of every registered family and architecture, for the conformance suite and its device worker.
+
+Every registered family (the library's, and the test family of
+tests/gauss_family.py) and each of its architectures gets a small config:
+configs/base.py with the family's `smoke` overrides and a few loop settings.
+
+Run as a module it is the multi-device worker (the device count is fixed
+when JAX starts):
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m tests.conformance --out=DIR
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+STEPS = 3
+BATCH = 16
+LOOP = {"batch_size": BATCH, "log_every": 2, "checkpoint_every": 2, "eval_every": 4, "eval.num_examples": 32,
+        "eval.batch_size": 16, "eval.iwae_k": 2}
+# (path, devices) of the multi-device runs; each is compared with ('jit', 1).
+PLACEMENTS = (("jit", 1), ("jit", 2), ("jit", 8), ("pmap", 8))
+
+
+def cases() -> list[tuple[str, str]]:
+  """(family, arch) of every registered family and architecture, the test family included."""
+  import tests.gauss_family  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import  (registers 'gauss')
+  from genjax.models import family  # pylint: disable=g-import-not-at-top
+  return [(name, arch) for name in family.names() for arch in family.get(name).archs]
+
+
+def config_of(name: str, arch: str, **overrides):
+  """configs/base.py with the family's smoke overrides of `arch`, the loop's small settings and `overrides`."""
+  from configs import base  # pylint: disable=g-import-not-at-top
+  from genjax.models import family  # pylint: disable=g-import-not-at-top
+  config = base.get_config()
+  fields = {"family": name, **family.get(name).smoke[arch], **LOOP, **overrides}
+  for field, value in fields.items():
+    node = config
+    *path, last = field.split(".")
+    for part in path:
+      node = node[part]
+    node[last] = value
+  config.lock()
+  return config
+
+
+def batches(config, n: int = STEPS) -> list[dict]:
+  """The first n global batches of the config's dataset, the same whatever the devices."""
+  from genjax import data  # pylint: disable=g-import-not-at-top
+  from genjax import random as grandom  # pylint: disable=g-import-not-at-top
+  it = data.train_iterator(config.dataset.name, batch_size=config.batch_size,
+                           seed=grandom.integer_seed(grandom.streams(config.seed).data), process_index=0,
+                           process_count=1)
+  return [next(it) for _ in range(n)]
+
+
+def train_steps(name: str, arch: str, path: str, num_devices: int) -> dict:
+  """The canonical state after STEPS steps on `num_devices` devices, flattened to {'leaf path': numpy array}."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from genjax import build, parallel  # pylint: disable=g-import-not-at-top
+  from genjax import random as grandom  # pylint: disable=g-import-not-at-top
+
+  config = config_of(name, arch, parallel=path, num_devices=num_devices)
+  build.validate(config)
+  par = parallel.DataParallel(path, num_devices)
+  family = build.family(config)
+  keys = grandom.streams(config.seed)
+  state = par.to_run(par.init(family.init, keys.init))
+  step_fn, step_key = par.compile_step(family.train_step), par.step_keys(keys.train)
+  for s, batch in enumerate(batches(config)):
+    state, _ = step_fn(state, par.put_batch(batch), step_key(s))
+  flat = jax.tree_util.tree_flatten_with_path(par.to_canonical(state))[0]
+  return {jax.tree_util.keystr(p): np.asarray(x.addressable_data(0)) for p, x in flat}
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--out", required=True)
+  args = parser.parse_args()
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  os.makedirs(args.out, exist_ok=True)
+  for name, arch in cases():
+    for path, devices in PLACEMENTS:
+      leaves = train_steps(name, arch, path, devices)
+      np.savez(os.path.join(args.out, f"{name}_{arch}_{path}_{devices}.npz"), **leaves)
+      print(f"done {name} {arch} {path} {devices}", flush=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,163 @@
+"""The conformance suite: what every registered family and architecture must do, run on each by registering.
+
+tests/gauss_family.py defines a family in the tests alone; it passes the same
+checks, which shows that a family needs no edit outside its own files. The
+multi-device checks are in tests/test_conformance_devices.py (one 8-device
+subprocess), so that pytest-xdist runs the two halves on two workers.
+"""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from genjax import build, checkpoint, cli, data, train_lib
+from genjax import random as grandom
+from genjax import workdir as workdir_lib
+from genjax.models import family as family_lib
+from tests import conformance
+from tests.helpers import restore_state
+
+CASES = conformance.cases()
+IDS = [f"{name}:{arch}" for name, arch in CASES]
+
+
+def _family(name, arch, **overrides):
+  config = conformance.config_of(name, arch, **overrides)
+  build.validate(config)
+  return config, build.family(config)
+
+
+def _assert_trees(a, b, exact: bool, rtol=1e-6, atol=1e-6):
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b, strict=True):
+    x, y = np.asarray(x), np.asarray(y)
+    if exact:
+      assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+    else:
+      np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def test_every_family_of_the_library_and_the_test_family_is_registered():
+  assert {"vae", "gan", "gauss"} <= set(family_lib.names())
+  assert ("gauss", "diag") in CASES and ("vae", "conv") in CASES and ("gan", "dcgan") in CASES
+
+
+@pytest.mark.parametrize("name,arch", CASES, ids=IDS)
+def test_jit_equals_no_jit_and_the_step_is_traced_once(name, arch):
+  config, family = _family(name, arch)
+  keys = grandom.streams(config.seed)
+  state = jax.jit(family.init)(keys.init)
+  traces = []
+
+  def step(state, batch, key):
+    traces.append(1)
+    return family.train_step(state, batch, key)
+
+  compiled = jax.jit(step)
+  eager_state, jit_state = state, state
+  for s, batch in enumerate(conformance.batches(config)):
+    key = grandom.step_key(keys.train, s)
+    eager_state, eager_metrics = family.train_step(eager_state, batch, key)
+    jit_state, jit_metrics = compiled(jit_state, batch, key)
+    assert np.isfinite(float(jit_metrics["loss"]))
+  assert len(traces) == 1 and int(jit_state.step) == conformance.STEPS
+  _assert_trees(jit_state, eager_state, exact=False, rtol=1e-5, atol=1e-5)
+  _assert_trees(jit_metrics, eager_metrics, exact=False, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,arch", CASES, ids=IDS)
+def test_the_same_key_gives_the_same_samples_and_another_key_others(name, arch):
+  config, family = _family(name, arch)
+  params = family.eval_params(jax.jit(family.init)(grandom.streams(config.seed).init))
+  sample = jax.jit(family.sample, static_argnums=2)
+  a, b, c = (np.asarray(sample(params, jax.random.key(k), 8)) for k in (1, 1, 2))
+  assert a.shape[0] == 8 and np.isfinite(a).all()
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("name,arch", CASES, ids=IDS)
+def test_a_checkpoint_round_trips(name, arch, tmp_path):
+  config, family = _family(name, arch)
+  keys = grandom.streams(config.seed)
+  state = jax.jit(family.init)(keys.init)
+  state, _ = jax.jit(family.train_step)(state, conformance.batches(config, 1)[0], keys.train)
+  ckpt = checkpoint.Checkpointer(str(tmp_path), 2)
+  ckpt.save(1, state)
+  ckpt.close()
+  reader = checkpoint.Checkpointer(str(tmp_path), 2, read_only=True)
+  restored = reader.restore(1, jax.jit(family.init)(keys.init))
+  reader.close()
+  _assert_trees(restored, state, exact=True)
+
+
+@pytest.mark.parametrize("name,arch", CASES, ids=IDS)
+def test_stop_and_resume_ends_bitwise_equal_to_an_uninterrupted_run(name, arch, tmp_path):
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  train_lib.train_and_evaluate(conformance.config_of(name, arch, num_steps=4), straight)
+  train_lib.train_and_evaluate(conformance.config_of(name, arch, num_steps=2), resumed)
+  train_lib.train_and_evaluate(conformance.config_of(name, arch, num_steps=4), resumed)
+  _assert_trees(restore_state(resumed), restore_state(straight), exact=True)
+
+
+@pytest.mark.parametrize("name,arch", CASES, ids=IDS)
+def test_evaluation_does_not_depend_on_the_evaluation_batch_size(name, arch):
+  config, family = _family(name, arch)
+  keys = grandom.streams(config.seed)
+  params = family.eval_params(jax.jit(family.init)(keys.init))
+  held_out = data.eval_images(config.dataset.name, 24)
+  evaluate = jax.jit(family.evaluate, static_argnames=("num_samples",))
+  by_8 = workdir_lib.evaluate_dataset(evaluate, params, held_out, keys.eval, 2, 8)
+  by_16 = workdir_lib.evaluate_dataset(evaluate, params, held_out, keys.eval, 2, 16)
+  assert by_8.keys() == by_16.keys() == set(family_lib.get(name).units)  # every number has its unit
+  for metric, value in by_8.items():
+    assert np.isfinite(value)
+    np.testing.assert_allclose(by_16[metric], value, rtol=1e-5, err_msg=metric)
+
+
+@pytest.mark.parametrize("name,arch", CASES, ids=IDS)
+def test_pictures_are_written_as_png(name, arch, tmp_path):
+  config, family = _family(name, arch)
+  keys = grandom.streams(config.seed)
+  params = family.eval_params(jax.jit(family.init)(keys.init))
+  held_out = data.eval_images(config.dataset.name, 32)
+  sample = jax.jit(family.sample, static_argnums=2)
+  files = workdir_lib.write_visuals(jax.jit(family.visuals), params, keys.sample, held_out, str(tmp_path),
+                                    extra=workdir_lib.point_grids({"samples": sample}, params, keys.sample,
+                                                                  config.dataset.name))
+  assert files and all(f.endswith(".png") for f in files)
+  for path in files:
+    with Image.open(path) as picture:
+      assert picture.format == "PNG" and min(picture.size) >= 28
+
+
+@pytest.mark.parametrize("name,arch", CASES, ids=IDS)
+def test_a_bad_field_of_the_family_is_one_line_with_status_2(name, arch, tmp_path, capsys):
+  config = conformance.config_of(name, arch, **{"model.arch": "no_such_arch"})
+  with pytest.raises(SystemExit) as info:
+    with cli.user_errors_exit():
+      train_lib.train_and_evaluate(config, str(tmp_path / "run"))
+  lines = capsys.readouterr().err.strip().splitlines()
+  allowed = ", ".join(family_lib.get(name).archs)
+  assert info.value.code == 2 and lines == [f"error: model.arch: unknown 'no_such_arch'; allowed: {allowed}"]
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_the_test_family_reaches_its_closed_form_optimum():
+  """Maximum likelihood of a diagonal Gaussian on a fixed set of points: their mean and standard deviation."""
+  config, family = _family("gauss", "diag", **{"optim.learning_rate": 0.05, "optim.schedule": "cosine",
+                                               "num_steps": 1500, "batch_size": 4096})
+  points = conformance.batches(config, 1)[0]
+  state = jax.jit(family.init)(jax.random.key(0))
+
+  def train(state):
+    return jax.lax.fori_loop(0, 1500, lambda _, s: family.train_step(s, points, jax.random.key(0))[0], state)
+
+  state = jax.jit(train)(state)
+  x = np.asarray(points["image"], np.float64)
+  np.testing.assert_allclose(state.params["mean"], x.mean(0), atol=1e-3)
+  np.testing.assert_allclose(np.exp(state.params["log_std"]), x.std(0), rtol=1e-3)
