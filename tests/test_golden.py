@@ -72,3 +72,22 @@ def test_steps_match_the_golden_numbers(golden, name):
   assert sorted(got["eval_params"]) == sorted(want["eval_params"])
   for leaf, numbers in want["eval_params"].items():
     np.testing.assert_allclose(got["eval_params"][leaf], numbers, rtol=1e-5, atol=1e-7, err_msg=leaf)
+
+
+# config.json files as train.py wrote them on 2026-11-29 (before per-family config blocks): workdirs trained then
+# must still resume and sample, whatever shape the configs take later.
+WORKDIRS = os.path.join(os.path.dirname(FIXTURE), "workdirs")
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(WORKDIRS)))
+def test_a_config_json_written_before_still_loads_resumes_and_builds_the_same_model(name):
+  import importlib  # pylint: disable=g-import-not-at-top
+  from genjax import workdir  # pylint: disable=g-import-not-at-top
+  saved = workdir.load_config(os.path.join(WORKDIRS, name))
+  today = importlib.import_module(f"configs.{name}").get_config()
+  workdir.check_resumable(os.path.join(WORKDIRS, name), today)  # the pinned fields agree
+  key = jax.random.key(0)
+  shapes_then = jax.eval_shape(build.family(saved).init, key)
+  shapes_now = jax.eval_shape(build.family(today).init, key)
+  assert jax.tree_util.tree_structure(shapes_then) == jax.tree_util.tree_structure(shapes_now)
+  assert jax.tree.leaves(shapes_then) == jax.tree.leaves(shapes_now)
