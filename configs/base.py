@@ -7,11 +7,15 @@ the field's type, and an unknown field is refused (the dict is locked).
 import ml_collections
 from ml_collections import config_dict
 
+from genjax import models  # noqa: F401  pylint: disable=unused-import  (registers the families)
+from genjax.models import family as family_lib
 
-def get_config() -> ml_collections.ConfigDict:
+
+def get_config(family: str = "vae") -> ml_collections.ConfigDict:
+  """The shared fields, and the blocks of `family` (a name in genjax.models.family's registry: 'vae', 'gan')."""
   c = ml_collections.ConfigDict()
 
-  c.family = "vae"  # model family: 'vae' or 'gan'
+  c.family = family  # model family, fixed by the config file: 'vae' or 'gan' (get_config's argument)
   c.seed = 0  # int: root of every PRNG stream (init, data, train, sample, eval)
 
   c.dataset = ml_collections.ConfigDict()
@@ -22,33 +26,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset.data_dir = config_dict.placeholder(str)  # TFDS data directory; None: TFDS's default (~/tensorflow_datasets)
   c.dataset.download = True  # bool: let TFDS download and prepare a missing dataset
 
-  c.model = ml_collections.ConfigDict()
-  # vae: 'conv' (stride-2 conv encoder, mirrored decoder) or 'mlp' (the Flax VAE example's);
-  # gan: 'dcgan' (images) or 'mlp' (2-D points).
-  c.model.arch = "conv"
-  c.model.latent_dim = 20  # int > 0: Z, size of the latent code
-  c.model.conv_widths = (32, 64)  # conv only: channels of each stride-2 layer; image size must divide by 2**len
-  c.model.hidden = (256,)  # widths of the dense layers between features and latent (mlp: the hidden layers)
-  c.model.likelihood = "bernoulli"  # 'bernoulli' (logits; binarised or [0,1] data) or 'gaussian'
-  c.model.binarize = True  # bool: dynamic binarisation of the inputs (needs likelihood='bernoulli')
-  c.model.obs_logvar = 0.0  # gaussian only: log-variance of every pixel of p(x|z), x in [0, 1]
-  c.model.beta = 1.0  # float >= 0: weight of the KL term in the training loss (1 = the ELBO)
-  c.model.g_width = 64  # gan dcgan: ngf, channels of G's last hidden layer (earlier layers double it)
-  c.model.d_width = 64  # gan dcgan: ndf, channels of D's first layer (later layers double it)
-  c.model.d_norm = "batch"  # gan dcgan: D's normalisation, 'batch', 'layer' or 'none' (penalties need 'layer'/'none')
-  c.model.g_hidden = (128, 128, 128)  # gan mlp: widths of G's hidden layers
-  c.model.d_hidden = (128, 128, 128)  # gan mlp: widths of D's hidden layers
-  c.model.g_batchnorm = False  # gan mlp: BatchNorm after each of G's hidden layers
-  c.model.pack = 1  # gan: int > 0, PacGAN's m: examples D scores together (must divide batch_size)
-
-  c.gan = ml_collections.ConfigDict()
-  # 'minimax', 'non_saturating', 'hinge', 'wasserstein' or 'least_squares' (genjax.losses.gan.LOSSES)
-  c.gan.loss = "non_saturating"
-  c.gan.d_steps = 1  # int > 0: discriminator updates per generator update (n_critic)
-  c.gan.gp_weight = 0.0  # float >= 0: lambda of the WGAN-GP penalty on interpolates (10 in the paper)
-  c.gan.r1_gamma = 0.0  # float >= 0: gamma of the R1 penalty on real data, added as gamma/2 * R1
-  c.gan.r2_gamma = 0.0  # float >= 0: gamma of the R2 penalty on generated data, added as gamma/2 * R2
-  c.gan.ema_decay = 0.999  # float in [0, 1): decay of the EMA of G's weights, which sampling uses (0: no EMA)
+  # The family's own fields, with their comments, come from its model module (config_blocks):
+  # 'model' (and the GAN's 'gan'); a config holds the blocks of its family only.
+  for block, fields in family_lib.get(family).config_blocks().items():
+    c[block] = fields
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-3  # float > 0: Adam step size (gan: the generator's)
@@ -79,5 +60,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.num_examples = 500  # int > 0: held-out examples evaluated (first ones of the test split)
   c.eval.batch_size = 100  # int > 0: held-out examples per evaluation call
-  c.eval.iwae_k = 64  # vae, int > 0: importance samples of the periodic held-out evaluation (sample.py: --iwae_k)
+  c.eval.iwae_k = 64  # int > 0: samples per example of the periodic held-out evaluation (vae: importance samples)
   return c

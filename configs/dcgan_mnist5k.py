@@ -15,8 +15,7 @@ from configs import base
 
 
 def get_config():
-  c = base.get_config()
-  c.family = "gan"
+  c = base.get_config("gan")
   c.dataset.name = "mnist5k"
   c.model.arch = "dcgan"
   c.model.latent_dim = 100

@@ -17,8 +17,7 @@ from configs import base
 
 
 def get_config():
-  c = base.get_config()
-  c.family = "gan"
+  c = base.get_config("gan")
   c.dataset.name = "ring8"
   c.model.arch = "mlp"
   c.model.latent_dim = 2

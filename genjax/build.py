@@ -44,9 +44,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   non_finite = _non_finite_field(config)
   checks.require(non_finite is None, str(non_finite))
   spec = family_lib.get(checks.get(config, "family"))
-  for block in ("dataset", "model", "optim", "eval"):
+  for block in ("dataset", "optim", "eval"):
     checks.require(isinstance(checks.get(config, block), (dict, ml_collections.ConfigDict)),
                    f"{block}: must be a block of fields, got {checks.get(config, block)!r}")
+  for block, fields in spec.config_blocks().items():
+    node = checks.get(config, block)
+    checks.require(isinstance(node, (dict, ml_collections.ConfigDict)),
+                   f"{block}: must be a block of fields, got {node!r}")
+    for field in fields:
+      checks.require(field in node, f"{block}.{field}: missing; a {spec.name} config starts from"
+                                    f" configs/base.get_config({spec.name!r}), which has every field of its family")
   checks.one_of(config, "dataset.name", data.DATASETS)
   data_dir = checks.get(config, "dataset.data_dir")
   checks.require(data_dir is None or isinstance(data_dir, str),

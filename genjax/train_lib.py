@@ -190,7 +190,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """
   build.validate(config)
   par = parallel.DataParallel(config.parallel, config.num_devices)
-  par.check_batch(config.batch_size, config.model.pack)
+  par.check_batch(config.batch_size, config.model.get("pack", 1))  # PacGAN's groups stay on one device
   workdir = check_workdir(workdir)
   check_resumable(workdir, config)
   family = build.family(config)

@@ -17,6 +17,7 @@ import numpy as np
 from genjax import build, images, metrics
 from genjax.data import POINT_DATASETS, toy2d
 from genjax.errors import UserError
+from genjax.models import family as family_lib
 
 CONFIG_FILE = "config.json"
 # Fields a workdir's checkpoints depend on: resuming with other values would
@@ -68,6 +69,30 @@ def _freeze(value):
 ADDED_FIELDS = {"parallel": "jit", "num_devices": None, "conv_impl": "auto", "steps_per_call": 1}
 
 
+def _own_family_fields(saved: dict) -> dict:
+  """`saved` without the fields of the families it is not.
+
+  Before each family had its own config blocks (2026-11), a config held
+  every family's fields in one 'model' block and a VAE's held the GAN's 'gan'
+  block too; such a workdir still resumes and samples.
+  """
+  try:
+    spec = family_lib.get(saved.get("family"))
+  except UserError:
+    return saved  # validation names the field
+  own = spec.config_blocks()
+  out = dict(saved)
+  for other in family_lib.names():
+    if other == spec.name:
+      continue
+    for block, fields in family_lib.get(other).config_blocks().items():
+      if block not in own:
+        out.pop(block, None)
+      elif isinstance(out.get(block), dict):
+        out[block] = {k: v for k, v in out[block].items() if k in own[block] or k not in fields}
+  return out
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a workdir was trained with, validated; UserError naming the file when it is missing or bad."""
   path = os.path.join(workdir, CONFIG_FILE)
@@ -83,7 +108,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise UserError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})") from e
   if not isinstance(saved, dict):
     raise UserError(f"{path}: holds a JSON {type(saved).__name__}, not the object of a config that train.py writes")
-  config = ml_collections.ConfigDict({**ADDED_FIELDS, **_freeze(saved)})
+  config = ml_collections.ConfigDict({**ADDED_FIELDS, **_freeze(_own_family_fields(saved))})
   try:
     build.validate(config)
   except UserError as e:

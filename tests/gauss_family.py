@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 from flax import struct
 
@@ -80,6 +81,12 @@ class Gauss:
     return {}
 
 
+def config_blocks():
+  model = ml_collections.ConfigDict()
+  model.arch = "diag"  # the only one: a diagonal covariance
+  return {"model": model}
+
+
 def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> None:
   checks.one_of(config, "model.arch", ("diag",))
   checks.require(len(example_shape) == 1, f"dataset.name: the gauss family models points; {dataset!r} holds images")
@@ -90,5 +97,5 @@ def from_config(config, example_shape, axis_name, optimizer_for) -> Gauss:
 
 
 SPEC = family.register(family.FamilySpec(
-    name="gauss", archs=("diag",), validate_config=validate_config, from_config=from_config,
+    name="gauss", archs=("diag",), config_blocks=config_blocks, validate_config=validate_config, from_config=from_config,
     units={"nll": "nats"}, smoke={"diag": {"dataset.name": "ring8", "model.arch": "diag"}}))

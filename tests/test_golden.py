@@ -24,7 +24,7 @@ STEPS = 3
 RUNS = {
     "vae_conv": ("vae_mnist5k", {}),
     "dcgan": ("dcgan_mnist5k", {"model.g_width": 4, "model.d_width": 4, "model.latent_dim": 8}),
-    "gan_ring8": ("gan_ring8", {"model.g_hidden": (16, 16), "model.d_hidden": (16, 16)}),
+    "gan_ring8": ("gan_ring8", {"model.g_hidden": (16, 16), "model.d_hidden": (16, 16), "model.latent_dim": 4}),
 }
 
 

@@ -38,7 +38,8 @@ ALLOWED = [
     ("models", ("genjax.models", "genjax.nets", "genjax.losses", "genjax.parallel", "genjax.random",
                 "genjax.config_checks", "genjax.errors")),
     ("metrics", ("genjax.metrics", "genjax.nets")),
-    ("workdir.py", ("genjax.build", "genjax.images", "genjax.errors", "genjax.metrics", "genjax.data")),
+    ("workdir.py", ("genjax.build", "genjax.images", "genjax.errors", "genjax.metrics", "genjax.data",
+                    "genjax.models.family")),
     ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.random", "genjax.workdir",
                        "genjax.errors", "genjax.models.family")),
 ]

@@ -84,6 +84,10 @@ class FamilySpec:
   Attributes:
     name: the value of `config.family`.
     archs: the values of `config.model.arch` it builds (the conformance suite runs each).
+    config_blocks: () -> {block name: ConfigDict}, the family's own fields
+      with their defaults and comments ('model', and any block of its own,
+      such as the GAN's 'gan'); configs/base.py adds them for the chosen
+      family only.
     validate_config: (config, dataset name, example shape) -> None; raises
       UserError naming the first bad field of the family's own fields. The
       shared fields are checked before it is called.
@@ -98,6 +102,7 @@ class FamilySpec:
 
   name: str
   archs: tuple[str, ...]
+  config_blocks: Callable[[], dict[str, ml_collections.ConfigDict]]
   validate_config: Callable[[ml_collections.ConfigDict, str, tuple[int, ...]], None]
   from_config: Callable[[ml_collections.ConfigDict, tuple[int, ...], str | None, OptimizerFor], Family]
   units: dict[str, str] = dataclasses.field(default_factory=dict)

@@ -29,9 +29,10 @@ point); the batch must divide by m.
 
 Devices (`genjax.parallel`): under jit the step sees the global batch. Under
 pmap (`axis_name` set) each device sees its rows; gradients and metrics are
-averaged over the axis, BatchNorm statistics are the global batch's, and
-each example's latent code and interpolation weight is its row of the
-global batch's draw, so the numbers do not depend on the device count.
+averaged over the axis, BatchNorm statistics are the global batch's, each
+example's latent code is its row of the global batch's draw, and each
+example's WGAN-GP interpolation weight is drawn with fold_in(penalty key, its
+global index), so the numbers do not depend on the device count.
 """
 
 import dataclasses
@@ -353,6 +354,29 @@ ARCHS = ("dcgan", "mlp")
 _PENALTIES = ("gp_weight", "r1_gamma", "r2_gamma")
 
 
+def config_blocks() -> dict[str, ml_collections.ConfigDict]:
+  """The GAN's own fields (the networks under 'model', the game under 'gan'), with defaults, units and allowed values."""
+  m = ml_collections.ConfigDict()
+  m.arch = "dcgan"  # 'dcgan' (images) or 'mlp' (2-D points)
+  m.latent_dim = 100  # int > 0: Z, size of the latent code
+  m.g_width = 64  # dcgan: ngf, channels of G's last hidden layer (earlier layers double it)
+  m.d_width = 64  # dcgan: ndf, channels of D's first layer (later layers double it)
+  m.d_norm = "batch"  # dcgan: D's normalisation, 'batch', 'layer' or 'none' (penalties need 'layer'/'none')
+  m.g_hidden = (128, 128, 128)  # mlp: widths of G's hidden layers
+  m.d_hidden = (128, 128, 128)  # mlp: widths of D's hidden layers
+  m.g_batchnorm = False  # mlp: BatchNorm after each of G's hidden layers
+  m.pack = 1  # int > 0, PacGAN's m: examples D scores together (must divide batch_size)
+  g = ml_collections.ConfigDict()
+  # 'minimax', 'non_saturating', 'hinge', 'wasserstein' or 'least_squares' (genjax.losses.gan.LOSSES)
+  g.loss = "non_saturating"
+  g.d_steps = 1  # int > 0: discriminator updates per generator update (n_critic)
+  g.gp_weight = 0.0  # float >= 0: lambda of the WGAN-GP penalty on interpolates (10 in the paper)
+  g.r1_gamma = 0.0  # float >= 0: gamma of the R1 penalty on real data, added as gamma/2 * R1
+  g.r2_gamma = 0.0  # float >= 0: gamma of the R2 penalty on generated data, added as gamma/2 * R2
+  g.ema_decay = 0.999  # float in [0, 1): decay of the EMA of G's weights, which sampling uses (0: no EMA)
+  return {"model": m, "gan": g}
+
+
 def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> None:
   """Refuses, in one line naming the field, a GAN config that cannot model `dataset` (examples `example_shape`)."""
   model = config.model
@@ -413,7 +437,7 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
 
 
 family.register(family.FamilySpec(
-    name="gan", archs=ARCHS, validate_config=validate_config, from_config=from_config,
+    name="gan", archs=ARCHS, config_blocks=config_blocks, validate_config=validate_config, from_config=from_config,
     smoke={"dcgan": {"model.arch": "dcgan", "model.g_width": 4, "model.d_width": 4, "model.latent_dim": 8},
            "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.latent_dim": 2, "model.g_hidden": (16, 16),
                    "model.d_hidden": (16, 16)}}))

@@ -21,6 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 from flax import struct
 
@@ -247,6 +248,20 @@ class VAE:
 ARCHS = ("conv", "mlp")
 
 
+def config_blocks() -> dict[str, ml_collections.ConfigDict]:
+  """The VAE's own fields, with their defaults (the default run's), units and allowed values."""
+  m = ml_collections.ConfigDict()
+  m.arch = "conv"  # 'conv' (stride-2 conv encoder, mirrored decoder) or 'mlp' (the Flax VAE example's)
+  m.latent_dim = 20  # int > 0: Z, size of the latent code
+  m.conv_widths = (32, 64)  # conv only: channels of each stride-2 layer; image size must divide by 2**len
+  m.hidden = (256,)  # widths of the dense layers between features and latent (mlp: the hidden layers)
+  m.likelihood = "bernoulli"  # 'bernoulli' (logits; binarised or [0,1] data) or 'gaussian'
+  m.binarize = True  # bool: dynamic binarisation of the inputs (needs likelihood='bernoulli')
+  m.obs_logvar = 0.0  # gaussian only: log-variance of every pixel of p(x|z), x in [0, 1]
+  m.beta = 1.0  # float >= 0: weight of the KL term in the training loss (1 = the ELBO)
+  return {"model": m}
+
+
 def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> None:
   """Refuses, in one line naming the field, a VAE config that cannot model `dataset` (examples `example_shape`)."""
   checks.require(len(example_shape) == 3,
@@ -290,7 +305,7 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
 
 
 family.register(family.FamilySpec(
-    name="vae", archs=ARCHS, validate_config=validate_config, from_config=from_config,
+    name="vae", archs=ARCHS, config_blocks=config_blocks, validate_config=validate_config, from_config=from_config,
     units={"neg_elbo": "nats", "nll": "nats"},
     labels={"neg_elbo": "negative ELBO", "nll": "IWAE NLL (k={num_samples})"},
     smoke={"conv": {"model.arch": "conv", "model.conv_widths": (4, 8), "model.hidden": (16,), "model.latent_dim": 4},
