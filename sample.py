@@ -18,7 +18,7 @@ from absl import flags  # noqa: E402
 from genjax import cli  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by train.py.", required=True)
-_IWAE_K = flags.DEFINE_integer("iwae_k", 1000, "Importance samples of the IWAE NLL estimate.")
+_IWAE_K = flags.DEFINE_integer("iwae_k", None, "VAE: importance samples of the IWAE NLL estimate; default 1000.")
 _TRUNCATION = flags.DEFINE_float("truncation", None, "GAN: also write a grid with each latent coordinate in [-T, T].")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Held-out examples; default: the config's eval.num_examples.")
 

@@ -60,5 +60,4 @@ def get_config(family: str = "vae") -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.num_examples = 500  # int > 0: held-out examples evaluated (first ones of the test split)
   c.eval.batch_size = 100  # int > 0: held-out examples per evaluation call
-  c.eval.iwae_k = 64  # int > 0: samples per example of the periodic held-out evaluation (vae: importance samples)
   return c

@@ -60,7 +60,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                  f"dataset.data_dir: must be a directory name or None, got {data_dir!r}")
   checks.boolean(config, "dataset.download")
   for field in ("batch_size", "num_steps", "steps_per_call", "log_every", "eval_every", "checkpoint_every",
-                "keep_checkpoints", "eval.num_examples", "eval.batch_size", "eval.iwae_k"):
+                "keep_checkpoints", "eval.num_examples", "eval.batch_size"):
     checks.positive_int(config, field)
   seed = checks.get(config, "seed")
   checks.require(checks.is_int(seed), f"seed: must be an integer, got {seed!r}")

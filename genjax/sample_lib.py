@@ -14,7 +14,7 @@ from genjax.errors import UserError
 from genjax.models import family as family_lib
 
 
-def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | None = None,
+def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: int | None = None,
                         out_dir: str | None = None, truncation: float | None = None) -> dict:
   """Restores the latest checkpoint of `workdir`, writes its grids and evaluates it.
 
@@ -24,9 +24,11 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
   with 'iwae_k'), and on a 2-D mixture the mode coverage of any family's
   samples ('modes', 'high_quality', 'reverse_kl'); 'report' holds them as
   (label, unit, value) rows for printing.
-  `truncation` (GAN only) adds a grid from the truncated prior.
+  The evaluation uses the family's `sample_eval` settings (a VAE's 1,000
+  importance samples); `iwae_k` overrides model.iwae_k where the family has
+  it. `truncation` (GAN only) adds a grid from the truncated prior.
   """
-  if iwae_k <= 0:
+  if iwae_k is not None and iwae_k <= 0:
     raise UserError(f"--iwae_k: must be a positive integer, got {iwae_k}")
   if num_examples is not None and num_examples <= 0:
     raise UserError(f"--num_examples: must be a positive integer, got {num_examples}")
@@ -38,6 +40,18 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
   out_dir = workdir_lib.check_workdir(out_dir or os.path.join(workdir, "sample"), "--workdir")
   if truncation is not None and config.family != "gan":
     raise UserError(f"--truncation: only a GAN samples from a truncated prior; {workdir!r} holds a {config.family}")
+  spec = family_lib.get(config.family)
+  settings = dict(spec.sample_eval)
+  if iwae_k is not None:
+    if "iwae_k" not in config.model:
+      raise UserError(f"--iwae_k: the {config.family} family draws no importance samples; {workdir!r} holds a"
+                      f" {config.family}")
+    settings["model.iwae_k"] = iwae_k
+  config.unlock()
+  for field, value in settings.items():
+    block, name = field.split(".")
+    config[block][name] = value
+  config.lock()
   family = build.family(config)
   keys = grandom.streams(config.seed)
 
@@ -64,20 +78,18 @@ def sample_and_evaluate(workdir: str, iwae_k: int = 1000, num_examples: int | No
                                                       static_argnums=2)
   files = workdir_lib.write_visuals(visuals, params, keys.sample, eval_images, out_dir,
                                     extra=workdir_lib.point_grids(sample_fns, params, keys.sample, ds.name))
-  result = workdir_lib.evaluate_dataset(jax.jit(family.evaluate, static_argnames=("num_samples",)), params,
-                                        eval_images, keys.eval, iwae_k, config.eval.batch_size)
+  result = workdir_lib.evaluate_dataset(jax.jit(family.evaluate), params, eval_images, keys.eval,
+                                        config.eval.batch_size)
   result = {"step": step, **result, **family.summarize(params, keys.eval),
             **workdir_lib.point_metrics(sample_fn, params, keys.eval, ds.name),
             "num_examples": int(eval_images.shape[0])}
-  if "nll" in result:
-    result["iwae_k"] = iwae_k
+  result.update({field.split(".")[1]: value for field, value in settings.items()})  # what it was evaluated with
   with open(os.path.join(out_dir, "eval.json"), "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)
   logging.info("wrote %s", ", ".join(files))
-  spec = family_lib.get(config.family)
   # What sample.py prints: (label, unit, value) of the family's held-out numbers, then the data's.
   report = {
-      "held_out": [(spec.labels.get(name, name).format(num_samples=iwae_k), spec.units.get(name, ""), result[name])
+      "held_out": [(spec.labels.get(name, name).format(**config.model), spec.units.get(name, ""), result[name])
                    for name in sorted(set(result) & set(spec.units))],
       "points": [(label, unit, result[name]) for name, (label, unit) in workdir_lib.POINT_METRICS.items()
                  if name in result],

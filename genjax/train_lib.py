@@ -272,7 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         local = [next(train_iter) for _ in range(n)]
         yield first, n, par.put_batch(local[0]) if per_call == 1 else par.put_batches(local)
 
-    evaluate_fn = jax.jit(family.evaluate, static_argnames=("num_samples",))
+    evaluate_fn = jax.jit(family.evaluate)
     visuals_fn = jax.jit(family.visuals)
     sample_fn = jax.jit(family.sample, static_argnums=2)
     writer = MetricWriter(workdir) if chief else None
@@ -284,7 +284,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       # Every process evaluates its own local copy (no collectives, the same numbers), so none of them
       # waits long for another at the next step or at shutdown; process 0 writes.
       params = family.eval_params(par.local_copy(state))
-      result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.iwae_k, config.eval.batch_size)
+      result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.batch_size)
       result.update(family.summarize(params, keys.eval))
       result.update(point_metrics(sample_fn, params, keys.eval, ds.name))
       if chief:

@@ -81,7 +81,11 @@ def _own_family_fields(saved: dict) -> dict:
   except UserError:
     return saved  # validation names the field
   own = spec.config_blocks()
-  out = dict(saved)
+  out = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
+  for old, new in spec.moved.items():
+    (old_block, old_field), (new_block, new_field) = old.split("."), new.split(".")
+    if old_field in out.get(old_block, {}) and new_field not in out.get(new_block, {new_field: None}):
+      out[new_block][new_field] = out[old_block].pop(old_field)
   for other in family_lib.names():
     if other == spec.name:
       continue
@@ -150,8 +154,7 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   os.replace(f.name, path)
 
 
-def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, num_samples: int,
-                     batch_size: int) -> dict[str, float]:
+def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, batch_size: int) -> dict[str, float]:
   """Means over held-out images of the per-example numbers of `evaluate_fn`.
 
   Every call sees a batch of exactly `batch_size` (the last one padded and
@@ -164,7 +167,7 @@ def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, num_s
     valid = chunk.shape[0]
     if valid < batch_size:
       chunk = np.concatenate([chunk, np.zeros((batch_size - valid, *chunk.shape[1:]), chunk.dtype)])
-    out = jax.device_get(evaluate_fn(params, chunk, key, num_samples=num_samples, offset=start))
+    out = jax.device_get(evaluate_fn(params, chunk, key, offset=start))
     for name, value_B in out.items():
       totals[name] = totals.get(name, 0.0) + float(np.sum(np.asarray(value_B, np.float64)[:valid]))
   return {name: total / n for name, total in totals.items()}

@@ -68,8 +68,8 @@ class Gauss:
   def sample(self, params, key: jax.Array, n: int) -> jax.Array:
     return params["mean"] + jnp.exp(params["log_std"]) * jax.random.normal(key, (n, self.dim))
 
-  def evaluate(self, params, images, key, num_samples: int, offset: int = 0) -> dict[str, jax.Array]:
-    del key, num_samples, offset  # exact: no sampling
+  def evaluate(self, params, images, key, offset: int = 0) -> dict[str, jax.Array]:
+    del key, offset  # exact: no sampling
     return {"nll": self.nll(params, self.scale(images))}
 
   def summarize(self, params, key: jax.Array) -> dict[str, float]:

@@ -30,7 +30,7 @@ BAD_CONFIGS = [
     ({"optim.learning_rate": -1e-3}, "optim.learning_rate: must be > 0, got -0.001"),
     ({"optim.b1": 1.0}, "optim.b1: must be in [0, 1), got 1.0"),
     ({"optim.grad_clip_norm": 0.0}, "optim.grad_clip_norm: must be > 0 or None, got 0.0"),
-    ({"eval.iwae_k": 0}, "eval.iwae_k: must be a positive integer, got 0"),
+    ({"model.iwae_k": 0}, "model.iwae_k: must be a positive integer, got 0"),
     ({"checkpoint_every": -1}, "checkpoint_every: must be a positive integer, got -1"),
 ]
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -122,17 +124,17 @@ def test_evaluation_iwae_below_elbo_and_invariant_to_batching_and_chunks():
   params = vae.init(jax.random.key(0)).params
   x = images(6)
   key = jax.random.key(9)
-  whole = vae.evaluate(params, x, key, num_samples=20)
+  vae = dataclasses.replace(vae, iwae_k=20)
+  whole = vae.evaluate(params, x, key)
   # Same examples in two batches (offsets) and in chunks of 7 samples: same numbers.
-  small = make_vae(eval_chunk=7)
-  parts = [small.evaluate(params, x[:4], key, num_samples=20, offset=0),
-           small.evaluate(params, x[4:], key, num_samples=20, offset=4)]
+  small = dataclasses.replace(vae, eval_chunk=7)
+  parts = [small.evaluate(params, x[:4], key, offset=0), small.evaluate(params, x[4:], key, offset=4)]
   for name in ("neg_elbo", "nll"):
     np.testing.assert_allclose(np.concatenate([p[name] for p in parts]), whole[name], rtol=1e-5)
   assert np.all(whole["nll"] <= whole["neg_elbo"] + 1e-4)
   assert np.all(whole["neg_elbo"] - whole["nll"] > 1e-3)  # an untrained encoder leaves a gap
   # One importance sample: the bound is the single-sample ELBO.
-  one = vae.evaluate(params, x, key, num_samples=1)
+  one = dataclasses.replace(vae, iwae_k=1).evaluate(params, x, key)
   np.testing.assert_allclose(one["nll"], one["neg_elbo"], rtol=1e-6)
 
 

@@ -53,11 +53,12 @@ class Family(Protocol):
   def sample(self, params: Params, key: jax.Array, n: int) -> jax.Array:
     """n examples in the model's range (scale's), from `key` alone."""
 
-  def evaluate(self, params: Params, images: jax.Array, key: jax.Array, num_samples: int,
-               offset: int = 0) -> dict[str, jax.Array]:
+  def evaluate(self, params: Params, images: jax.Array, key: jax.Array, offset: int = 0) -> dict[str, jax.Array]:
     """Per-example held-out numbers, each keyed by its example's global index `offset + i`.
 
-    {} when the family has none (a GAN has no likelihood).
+    {} when the family has none (a GAN has no likelihood). The evaluation's
+    own knobs (a VAE's importance samples, a diffusion model's number of
+    steps) are fields of the family, from its config block, not arguments.
     """
 
   def summarize(self, params: Params, key: jax.Array) -> dict[str, float]:
@@ -94,8 +95,12 @@ class FamilySpec:
     from_config: (config, example shape, pmap axis name or None, optimizer_for)
       -> the family, from a validated config.
     units: the unit of each number `evaluate` returns ('nats', ...).
-    labels: how sample.py names each of them; '{num_samples}' stands for the
-      evaluation's number of samples (e.g. 'IWAE NLL (k={num_samples})').
+    labels: how sample.py names each of them, formatted with the fields of
+      the config's model block (e.g. 'IWAE NLL (k={iwae_k})').
+    moved: fields that moved into the family's blocks ({old: new}), so that a
+      config.json written before still loads.
+    sample_eval: overrides of its fields that sample.py evaluates with (a VAE
+      takes 1,000 importance samples there, 64 during training).
     smoke: for each architecture, overrides of configs/base.py that make a
       small model of it that trains in seconds (the conformance suite's).
   """
@@ -107,6 +112,8 @@ class FamilySpec:
   from_config: Callable[[ml_collections.ConfigDict, tuple[int, ...], str | None, OptimizerFor], Family]
   units: dict[str, str] = dataclasses.field(default_factory=dict)
   labels: dict[str, str] = dataclasses.field(default_factory=dict)
+  moved: dict[str, str] = dataclasses.field(default_factory=dict)
+  sample_eval: dict[str, Any] = dataclasses.field(default_factory=dict)
   smoke: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 

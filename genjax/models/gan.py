@@ -311,10 +311,9 @@ class GAN:
     x, _ = self.generate(params["params"], params["batch_stats"], self.latents(key, n, truncation), train=False)
     return x
 
-  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, num_samples: int,
-               offset: int = 0) -> dict[str, jax.Array]:
+  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0) -> dict[str, jax.Array]:
     """A GAN has no per-example held-out number (no likelihood); see `summarize`."""
-    del params, image_BxHxWxC, key, num_samples, offset
+    del params, image_BxHxWxC, key, offset
     return {}
 
   def summarize(self, params, key: jax.Array) -> dict[str, float]:

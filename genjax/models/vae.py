@@ -60,6 +60,8 @@ class VAE:
     beta: weight of the KL term in the training loss (Higgins et al. 2017);
       reported ELBOs always use beta = 1.
     obs_logvar: log-variance of the Gaussian likelihood (unused by Bernoulli).
+    iwae_k: importance samples per example of `evaluate` (K of the IWAE
+      bound; the evaluation's own knob, from the config's model.iwae_k).
     eval_chunk: importance samples decoded at once by `evaluate`; bounds
       memory, does not change the numbers.
     axis_name: pmap's device axis; None under jit or on one device.
@@ -74,6 +76,7 @@ class VAE:
   binarize: bool = True
   beta: float = 1.0
   obs_logvar: float = 0.0
+  iwae_k: int = 64
   eval_chunk: int = 100
   axis_name: str | None = None
 
@@ -182,11 +185,10 @@ class VAE:
     mean_BxZ, _ = self.encode(params, x_BxHxWxC)
     return self.mean_image(self.decode(params, mean_BxZ))
 
-  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, num_samples: int,
-               offset: int = 0) -> dict[str, jax.Array]:
+  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0) -> dict[str, jax.Array]:
     """Per-example negative ELBO and IWAE negative log-likelihood, in nats.
 
-    Both come from the same K = num_samples importance weights
+    Both come from the same K = `iwae_k` importance weights
     log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k ~ q(z|x):
     -ELBO ~ -mean_k log w_k and NLL ~ -(logsumexp_k log w_k - log K), so
     NLL <= -ELBO for every example. Example i of the held-out set (global
@@ -205,8 +207,7 @@ class VAE:
           losses.standard_normal_log_prob(z_BxZ),
           losses.gaussian_log_prob(z_BxZ, mean_BxZ, logvar_BxZ))
 
-    log_w_KxB = jax.lax.map(log_weights, jnp.arange(num_samples),
-                            batch_size=min(self.eval_chunk, num_samples))
+    log_w_KxB = jax.lax.map(log_weights, jnp.arange(self.iwae_k), batch_size=min(self.eval_chunk, self.iwae_k))
     return {"neg_elbo": -jnp.mean(log_w_KxB, axis=0), "nll": -losses.iwae_bound(log_w_KxB, axis=0)}
 
   def summarize(self, params, key: jax.Array) -> dict[str, float]:
@@ -259,6 +260,7 @@ def config_blocks() -> dict[str, ml_collections.ConfigDict]:
   m.binarize = True  # bool: dynamic binarisation of the inputs (needs likelihood='bernoulli')
   m.obs_logvar = 0.0  # gaussian only: log-variance of every pixel of p(x|z), x in [0, 1]
   m.beta = 1.0  # float >= 0: weight of the KL term in the training loss (1 = the ELBO)
+  m.iwae_k = 64  # int > 0: importance samples per held-out example of the periodic evaluation (sample.py: --iwae_k)
   return {"model": m}
 
 
@@ -272,6 +274,7 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
   checks.positive_int(config, "model.latent_dim")
   checks.number(config, "model.beta", ">= 0")
   checks.number(config, "model.obs_logvar", "any")
+  checks.positive_int(config, "model.iwae_k")
   hidden = checks.get(config, "model.hidden")
   checks.require(isinstance(hidden, (tuple, list)) and all(checks.is_int(w) and w > 0 for w in hidden),
                  f"model.hidden: must be positive integers, got {hidden!r}")
@@ -301,12 +304,15 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
     decoder = vae_nets.MLPDecoder(example_shape, hidden)
   return VAE(encoder=encoder, decoder=decoder, optimizer=optimizer_for(config.optim.learning_rate),
              image_shape=example_shape, latent_dim=model.latent_dim, likelihood=model.likelihood,
-             binarize=model.binarize, beta=model.beta, obs_logvar=model.obs_logvar, axis_name=axis_name)
+             binarize=model.binarize, beta=model.beta, obs_logvar=model.obs_logvar, iwae_k=model.iwae_k,
+             axis_name=axis_name)
 
 
 family.register(family.FamilySpec(
     name="vae", archs=ARCHS, config_blocks=config_blocks, validate_config=validate_config, from_config=from_config,
     units={"neg_elbo": "nats", "nll": "nats"},
-    labels={"neg_elbo": "negative ELBO", "nll": "IWAE NLL (k={num_samples})"},
-    smoke={"conv": {"model.arch": "conv", "model.conv_widths": (4, 8), "model.hidden": (16,), "model.latent_dim": 4},
-           "mlp": {"model.arch": "mlp", "model.hidden": (16,), "model.latent_dim": 4}}))
+    labels={"neg_elbo": "negative ELBO", "nll": "IWAE NLL (k={iwae_k})"},
+    moved={"eval.iwae_k": "model.iwae_k"}, sample_eval={"model.iwae_k": 1000},
+    smoke={"conv": {"model.arch": "conv", "model.conv_widths": (4, 8), "model.hidden": (16,), "model.latent_dim": 4,
+                    "model.iwae_k": 2},
+           "mlp": {"model.arch": "mlp", "model.hidden": (16,), "model.latent_dim": 4, "model.iwae_k": 2}}))
