@@ -1,6 +1,7 @@
 """`sample_and_evaluate(workdir)`: pictures and held-out numbers from the latest checkpoint."""
 
 import functools
+import inspect
 import json
 import os
 
@@ -26,7 +27,8 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   (label, unit, value) rows for printing.
   The evaluation uses the family's `sample_eval` settings (a VAE's 1,000
   importance samples); `iwae_k` overrides model.iwae_k where the family has
-  it. `truncation` (GAN only) adds a grid from the truncated prior.
+  it. `truncation` adds grids from the truncated prior, for a family whose
+  `sample` and `visuals` take one (the GAN).
   """
   if iwae_k is not None and iwae_k <= 0:
     raise UserError(f"--iwae_k: must be a positive integer, got {iwae_k}")
@@ -38,8 +40,6 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   config = workdir_lib.load_config(workdir)  # validated, or refused naming the file
   # Checked before anything is restored or compiled: the pictures and eval.json go there.
   out_dir = workdir_lib.check_workdir(out_dir or os.path.join(workdir, "sample"), "--workdir")
-  if truncation is not None and config.family != "gan":
-    raise UserError(f"--truncation: only a GAN samples from a truncated prior; {workdir!r} holds a {config.family}")
   spec = family_lib.get(config.family)
   settings = dict(spec.sample_eval)
   if iwae_k is not None:
@@ -53,6 +53,9 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
     config[block][name] = value
   config.lock()
   family = build.family(config)
+  if truncation is not None and "truncation" not in inspect.signature(family.sample).parameters:
+    raise UserError(f"--truncation: the {config.family} family samples from no truncated prior; {workdir!r}"
+                    f" holds a {config.family}")
   keys = grandom.streams(config.seed)
 
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints, read_only=True)

@@ -85,5 +85,5 @@ def test_dcgan_on_cifar10_under_mock_data(tmp_path):
 def test_truncation_is_refused_for_a_vae(tmp_path):
   workdir = str(tmp_path / "vae")
   train_lib.train_and_evaluate(tiny_config(num_steps=2), workdir)
-  with pytest.raises(UserError, match="--truncation: only a GAN samples from a truncated prior"):
+  with pytest.raises(UserError, match="--truncation: the vae family samples from no truncated prior"):
     sample_lib.sample_and_evaluate(workdir, truncation=1.0)
