@@ -35,16 +35,8 @@ def config_of(name: str, arch: str, **overrides):
   """configs/base.py with the family's smoke overrides of `arch`, the loop's small settings and `overrides`."""
   from configs import base  # pylint: disable=g-import-not-at-top
   from genjax.models import family  # pylint: disable=g-import-not-at-top
-  config = base.get_config(name)
-  fields = {**family.get(name).smoke[arch], **LOOP, **overrides}
-  for field, value in fields.items():
-    node = config
-    *path, last = field.split(".")
-    for part in path:
-      node = node[part]
-    node[last] = value
-  config.lock()
-  return config
+  from tests.helpers import set_fields  # pylint: disable=g-import-not-at-top
+  return set_fields(base.get_config(name), {**family.get(name).smoke[arch], **LOOP, **overrides})
 
 
 def batches(config, n: int = STEPS) -> list[dict]:

@@ -32,7 +32,12 @@ def tiny_config(name="vae_mnist5k", **overrides):
     config.model.hidden = (16,)
     config.model.latent_dim = 4
     config.model.iwae_k = 4
-  for field, value in overrides.items():
+  return set_fields(config, overrides)
+
+
+def set_fields(config, fields: dict):
+  """`config` with each dotted field of `fields` set, locked."""
+  for field, value in fields.items():
     node = config
     *path, last = field.split(".")
     for part in path:
