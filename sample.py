@@ -20,6 +20,8 @@ from genjax import cli  # noqa: E402
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by train.py.", required=True)
 _IWAE_K = flags.DEFINE_integer("iwae_k", None, "VAE: importance samples of the IWAE NLL estimate; default 1000.")
 _TRUNCATION = flags.DEFINE_float("truncation", None, "GAN: also write a grid with each latent coordinate in [-T, T].")
+_QUALITY_SAMPLES = flags.DEFINE_integer(
+    "quality_samples", 5000, "Samples of FID, KID, precision/recall, density/coverage (digit datasets); 0: none.")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Held-out examples; default: the config's eval.num_examples.")
 
 
@@ -28,7 +30,7 @@ def main(argv):
   with cli.user_errors_exit():
     from genjax import sample_lib  # pylint: disable=g-import-not-at-top
     result = sample_lib.sample_and_evaluate(_WORKDIR.value, iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value,
-                                            truncation=_TRUNCATION.value)
+                                            truncation=_TRUNCATION.value, quality_samples=_QUALITY_SAMPLES.value)
   report = result["report"]
   print(f"checkpoint step {result['step']}:")
   if report["held_out"]:
@@ -39,6 +41,10 @@ def main(argv):
     print(f"  on {report['num_points']:,} samples of the 2-D mixture:")
     for label, unit, value in report["points"]:
       print(f"    {label:24s} {value:.4g} {unit}".rstrip())
+  if report["quality"]:
+    print(f"  on {report['quality_protocol']}:")
+    for name, value in report["quality"]:
+      print(f"    {name:24s} {value:.4g}")
   for path in result["files"]:
     print(f"  wrote {path}")
 

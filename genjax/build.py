@@ -62,6 +62,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ("batch_size", "num_steps", "steps_per_call", "log_every", "eval_every", "checkpoint_every",
                 "keep_checkpoints", "eval.num_examples", "eval.batch_size"):
     checks.positive_int(config, field)
+  quality = checks.get(config, "eval.quality_samples")
+  checks.require(checks.is_int(quality) and quality >= 0,
+                 f"eval.quality_samples: must be an integer >= 0, got {quality!r}")
   seed = checks.get(config, "seed")
   checks.require(checks.is_int(seed), f"seed: must be an integer, got {seed!r}")
   checks.one_of(config, "parallel", parallel.PATHS)

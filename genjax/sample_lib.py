@@ -8,15 +8,19 @@ import os
 import jax
 from absl import logging
 
-from genjax import build, checkpoint, data
+from genjax import build, checkpoint, data, quality
 from genjax import random as grandom
 from genjax import workdir as workdir_lib
 from genjax.errors import UserError
 from genjax.models import family as family_lib
 
 
+QUALITY_ORDER = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")
+
+
 def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: int | None = None,
-                        out_dir: str | None = None, truncation: float | None = None) -> dict:
+                        out_dir: str | None = None, truncation: float | None = None,
+                        quality_samples: int = 5000) -> dict:
   """Restores the latest checkpoint of `workdir`, writes its grids and evaluates it.
 
   Grids use the run's fixed sample key, so pictures of different checkpoints
@@ -30,6 +34,8 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   it. `truncation` adds grids from the truncated prior, for a family whose
   `sample` and `visuals` take one (the GAN).
   """
+  if quality_samples < 0:
+    raise UserError(f"--quality_samples: must be an integer >= 0, got {quality_samples}")
   if iwae_k is not None and iwae_k <= 0:
     raise UserError(f"--iwae_k: must be a positive integer, got {iwae_k}")
   if num_examples is not None and num_examples <= 0:
@@ -86,6 +92,11 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   result = {"step": step, **result, **family.summarize(params, keys.eval),
             **workdir_lib.point_metrics(sample_fn, params, keys.eval, ds.name),
             "num_examples": int(eval_images.shape[0])}
+  measured = quality.measure(sample_fn, jax.jit(family.unscale), params, keys.eval, ds.name, quality_samples,
+                             full=True, data_dir=ds.data_dir)
+  if measured:
+    result.update(measured, quality_samples=quality_samples, quality_protocol=quality.describe(ds.name,
+                                                                                              quality_samples))
   result.update({field.split(".")[1]: value for field, value in settings.items()})  # what it was evaluated with
   with open(os.path.join(out_dir, "eval.json"), "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)
@@ -96,5 +107,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
                    for name in sorted(set(result) & set(spec.units))],
       "points": [(label, unit, result[name]) for name, (label, unit) in workdir_lib.POINT_METRICS.items()
                  if name in result],
-      "num_points": workdir_lib.POINT_SAMPLES}
+      "num_points": workdir_lib.POINT_SAMPLES,
+      "quality": [(name, result[name]) for name in QUALITY_ORDER if name in result],
+      "quality_protocol": result.get("quality_protocol")}
   return {**result, "files": files, "report": report}

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from genjax import build, checkpoint, data, parallel
+from genjax import build, checkpoint, data, parallel, quality
 from genjax import random as grandom
 from genjax.errors import NonFiniteLossError, Preempted, UserError
 from genjax.workdir import (check_resumable, check_workdir, evaluate_dataset, point_grids, point_metrics,
@@ -275,6 +275,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     evaluate_fn = jax.jit(family.evaluate)
     visuals_fn = jax.jit(family.visuals)
     sample_fn = jax.jit(family.sample, static_argnums=2)
+    unscale_fn = jax.jit(family.unscale)
     writer = MetricWriter(workdir) if chief else None
     if writer is not None:
       cleanup.callback(writer.close)
@@ -287,6 +288,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.batch_size)
       result.update(family.summarize(params, keys.eval))
       result.update(point_metrics(sample_fn, params, keys.eval, ds.name))
+      result.update(quality.measure(sample_fn, unscale_fn, params, keys.eval, ds.name, config.eval.quality_samples,
+                                    data_dir=ds.data_dir))
       if chief:
         writer.write(step, "eval", result)
         write_visuals(visuals_fn, params, keys.sample, eval_images, samples_dir, suffix=f"_{step:07d}",

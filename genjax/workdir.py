@@ -67,6 +67,8 @@ def _freeze(value):
 
 # Fields added to configs/base.py after workdirs were written, with the value those runs had.
 ADDED_FIELDS = {"parallel": "jit", "num_devices": None, "conv_impl": "auto", "steps_per_call": 1}
+# The same for fields of the eval block: runs before them measured no FID.
+ADDED_EVAL_FIELDS = {"quality_samples": 0}
 
 
 def _own_family_fields(saved: dict) -> dict:
@@ -112,7 +114,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise UserError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})") from e
   if not isinstance(saved, dict):
     raise UserError(f"{path}: holds a JSON {type(saved).__name__}, not the object of a config that train.py writes")
-  config = ml_collections.ConfigDict({**ADDED_FIELDS, **_freeze(_own_family_fields(saved))})
+  saved = _own_family_fields(saved)
+  if isinstance(saved.get("eval"), dict):
+    saved["eval"] = {**ADDED_EVAL_FIELDS, **saved["eval"]}
+  config = ml_collections.ConfigDict({**ADDED_FIELDS, **_freeze(saved)})
   try:
     build.validate(config)
   except UserError as e:

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 3
 BATCH = 16
 LOOP = {"batch_size": BATCH, "log_every": 2, "checkpoint_every": 2, "eval_every": 4, "eval.num_examples": 32,
-        "eval.batch_size": 16}
+        "eval.batch_size": 16, "eval.quality_samples": 64}
 # (path, devices) of the multi-device runs; each is compared with ('jit', 1).
 PLACEMENTS = (("jit", 1), ("jit", 2), ("jit", 8), ("pmap", 8))
 

@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A conv VAE small enough that a few steps, checkpoints and evaluations take seconds (tiny_config's fields).
 TINY = [
-    "--config.batch_size=16", "--config.log_every=2", "--config.checkpoint_every=2",
+    "--config.batch_size=16", "--config.eval.quality_samples=64", "--config.log_every=2", "--config.checkpoint_every=2",
     "--config.eval_every=4", "--config.eval.num_examples=32", "--config.eval.batch_size=16",
     "--config.model.iwae_k=4", "--config.model.conv_widths=(4, 8)", "--config.model.hidden=(16,)",
     "--config.model.latent_dim=4",
@@ -27,6 +27,7 @@ def tiny_config(name="vae_mnist5k", **overrides):
   config.eval_every = 4
   config.eval.num_examples = 32
   config.eval.batch_size = 16
+  config.eval.quality_samples = 64
   if config.family == "vae":
     config.model.conv_widths = (4, 8)
     config.model.hidden = (16,)

@@ -1,5 +1,7 @@
 """The digit classifier's features: loading (no pickle), the shipped weights, and FID's ranking on real digits."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -47,3 +49,27 @@ def test_fid_ranks_real_digits_far_below_degenerate_sets(shipped):
   noise = _fid(shipped, np.random.default_rng(0).integers(0, 256, held_out.shape, dtype=np.uint8), reference)
   # Measured: 14.6 against 1,862 (one class), 4,510 (one repeated digit) and 6,246 (noise).
   assert real < one_class / 20 and real < one_digit / 20 and real < noise / 20, (real, one_class, one_digit, noise)
+
+
+def test_quality_of_a_sampler_of_real_digits_is_near_the_reference_and_the_reference_is_cached(tmp_path, monkeypatch):
+  from genjax import quality  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("GENJAX_CACHE", str(tmp_path))
+  held_out = data.load_mnist5k("test")["image"]
+
+  def real_sampler(params, key, n):  # held-out digits in [0, 1], as a VAE's sample gives them
+    del params
+    return held_out[np.asarray(jax.random.randint(key, (n,), 0, held_out.shape[0]))] / 255.0
+
+  def noise_sampler(params, key, n):
+    del params
+    return jax.random.uniform(key, (n, 28, 28, 1))
+
+  def unscale(x):
+    return np.round(np.clip(np.asarray(x), 0, 1) * 255).astype(np.uint8)
+
+  good = quality.measure(real_sampler, unscale, None, jax.random.key(0), "mnist5k", 600, full=True)
+  assert os.listdir(tmp_path) == ["mnist5k_train_mnist5k_classifier.npz"]
+  bad = quality.measure(noise_sampler, unscale, None, jax.random.key(0), "mnist5k", 600, full=True)
+  assert good["fid"] < 40 and bad["fid"] > 1000 and good["kid"] < bad["kid"] / 20
+  assert good["precision"] > 0.8 and good["recall"] > 0.5 and bad["precision"] == 0.0
+  assert quality.measure(real_sampler, unscale, None, jax.random.key(0), "ring8", 600) == {}

@@ -41,7 +41,8 @@ ALLOWED = [
     ("workdir.py", ("genjax.build", "genjax.images", "genjax.errors", "genjax.metrics", "genjax.data",
                     "genjax.models.family")),
     ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.random", "genjax.workdir",
-                       "genjax.errors", "genjax.models.family")),
+                       "genjax.errors", "genjax.models.family", "genjax.quality")),
+    ("quality.py", ("genjax.data", "genjax.metrics")),
 ]
 
 
