@@ -7,13 +7,15 @@ The protocol, the same in the loop and in sample.py:
   * features come from a network that knows the data: the digit classifier
     (`genjax.metrics.features`) for the 28x28x1 digit datasets; other
     datasets get no numbers yet (Inception-v3 from a local file is to come);
-  * the reference is the dataset's whole training split; its statistics and
-    features are computed once and cached in a file named by the dataset,
-    the split and the network (`GENJAX_CACHE`, default ~/.cache/genjax);
+  * the reference is the dataset's whole training split; its features are
+    computed once and cached in a file named by the dataset, the split, the
+    network and its weights' hash (`GENJAX_CACHE`, default ~/.cache/genjax);
   * every number is reported with the number of samples, the reference split
     and the feature network (`describe`).
 """
 
+import functools
+import hashlib
 import os
 
 import jax
@@ -43,9 +45,16 @@ def _features(params, images_NxHxWxC: np.ndarray) -> np.ndarray:
                          for i in range(0, images_NxHxWxC.shape[0], _BATCH)])
 
 
+@functools.cache
+def network_tag() -> str:
+  """The feature network's name and the first digits of its weights' sha256: retrained weights get a new cache."""
+  with open(features.SHIPPED["mnist5k"], "rb") as f:
+    return f"{NETWORK}-{hashlib.sha256(f.read()).hexdigest()[:12]}"
+
+
 def reference_features(dataset: str, network_params, data_dir: str | None = None) -> np.ndarray:
   """Features of the dataset's whole training split, from the cache when it holds them."""
-  path = os.path.join(cache_dir(), f"{dataset}_{REFERENCE_SPLIT}_{NETWORK}.npz")
+  path = os.path.join(cache_dir(), f"{dataset}_{REFERENCE_SPLIT}_{network_tag()}.npz")
   if os.path.isfile(path):
     with np.load(path, allow_pickle=False) as cached:
       return cached["features"]
