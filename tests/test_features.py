@@ -74,3 +74,24 @@ def test_quality_of_a_sampler_of_real_digits_is_near_the_reference_and_the_refer
   assert good["fid"] < 40 and bad["fid"] > 1000 and good["kid"] < bad["kid"] / 20
   assert good["precision"] > 0.8 and good["recall"] > 0.5 and bad["precision"] == 0.0
   assert quality.measure(real_sampler, unscale, None, jax.random.key(0), "ring8", 600) == {}
+
+
+def test_the_classifier_command_trains_on_a_tfds_dataset_and_scores_its_labelled_test_split(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from genjax import train_classifier  # pylint: disable=g-import-not-at-top
+  with tfds.testing.mock_data(num_examples=20):
+    held_out = data.eval_examples("fashion_mnist", 100, data_dir=str(tmp_path))
+    params, accuracy = train_classifier.train("fashion_mnist", steps=2, seed=0, data_dir=str(tmp_path), batch_size=8)
+  assert held_out["image"].shape == (20, 28, 28, 1) and held_out["image"].dtype == np.uint8
+  assert held_out["label"].shape == (20,) and len(np.unique(held_out["label"])) > 1
+  assert set(np.unique(held_out["label"]).tolist()) <= set(range(10))
+  logits = np.asarray(features.digit_logits(params, held_out["image"]))
+  assert accuracy == pytest.approx(float(np.mean(logits.argmax(-1) == held_out["label"])))
+
+
+def test_held_out_examples_of_mnist5k_carry_their_labels():
+  examples = data.eval_examples("mnist5k", 30)
+  want = data.load_mnist5k("test")
+  np.testing.assert_array_equal(examples["image"], want["image"][:30])
+  np.testing.assert_array_equal(examples["label"], want["label"][:30])
+  np.testing.assert_array_equal(data.eval_images("mnist5k", 30), examples["image"])

@@ -13,12 +13,13 @@ functions that read a TFDS dataset import them, with the accelerators hidden.
 """
 
 from genjax.data.mnist5k import load_mnist5k
-from genjax.data.pipeline import eval_images, train_iterator
+from genjax.data.pipeline import eval_examples, eval_images, train_iterator
 from genjax.data.registry import DATASETS, POINT_DATASETS, DatasetUnavailableError, image_shape
 
 __all__ = [
     "DATASETS",
     "DatasetUnavailableError",
+    "eval_examples",
     "POINT_DATASETS",
     "eval_images",
     "image_shape",

@@ -130,7 +130,23 @@ def eval_images(name: str, num_examples: int, *, split: str = "test", data_dir: 
     return toy2d.eval_points(name, num_examples)
   if name == "mnist5k":
     return mnist5k.load_mnist5k(split)["image"][:num_examples]
-  return _tfds_eval_images(name, num_examples, split=split, data_dir=data_dir, download=download)
+  return _tfds_eval_examples(name, num_examples, split=split, data_dir=data_dir, download=download)["image"]
+
+
+def eval_examples(name: str, num_examples: int, *, split: str = "test", data_dir: str | None = None,
+                  download: bool = True) -> dict[str, np.ndarray]:
+  """`eval_images` with the labels: {'image': uint8 [N, H, W, C], 'label': int32 [N]} (zeros where a dataset has none).
+
+  For image datasets only (a classifier's held-out accuracy).
+  """
+  check_name(name)
+  num_examples = _check_int("num_examples", num_examples, 1)
+  if name in POINT_DATASETS:
+    raise UserError(f"dataset.name: {name!r} holds 2-D points, which have no labels")
+  if name == "mnist5k":
+    examples = mnist5k.load_mnist5k(split)
+    return {"image": examples["image"][:num_examples], "label": examples["label"][:num_examples]}
+  return _tfds_eval_examples(name, num_examples, split=split, data_dir=data_dir, download=download)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,8 +344,8 @@ def _tfds_train_batches(name: str, *, local_batch: int, seed: int, data_dir: str
   return batches()
 
 
-def _tfds_eval_images(name: str, num_examples: int, *, split: str, data_dir: str | None,
-                      download: bool) -> np.ndarray:
+def _tfds_eval_examples(name: str, num_examples: int, *, split: str, data_dir: str | None,
+                        download: bool) -> dict[str, np.ndarray]:
   tf = _tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = prepared_builder(name, data_dir, download)
@@ -340,7 +356,7 @@ def _tfds_eval_images(name: str, num_examples: int, *, split: str, data_dir: str
   ds = _raw_dataset(tfds, builder, split, shuffle_files=False, shuffle_seed=None, options=options)
   ds = ds.take(num_examples).map(_example_fn(tf, builder, name), num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(_EVAL_CHUNK).with_options(options)
-  chunks = [batch["image"] for batch in ds.as_numpy_iterator()]
+  chunks = list(ds.as_numpy_iterator())
   if not chunks:
-    return np.zeros((0, *image_shape(name)), np.uint8)
-  return np.concatenate(chunks)
+    return {"image": np.zeros((0, *image_shape(name)), np.uint8), "label": np.zeros((0,), np.int32)}
+  return {key: np.concatenate([c[key] for c in chunks]) for key in ("image", "label")}
