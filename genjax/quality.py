@@ -52,6 +52,12 @@ def network_tag() -> str:
     return f"{NETWORK}-{hashlib.sha256(f.read()).hexdigest()[:12]}"
 
 
+@functools.cache
+def _shipped_network():
+  """The digit classifier's parameters, read once per process (not at every evaluation)."""
+  return features.load_digit_classifier(features.SHIPPED["mnist5k"])
+
+
 def reference_features(dataset: str, network_params, data_dir: str | None = None) -> np.ndarray:
   """Features of the dataset's whole training split, from the cache when it holds them."""
   path = os.path.join(cache_dir(), f"{dataset}_{REFERENCE_SPLIT}_{network_tag()}.npz")
@@ -87,7 +93,7 @@ def measure(sample_fn, unscale_fn, params, key: jax.Array, dataset: str, num_sam
   """
   if num_samples <= 0 or not available(dataset):
     return {}
-  network = features.load_digit_classifier(features.SHIPPED["mnist5k"])
+  network = _shipped_network()
   real = reference_features(dataset, network, data_dir)
   fake = _features(network, generated_images(sample_fn, unscale_fn, params, key, num_samples))
   stats = [sample_quality.GaussianStats(real.shape[1]).update(x) for x in (real, fake)]
