@@ -21,7 +21,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by train.py."
 _IWAE_K = flags.DEFINE_integer("iwae_k", None, "VAE: importance samples of the IWAE NLL estimate; default 1000.")
 _TRUNCATION = flags.DEFINE_float("truncation", None, "GAN: also write a grid with each latent coordinate in [-T, T].")
 _QUALITY_SAMPLES = flags.DEFINE_integer(
-    "quality_samples", 5000, "Samples of FID, KID, precision/recall, density/coverage (digit datasets); 0: none.")
+    "quality_samples", 5000, "Samples of FID, KID, precision/recall, density/coverage; 0: none.")
+_INCEPTION_WEIGHTS = flags.DEFINE_string(
+    "inception_weights", None, "FID Inception-v3 weights (python -m genjax.convert_inception); default: the run's"
+    " eval.inception_weights, else the digit classifier on digit datasets.")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Held-out examples; default: the config's eval.num_examples.")
 
 
@@ -30,7 +33,8 @@ def main(argv):
   with cli.user_errors_exit():
     from genjax import sample_lib  # pylint: disable=g-import-not-at-top
     result = sample_lib.sample_and_evaluate(_WORKDIR.value, iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value,
-                                            truncation=_TRUNCATION.value, quality_samples=_QUALITY_SAMPLES.value)
+                                            truncation=_TRUNCATION.value, quality_samples=_QUALITY_SAMPLES.value,
+                                            inception_weights=_INCEPTION_WEIGHTS.value)
   report = result["report"]
   print(f"checkpoint step {result['step']}:")
   if report["held_out"]:

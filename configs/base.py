@@ -60,6 +60,9 @@ def get_config(family: str = "vae") -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.num_examples = 500  # int > 0: held-out examples evaluated (first ones of the test split)
   c.eval.batch_size = 100  # int > 0: held-out examples per evaluation call
-  # int >= 0: samples whose FID and KID every evaluation measures (digit datasets; genjax.quality); 0: none
+  # int >= 0: samples whose FID and KID every evaluation measures (genjax.quality); 0: none
   c.eval.quality_samples = 5000
+  # str: FID Inception-v3 weights (.npz from `python -m genjax.convert_inception`), the features of FID/KID on
+  # any image dataset; None: the shipped digit classifier on digit datasets, no numbers on others
+  c.eval.inception_weights = config_dict.placeholder(str)
   return c

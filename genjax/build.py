@@ -65,6 +65,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   quality = checks.get(config, "eval.quality_samples")
   checks.require(checks.is_int(quality) and quality >= 0,
                  f"eval.quality_samples: must be an integer >= 0, got {quality!r}")
+  inception_weights = checks.get(config, "eval.inception_weights")
+  checks.require(inception_weights is None or isinstance(inception_weights, str),
+                 f"eval.inception_weights: must be a file name or None, got {inception_weights!r}")
   seed = checks.get(config, "seed")
   checks.require(checks.is_int(seed), f"seed: must be an integer, got {seed!r}")
   checks.one_of(config, "parallel", parallel.PATHS)

@@ -20,7 +20,7 @@ QUALITY_ORDER = ("fid", "kid", "kid_std", "precision", "recall", "density", "cov
 
 def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: int | None = None,
                         out_dir: str | None = None, truncation: float | None = None,
-                        quality_samples: int = 5000) -> dict:
+                        quality_samples: int = 5000, inception_weights: str | None = None) -> dict:
   """Restores the latest checkpoint of `workdir`, writes its grids and evaluates it.
 
   Grids use the run's fixed sample key, so pictures of different checkpoints
@@ -32,7 +32,10 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   The evaluation uses the family's `sample_eval` settings (a VAE's 1,000
   importance samples); `iwae_k` overrides model.iwae_k where the family has
   it. `truncation` adds grids from the truncated prior, for a family whose
-  `sample` and `visuals` take one (the GAN).
+  `sample` and `visuals` take one (the GAN). `quality_samples` samples give
+  FID, KID, precision/recall and density/coverage (genjax.quality), with the
+  Inception-v3 of `inception_weights` (default: the run's
+  eval.inception_weights) or on digit datasets the shipped classifier.
   """
   if quality_samples < 0:
     raise UserError(f"--quality_samples: must be an integer >= 0, got {quality_samples}")
@@ -63,6 +66,11 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
     raise UserError(f"--truncation: the {config.family} family samples from no truncated prior; {workdir!r}"
                     f" holds a {config.family}")
   keys = grandom.streams(config.seed)
+  if quality_samples:
+    quality.check_inception_weights(inception_weights, "--inception_weights")
+    if not inception_weights:
+      quality.check_inception_weights(config.eval.inception_weights, f"{workdir}/config.json: eval.inception_weights")
+  inception_weights = inception_weights or config.eval.inception_weights
 
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints, read_only=True)
   try:  # closed on every way out, or orbax's threads complain at exit after the one-line error
@@ -93,10 +101,10 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
             **workdir_lib.point_metrics(sample_fn, params, keys.eval, ds.name),
             "num_examples": int(eval_images.shape[0])}
   measured = quality.measure(sample_fn, jax.jit(family.unscale), params, keys.eval, ds.name, quality_samples,
-                             full=True, data_dir=ds.data_dir)
+                             full=True, data_dir=ds.data_dir, inception_weights=inception_weights)
   if measured:
-    result.update(measured, quality_samples=quality_samples, quality_protocol=quality.describe(ds.name,
-                                                                                              quality_samples))
+    result.update(measured, quality_samples=quality_samples,
+                  quality_protocol=quality.describe(ds.name, quality_samples, config.seed, inception_weights))
   result.update({field.split(".")[1]: value for field, value in settings.items()})  # what it was evaluated with
   with open(os.path.join(out_dir, "eval.json"), "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)

@@ -193,6 +193,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   par.check_batch(config.batch_size, config.model.get("pack", 1))  # PacGAN's groups stay on one device
   workdir = check_workdir(workdir)
   check_resumable(workdir, config)
+  if config.eval.quality_samples:
+    quality.check_inception_weights(config.eval.inception_weights, "eval.inception_weights")
   family = build.family(config)
   keys = grandom.streams(config.seed)
   chief = parallel.is_chief()  # only process 0 writes logs, metrics and pictures
@@ -289,7 +291,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       result.update(family.summarize(params, keys.eval))
       result.update(point_metrics(sample_fn, params, keys.eval, ds.name))
       result.update(quality.measure(sample_fn, unscale_fn, params, keys.eval, ds.name, config.eval.quality_samples,
-                                    data_dir=ds.data_dir))
+                                    data_dir=ds.data_dir, inception_weights=config.eval.inception_weights))
       if chief:
         writer.write(step, "eval", result)
         write_visuals(visuals_fn, params, keys.sample, eval_images, samples_dir, suffix=f"_{step:07d}",

@@ -68,7 +68,7 @@ def _freeze(value):
 # Fields added to configs/base.py after workdirs were written, with the value those runs had.
 ADDED_FIELDS = {"parallel": "jit", "num_devices": None, "conv_impl": "auto", "steps_per_call": 1}
 # The same for fields of the eval block: runs before them measured no FID.
-ADDED_EVAL_FIELDS = {"quality_samples": 0}
+ADDED_EVAL_FIELDS = {"quality_samples": 0, "inception_weights": None}
 
 
 def _own_family_fields(saved: dict) -> dict:

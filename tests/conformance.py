@@ -50,11 +50,12 @@ def batches(config, n: int = STEPS) -> list[dict]:
 
 
 def train_steps(name: str, arch: str, path: str, num_devices: int) -> dict:
-  """The canonical state after STEPS steps on `num_devices` devices, flattened to {'leaf path': numpy array}."""
+  """The canonical state after STEPS steps on `num_devices` devices, flattened to {'leaf path': numpy array},
+  with the sample quality the loop measures of it ('quality/fid', ...) for a family of images."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from genjax import build, parallel  # pylint: disable=g-import-not-at-top
+  from genjax import build, parallel, quality  # pylint: disable=g-import-not-at-top
   from genjax import random as grandom  # pylint: disable=g-import-not-at-top
 
   config = config_of(name, arch, parallel=path, num_devices=num_devices)
@@ -67,7 +68,12 @@ def train_steps(name: str, arch: str, path: str, num_devices: int) -> dict:
   for s, batch in enumerate(batches(config)):
     state, _ = step_fn(state, par.put_batch(batch), step_key(s))
   flat = jax.tree_util.tree_flatten_with_path(par.to_canonical(state))[0]
-  return {jax.tree_util.keystr(p): np.asarray(x.addressable_data(0)) for p, x in flat}
+  out = {jax.tree_util.keystr(p): np.asarray(x.addressable_data(0)) for p, x in flat}
+  # As the loop's evaluation does it: the eval weights of a local copy of the state (genjax.train_lib).
+  measured = quality.measure(jax.jit(family.sample, static_argnums=2), jax.jit(family.unscale),
+                             family.eval_params(par.local_copy(state)), keys.eval, config.dataset.name,
+                             config.eval.quality_samples)
+  return {**out, **{f"quality/{k}": np.float64(v) for k, v in measured.items()}}
 
 
 def main():

@@ -183,6 +183,17 @@ CASES = {
     # the model against the device's memory (an MLP VAE with 2 x 784 x 40M weights and Adam's moments)
     "model too large for memory": ("train.py", ["--config={root}/configs/vae_mnist5k_mlp.py",
                                                 "--config.model.hidden=(40000000,)", "--workdir={d}/new"], None, None),
+    # the feature network of FID
+    "Inception weights missing": ("train.py", ["--config.eval.inception_weights={d}/fid.npz", "--workdir={d}/new"],
+                                  None, "error: eval.inception_weights: no file '{d}/fid.npz'; convert pytorch-fid's"
+                                  " pt_inception-2015-12-05-6726825d.pth once with `python -m"
+                                  " genjax.convert_inception` (README, 'FID with Inception-v3')"),
+    "Inception weights of another network": ("train.py", ["--config.eval.inception_weights={w}/config.json",
+                                                           "--workdir={d}/new"], None,
+                                             "error: eval.inception_weights: {w}/config.json: not an .npz of named arrays"
+                                             " (ValueError); convert"
+                                             " pytorch-fid's pt_inception-2015-12-05-6726825d.pth with `python -m"
+                                             " genjax.convert_inception`"),
     # the workdir
     "workdir under a file": ("train.py", [], _file_at("checkpoints"),
                              "error: checkpoint: {w}/checkpoints is a file, not a directory of checkpoints; move it"
@@ -232,6 +243,10 @@ CASES = {
     "sample: --iwae_k not a number": ("sample.py", ["--iwae_k=many"], None,
                                       "error: --iwae_k: cannot use 'many' (invalid literal for int() with base 10:"
                                       " 'many'); allowed: int"),
+    "sample: Inception weights missing": ("sample.py", ["--inception_weights={d}/fid.npz"], None,
+                                          "error: --inception_weights: no file '{d}/fid.npz'; convert pytorch-fid's"
+                                          " pt_inception-2015-12-05-6726825d.pth once with `python -m"
+                                          " genjax.convert_inception` (README, 'FID with Inception-v3')"),
     "sample: unknown flag": ("sample.py", ["--iwaek=5"], None, "error: --iwaek: unknown flag; did you mean --iwae_k?"),
 }
 

@@ -68,8 +68,9 @@ def test_quality_of_a_sampler_of_real_digits_is_near_the_reference_and_the_refer
     return np.round(np.clip(np.asarray(x), 0, 1) * 255).astype(np.uint8)
 
   good = quality.measure(real_sampler, unscale, None, jax.random.key(0), "mnist5k", 600, full=True)
-  assert os.listdir(tmp_path) == [f"mnist5k_train_{quality.network_tag()}.npz"]
-  assert len(quality.network_tag()) == len("mnist5k_classifier-") + 12
+  tag = quality.network("mnist5k").tag
+  assert os.listdir(tmp_path) == [f"mnist5k_train_{tag}.npz"]
+  assert len(tag) == len("mnist5k_classifier-") + 12
   bad = quality.measure(noise_sampler, unscale, None, jax.random.key(0), "mnist5k", 600, full=True)
   assert good["fid"] < 40 and bad["fid"] > 1000 and good["kid"] < bad["kid"] / 20
   assert good["precision"] > 0.8 and good["recall"] > 0.5 and bad["precision"] == 0.0

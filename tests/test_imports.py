@@ -42,7 +42,7 @@ ALLOWED = [
                     "genjax.models.family")),
     ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.random", "genjax.workdir",
                        "genjax.errors", "genjax.models.family", "genjax.quality")),
-    ("quality.py", ("genjax.data", "genjax.metrics")),
+    ("quality.py", ("genjax.data", "genjax.metrics", "genjax.errors")),
 ]
 
 
