@@ -25,6 +25,9 @@ _QUALITY_SAMPLES = flags.DEFINE_integer(
 _INCEPTION_WEIGHTS = flags.DEFINE_string(
     "inception_weights", None, "FID Inception-v3 weights (python -m genjax.convert_inception); default: the run's"
     " eval.inception_weights, else the digit classifier on digit datasets.")
+_WEIGHTS = flags.DEFINE_string(
+    "weights", None, "'ema' or 'raw' for a family that keeps an EMA (the GAN; default 'ema'), 'raw' otherwise;"
+    " pictures of non-default weights go to DIR/sample_<weights>.")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Held-out examples; default: the config's eval.num_examples.")
 
 
@@ -34,9 +37,9 @@ def main(argv):
     from genjax import sample_lib  # pylint: disable=g-import-not-at-top
     result = sample_lib.sample_and_evaluate(_WORKDIR.value, iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value,
                                             truncation=_TRUNCATION.value, quality_samples=_QUALITY_SAMPLES.value,
-                                            inception_weights=_INCEPTION_WEIGHTS.value)
+                                            inception_weights=_INCEPTION_WEIGHTS.value, weights=_WEIGHTS.value)
   report = result["report"]
-  print(f"checkpoint step {result['step']}:")
+  print(f"checkpoint step {result['step']}, {result['weights']} weights:")
   if report["held_out"]:
     print(f"  on {result['num_examples']} held-out examples:")
     for label, unit, value in report["held_out"]:

@@ -4,8 +4,10 @@ Command (the README's figure; each run with an evaluation every 250 steps):
   python train.py --config=configs/dcgan_mnist5k.py --workdir=/tmp/fid_dcgan --config.eval_every=250
   python train.py --workdir=/tmp/fid_vae --config.eval_every=250
   python benchmarks/plot_fid.py --out=docs/fid_mnist5k.png DCGAN=/tmp/fid_dcgan "conv VAE=/tmp/fid_vae"
+  python benchmarks/plot_fid.py --out=docs/ema_dcgan_mnist5k.png "EMA generator=/tmp/fid_dcgan" \
+      "raw generator=/tmp/fid_dcgan@fid_raw"
 
-Reads the 'fid' of each evaluation in metrics.jsonl (genjax.quality's
+Reads the 'fid' (or, after '@', another number: 'fid_raw') of each evaluation in metrics.jsonl (genjax.quality's
 protocol: 5,000 samples, the training split, the digit classifier). Wall time
 counts from the run's first record (its first logged step, after
 compilation) and includes the evaluations themselves.
@@ -23,16 +25,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("runs", nargs="+", help="label=workdir")
+  parser.add_argument("runs", nargs="+", help="label=workdir or label=workdir@metric")
   parser.add_argument("--out", required=True)
   args = parser.parse_args()
   fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=120, sharey=True)
   for run in args.runs:
-    label, workdir = run.split("=", 1)
+    label, spec = run.split("=", 1)
+    workdir, _, metric = spec.partition("@")
+    metric = metric or "fid"
     with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
       records = [json.loads(line) for line in f]
     start = min(r["time"] for r in records)
-    points = [(r["step"], r["time"] - start, r["fid"]) for r in records if r["split"] == "eval" and "fid" in r]
+    points = [(r["step"], r["time"] - start, r[metric]) for r in records if r["split"] == "eval" and metric in r]
     steps, seconds, fids = zip(*points)
     by_step.plot(steps, fids, "o-", label=label)
     by_time.plot([s / 60 for s in seconds], fids, "o-", label=label)

@@ -77,7 +77,8 @@ def final_samples(config, workdir: str) -> np.ndarray:
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints, read_only=True)
   state = ckpt.restore(ckpt.latest_step(), jax.jit(family.init)(keys.init))
   ckpt.close()
-  return np.asarray(family.sample(family.eval_params(state), keys.eval, POINT_SAMPLES))
+  return np.asarray(family.sample(family.eval_params(state, grandom.eval_params_key(keys.eval), "ema"), keys.eval,
+                                  POINT_SAMPLES))
 
 
 def _pin(cores) -> None:

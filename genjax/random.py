@@ -43,6 +43,16 @@ def example_keys(key: jax.Array, batch_size: int, offset: int | jax.Array = 0) -
   return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index_B)
 
 
+# The eval stream folded with this gives the key of a family's eval_params (a GAN's standing statistics):
+# apart from the eval stream's other uses, fold_in(eval, i) for held-out example i or sample batch i.
+EVAL_PARAMS = 2**31 - 1
+
+
+def eval_params_key(eval_key: jax.Array) -> jax.Array:
+  """The key that `Family.eval_params` draws from, in the loop and in sample.py alike."""
+  return jax.random.fold_in(eval_key, EVAL_PARAMS)
+
+
 def integer_seed(key: jax.Array) -> int:
   """A non-negative int32 seed for libraries that take integers (tf.data)."""
   return int(jax.random.randint(key, (), 0, 2**31 - 1))

@@ -20,7 +20,8 @@ QUALITY_ORDER = ("fid", "kid", "kid_std", "precision", "recall", "density", "cov
 
 def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: int | None = None,
                         out_dir: str | None = None, truncation: float | None = None,
-                        quality_samples: int = 5000, inception_weights: str | None = None) -> dict:
+                        quality_samples: int = 5000, inception_weights: str | None = None,
+                        weights: str | None = None) -> dict:
   """Restores the latest checkpoint of `workdir`, writes its grids and evaluates it.
 
   Grids use the run's fixed sample key, so pictures of different checkpoints
@@ -36,6 +37,9 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   FID, KID, precision/recall and density/coverage (genjax.quality), with the
   Inception-v3 of `inception_weights` (default: the run's
   eval.inception_weights) or on digit datasets the shipped classifier.
+  `weights` chooses the parameters (the family's `weights`: 'ema' or 'raw'
+  for a GAN; default the family's first); pictures and eval.json of other
+  than the default go to DIR/sample_<weights>.
   """
   if quality_samples < 0:
     raise UserError(f"--quality_samples: must be an integer >= 0, got {quality_samples}")
@@ -47,9 +51,14 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
     raise UserError(f"--truncation: must be > 0, got {truncation}")
   workdir = os.path.abspath(workdir)
   config = workdir_lib.load_config(workdir)  # validated, or refused naming the file
-  # Checked before anything is restored or compiled: the pictures and eval.json go there.
-  out_dir = workdir_lib.check_workdir(out_dir or os.path.join(workdir, "sample"), "--workdir")
   spec = family_lib.get(config.family)
+  weights = weights or spec.weights[0]
+  if weights not in spec.weights:
+    raise UserError(f"--weights: the {config.family} in {workdir!r} has no {weights!r} weights; allowed:"
+                    f" {', '.join(spec.weights)}")
+  # Checked before anything is restored or compiled: the pictures and eval.json go there.
+  default_dir = "sample" if weights == spec.weights[0] else f"sample_{weights}"
+  out_dir = workdir_lib.check_workdir(out_dir or os.path.join(workdir, default_dir), "--workdir")
   settings = dict(spec.sample_eval)
   if iwae_k is not None:
     if "iwae_k" not in config.model:
@@ -83,7 +92,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
     state = ckpt.restore(step, jax.jit(family.init)(keys.init))  # refuses another model's or non-finite weights
   finally:
     ckpt.close()
-  params = family.eval_params(state)
+  params = jax.jit(family.eval_params, static_argnums=2)(state, grandom.eval_params_key(keys.eval), weights)
   workdir_lib.prepare_workdir(out_dir, "--workdir")
   visuals = jax.jit(family.visuals)
   if truncation is not None:
@@ -97,7 +106,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
                                     extra=workdir_lib.point_grids(sample_fns, params, keys.sample, ds.name))
   result = workdir_lib.evaluate_dataset(jax.jit(family.evaluate), params, eval_images, keys.eval,
                                         config.eval.batch_size)
-  result = {"step": step, **result, **family.summarize(params, keys.eval),
+  result = {"step": step, "weights": weights, **result, **family.summarize(params, keys.eval),
             **workdir_lib.point_metrics(sample_fn, params, keys.eval, ds.name),
             "num_examples": int(eval_images.shape[0])}
   measured = quality.measure(sample_fn, jax.jit(family.unscale), params, keys.eval, ds.name, quality_samples,

@@ -25,6 +25,7 @@ from absl import logging
 from genjax import build, checkpoint, data, parallel, quality
 from genjax import random as grandom
 from genjax.errors import NonFiniteLossError, Preempted, UserError
+from genjax.models import family as family_lib
 from genjax.workdir import (check_resumable, check_workdir, evaluate_dataset, point_grids, point_metrics,
                             prepare_workdir, save_config, write_visuals)
 from genjax.writers import MetricWriter
@@ -274,6 +275,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         local = [next(train_iter) for _ in range(n)]
         yield first, n, par.put_batch(local[0]) if per_call == 1 else par.put_batches(local)
 
+    eval_params_fn = jax.jit(family.eval_params, static_argnums=2)
+    params_key = grandom.eval_params_key(keys.eval)
+    default_weights, *other_weights = family_lib.get(config.family).weights
     evaluate_fn = jax.jit(family.evaluate)
     visuals_fn = jax.jit(family.visuals)
     sample_fn = jax.jit(family.sample, static_argnums=2)
@@ -286,12 +290,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     def evaluate(step: int) -> dict[str, float]:
       # Every process evaluates its own local copy (no collectives, the same numbers), so none of them
       # waits long for another at the next step or at shutdown; process 0 writes.
-      params = family.eval_params(par.local_copy(state))
+      local = par.local_copy(state)
+      params = eval_params_fn(local, params_key, default_weights)
       result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.batch_size)
       result.update(family.summarize(params, keys.eval))
-      result.update(point_metrics(sample_fn, params, keys.eval, ds.name))
-      result.update(quality.measure(sample_fn, unscale_fn, params, keys.eval, ds.name, config.eval.quality_samples,
-                                    data_dir=ds.data_dir, inception_weights=config.eval.inception_weights))
+      # The samples' numbers of every weights the family has (a GAN's EMA and raw generators): the default's
+      # plain, the others' with their suffix (fid_raw), so that a user sees what the EMA buys.
+      for weights in (default_weights, *other_weights):
+        these = params if weights == default_weights else eval_params_fn(local, params_key, weights)
+        suffix = "" if weights == default_weights else f"_{weights}"
+        measured = {**point_metrics(sample_fn, these, keys.eval, ds.name),
+                    **quality.measure(sample_fn, unscale_fn, these, keys.eval, ds.name,
+                                      config.eval.quality_samples, data_dir=ds.data_dir,
+                                      inception_weights=config.eval.inception_weights)}
+        result.update({f"{name}{suffix}": value for name, value in measured.items()})
       if chief:
         writer.write(step, "eval", result)
         write_visuals(visuals_fn, params, keys.sample, eval_images, samples_dir, suffix=f"_{step:07d}",

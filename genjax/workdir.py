@@ -88,6 +88,10 @@ def _own_family_fields(saved: dict) -> dict:
     (old_block, old_field), (new_block, new_field) = old.split("."), new.split(".")
     if old_field in out.get(old_block, {}) and new_field not in out.get(new_block, {new_field: None}):
       out[new_block][new_field] = out[old_block].pop(old_field)
+  for field, value in spec.added.items():  # the value runs had before the field existed
+    block, name = field.split(".")
+    if isinstance(out.get(block), dict):
+      out[block].setdefault(name, value)
   for other in family_lib.names():
     if other == spec.name:
       continue

@@ -56,6 +56,7 @@ def train_steps(name: str, arch: str, path: str, num_devices: int) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   from genjax import build, parallel, quality  # pylint: disable=g-import-not-at-top
+  from genjax.models import family as family_lib  # pylint: disable=g-import-not-at-top
   from genjax import random as grandom  # pylint: disable=g-import-not-at-top
 
   config = config_of(name, arch, parallel=path, num_devices=num_devices)
@@ -70,9 +71,10 @@ def train_steps(name: str, arch: str, path: str, num_devices: int) -> dict:
   flat = jax.tree_util.tree_flatten_with_path(par.to_canonical(state))[0]
   out = {jax.tree_util.keystr(p): np.asarray(x.addressable_data(0)) for p, x in flat}
   # As the loop's evaluation does it: the eval weights of a local copy of the state (genjax.train_lib).
-  measured = quality.measure(jax.jit(family.sample, static_argnums=2), jax.jit(family.unscale),
-                             family.eval_params(par.local_copy(state)), keys.eval, config.dataset.name,
-                             config.eval.quality_samples)
+  params = jax.jit(family.eval_params, static_argnums=2)(par.local_copy(state), grandom.eval_params_key(keys.eval),
+                                                         family_lib.get(name).weights[0])
+  measured = quality.measure(jax.jit(family.sample, static_argnums=2), jax.jit(family.unscale), params, keys.eval,
+                             config.dataset.name, config.eval.quality_samples)
   return {**out, **{f"quality/{k}": np.float64(v) for k, v in measured.items()}}
 
 

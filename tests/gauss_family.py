@@ -62,7 +62,8 @@ class Gauss:
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), {
         "loss": parallel.mean_over(loss, self.axis_name)}
 
-  def eval_params(self, state: GaussState):
+  def eval_params(self, state: GaussState, key: jax.Array, weights: str = "raw"):
+    del key, weights
     return state.params
 
   def sample(self, params, key: jax.Array, n: int) -> jax.Array:

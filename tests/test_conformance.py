@@ -69,10 +69,17 @@ def test_jit_equals_no_jit_and_the_step_is_traced_once(name, arch):
   _assert_trees(jit_metrics, eager_metrics, exact=False, rtol=1e-5, atol=1e-5)
 
 
+def _eval_params(config, family, keys, weights=None):
+  """Eval params of a fresh state as the loop makes them (compiled, from the eval params key); default weights."""
+  state = jax.jit(family.init)(keys.init)
+  weights = weights or family_lib.get(config.family).weights[0]
+  return jax.jit(family.eval_params, static_argnums=2)(state, grandom.eval_params_key(keys.eval), weights)
+
+
 @pytest.mark.parametrize("name,arch", CASES, ids=IDS)
 def test_the_same_key_gives_the_same_samples_and_another_key_others(name, arch):
   config, family = _family(name, arch)
-  params = family.eval_params(jax.jit(family.init)(grandom.streams(config.seed).init))
+  params = _eval_params(config, family, grandom.streams(config.seed))
   sample = jax.jit(family.sample, static_argnums=2)
   a, b, c = (np.asarray(sample(params, jax.random.key(k), 8)) for k in (1, 1, 2))
   assert a.shape[0] == 8 and np.isfinite(a).all()
@@ -108,7 +115,7 @@ def test_stop_and_resume_ends_bitwise_equal_to_an_uninterrupted_run(name, arch, 
 def test_evaluation_does_not_depend_on_the_evaluation_batch_size(name, arch):
   config, family = _family(name, arch)
   keys = grandom.streams(config.seed)
-  params = family.eval_params(jax.jit(family.init)(keys.init))
+  params = _eval_params(config, family, keys)
   held_out = data.eval_images(config.dataset.name, 24)
   evaluate = jax.jit(family.evaluate)
   by_8 = workdir_lib.evaluate_dataset(evaluate, params, held_out, keys.eval, 8)
@@ -123,7 +130,7 @@ def test_evaluation_does_not_depend_on_the_evaluation_batch_size(name, arch):
 def test_pictures_are_written_as_png(name, arch, tmp_path):
   config, family = _family(name, arch)
   keys = grandom.streams(config.seed)
-  params = family.eval_params(jax.jit(family.init)(keys.init))
+  params = _eval_params(config, family, keys)
   held_out = data.eval_images(config.dataset.name, 32)
   sample = jax.jit(family.sample, static_argnums=2)
   files = workdir_lib.write_visuals(jax.jit(family.visuals), params, keys.sample, held_out, str(tmp_path),

@@ -247,6 +247,8 @@ CASES = {
                                           "error: --inception_weights: no file '{d}/fid.npz'; convert pytorch-fid's"
                                           " pt_inception-2015-12-05-6726825d.pth once with `python -m"
                                           " genjax.convert_inception` (README, 'FID with Inception-v3')"),
+    "sample: weights the family lacks": ("sample.py", ["--weights=ema"], None,
+                                         "error: --weights: the vae in '{w}' has no 'ema' weights; allowed: raw"),
     "sample: unknown flag": ("sample.py", ["--iwaek=5"], None, "error: --iwaek: unknown flag; did you mean --iwae_k?"),
 }
 

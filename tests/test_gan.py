@@ -1,6 +1,7 @@
-"""The GAN family: BatchNorm policy, EMA, packing, interpolation, one compile, jit == no jit."""
+"""The GAN family: BatchNorm policy, EMA and its warm-up and statistics, packing, interpolation, one compile."""
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from genjax.losses import ema
 from genjax.losses import gan as gan_losses
 from genjax.models.gan import GAN, slerp
 from genjax.nets.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -84,29 +86,94 @@ def test_d_statistics_after_a_step_are_those_of_the_real_then_the_fake_batch(dcg
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), after.d_stats, stats)
 
 
-def test_ema_after_n_steps_equals_its_closed_form():
-  """G's weights jump to a constant c; then ema_n = d^n e_0 + (1 - d^n) c."""
-  decay, n, c = 0.9, 7, 0.25
-  to_c = optax.GradientTransformation(
+def _decay(rule: str, d: float, n: int, rampup: float = 0.05) -> float:
+  """d_n of each warm-up rule, written out again in float64 (genjax.losses.ema is the code under test)."""
+  if rule == "none" or d == 0.0:
+    return d
+  if rule == "num_updates":
+    return min(d, (1 + n) / (10 + n))
+  half_life = min(math.log(0.5) / math.log(d), rampup * n)
+  return 0.5 ** (1 / half_life)
+
+
+def test_the_warm_up_rules_published_values():
+  assert float(ema.decay("num_updates", 0.999, 1)) == pytest.approx(2 / 11)  # TF: (1 + n) / (10 + n)
+  assert float(ema.decay("num_updates", 0.999, 10**5)) == pytest.approx(0.999)
+  # EDM / StyleGAN2-ADA: half-life min(ln 0.5 / ln 0.999 = 692.8, 0.05 n) updates
+  assert float(ema.decay("rampup", 0.999, 100)) == pytest.approx(0.5 ** (1 / 5), rel=1e-6)
+  assert float(ema.decay("rampup", 0.999, 10**5)) == pytest.approx(0.999, rel=1e-6)
+  assert float(ema.decay("none", 0.999, 1)) == pytest.approx(0.999)
+
+
+@pytest.mark.parametrize("rule,decay", [(r, d) for r in ema.RULES for d in (0.9, 0.999, 0.0)])
+def test_ema_after_n_steps_equals_its_closed_form(rule, decay):
+  """G's weights move by delta at every update, p_k = p_0 + k delta; then ema_n = p_0 + B_n delta with
+  B_k = d_k B_{k-1} + (1 - d_k) k, B_0 = 0 (the weights of an EMA sum to one), d_k by the rule."""
+  n, delta = 200, 0.01
+  step_by_delta = optax.GradientTransformation(
       lambda params: optax.EmptyState(),
-      lambda grads, s, params: (jax.tree.map(lambda p: c - p, params), s))
-  gan = GAN(MLPGenerator(2, (16,)), MLPDiscriminator((16,)), to_c, optax.adam(1e-3), (2,), latent_dim=2,
-            ema_decay=decay, points=True)
+      lambda grads, s, params: (jax.tree.map(lambda p: jnp.full_like(p, delta), params), s))
+  gan = GAN(MLPGenerator(2, (16,)), MLPDiscriminator((16,)), step_by_delta, optax.adam(1e-3), (2,), latent_dim=2,
+            ema_decay=decay, ema_warmup=rule, points=True)
   state = gan.init(jax.random.key(0))
-  e0 = state.ema_params
+  p0 = state.g_params
   update = jax.jit(gan.generator_update, static_argnums=1)
   for i in range(n):
     state, _ = update(state, B, jax.random.key(i))
-  expected = jax.tree.map(lambda e: decay**n * e + (1 - decay**n) * c, e0)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), state.ema_params, expected)
-  assert not tree_equal(state.ema_params, state.g_params)
+  b_n = 0.0
+  for k in range(1, n + 1):
+    d_k = _decay(rule, decay, k)
+    b_n = d_k * b_n + (1 - d_k) * k
+  lag = jax.tree.map(lambda e, p: (np.asarray(e, np.float64) - np.asarray(p, np.float64)) / delta, state.ema_params,
+                     p0)
+  for leaf in jax.tree.leaves(lag):  # B_n, in updates: 200 without EMA, less by the EMA's lag
+    np.testing.assert_allclose(leaf, b_n, atol=2e-3)
+  if decay == 0.0:
+    assert b_n == n and tree_equal(state.ema_params, state.g_params)  # no EMA: the raw weights themselves
 
 
 def test_ema_decay_zero_makes_sampling_use_the_current_weights():
   gan = tiny_mlp(ema_decay=0.0)
   state = gan.init(jax.random.key(0))
   state, _ = jax.jit(gan.train_step)(state, {"image": np.zeros((B, 2), np.float32)}, jax.random.key(1))
-  assert tree_equal(gan.eval_params(state)["params"], state.g_params)
+  assert tree_equal(gan.eval_params(state, jax.random.key(2))["params"], state.g_params)
+
+
+def _bn_inputs(gan: GAN, params, z):
+  """The inputs of each of G's BatchNorm layers, in order, in training mode (the outputs of the layer before)."""
+  _, captured = gan.generator.apply({"params": params, "batch_stats": _stats_like(gan, params)}, z, train=True,
+                                    capture_intermediates=True, mutable=["batch_stats", "intermediates"])
+  inter = captured["intermediates"]
+  names = sorted((k for k in inter if not k.startswith("BatchNorm") and k != "__call__"),
+                 key=lambda k: int(k.split("_")[-1]))
+  return [np.asarray(inter[k]["__call__"][0], np.float64) for k in names]
+
+
+def _stats_like(gan, params):
+  return gan.init(jax.random.key(0)).g_stats
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_dcgan(), lambda: tiny_mlp(g_batchnorm=True)], ids=["dcgan", "mlp"])
+def test_the_ema_generators_statistics_are_its_own_batch_statistics_on_the_given_latents(make):
+  """Standing statistics: each layer's mean and (biased) variance over the batch of the EMA weights' own activations."""
+  gan = make()
+  state = gan.init(jax.random.key(0))
+  # EMA weights apart from the raw ones, and raw running statistics that are nothing like the batch's.
+  state = state.replace(ema_params=jax.tree.map(lambda x: x * 1.3 + 0.01, state.g_params),
+                        g_stats=jax.tree.map(lambda x: x + 5.0, state.g_stats))
+  key = jax.random.key(3)
+  params = jax.jit(gan.eval_params, static_argnums=2)(state, key, "ema")
+  assert tree_equal(params["params"], state.ema_params)
+  z = gan.latents(key, gan.standing_latents)
+  inputs = _bn_inputs(gan, state.ema_params, z)
+  bn_names = sorted(params["batch_stats"], key=lambda k: int(k.split("_")[-1]))
+  assert len(inputs) == len(bn_names) + 1  # every layer but the output is normalised
+  for x, name in zip(inputs, bn_names):
+    axes = tuple(range(x.ndim - 1))
+    np.testing.assert_allclose(params["batch_stats"][name]["mean"], x.mean(axes), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(params["batch_stats"][name]["var"], x.var(axes), rtol=1e-4, atol=1e-5)
+  raw = gan.eval_params(state, key, "raw")
+  assert tree_equal(raw, {"params": state.g_params, "batch_stats": state.g_stats})
 
 
 def test_train_step_compiles_once_and_equals_the_unjitted_step():
@@ -224,13 +291,13 @@ def test_truncated_latents_lie_in_the_interval():
 def test_visuals_of_images_and_points():
   gan, state = tiny_dcgan(), None
   state = jax.jit(gan.init)(jax.random.key(0))
-  grids = jax.jit(functools.partial(gan.visuals, truncation=0.5))(gan.eval_params(state), jax.random.key(1),
-                                                                 images())
+  params = gan.eval_params(state, jax.random.key(2))
+  grids = jax.jit(functools.partial(gan.visuals, truncation=0.5))(params, jax.random.key(1), images())
   assert grids["samples"].shape == (8, 8, 28, 28, 1) and grids["samples"].dtype == jnp.uint8
   assert grids["interpolations"].shape == (8, 10, 28, 28, 1)
   assert grids["truncated_0.5"].shape == (8, 8, 28, 28, 1)
   toy = tiny_mlp()
-  assert toy.visuals(toy.eval_params(toy.init(jax.random.key(0))), jax.random.key(1), None) == {}  # the data's
+  assert toy.visuals(toy.eval_params(toy.init(jax.random.key(0)), jax.random.key(2)), jax.random.key(1), None) == {}  # the data's
 
 
 def test_generator_batchnorm_for_points_follows_the_same_policy():

@@ -9,7 +9,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from genjax import sample_lib, train_lib
+from genjax import build, data, sample_lib, train_lib
+from genjax import random as grandom
+from genjax import workdir as workdir_lib
 from genjax.errors import UserError
 from tests.helpers import restore_state, run_cli, tiny_config
 
@@ -46,16 +48,41 @@ def test_ring8_trains_resumes_and_samples_with_truncation(tmp_path):
   assert picture.shape == (2 * (256 + 4), 2 * (256 + 4), 3)
 
 
-def test_dcgan_mnist5k_grids_from_the_ema_generator(tmp_path):
+def test_dcgan_mnist5k_grids_from_the_ema_generator_and_from_the_raw_one(tmp_path):
   workdir = str(tmp_path / "dcgan")
-  train_lib.train_and_evaluate(tiny_config("dcgan_mnist5k", num_steps=2, **TINY_DCGAN), workdir)
-  sampled = sample_lib.sample_and_evaluate(workdir, truncation=0.7)
+  # Without warm-up the EMA stays near the initialisation, far from the raw weights (with it, after 2 updates
+  # the EMA is the raw weights to 1e-3).
+  config = tiny_config("dcgan_mnist5k", num_steps=2, **TINY_DCGAN, **{"gan.ema_warmup": "none"})
+  train_lib.train_and_evaluate(config, workdir)
+  sampled = sample_lib.sample_and_evaluate(workdir, truncation=0.7, quality_samples=64)  # the loop's 64
   names = sorted(os.path.basename(p) for p in sampled["files"])
   assert names == ["interpolations.png", "samples.png", "truncated_0.7.png"]
   grid = np.asarray(Image.open(os.path.join(workdir, "sample", "samples.png")))
   assert grid.shape == (2 * (8 * 30 + 2), 2 * (8 * 30 + 2)) and grid.std() > 1.0
   path = np.asarray(Image.open(os.path.join(workdir, "sample", "interpolations.png")))
   assert path.shape == (2 * (8 * 30 + 2), 2 * (10 * 30 + 2))
+
+  # --weights=raw: the raw generator's own output for the same key, beside the EMA's, and the loop's numbers.
+  raw = sample_lib.sample_and_evaluate(workdir, weights="raw", quality_samples=64)
+  assert raw["weights"] == "raw" and sampled["weights"] == "ema"
+  assert all(os.path.dirname(p) == os.path.join(workdir, "sample_raw") for p in raw["files"])
+  state = restore_state(workdir)
+  gan = build.family(config)
+  keys = grandom.streams(config.seed)
+  held_out = data.eval_images("mnist5k", config.eval.num_examples)
+  by_hand = workdir_lib.write_visuals(jax.jit(gan.visuals), {"params": state["g_params"], "batch_stats": state["g_stats"]},
+                                      keys.sample, held_out, str(tmp_path / "by_hand"))
+  for mine in by_hand:
+    np.testing.assert_array_equal(np.asarray(Image.open(mine)),
+                                  np.asarray(Image.open(os.path.join(workdir, "sample_raw", os.path.basename(mine)))))
+  assert not np.array_equal(np.asarray(Image.open(os.path.join(workdir, "sample_raw", "samples.png"))), grid)
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    last = [r for r in map(json.loads, f) if r["split"] == "eval"][-1]
+  assert {"fid", "kid", "fid_raw", "kid_raw"} <= set(last)
+  assert last["fid"] == pytest.approx(sampled["fid"], rel=1e-9) and last["fid_raw"] == pytest.approx(raw["fid"], rel=1e-9)
+  assert last["fid"] != last["fid_raw"]
+  with pytest.raises(UserError, match=r"--weights: the gan in '.*' has no 'best' weights; allowed: ema, raw"):
+    sample_lib.sample_and_evaluate(workdir, weights="best")
 
 
 def test_a_stopped_dcgan_run_resumes_to_the_same_state(tmp_path):

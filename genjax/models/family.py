@@ -47,8 +47,15 @@ class Family(Protocol):
     and 8 devices and pmap give the numbers of one device.
     """
 
-  def eval_params(self, state: State) -> Params:
-    """The parameters that sampling, evaluation and pictures use."""
+  def eval_params(self, state: State, key: jax.Array, weights: str) -> Params:
+    """The parameters that sampling, evaluation and pictures use, of `weights` (one of the spec's `weights`).
+
+    'raw' is the trained weights as they are; 'ema' their moving average,
+    where the family keeps one. `key` draws whatever the parameters need
+    beyond the state (a GAN's EMA generator takes the BatchNorm statistics of
+    its own activations on latents from it); the caller compiles it with
+    `weights` static.
+    """
 
   def sample(self, params: Params, key: jax.Array, n: int) -> jax.Array:
     """n examples in the model's range (scale's), from `key` alone."""
@@ -103,6 +110,13 @@ class FamilySpec:
       takes 1,000 importance samples there, 64 during training).
     smoke: for each architecture, overrides of configs/base.py that make a
       small model of it that trains in seconds (the conformance suite's).
+    weights: what `eval_params` can give, the default first: ('ema', 'raw')
+      for a family that keeps an EMA of its weights. The loop measures sample
+      quality of each (the default's numbers plain, the others' with the
+      suffix `_<weights>`); sample.py takes one with --weights.
+    added: fields added to the family's blocks after workdirs were written,
+      with the value those runs had ({'gan.ema_warmup': 'none'}), so that
+      their config.json still loads and resumes as it trained.
   """
 
   name: str
@@ -115,6 +129,8 @@ class FamilySpec:
   moved: dict[str, str] = dataclasses.field(default_factory=dict)
   sample_eval: dict[str, Any] = dataclasses.field(default_factory=dict)
   smoke: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+  weights: tuple[str, ...] = ("raw",)
+  added: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 _REGISTRY: dict[str, FamilySpec] = {}

@@ -48,6 +48,7 @@ from flax import struct
 from genjax import config_checks as checks
 from genjax import parallel
 from genjax import random as grandom
+from genjax.losses import ema
 from genjax.losses import gan as gan_losses
 from genjax.models import family
 from genjax.nets import dcgan as dcgan_nets
@@ -107,8 +108,14 @@ class GAN:
     gp_weight: lambda of the WGAN-GP penalty on interpolates (0: off).
     r1_gamma, r2_gamma: gamma of the R1 (real) and R2 (fake) penalties,
       added as gamma / 2 * R (0: off).
-    ema_decay: the EMA's decay d, ema <- d ema + (1 - d) params after every
-      G update; 0 makes the EMA the current weights.
+    ema_decay: the EMA's decay d: ema <- d_n ema + (1 - d_n) params after
+      G update n, d_n given by `ema_warmup`'s rule and d; 0 makes the EMA
+      the current weights.
+    ema_warmup: the rule of d_n, one of `genjax.losses.ema.RULES`: 'none'
+      (d_n = d), 'num_updates' (TensorFlow's min(d, (1 + n) / (10 + n))),
+      'rampup' (half-life at most `ema_rampup` times the updates so far).
+    ema_rampup: the ratio of the 'rampup' rule (0.05 in StyleGAN2-ADA, EDM).
+    standing_latents: latents of the EMA generator's BatchNorm statistics.
     pack: PacGAN's m, examples per discriminator input.
     points: the examples are float32 points (a 2-D mixture), used as they
       are, rather than uint8 images.
@@ -128,6 +135,9 @@ class GAN:
   r1_gamma: float = 0.0
   r2_gamma: float = 0.0
   ema_decay: float = 0.999
+  ema_warmup: str = "rampup"
+  ema_rampup: float = 0.05
+  standing_latents: int = 1024
   pack: int = 1
   points: bool = False
   axis_name: str | None = None
@@ -139,6 +149,8 @@ class GAN:
       raise ValueError(f"d_steps and pack must be >= 1, got {self.d_steps} and {self.pack}")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay: must be in [0, 1), got {self.ema_decay}")
+    if self.ema_warmup not in ema.RULES:
+      raise ValueError(f"ema_warmup: unknown {self.ema_warmup!r}; allowed: {', '.join(ema.RULES)}")
 
   # ----------------------------------------------------------------- ranges
 
@@ -191,6 +203,23 @@ class GAN:
                                                  mutable=["batch_stats"])
       return logits, updates["batch_stats"]
     return self.discriminator.apply(_variables(params, stats), packed, train=train), stats
+
+  def standing_stats(self, params, stats, key: jax.Array, n: int):
+    """G's BatchNorm statistics of its own activations on n latents from `key`, with weights `params`.
+
+    G runs in training mode on one batch of n codes, with its running
+    averages' decay set to 0, so that each layer's statistics are exactly the
+    batch's (each layer normalised by the statistics of the layers before
+    it, as training mode does), on this device alone ("standing
+    statistics", Brock et al. 2019). `stats` gives only the structure (G's
+    running statistics); {} for a generator without BatchNorm.
+    """
+    if not stats:
+      return {}
+    own = self.generator.clone(bn_momentum=0.0, axis_name=None)
+    _, updates = own.apply({"params": params, "batch_stats": stats}, self.latents(key, n), train=True,
+                           mutable=["batch_stats"])
+    return updates["batch_stats"]
 
   def init(self, key: jax.Array) -> GANState:
     """Fresh weights, statistics and optimizer states; the EMA starts at G's weights."""
@@ -279,8 +308,9 @@ class GAN:
     grads = parallel.mean_over(grads, self.axis_name)
     updates, g_opt_state = self.g_optimizer.update(grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
-    # ema <- d ema + (1 - d) params
-    ema_params = optax.incremental_update(g_params, state.ema_params, 1.0 - self.ema_decay)
+    # ema <- d_n ema + (1 - d_n) params, n the number of G updates so far (this one included)
+    decay_n = ema.decay(self.ema_warmup, self.ema_decay, state.step + 1, self.ema_rampup)
+    ema_params = ema.update(state.ema_params, g_params, decay_n)
     new_state = state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, g_opt_state=g_opt_state,
                               ema_params=ema_params)
     return new_state, {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
@@ -300,9 +330,21 @@ class GAN:
     metrics.update(g_metrics, loss=metrics["d_loss"] + g_metrics["g_loss"])
     return state, parallel.mean_over(metrics, self.axis_name)
 
-  def eval_params(self, state: GANState) -> dict:
-    """The generator that samples: EMA weights with G's running statistics."""
-    return {"params": state.ema_params, "batch_stats": state.g_stats}
+  def eval_params(self, state: GANState, key: jax.Array, weights: str = "ema") -> dict:
+    """The generator that samples: 'ema' (default) or 'raw' weights, each with statistics of its own.
+
+    'raw' is G with its running statistics. 'ema' is the EMA weights with the
+    standing statistics of their own activations on `standing_latents`
+    latents from `key` (`standing_stats`): G's running statistics belong to
+    other weights, and paired with the EMA they gave gray, mottled
+    backgrounds early in training (benchmarks/ema_gan.py measures both).
+    """
+    if weights == "raw":
+      return {"params": state.g_params, "batch_stats": state.g_stats}
+    if weights != "ema":
+      raise ValueError(f"weights: unknown {weights!r}; allowed: ema, raw")
+    return {"params": state.ema_params,
+            "batch_stats": self.standing_stats(state.ema_params, state.g_stats, key, self.standing_latents)}
 
   # -------------------------------------------------------------- sampling
 
@@ -373,6 +415,10 @@ def config_blocks() -> dict[str, ml_collections.ConfigDict]:
   g.r1_gamma = 0.0  # float >= 0: gamma of the R1 penalty on real data, added as gamma/2 * R1
   g.r2_gamma = 0.0  # float >= 0: gamma of the R2 penalty on generated data, added as gamma/2 * R2
   g.ema_decay = 0.999  # float in [0, 1): decay of the EMA of G's weights, which sampling uses (0: no EMA)
+  # How the decay ramps up (genjax.losses.ema): 'rampup' (half-life <= ema_rampup x updates so far),
+  # 'num_updates' (TensorFlow's min(decay, (1 + n) / (10 + n))) or 'none' (the decay from the first update)
+  g.ema_warmup = "rampup"
+  g.ema_rampup = 0.05  # float > 0: the 'rampup' rule's ratio (StyleGAN2-ADA's and EDM's 0.05)
   return {"model": m, "gan": g}
 
 
@@ -395,6 +441,8 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
   for field in _PENALTIES:
     checks.number(config, f"gan.{field}", ">= 0")
   checks.number(config, "gan.ema_decay", "[0, 1)")
+  checks.one_of(config, "gan.ema_warmup", ema.RULES)
+  checks.number(config, "gan.ema_rampup", "> 0")
   if points:
     checks.positive_ints(config, "model.g_hidden")
     checks.positive_ints(config, "model.d_hidden")
@@ -431,12 +479,14 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
       generator=generator, discriminator=discriminator, g_optimizer=optimizer_for(optim.learning_rate),
       d_optimizer=optimizer_for(optim.d_learning_rate or optim.learning_rate), data_shape=example_shape,
       latent_dim=model.latent_dim, loss=gan.loss, d_steps=gan.d_steps, gp_weight=gan.gp_weight,
-      r1_gamma=gan.r1_gamma, r2_gamma=gan.r2_gamma, ema_decay=gan.ema_decay, pack=model.pack,
+      r1_gamma=gan.r1_gamma, r2_gamma=gan.r2_gamma, ema_decay=gan.ema_decay,
+      ema_warmup=gan.ema_warmup, ema_rampup=gan.ema_rampup, pack=model.pack,
       points=len(example_shape) == 1, axis_name=axis_name)
 
 
 family.register(family.FamilySpec(
     name="gan", archs=ARCHS, config_blocks=config_blocks, validate_config=validate_config, from_config=from_config,
+    weights=("ema", "raw"), added={"gan.ema_warmup": "none", "gan.ema_rampup": 0.05},
     smoke={"dcgan": {"model.arch": "dcgan", "model.g_width": 4, "model.d_width": 4, "model.latent_dim": 8},
            "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.latent_dim": 2, "model.g_hidden": (16, 16),
                    "model.d_hidden": (16, 16)}}))

@@ -169,8 +169,9 @@ class VAE:
     metrics["grad_norm"] = optax.tree.norm(grads)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-  def eval_params(self, state: VAEState):
-    """The parameters that sampling and evaluation use."""
+  def eval_params(self, state: VAEState, key: jax.Array, weights: str = "raw"):
+    """The parameters that sampling and evaluation use: the trained ones (a VAE keeps no EMA; no key needed)."""
+    del key, weights
     return state.params
 
   # -------------------------------------------------------------- sampling

@@ -52,9 +52,10 @@ def num_stride2_layers(size: int) -> int:
   return n
 
 
-def batch_norm(train: bool, axis_name: str | None = None, scale_init=bn_scale_init) -> nn.BatchNorm:
+def batch_norm(train: bool, axis_name: str | None = None, scale_init=bn_scale_init,
+               momentum: float = BN_MOMENTUM) -> nn.BatchNorm:
   """BatchNorm with the DCGAN settings; statistics over the devices of `axis_name` too (pmap)."""
-  return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=BN_EPSILON,
                       scale_init=scale_init, axis_name=axis_name)
 
 
@@ -66,12 +67,15 @@ class DCGANGenerator(nn.Module):
     width: ngf, the channels of the last hidden layer; earlier layers double it.
     axis_name: pmap's device axis, over which BatchNorm averages; None under jit.
     conv_impl: how the transposed convolutions run (genjax.nets.layers.IMPLS).
+    bn_momentum: Flax's decay of the running statistics in training mode; 0 makes them the batch's own
+      (the EMA generator's statistics, genjax.models.gan).
   """
 
   image_shape: Sequence[int]
   width: int = 64
   axis_name: str | None = None
   conv_impl: str = "auto"
+  bn_momentum: float = BN_MOMENTUM
 
   @nn.compact
   def __call__(self, z_BxZ: jax.Array, train: bool = True) -> jax.Array:
@@ -82,11 +86,11 @@ class DCGANGenerator(nn.Module):
     # Project to base x base with a VALID transposed conv, as the example's first layer.
     h = layers.ConvTranspose(self.width * 2**(n - 1), (base, base), padding="VALID", use_bias=False,
                              kernel_init=conv_init, impl=self.conv_impl)(h)
-    h = nn.relu(batch_norm(train, self.axis_name)(h))
+    h = nn.relu(batch_norm(train, self.axis_name, momentum=self.bn_momentum)(h))
     for i in range(n - 1):
       h = layers.ConvTranspose(self.width * 2**(n - 2 - i), (4, 4), strides=(2, 2), padding=_TCONV_PAD,
                                use_bias=False, kernel_init=conv_init, impl=self.conv_impl)(h)
-      h = nn.relu(batch_norm(train, self.axis_name)(h))
+      h = nn.relu(batch_norm(train, self.axis_name, momentum=self.bn_momentum)(h))
     h = layers.ConvTranspose(channels, (4, 4), strides=(2, 2), padding=_TCONV_PAD, use_bias=False,
                              kernel_init=conv_init, impl=self.conv_impl)(h)
     return jnp.tanh(h)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from genjax.nets.dcgan import batch_norm
+from genjax.nets.dcgan import BN_MOMENTUM, batch_norm
 
 
 class MLPGenerator(nn.Module):
@@ -21,12 +21,14 @@ class MLPGenerator(nn.Module):
     hidden: widths of the hidden layers.
     batchnorm: BatchNorm after every hidden layer (PacGAN's generator has it).
     axis_name: pmap's device axis, over which BatchNorm averages; None under jit.
+    bn_momentum: Flax's decay of the running statistics in training mode; 0 makes them the batch's own.
   """
 
   out_dim: int
   hidden: Sequence[int] = (256, 256, 256)
   batchnorm: bool = False
   axis_name: str | None = None
+  bn_momentum: float = BN_MOMENTUM
 
   @nn.compact
   def __call__(self, z_BxZ: jax.Array, train: bool = True) -> jax.Array:
@@ -34,7 +36,7 @@ class MLPGenerator(nn.Module):
     for width in self.hidden:
       h = nn.Dense(width, use_bias=not self.batchnorm)(h)
       if self.batchnorm:
-        h = batch_norm(train, self.axis_name, scale_init=nn.initializers.ones)(h)
+        h = batch_norm(train, self.axis_name, scale_init=nn.initializers.ones, momentum=self.bn_momentum)(h)
       h = nn.relu(h)
     return nn.Dense(self.out_dim)(h)
 
