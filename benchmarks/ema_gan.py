@@ -84,7 +84,7 @@ def main(argv):
   trained = 0.0
   for step in range(1, _STEPS.value + 1):
     t = time.perf_counter()
-    state, _ = step_fn(state, next(batches), grandom.step_key(keys.train, step))
+    state, _ = step_fn(state, next(batches), grandom.step_key(keys.train, step - 1))  # as the loop: fold_in(train, s - 1)
     for i, rule in enumerate(_RULES.value):
       emas[rule] = update_ema(emas[rule], state.g_params, step, i)
       if "ema_stats" in _STATS.value:

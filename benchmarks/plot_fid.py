@@ -30,7 +30,7 @@ def main():
   args = parser.parse_args()
   fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=120, sharey=True)
   for run in args.runs:
-    label, spec = run.split("=", 1)
+    label, spec = run.rsplit("=", 1)  # the last "=": labels may hold one
     workdir, _, metric = spec.partition("@")
     metric = metric or "fid"
     with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:

@@ -15,7 +15,6 @@ the prefix in its published name, reads it without unpickling code
 named arrays (no pickle).
 """
 
-import hashlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,14 +26,6 @@ from genjax import cli  # noqa: E402
 PUBLISHED_SHA256_PREFIX = "6726825d"
 
 
-def sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def convert(pth: str, out: str, allow_other_weights: bool = False) -> str:
   """Writes `out` from the .pth at `pth`; returns the sha256 of `pth`. UserError for a file it cannot take."""
   from genjax.errors import UserError  # pylint: disable=g-import-not-at-top
@@ -42,7 +33,7 @@ def convert(pth: str, out: str, allow_other_weights: bool = False) -> str:
 
   if not os.path.isfile(pth):
     raise UserError(f"--pth: no file {pth!r}; download {features.INCEPTION_SOURCE_URL} on a machine with network")
-  digest = sha256(pth)
+  digest = features.sha256(pth)
   if not digest.startswith(PUBLISHED_SHA256_PREFIX) and not allow_other_weights:
     raise UserError(f"--pth: {pth!r} has sha256 {digest[:12]}..., not pytorch-fid's published"
                     f" {PUBLISHED_SHA256_PREFIX}...; its FID would not compare with published numbers"
@@ -72,7 +63,8 @@ def main(argv):
   with cli.user_errors_exit():
     digest = convert(args.pth, args.out, args.allow_other_weights)
   print(f"read {args.pth} (sha256 {digest[:12]}...)")
-  print(f"wrote {args.out} (sha256 {sha256(args.out)[:12]}...): pass it as --config.eval.inception_weights"
+  from genjax.metrics import features  # pylint: disable=g-import-not-at-top
+  print(f"wrote {args.out} (sha256 {features.sha256(args.out)[:12]}...): pass it as --config.eval.inception_weights"
         " to train.py or --inception_weights to sample.py")
 
 

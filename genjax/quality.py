@@ -23,7 +23,6 @@ The protocol, the same in the loop and in sample.py:
 
 import dataclasses
 import functools
-import hashlib
 import os
 from typing import Any, Callable
 
@@ -60,11 +59,7 @@ def cache_dir() -> str:
 
 @functools.cache
 def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
+  return features.sha256(path)
 
 
 def check_inception_weights(path: str | None, what: str) -> None:

@@ -86,7 +86,7 @@ def test_d_statistics_after_a_step_are_those_of_the_real_then_the_fake_batch(dcg
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), after.d_stats, stats)
 
 
-def _decay(rule: str, d: float, n: int, rampup: float = 0.05) -> float:
+def _decay(rule: str, d: float, n: int, rampup: float) -> float:
   """d_n of each warm-up rule, written out again in float64 (genjax.losses.ema is the code under test)."""
   if rule == "none" or d == 0.0:
     return d
@@ -122,7 +122,7 @@ def test_ema_after_n_steps_equals_its_closed_form(rule, decay):
     state, _ = update(state, B, jax.random.key(i))
   b_n = 0.0
   for k in range(1, n + 1):
-    d_k = _decay(rule, decay, k)
+    d_k = _decay(rule, decay, k, gan.ema_rampup)
     b_n = d_k * b_n + (1 - d_k) * k
   lag = jax.tree.map(lambda e, p: (np.asarray(e, np.float64) - np.asarray(p, np.float64)) / delta, state.ema_params,
                      p0)

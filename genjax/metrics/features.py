@@ -7,6 +7,7 @@ Images go in as uint8, generated ones quantised like real ones.
 """
 
 import functools
+import hashlib
 import os
 
 import jax
@@ -16,6 +17,15 @@ from genjax.nets import classifier, inception
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 SHIPPED = {"mnist5k": os.path.join(WEIGHTS_DIR, "mnist5k_classifier.npz")}
+
+
+def sha256(path: str) -> str:
+  """The hex sha256 of a file (weights files name their caches and are checked against published hashes)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
 
 
 def save_params(path: str, params) -> None:
