@@ -3,8 +3,10 @@
 Writes DIR/sample/*.png from the run's fixed sample key and DIR/sample/eval.json:
   VAE: samples, reconstructions, interpolations; prints the held-out negative
        ELBO and IWAE NLL (--iwae_k samples).
-  GAN: samples and spherical interpolations of the EMA generator, and with
-       --truncation=T a grid from the prior truncated to [-T, T].
+  GAN: samples and spherical interpolations of the EMA generator (with
+       BatchNorm statistics of its own), or with --weights=raw of the raw
+       generator (into DIR/sample_raw), and with --truncation=T a grid from
+       the prior truncated to [-T, T].
   On a 2-D mixture (any family that samples points): a scatter picture and
   the mode coverage of 2,500 samples.
 """

@@ -112,6 +112,20 @@ def test_stop_and_resume_ends_bitwise_equal_to_an_uninterrupted_run(name, arch, 
 
 
 @pytest.mark.parametrize("name,arch", CASES, ids=IDS)
+def test_every_weights_the_family_names_gives_params_that_sample(name, arch):
+  """Each of the spec's weights (the default first) gives the same params for the same key, and finite samples."""
+  config, family = _family(name, arch)
+  keys = grandom.streams(config.seed)
+  weights = family_lib.get(name).weights
+  assert weights and len(set(weights)) == len(weights)
+  sample = jax.jit(family.sample, static_argnums=2)
+  for w in weights:
+    params = _eval_params(config, family, keys, w)
+    _assert_trees(params, _eval_params(config, family, keys, w), exact=True)
+    assert np.isfinite(np.asarray(sample(params, jax.random.key(1), 8))).all(), w
+
+
+@pytest.mark.parametrize("name,arch", CASES, ids=IDS)
 def test_evaluation_does_not_depend_on_the_evaluation_batch_size(name, arch):
   config, family = _family(name, arch)
   keys = grandom.streams(config.seed)
