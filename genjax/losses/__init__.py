@@ -11,7 +11,9 @@ return the batch mean, the quantity each paper writes as an expectation.
 from genjax.losses import gan
 from genjax.losses.gan import LOSSES as GAN_LOSSES
 
+from genjax.losses import diffusion
 from genjax.losses import distributions
+from genjax.losses import ema
 from genjax.losses.distributions import bernoulli_log_prob
 from genjax.losses.distributions import gaussian_log_prob
 from genjax.losses.distributions import kl_normal

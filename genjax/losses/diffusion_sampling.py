@@ -1,0 +1,116 @@
+"""Diffusion samplers, each one compiled loop (`lax.scan`) over its steps: ancestral (DDPM), DDIM with eta, and
+EDM's Heun sampler with optional churn.
+
+Every sampler takes a denoiser that predicts the data, `denoise(z, alpha, sigma) -> x_hat` for the VP
+samplers (genjax.losses.diffusion converts eps- and v-predictions), and `D(x, sigma) -> x_hat` in EDM's
+form (x = data + sigma n) for Heun; `edm_denoiser_from_vp` turns the first into the second. Steps are the
+schedule's (alpha_i, sigma_i), i = 0..N-1, noisiest last; a respaced sampler passes any subsequence of a
+schedule (Nichol & Dhariwal 2021), and the step from i to i - 1 is the exact Gaussian q(z_{i-1} | z_i, x) of
+genjax.losses.diffusion.posterior whatever the gap. Scalars such as eta and the churn are arrays, so
+changing them does not recompile.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from genjax.losses import diffusion as dm
+
+
+def _steps(alphas, sigmas):
+  """(alpha_t, sigma_t, alpha_s, sigma_s) of every step, noisiest first; s of the last step is the data (1, 0)."""
+  alphas, sigmas = jnp.asarray(alphas, jnp.float32), jnp.asarray(sigmas, jnp.float32)
+  alpha_s = jnp.concatenate([jnp.ones((1,), jnp.float32), alphas[:-1]])
+  sigma_s = jnp.concatenate([jnp.zeros((1,), jnp.float32), sigmas[:-1]])
+  return alphas[::-1], sigmas[::-1], alpha_s[::-1], sigma_s[::-1]
+
+
+def ddim_sample(denoise, z_T, alphas, sigmas, key: jax.Array, eta=0.0):
+  """DDIM (Song et al. 2021) from z_T down the steps: z_s = alpha_s x_hat + sqrt(sigma_s^2 - c^2) eps_hat + c n,
+  with c^2 = eta^2 Var q(z_s | z_t, x) (eta = 0: deterministic; eta = 1: the ancestral sampler's
+  distribution). The step to the data returns x_hat."""
+  eta = jnp.asarray(eta, jnp.float32)
+
+  def step(z, inputs):
+    alpha_t, sigma_t, alpha_s, sigma_s, k = inputs
+    x_hat = denoise(z, alpha_t, sigma_t)
+    eps_hat = dm.eps_from_x(z, x_hat, alpha_t, sigma_t)
+    _, var = dm.posterior(x_hat, z, alpha_s, sigma_s, alpha_t, sigma_t)
+    c2 = jnp.minimum(eta**2 * var, sigma_s**2)
+    z_s = alpha_s * x_hat + jnp.sqrt(sigma_s**2 - c2) * eps_hat + jnp.sqrt(c2) * jax.random.normal(k, z.shape)
+    return jnp.where(sigma_s > 0, z_s, x_hat), None
+
+  steps = _steps(alphas, sigmas)
+  keys = jax.random.split(key, steps[0].shape[0])
+  z, _ = jax.lax.scan(step, z_T, (*steps, keys))
+  return z
+
+
+def ancestral_sample(denoise, z_T, alphas, sigmas, key: jax.Array):
+  """DDPM's ancestral sampler (Ho et al. 2020): z_s ~ q(z_s | z_t, x = x_hat) with its posterior variance
+  ("fixed small"); the step to the data returns x_hat."""
+
+  def step(z, inputs):
+    alpha_t, sigma_t, alpha_s, sigma_s, k = inputs
+    x_hat = denoise(z, alpha_t, sigma_t)
+    mean, var = dm.posterior(x_hat, z, alpha_s, sigma_s, alpha_t, sigma_t)
+    z_s = mean + jnp.sqrt(var) * jax.random.normal(k, z.shape)
+    return jnp.where(sigma_s > 0, z_s, x_hat), None
+
+  steps = _steps(alphas, sigmas)
+  keys = jax.random.split(key, steps[0].shape[0])
+  z, _ = jax.lax.scan(step, z_T, (*steps, keys))
+  return z
+
+
+def ddim_encode(denoise, x, alphas, sigmas):
+  """DDIM's deterministic encoder (eta = 0 run upwards): x -> z_T, which `ddim_sample(eta=0)` decodes back.
+
+  Each step keeps the predicted (x_hat, eps_hat) of its start and moves them to the next level; the first
+  step, from the data, takes eps_hat from the denoiser at the first level with z = alpha_1 x.
+  """
+  alphas, sigmas = jnp.asarray(alphas, jnp.float32), jnp.asarray(sigmas, jnp.float32)
+  probe = alphas[0] * x
+  eps0 = dm.eps_from_x(probe, denoise(probe, alphas[0], sigmas[0]), alphas[0], sigmas[0])
+
+  def step(z, inputs):
+    alpha_s, sigma_s, alpha_t, sigma_t = inputs
+    x_hat = denoise(z, alpha_s, sigma_s)
+    return alpha_t * x_hat + sigma_t * dm.eps_from_x(z, x_hat, alpha_s, sigma_s), None
+
+  z, _ = jax.lax.scan(step, alphas[0] * x + sigmas[0] * eps0, (alphas[:-1], sigmas[:-1], alphas[1:], sigmas[1:]))
+  return z
+
+
+def edm_denoiser_from_vp(denoise):
+  """D(x, sigma) of EDM's form from a VP denoiser: x = data + sigma n is z / alpha with alpha = 1 / sqrt(1 +
+  sigma^2), sigma_vp = sigma alpha (Karras et al. 2022, section 2 and appendix C)."""
+  def d(x, sigma):
+    alpha = 1.0 / jnp.sqrt(1.0 + sigma**2)
+    return denoise(alpha * x, alpha, sigma * alpha)
+  return d
+
+
+def heun_sample(d, x_T, sigmas, key: jax.Array, s_churn=0.0, s_tmin=0.0, s_tmax=float("inf"), s_noise=1.0):
+  """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2) with Heun's second-order correction, from
+  x_T ~ N(0, sigma_0^2) (sigmas decreasing, e.g. `edm_sigmas`) to sigma = 0. s_churn = 0 is the deterministic
+  Algorithm 1: N - 1 Heun steps and a last Euler step, 2N - 1 denoiser calls."""
+  sigmas = jnp.asarray(sigmas, jnp.float32)
+  n = sigmas.shape[0]
+  s_churn, s_noise = jnp.asarray(s_churn, jnp.float32), jnp.asarray(s_noise, jnp.float32)
+  gamma_max = jnp.minimum(s_churn / n, jnp.sqrt(2.0) - 1.0)
+  sigma_next = jnp.concatenate([sigmas[1:], jnp.zeros((1,), jnp.float32)])
+
+  def step(x, inputs):
+    sigma, nxt, k = inputs
+    gamma = jnp.where((sigma >= s_tmin) & (sigma <= s_tmax), gamma_max, 0.0)
+    sigma_hat = sigma * (1.0 + gamma)
+    x_hat = x + jnp.sqrt(jnp.maximum(sigma_hat**2 - sigma**2, 0.0)) * s_noise * jax.random.normal(k, x.shape)
+    slope = (x_hat - d(x_hat, sigma_hat)) / sigma_hat
+    x_next = x_hat + (nxt - sigma_hat) * slope
+    safe = jnp.maximum(nxt, 1e-12)
+    slope_next = (x_next - d(x_next, safe)) / safe
+    corrected = x_hat + (nxt - sigma_hat) * 0.5 * (slope + slope_next)
+    return jnp.where(nxt > 0, corrected, x_next), None
+
+  x, _ = jax.lax.scan(step, x_T, (sigmas, sigma_next, jax.random.split(key, n)))
+  return x
