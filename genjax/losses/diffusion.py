@@ -190,3 +190,33 @@ def discretized_gaussian_log_likelihood(x, mean, log_scale, bins: int = 256):
 
 def nats_to_bits_per_dim(nats, dims: int):
   return nats / (dims * jnp.log(2.0))
+
+
+def diffusion_kl_terms(denoise, x, alphas, sigmas, key: jax.Array):
+  """sum_{i=2..N} KL(q(z_{i-1} | z_i, x) || p(z_{i-1} | z_i)) per example, nats: the bound's L_1..L_{N-1}.
+
+  p(z_{i-1} | z_i) is q's posterior with x replaced by x_hat = denoise(z_i, alpha_i, sigma_i) and the same
+  variance ("fixed small"), so each term is c_i^2 |x - x_hat|^2 / (2 var_i) with c_i = alpha_{i-1}
+  sigma_{i|i-1}^2 / sigma_i^2. z_i ~ q(z_i | x) is drawn once per level from `fold_in(key, i)`: an unbiased
+  estimate of the sum of expectations. The levels run in one `lax.scan`.
+
+  With the exact denoiser the sum is a Riemann sum of (1/2) int mmse(snr) dsnr = I(x; z_1) - I(x; z_N)
+  (the I-MMSE relation, Guo et al. 2005) taken at each step's noisier end, so it exceeds that integral by
+  about a quarter of sum (delta snr)(delta mmse): small where log-SNR moves little per step. The linear
+  schedule's first steps halve the SNR each, which leaves about a nat at any number of steps.
+  """
+  alphas, sigmas = jnp.asarray(alphas, jnp.float32), jnp.asarray(sigmas, jnp.float32)
+
+  def term(total, inputs):
+    i, alpha_s, sigma_s, alpha_t, sigma_t = inputs
+    z_t = diffuse(x, alpha_t, sigma_t, jax.random.normal(jax.random.fold_in(key, i), x.shape))
+    _, var_ts = transition(alpha_s, sigma_s, alpha_t, sigma_t)
+    coef = alpha_s * var_ts / sigma_t**2
+    var = var_ts * sigma_s**2 / sigma_t**2
+    sq = jnp.square(x - denoise(z_t, alpha_t, sigma_t))
+    return total + 0.5 * coef**2 / var * jnp.sum(sq.reshape(x.shape[0], -1), axis=-1), None
+
+  levels = jnp.arange(1, alphas.shape[0])
+  total, _ = jax.lax.scan(term, jnp.zeros((x.shape[0],), jnp.float32),
+                          (levels, alphas[:-1], sigmas[:-1], alphas[1:], sigmas[1:]))
+  return total
