@@ -8,6 +8,7 @@ import os
 import platform
 import re
 import sys
+import logging as std_logging
 import traceback
 from typing import NoReturn
 
@@ -224,6 +225,18 @@ def _keep_log_record(record) -> bool:
       "_", " ")
 
 
+def _not_an_unretrieved_read(record) -> bool:
+  """False for asyncio's report of a task or future whose exception nobody retrieved.
+
+  After a failed restore (the corrupt-checkpoint error, already printed as one line), orbax's other reads
+  of the same checkpoint fail too; when their tasks are garbage collected, asyncio logs each one with a
+  traceback ("Task exception was never retrieved"), now and then before the process exits.
+  """
+  message = str(record.msg)
+  return not (message.startswith("Task exception was never retrieved")
+              or message.startswith("Future exception was never retrieved"))
+
+
 def run(main) -> None:
   """absl's app.run, with the process set up (set_up_process), INFO logs on stderr (progress lines) and
   every error a user can cause as one line with exit status 2 (flags included)."""
@@ -234,6 +247,7 @@ def run(main) -> None:
     logging.get_absl_handler().addFilter(_keep_log_record)
     return main(argv)
   sys.unraisablehook = _without_closed_event_loop(sys.unraisablehook)
+  std_logging.getLogger("asyncio").addFilter(_not_an_unretrieved_read)
   app.run(_main, flags_parser=_parse_flags)
 
 

@@ -368,3 +368,41 @@ def test_config_json_is_written_atomically(tmp_path):
   workdir_lib.save_config(str(tmp_path), tiny_config())
   assert sorted(os.listdir(tmp_path)) == ["config.json"]  # no temporary file left behind
   assert workdir_lib.load_config(str(tmp_path)).model.arch == "conv"
+
+
+def test_asyncios_reports_of_unretrieved_failed_reads_are_dropped_and_only_they(caplog):
+  """After a corrupt checkpoint's one-line error, orbax's other failed reads may be garbage collected and
+  reported by asyncio with a traceback each; the CLIs drop exactly those reports."""
+  import asyncio  # pylint: disable=g-import-not-at-top
+  import gc  # pylint: disable=g-import-not-at-top
+  import logging  # pylint: disable=g-import-not-at-top
+
+  from genjax import cli  # pylint: disable=g-import-not-at-top
+
+  def unretrieved_failure():
+    loop = asyncio.new_event_loop()
+
+    async def read():
+      raise ValueError("OUT_OF_RANGE: Error reading byte range")
+
+    task = loop.create_task(read())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    del task
+    gc.collect()
+    loop.close()
+
+  def reports():
+    return [r for r in caplog.records if r.name == "asyncio" and "never retrieved" in r.getMessage()]
+
+  with caplog.at_level(logging.ERROR, logger="asyncio"):
+    unretrieved_failure()
+    assert len(reports()) == 1  # what the CLI would print without the filter
+    caplog.clear()
+    logger = logging.getLogger("asyncio")
+    logger.addFilter(cli._not_an_unretrieved_read)  # pylint: disable=protected-access
+    try:
+      unretrieved_failure()
+      logger.error("Unclosed client session")
+    finally:
+      logger.removeFilter(cli._not_an_unretrieved_read)  # pylint: disable=protected-access
+  assert not reports() and [r.getMessage() for r in caplog.records] == ["Unclosed client session"]
