@@ -48,11 +48,6 @@ class Network:
   features: Callable[[Any, Any], jax.Array]
 
 
-def available(dataset: str, inception_weights: str | None = None) -> bool:
-  """Whether FID and the others are measured for `dataset`."""
-  return bool(inception_weights) or dataset in DIGIT_DATASETS
-
-
 def cache_dir() -> str:
   return os.environ.get("GENJAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "genjax")
 
