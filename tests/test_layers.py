@@ -175,3 +175,30 @@ def test_forward_mode_and_second_order_equal_lax(function, size, c_in, c_out):
   want, got = both(x, k, dx, dk, w)
   for name, a, b in zip(("value", "jvp", "d penalty/dx", "d penalty/dkernel"), got, want, strict=True):
     assert _relative_error(a, b) < 1e-5, name
+
+
+# `dense`'s 'fast' form is `_matmul`, whose kernel tangent has three forms (layers._kernel_tangent): narrow
+# inputs (per image), wide ones (the transposed product) and few rows per output channel (XLA's own).
+@pytest.mark.parametrize("size,k,o", [((6, 5), 32, 16), ((6, 5), 160, 24), ((2, 2), 160, 64)],
+                         ids=["narrow", "wide", "few_rows"])
+def test_dense_equals_the_plain_product_values_gradients_and_tangents(size, k, o):
+  rng = np.random.default_rng(3)
+  x = rng.standard_normal((2, *size, k), np.float32)
+  kernel = rng.standard_normal((k, o), np.float32)
+  cotangent = rng.standard_normal((2, *size, o), np.float32)
+  dx, dk = rng.standard_normal(x.shape, np.float32), rng.standard_normal(kernel.shape, np.float32)
+
+  @jax.jit
+  def both(x, kernel):
+    results = []
+    for impl in ("xla", "fast"):
+      f = lambda x, k, impl=impl: layers.dense(x, k, impl=impl)  # noqa: E731
+      y, vjp = jax.vjp(f, x, kernel)
+      results.append((y, *vjp(cotangent), jax.jvp(f, (x, kernel), (dx, dk))[1]))
+    return results
+
+  want, got = both(x, kernel)
+  want_plain = np.einsum("bhwk,ko->bhwo", x.astype(np.float64), kernel.astype(np.float64))
+  assert _relative_error(want[0], want_plain) < 1e-5  # 'xla' is the product itself
+  for name, a, b in zip(("value", "d/dx", "d/dkernel", "jvp"), got, want, strict=True):
+    assert _relative_error(a, b) < 1e-5, name

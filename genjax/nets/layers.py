@@ -28,6 +28,9 @@ computed:
   H100: XLA's ops (cuDNN) make the DCGAN step 1-6% faster than 'fast' and
   compile sooner; 'fast' makes the small conv VAE step 17-23% faster.
 
+`dense` is a 1x1 convolution (a product over the channels) with the same two
+forms; 'fast' gives it `_matmul`'s kernel gradient.
+
 The functions `conv` and `conv_transpose` are the pure parts: NHWC inputs, HWIO
 kernels, paddings as Flax and `lax` take them ('SAME', 'VALID' or explicit
 (low, high) pairs per spatial dimension, with `lax.conv_transpose`'s meaning
@@ -196,6 +199,20 @@ def _conv1(x: jax.Array, kernel: jax.Array, pads, precision) -> jax.Array:
   """
   k_h, k_w, c_in, c_out = kernel.shape
   return _matmul(_patches(x, k_h, k_w, pads), kernel.reshape(k_h * k_w * c_in, c_out), precision)
+
+
+def dense(x: jax.Array, kernel_KxO: jax.Array, *, impl: str = "fast", precision=None) -> jax.Array:
+  """x [B, H, W, K] @ kernel [K, O] (a 1x1 convolution, `flax.linen.Dense` on NHWC features), as `impl` says.
+
+  'xla' is the plain product. 'fast' is `_matmul`: the same values, with the kernel gradient arranged for
+  XLA:CPU's library kernels instead of a transposing copy of the input (the U-Net's 1x1 shortcuts:
+  genjax.nets.unet). Nothing else in genjax calls it, so the DCGAN and VAE compute what they did.
+  """
+  if x.ndim != 4:
+    raise ValueError(f"dense: needs NHWC inputs, got shape {x.shape}")
+  if resolve_impl(impl) == "xla":
+    return jnp.einsum("bhwk,ko->bhwo", x, kernel_KxO, precision=precision)
+  return _matmul(x, kernel_KxO, precision)
 
 
 def _compiled(function):
