@@ -12,6 +12,10 @@ and standard error over seeds, the worst seed, and the slowest seed. Writes a
 scatter plot of seed 0's samples over the mode centres (needs matplotlib) and
 the per-seed numbers as JSON.
 
+'diffusion' trains configs/diffusion_ring8.py and configs/diffusion_grid25.py
+(the diffusion family's MLP denoiser; sampling from the EMA weights) and
+scores them the same way.
+
 `--jobs=2` trains two seeds at a time, each process pinned to its own core:
 on a 2-core machine about 1.5x the throughput of one process on both
 cores, at the price of per-seed times that are single-core times.
@@ -33,7 +37,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from configs import gan_grid25, gan_ring8  # noqa: E402
+from configs import diffusion_grid25, diffusion_ring8, gan_grid25, gan_ring8  # noqa: E402
 from genjax import build, checkpoint, train_lib  # noqa: E402
 from genjax import random as grandom  # noqa: E402
 from genjax.data import toy2d  # noqa: E402
@@ -42,13 +46,14 @@ from genjax.workdir import POINT_SAMPLES  # noqa: E402
 _DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 _SEEDS = flags.DEFINE_integer("seeds", 10, "Seeds 0 .. seeds-1 of every dataset and variant.")
 _ROOT = flags.DEFINE_string("root", "/tmp/genjax_toy2d", "Scratch workdirs (emptied per run).")
-_VARIANTS = flags.DEFINE_list("variants", ["genjax", "baseline"], "Which of genjax, baseline to run.")
+_VARIANTS = flags.DEFINE_list("variants", ["genjax", "baseline"], "Which of genjax, baseline, diffusion to run.")
 _DATASETS = flags.DEFINE_list("datasets", ["ring8", "grid25"], "Which of ring8, grid25 to run.")
 _PLOT = flags.DEFINE_string("plot", os.path.join(_DOCS, "toy2d.png"), "Scatter plot PNG; empty: none.")
 _JOBS = flags.DEFINE_integer("jobs", 1, "Seeds trained at once, each process pinned to one core (1: in this process).")
 _JSON = flags.DEFINE_string("json", os.path.join(_DOCS, "toy2d.json"), "Per-seed numbers; empty: none.")
 
 CONFIGS = {"ring8": gan_ring8, "grid25": gan_grid25}
+DIFFUSION_CONFIGS = {"ring8": diffusion_ring8, "grid25": diffusion_grid25}
 # The plain GAN of Goodfellow et al. with the DCGAN optimizer, on the same nets, batch and steps.
 BASELINE = {"gan.loss": "non_saturating", "gan.r1_gamma": 0.0, "gan.ema_decay": 0.0, "optim.schedule": "constant",
             "optim.learning_rate": 2e-4, "optim.b1": 0.5, "optim.b2": 0.999}
@@ -60,7 +65,7 @@ PUBLISHED = [  # (name, ring modes, ring %HQ, ring rev-KL, grid modes, grid %HQ,
 
 
 def make_config(dataset: str, variant: str, seed: int):
-  config = CONFIGS[dataset].get_config()
+  config = (DIFFUSION_CONFIGS if variant == "diffusion" else CONFIGS)[dataset].get_config()
   config.seed = seed
   config.eval_every = config.num_steps  # evaluate once, at the end
   if variant == "baseline":

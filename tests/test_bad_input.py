@@ -13,7 +13,7 @@ from tests.helpers import TINY, run_cli, tiny_config
 # `build.validate`, which runs before data loading and compilation.
 BAD_CONFIGS = [
     ({"dataset.name": "imagenet"}, "dataset.name: unknown 'imagenet'; allowed: mnist5k, mnist"),
-    ({"family": "diffusion"}, "family: unknown 'diffusion'; allowed: vae, gan"),
+    ({"family": "pixelcnn"}, "family: unknown 'pixelcnn'; allowed: vae, gan, diffusion"),
     ({"model.arch": "resnet"}, "model.arch: unknown 'resnet'; allowed: conv, mlp"),
     ({"model.conv_widths": (8, 16, 32)}, "model.conv_widths: 3 stride-2 layers cannot produce the 28x28 images"
                                          " of dataset 'mnist5k'; allowed: 1 to 2 layers"),

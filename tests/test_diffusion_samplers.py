@@ -173,3 +173,27 @@ def test_the_bound_is_above_the_exact_nll_and_approaches_it_with_more_steps():
   gaps = [float(_vlb(x, steps, jax.random.key(4)).mean()) - nll for steps in (10, 100, 1000)]
   assert gaps[0] > gaps[1] > gaps[2] > 0, (gaps, nll)
   assert gaps[2] < 0.3 and gaps[1] / gaps[2] > 5, gaps  # about 1 / steps
+
+
+def test_guidance_scale_is_an_array_and_moves_the_mean_as_the_affine_denoiser_says():
+  # The exact denoiser is affine in the data's mean m: m (I - alpha G) + z G. Guiding the denoiser of mean
+  # MU + DELTA against that of MU with scale s is the exact denoiser of mean MU + s DELTA, so DDIM's samples
+  # have that mean (and the same covariance), at every scale, from one compiled sampler.
+  delta = np.asarray([0.4, 0.2, -0.3], np.float32)
+
+  def shifted(z, alpha, sigma):
+    return vp_denoiser(z - alpha * delta, alpha, sigma) + delta
+
+  alphas, sigmas = respaced(100)
+  traces = []
+
+  def sample(z, scale):
+    traces.append(1)
+    return ds.ddim_sample(ds.guided(shifted, vp_denoiser, scale), z, alphas, sigmas, jax.random.key(0))
+
+  f = jax.jit(sample)
+  for scale in (0.0, 1.0, 2.5):
+    x = np.asarray(f(_prior(), jnp.float32(scale)), np.float64)
+    se = np.sqrt(np.diag(SIGMA) / x.shape[0])
+    assert np.all(np.abs(x.mean(0) - (MU + scale * delta)) <= 5 * se + 2e-3), (scale, x.mean(0))
+  assert len(traces) == 1

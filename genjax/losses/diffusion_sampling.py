@@ -8,6 +8,10 @@ schedule's (alpha_i, sigma_i), i = 0..N-1, noisiest last; a respaced sampler pas
 schedule (Nichol & Dhariwal 2021), and the step from i to i - 1 is the exact Gaussian q(z_{i-1} | z_i, x) of
 genjax.losses.diffusion.posterior whatever the gap. Scalars such as eta and the churn are arrays, so
 changing them does not recompile.
+
+With `path=True` a sampler also returns its path: the state after every step and the denoiser's prediction
+of the data at every step, stacked on a leading axis of steps (noisiest first), for pictures of the
+denoising trajectory.
 """
 
 import jax
@@ -24,7 +28,13 @@ def _steps(alphas, sigmas):
   return alphas[::-1], sigmas[::-1], alpha_s[::-1], sigma_s[::-1]
 
 
-def ddim_sample(denoise, z_T, alphas, sigmas, key: jax.Array, eta=0.0):
+def _run(step, z_T, alphas, sigmas, key, path):
+  steps = _steps(alphas, sigmas)
+  z, trajectory = jax.lax.scan(step, z_T, (*steps, jax.random.split(key, steps[0].shape[0])))
+  return (z, trajectory) if path else z
+
+
+def ddim_sample(denoise, z_T, alphas, sigmas, key: jax.Array, eta=0.0, path: bool = False):
   """DDIM (Song et al. 2021) from z_T down the steps: z_s = alpha_s x_hat + sqrt(sigma_s^2 - c^2) eps_hat + c n,
   with c^2 = eta^2 Var q(z_s | z_t, x) (eta = 0: deterministic; eta = 1: the ancestral sampler's
   distribution). The step to the data returns x_hat."""
@@ -37,15 +47,13 @@ def ddim_sample(denoise, z_T, alphas, sigmas, key: jax.Array, eta=0.0):
     _, var = dm.posterior(x_hat, z, alpha_s, sigma_s, alpha_t, sigma_t)
     c2 = jnp.minimum(eta**2 * var, sigma_s**2)
     z_s = alpha_s * x_hat + jnp.sqrt(sigma_s**2 - c2) * eps_hat + jnp.sqrt(c2) * jax.random.normal(k, z.shape)
-    return jnp.where(sigma_s > 0, z_s, x_hat), None
+    z_s = jnp.where(sigma_s > 0, z_s, x_hat)
+    return z_s, ((z_s, x_hat) if path else None)
 
-  steps = _steps(alphas, sigmas)
-  keys = jax.random.split(key, steps[0].shape[0])
-  z, _ = jax.lax.scan(step, z_T, (*steps, keys))
-  return z
+  return _run(step, z_T, alphas, sigmas, key, path)
 
 
-def ancestral_sample(denoise, z_T, alphas, sigmas, key: jax.Array):
+def ancestral_sample(denoise, z_T, alphas, sigmas, key: jax.Array, path: bool = False):
   """DDPM's ancestral sampler (Ho et al. 2020): z_s ~ q(z_s | z_t, x = x_hat) with its posterior variance
   ("fixed small"); the step to the data returns x_hat."""
 
@@ -53,13 +61,10 @@ def ancestral_sample(denoise, z_T, alphas, sigmas, key: jax.Array):
     alpha_t, sigma_t, alpha_s, sigma_s, k = inputs
     x_hat = denoise(z, alpha_t, sigma_t)
     mean, var = dm.posterior(x_hat, z, alpha_s, sigma_s, alpha_t, sigma_t)
-    z_s = mean + jnp.sqrt(var) * jax.random.normal(k, z.shape)
-    return jnp.where(sigma_s > 0, z_s, x_hat), None
+    z_s = jnp.where(sigma_s > 0, mean + jnp.sqrt(var) * jax.random.normal(k, z.shape), x_hat)
+    return z_s, ((z_s, x_hat) if path else None)
 
-  steps = _steps(alphas, sigmas)
-  keys = jax.random.split(key, steps[0].shape[0])
-  z, _ = jax.lax.scan(step, z_T, (*steps, keys))
-  return z
+  return _run(step, z_T, alphas, sigmas, key, path)
 
 
 def ddim_encode(denoise, x, alphas, sigmas):
@@ -81,6 +86,21 @@ def ddim_encode(denoise, x, alphas, sigmas):
   return z
 
 
+def guided(denoise_cond, denoise_uncond, scale):
+  """Classifier-free guidance (Ho & Salimans 2022) in the data prediction: x_u + scale (x_c - x_u).
+
+  scale = 1 is the conditional denoiser, 0 the unconditional one, and scale = 1 + w is Ho & Salimans'
+  (1 + w) eps_c - w eps_u, since x_hat is affine in eps_hat at a given z. `scale` is an array (or a traced
+  scalar), so a sampler compiled once serves every scale.
+  """
+  scale = jnp.asarray(scale, jnp.float32)
+
+  def denoise(z, alpha, sigma):
+    x_u = denoise_uncond(z, alpha, sigma)
+    return x_u + scale * (denoise_cond(z, alpha, sigma) - x_u)
+  return denoise
+
+
 def edm_denoiser_from_vp(denoise):
   """D(x, sigma) of EDM's form from a VP denoiser: x = data + sigma n is z / alpha with alpha = 1 / sqrt(1 +
   sigma^2), sigma_vp = sigma alpha (Karras et al. 2022, section 2 and appendix C)."""
@@ -90,10 +110,12 @@ def edm_denoiser_from_vp(denoise):
   return d
 
 
-def heun_sample(d, x_T, sigmas, key: jax.Array, s_churn=0.0, s_tmin=0.0, s_tmax=float("inf"), s_noise=1.0):
+def heun_sample(d, x_T, sigmas, key: jax.Array, s_churn=0.0, s_tmin=0.0, s_tmax=float("inf"), s_noise=1.0,
+                path: bool = False):
   """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2) with Heun's second-order correction, from
   x_T ~ N(0, sigma_0^2) (sigmas decreasing, e.g. `edm_sigmas`) to sigma = 0. s_churn = 0 is the deterministic
-  Algorithm 1: N - 1 Heun steps and a last Euler step, 2N - 1 denoiser calls."""
+  Algorithm 1: N - 1 Heun steps and a last Euler step, 2N - 1 denoiser calls. The path's predictions are
+  each step's first denoiser output."""
   sigmas = jnp.asarray(sigmas, jnp.float32)
   n = sigmas.shape[0]
   s_churn, s_noise = jnp.asarray(s_churn, jnp.float32), jnp.asarray(s_noise, jnp.float32)
@@ -105,12 +127,14 @@ def heun_sample(d, x_T, sigmas, key: jax.Array, s_churn=0.0, s_tmin=0.0, s_tmax=
     gamma = jnp.where((sigma >= s_tmin) & (sigma <= s_tmax), gamma_max, 0.0)
     sigma_hat = sigma * (1.0 + gamma)
     x_hat = x + jnp.sqrt(jnp.maximum(sigma_hat**2 - sigma**2, 0.0)) * s_noise * jax.random.normal(k, x.shape)
-    slope = (x_hat - d(x_hat, sigma_hat)) / sigma_hat
+    denoised = d(x_hat, sigma_hat)
+    slope = (x_hat - denoised) / sigma_hat
     x_next = x_hat + (nxt - sigma_hat) * slope
     safe = jnp.maximum(nxt, 1e-12)
     slope_next = (x_next - d(x_next, safe)) / safe
     corrected = x_hat + (nxt - sigma_hat) * 0.5 * (slope + slope_next)
-    return jnp.where(nxt > 0, corrected, x_next), None
+    x_next = jnp.where(nxt > 0, corrected, x_next)
+    return x_next, ((x_next, denoised) if path else None)
 
-  x, _ = jax.lax.scan(step, x_T, (sigmas, sigma_next, jax.random.split(key, n)))
-  return x
+  x, trajectory = jax.lax.scan(step, x_T, (sigmas, sigma_next, jax.random.split(key, n)))
+  return (x, trajectory) if path else x

@@ -9,5 +9,6 @@ from genjax.models.family import Family, FamilySpec
 # Registered in this order, which error messages list: the default family first.
 from genjax.models.vae import VAE, VAEState  # isort: skip
 from genjax.models.gan import GAN, GANState  # isort: skip
+from genjax.models.diffusion import Diffusion, DiffusionState  # isort: skip
 
-__all__ = ["GAN", "GANState", "VAE", "VAEState", "Family", "FamilySpec", "family"]
+__all__ = ["Diffusion", "DiffusionState", "GAN", "GANState", "VAE", "VAEState", "Family", "FamilySpec", "family"]
