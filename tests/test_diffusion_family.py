@@ -131,3 +131,12 @@ def test_a_tiny_model_learns_its_held_out_bound_falls():
     state, _ = step(state, batch, grandom.step_key(keys.train, s))
   after = float(jnp.mean(evaluate(state.params, held_out, keys.eval)["bpd"]))
   assert after < before - 1.0, (before, after)
+
+
+@pytest.mark.parametrize("name", ["diffusion_ring8", "diffusion_grid25", "diffusion_mnist5k", "diffusion_cifar10"])
+def test_every_diffusion_config_validates_and_builds(name):
+  import importlib  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f"configs.{name}").get_config()
+  build.validate(config)
+  fam = build.family(config)
+  assert isinstance(fam, diffusion_lib.Diffusion) and fam.objective == config.diffusion.objective
