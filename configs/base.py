@@ -12,16 +12,16 @@ from genjax.models import family as family_lib
 
 
 def get_config(family: str = "vae") -> ml_collections.ConfigDict:
-  """The shared fields, and the blocks of `family` (a name in genjax.models.family's registry: 'vae', 'gan')."""
+  """The shared fields, and the blocks of `family` (a name in genjax.models.family's registry)."""
   c = ml_collections.ConfigDict()
 
-  c.family = family  # model family, fixed by the config file: 'vae' or 'gan' (get_config's argument)
+  c.family = family  # model family, fixed by the config file: 'vae', 'gan' or 'diffusion' (get_config's argument)
   c.seed = 0  # int: root of every PRNG stream (init, data, train, sample, eval)
 
   c.dataset = ml_collections.ConfigDict()
   # 'mnist5k' (embedded, offline: 4,500 train / 500 held-out real MNIST digits),
   # a TFDS name: 'mnist', 'fashion_mnist', 'binarized_mnist', 'cifar10', 'celeb_a',
-  # or a 2-D Gaussian mixture (gan only, points instead of images): 'ring8', 'grid25'.
+  # or a 2-D Gaussian mixture (gan and diffusion, points instead of images): 'ring8', 'grid25'.
   c.dataset.name = "mnist5k"
   c.dataset.data_dir = config_dict.placeholder(str)  # TFDS data directory; None: TFDS's default (~/tensorflow_datasets)
   c.dataset.download = True  # bool: let TFDS download and prepare a missing dataset

@@ -63,6 +63,24 @@ def test_the_denoiser_inverts_the_parametrisation_the_net_was_trained_on(objecti
   np.testing.assert_allclose(oracle.denoise(None, z, alpha, sigma), x, atol=1e-5)
 
 
+def test_edm_trains_on_the_levels_of_p_mean_and_p_std():
+  # EDM's training levels are ln(sigma) ~ N(p_mean, p_std^2); the net sees them as c = 250 ln(sigma).
+  _, fam = _family("mlp", **{"diffusion.objective": "edm", "diffusion.p_mean": 1.5, "diffusion.p_std": 0.5})
+  seen = []
+
+  class Recorder:
+    dropout = 0.0
+
+    def apply(self, variables, x_in, c, train):
+      del variables, train
+      seen.append(c)
+      return jnp.zeros_like(x_in)
+
+  dataclasses.replace(fam, net=Recorder()).loss(None, jnp.zeros((8192, 2)), jax.random.key(0))
+  ln_sigma = np.asarray(seen[0]) / 250.0
+  assert abs(ln_sigma.mean() - 1.5) < 0.02 and abs(ln_sigma.std() - 0.5) < 0.02, (ln_sigma.mean(), ln_sigma.std())
+
+
 def test_sampling_and_evaluation_use_the_ema_weights_and_raw_the_trained_ones():
   config, fam = _family("mlp")
   assert family_lib.get("diffusion").weights[0] == "ema"  # the loop's and sample.py's default

@@ -125,6 +125,7 @@ class Diffusion:
     churn: Heun's S_churn (0: deterministic).
     sigma_min, sigma_max, rho: EDM's levels.
     sigma_data: EDM's standard deviation of the data (0.5 for images in [-1, 1]).
+    p_mean, p_std: EDM's training levels, ln(sigma) ~ N(p_mean, p_std^2).
     clip_denoised: clip the predicted images to [-1, 1] while sampling (DDPM's code does).
     eval_steps: levels of the model whose bound `evaluate` reports.
     ema_decay, ema_warmup, ema_rampup: the EMA of the weights (`genjax.losses.ema`).
@@ -146,6 +147,8 @@ class Diffusion:
   sigma_max: float = 80.0
   rho: float = 7.0
   sigma_data: float = dm.EDM_SIGMA_DATA
+  p_mean: float = dm.EDM_P_MEAN
+  p_std: float = dm.EDM_P_STD
   clip_denoised: bool = True
   eval_steps: int = 100
   ema_decay: float = 0.9999
@@ -269,7 +272,7 @@ class Diffusion:
     keys_Bx3 = jax.vmap(lambda k: jax.random.split(k, 3))(keys_B)
     noise = jax.vmap(lambda k: jax.random.normal(k, x.shape[1:]))(keys_Bx3[:, 1])
     if not self.vp:
-      s_B = jax.vmap(lambda k: dm.edm_training_sigmas(k, 1)[0])(keys_Bx3[:, 0])
+      s_B = jax.vmap(lambda k: dm.edm_training_sigmas(k, 1, self.p_mean, self.p_std)[0])(keys_Bx3[:, 0])
       denoised = self.edm_denoise(params, x + _column(s_B, x) * noise, s_B, keys_Bx3[:, 2])
       per_example = dm.edm_loss(denoised, x, s_B, self.sigma_data)
       return jnp.mean(per_example), {"loss": jnp.mean(per_example), "mse": jnp.mean(dm.eps_mse(denoised, x))}
@@ -417,6 +420,8 @@ def config_blocks() -> dict[str, ml_collections.ConfigDict]:
   d.sigma_max = 80.0  # float > sigma_min: EDM's highest noise level
   d.rho = 7.0  # float > 0: EDM's spacing of the levels
   d.sigma_data = 0.5  # float > 0, edm: the data's standard deviation in the preconditioning (0.5: images in [-1, 1])
+  d.p_mean = -1.2  # float, edm: mean of ln(sigma) of the training levels (EDM's -1.2)
+  d.p_std = 1.2  # float > 0, edm: standard deviation of ln(sigma) of the training levels (EDM's 1.2)
   d.clip_denoised = True  # bool: clip predicted images to [-1, 1] while sampling
   d.eval_steps = 100  # int >= 2: levels of the model whose bound (bits/dim) the evaluation reports
   d.ema_decay = 0.9999  # float in [0, 1): decay of the EMA of the weights, which sampling uses (0: no EMA)
@@ -458,6 +463,8 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
                  f"diffusion.sigma_max: must exceed sigma_min={d.sigma_min}, got {d.sigma_max}")
   checks.number(config, "diffusion.rho", "> 0")
   checks.number(config, "diffusion.sigma_data", "> 0")
+  checks.number(config, "diffusion.p_mean", "any")
+  checks.number(config, "diffusion.p_std", "> 0")
   checks.boolean(config, "diffusion.clip_denoised")
   checks.number(config, "diffusion.ema_decay", "[0, 1)")
   checks.one_of(config, "diffusion.ema_warmup", ema.RULES)
@@ -498,7 +505,8 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
       net=net, optimizer=optimizer_for(config.optim.learning_rate), data_shape=example_shape,
       objective=d.objective, schedule=d.schedule, num_timesteps=d.num_timesteps, sampler=d.sampler,
       sample_steps=d.sample_steps, eta=d.eta, churn=d.churn, sigma_min=d.sigma_min, sigma_max=d.sigma_max,
-      rho=d.rho, sigma_data=d.sigma_data, clip_denoised=d.clip_denoised, eval_steps=d.eval_steps, ema_decay=d.ema_decay,
+      rho=d.rho, sigma_data=d.sigma_data, p_mean=d.p_mean, p_std=d.p_std,
+      clip_denoised=d.clip_denoised, eval_steps=d.eval_steps, ema_decay=d.ema_decay,
       ema_warmup=d.ema_warmup, ema_rampup=d.ema_rampup, points=len(example_shape) == 1, axis_name=axis_name)
 
 
