@@ -56,6 +56,7 @@ def plot(rows: list[dict], title: str, path: str) -> None:
     mine = [r for r in rows if r["sampler"] == sampler]
     ax.plot([r["nfe"] for r in mine], [r["fid"] for r in mine], marker="o", label=sampler)
   ax.set_xscale("log")
+  ax.set_yscale("log")
   ax.set_xlabel("network evaluations per sample")
   ax.set_ylabel("FID")
   ax.set_title(title, fontsize=9)
@@ -85,7 +86,7 @@ def main(argv):
   ds = config.dataset
   print(f"{_WORKDIR.value} at step {step:,} ({_WEIGHTS.value} weights); "
         f"{quality.describe(ds.name, _NUM.value, config.seed, config.eval.inception_weights)}")
-  print(f"{'sampler':10s}{'levels':>8s}{'evals':>8s}{'FID':>10s}{'KID':>10s}{'seconds':>10s}")
+  print(f"{'sampler':10s}{'levels':>8s}{'evals':>8s}{'FID':>10s}{'KID':>12s}{'seconds':>10s}")
   rows = []
   for sampler in _SAMPLERS.value:
     for steps in map(int, _STEPS.value):
@@ -96,9 +97,9 @@ def main(argv):
       row = {"sampler": sampler, "steps": steps, "nfe": evaluations(sampler, steps),
              "seconds": time.perf_counter() - t0, **{k: float(v) for k, v in result.items()}}
       rows.append(row)
-      print(f"{sampler:10s}{steps:>8d}{row['nfe']:>8d}{row['fid']:>10.2f}{row['kid']:>10.4f}{row['seconds']:>10.1f}",
+      print(f"{sampler:10s}{steps:>8d}{row['nfe']:>8d}{row['fid']:>10.2f}{row['kid']:>12.2f}{row['seconds']:>10.1f}",
             flush=True)
-  title = f"{os.path.basename(os.path.normpath(_WORKDIR.value))}, step {step:,}, {_NUM.value:,} samples"
+  title = f"{ds.name}, step {step:,}, {_WEIGHTS.value} weights, {_NUM.value:,} samples"
   if _JSON.value:
     os.makedirs(os.path.dirname(os.path.abspath(_JSON.value)), exist_ok=True)
     with open(_JSON.value, "w", encoding="utf-8") as f:
