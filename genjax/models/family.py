@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -79,6 +80,20 @@ class Family(Protocol):
 
   def unscale(self, x: jax.Array) -> jax.Array:
     """The model's range -> what is written (uint8 images)."""
+
+
+def to_signed_unit(data: jax.Array, points: bool) -> jax.Array:
+  """`scale` of a family that models [-1, 1]: uint8 0..255 -> float32 [-1, 1]; points only cast to float32."""
+  if points:
+    return data.astype(jnp.float32)
+  return data.astype(jnp.float32) / 127.5 - 1.0
+
+
+def from_signed_unit(x: jax.Array, points: bool) -> jax.Array:
+  """`unscale` of such a family: [-1, 1] -> uint8 0..255 (clipped, rounded); points unchanged."""
+  if points:
+    return x
+  return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
 
 # optimizer_for(learning_rate) -> the shared optimizer (schedule, Adam's betas, clipping) at that step size.

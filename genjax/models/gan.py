@@ -156,15 +156,11 @@ class GAN:
 
   def scale(self, data: jax.Array) -> jax.Array:
     """uint8 0..255 -> float32 [-1, 1]; points unchanged."""
-    if self.points:
-      return data.astype(jnp.float32)
-    return data.astype(jnp.float32) / 127.5 - 1.0
+    return family.to_signed_unit(data, self.points)
 
   def unscale(self, x: jax.Array) -> jax.Array:
     """[-1, 1] -> uint8 0..255 (clipped, rounded); points unchanged."""
-    if self.points:
-      return x
-    return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
+    return family.from_signed_unit(x, self.points)
 
   def pack_examples(self, x_BxD: jax.Array) -> jax.Array:
     """[B, ..., C] -> [B / pack, ..., pack * C]: consecutive examples side by side."""
