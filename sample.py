@@ -37,7 +37,7 @@ def main(argv):
   del argv  # cli.run refuses extra arguments
   with cli.user_errors_exit():
     from genjax import sample_lib  # pylint: disable=g-import-not-at-top
-    result = sample_lib.sample_and_evaluate(_WORKDIR.value, iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value,
+    result = sample_lib.sample_and_evaluate(cli.workdir_flag(_WORKDIR.value), iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value,
                                             truncation=_TRUNCATION.value, quality_samples=_QUALITY_SAMPLES.value,
                                             inception_weights=_INCEPTION_WEIGHTS.value, weights=_WEIGHTS.value)
   report = result["report"]

@@ -39,9 +39,13 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this proc
 
 def main(argv):
   del argv  # cli.run refuses extra arguments
-  config_name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
-  workdir = _WORKDIR.value or os.path.join("runs", config_name)
+  config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+  config_name = os.path.splitext(os.path.basename(config_file))[0]
   with cli.user_errors_exit():
+    workdir = cli.workdir_flag(_WORKDIR.value) or os.path.join("runs", config_name)
+    from configs import base  # pylint: disable=g-import-not-at-top
+    # A field the file sets that no config has would be saved and never read: refused as an override is.
+    cli.check_fields(_CONFIG.value, base.get_config(_CONFIG.value.family), config_file)
     from genjax import parallel, train_lib  # pylint: disable=g-import-not-at-top
     # Before anything else touches JAX: the distributed runtime must start first.
     parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, auto=_DISTRIBUTED.value)

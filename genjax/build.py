@@ -9,6 +9,7 @@ loading, so a bad field costs the user a second, not a compile.
 import math
 
 import ml_collections
+import numpy as np
 import optax
 
 from genjax import config_checks as checks
@@ -20,8 +21,13 @@ from genjax.nets import layers
 SCHEDULES = ("constant", "cosine")
 
 
+# The largest float32: every float field reaches the model as float32, where a larger number is infinite.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _non_finite_field(config, prefix: str = "") -> str | None:
-  """The first field anywhere in the config that holds a float NaN or infinity (in a tuple too), or None."""
+  """The first field anywhere in the config that holds a float NaN or infinity, in Python or in float32 (in a
+  tuple too), or None."""
   for key, value in config.items():
     name = f"{prefix}{key}"
     if isinstance(value, (dict, ml_collections.ConfigDict)):
@@ -31,6 +37,8 @@ def _non_finite_field(config, prefix: str = "") -> str | None:
     values = value if isinstance(value, (tuple, list)) else (value,)
     if any(isinstance(v, float) and not math.isfinite(v) for v in values):
       return f"{name}: must be a finite number, got {value!r}"
+    if any(isinstance(v, float) and abs(v) > FLOAT32_MAX for v in values):
+      return f"{name}: must be a finite number in float32 (at most {FLOAT32_MAX:.4g} in size), got {value!r}"
   return None
 
 
@@ -59,17 +67,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
   checks.require(data_dir is None or isinstance(data_dir, str),
                  f"dataset.data_dir: must be a directory name or None, got {data_dir!r}")
   checks.boolean(config, "dataset.download")
-  for field in ("batch_size", "num_steps", "steps_per_call", "log_every", "eval_every", "checkpoint_every",
-                "keep_checkpoints", "eval.num_examples", "eval.batch_size"):
-    checks.positive_int(config, field)
+  counts = {"batch_size": checks.MAX_BATCH_SIZE, "num_steps": checks.MAX_STEPS,
+            "steps_per_call": checks.MAX_STEPS_PER_CALL, "log_every": checks.MAX_STEPS,
+            "eval_every": checks.MAX_STEPS, "checkpoint_every": checks.MAX_STEPS,
+            "keep_checkpoints": checks.MAX_KEEP_CHECKPOINTS, "eval.num_examples": checks.MAX_NUM_EXAMPLES,
+            "eval.batch_size": checks.MAX_BATCH_SIZE}
+  for field, most in counts.items():
+    checks.positive_int(config, field, most=most)
   quality = checks.get(config, "eval.quality_samples")
   checks.require(checks.is_int(quality) and quality >= 0,
                  f"eval.quality_samples: must be an integer >= 0, got {quality!r}")
+  checks.in_range("eval.quality_samples", quality, 0, checks.MAX_QUALITY_SAMPLES)
   inception_weights = checks.get(config, "eval.inception_weights")
   checks.require(inception_weights is None or isinstance(inception_weights, str),
                  f"eval.inception_weights: must be a file name or None, got {inception_weights!r}")
   seed = checks.get(config, "seed")
   checks.require(checks.is_int(seed), f"seed: must be an integer, got {seed!r}")
+  checks.in_range("seed", seed, 0, checks.MAX_SEED)
   checks.one_of(config, "parallel", parallel.PATHS)
   checks.one_of(config, "conv_impl", layers.IMPLS)
   if checks.get(config, "num_devices") is not None:

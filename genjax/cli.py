@@ -3,6 +3,7 @@
 import contextlib
 import ctypes
 import difflib
+import errno
 import importlib.util
 import os
 import platform
@@ -16,7 +17,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from genjax.errors import NonFiniteLossError, Preempted, UserError
+from genjax.errors import DiskFullError, NonFiniteLossError, Preempted, UserError, disk_full_cause, says_disk_full
 
 
 EXIT_USER_ERROR = 2  # bad input of any kind: config, flags, workdir, data, checkpoint
@@ -32,7 +33,8 @@ def fail(message: str, status: int = EXIT_USER_ERROR) -> NoReturn:
 
 @contextlib.contextmanager
 def user_errors_exit():
-  """Bad input -> one line `error: ...` and exit 2; a diverged run -> 1; a stop request -> 0, Ctrl-C -> 130."""
+  """Bad input or a full disk -> one line `error: ...` and exit 2; a diverged run -> 1; a stop request -> 0,
+  Ctrl-C -> 130."""
   from genjax.data import DatasetUnavailableError  # pylint: disable=g-import-not-at-top
   try:
     yield
@@ -47,20 +49,43 @@ def user_errors_exit():
     # Ctrl-C before the loop's handler was installed (loading data, compiling) or after it was removed.
     fail("interrupted (Ctrl-C) outside the training steps; every checkpoint on disk is complete",
          EXIT_INTERRUPTED)
+  except OSError as e:
+    # A full disk or quota in any write (config.json, metrics, pictures, TensorBoard). A checkpoint that failed
+    # first says more (DiskFullError: which step is intact); a write that then failed on the way out (closing
+    # the TensorBoard file) only hides it. The OS names the file only where it was opened or renamed.
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+      raise
+    earlier, seen = e.__context__, set()
+    while earlier is not None and id(earlier) not in seen:
+      if isinstance(earlier, DiskFullError):
+        fail(str(earlier))
+      seen.add(id(earlier))
+      earlier = earlier.__cause__ or earlier.__context__
+    names = [os.fsdecode(name) if isinstance(name, (str, bytes)) else str(name)
+             for name in (e.filename, e.filename2) if name is not None]
+    fail(f"{'disk quota exceeded' if e.errno == errno.EDQUOT else 'no space left on device'}"
+         f"{' (' + ', '.join(names) + ')' if names else ''}: free space, then run the same command again; every"
+         " checkpoint on disk is complete")
 
 
 # ------------------------------------------------------------------ the config flag
 
 
-def _argv_config_path(argv: list[str], default: str) -> str:
-  """The --config value on the command line (the last one), or `default`."""
-  path = default
+def _argv_config_paths(argv: list[str]) -> list[str]:
+  """Every --config value on the command line, in order."""
+  paths = []
   for i, arg in enumerate(argv):
     if arg.startswith(("--config=", "-config=")):
-      path = arg.split("=", 1)[1]
+      paths.append(arg.split("=", 1)[1])
     elif arg in ("--config", "-config") and i + 1 < len(argv):
-      path = argv[i + 1]
-  return path
+      paths.append(argv[i + 1])
+  return paths
+
+
+def _argv_config_path(argv: list[str], default: str) -> str:
+  """The --config value on the command line (the last one), or `default`."""
+  paths = _argv_config_paths(argv)
+  return paths[-1] if paths else default
 
 
 def _overrides(argv: list[str]) -> list[str]:
@@ -110,12 +135,17 @@ def describe_config_error(argv: list[str], default: str, error: BaseException) -
     return f"--config: {file_path}{_line_in(file_path, e)}: {type(e).__name__}: {text}"
   if not callable(getattr(module, "get_config", None)):
     return f"--config: {file_path} defines no get_config(); a config file returns its ConfigDict from get_config()"
+  call = f"get_config({arg!r})" if arg else "get_config()"
   try:
     config = module.get_config(*([arg] if arg else []))
   except BaseException as e:  # pylint: disable=broad-except
-    return f"--config: get_config() in {file_path}{_line_in(file_path, e)}: {type(e).__name__}: {_first_line(e)}"
+    why = f"{type(e).__name__}: {_first_line(e)}"
+    if arg and isinstance(e, TypeError) and "positional argument" in str(e):
+      why = (f"{why} (the text after ':' in --config=FILE:ARG is get_config's argument, and this get_config"
+             " takes none)")
+    return f"--config: {call} in {file_path}{_line_in(file_path, e)}: {why}"
   if not isinstance(config, ml_collections.ConfigDict):
-    return f"--config: get_config() in {file_path} returned {type(config).__name__}, not an ml_collections.ConfigDict"
+    return f"--config: {call} in {file_path} returned {type(config).__name__}, not an ml_collections.ConfigDict"
   fields = _fields(config)
   for field in _overrides(argv):
     if field not in fields:
@@ -144,11 +174,18 @@ def define_config(default: str, help_string: str):
 
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with every error one line and exit status 2 (absl prints usage and exits 1)."""
+  paths = _argv_config_paths(argv)
+  if _config_flags() and len(paths) > 1:  # absl would take the last one, and drop the others unsaid
+    fail(f"--config: given {len(paths)} times ({', '.join(paths)}); allowed: one config file, changed by"
+         " --config.FIELD=VALUE")
   try:
     rest = flags.FLAGS(argv)
     for flag in _config_flags():
       flag.value.keys()  # ml_collections keeps a file it could not read as an object that raises on first use
   except flags.Error as e:
+    if _config_flags() and isinstance(e, flags.IllegalFlagValueError) and "--config=" in str(e).split(":")[0]:
+      defaults = [f.default for f in _config_flags() if isinstance(f.default, str)]
+      fail(describe_config_error(argv, defaults[0] if defaults else "", e))  # ml_collections's text says no why
     fail(_flag_error(e))
   except Exception as e:  # pylint: disable=broad-except  (a config file runs as Python and may raise anything)
     defaults = [f.default for f in _config_flags() if isinstance(f.default, str)]
@@ -160,6 +197,27 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def _config_flags() -> list:
   return [flags.FLAGS["config"]] if "config" in flags.FLAGS else []
+
+
+def check_fields(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict, path: str) -> None:
+  """Refuses a config (file) with a field that `schema` lacks, naming the nearest one, as an override is refused.
+
+  A config file may set any field of a ConfigDict it has not locked, so a misspelt one would be added and
+  silently never read.
+  """
+  known = _fields(schema)
+  for field in _fields(config):
+    if field not in known:
+      near = difflib.get_close_matches(field, known, n=1)
+      hint = f"did you mean {near[0]}?" if near else "allowed: the fields of configs/base.py"
+      raise UserError(f"{field}: no such field of a {config.family} config (set in {path}); {hint}")
+
+
+def workdir_flag(value: str | None, flag: str = "--workdir") -> str | None:
+  """`value` of a --workdir flag, refused in one line when given empty (`--workdir=` from an unset variable)."""
+  if value is not None and not value.strip():
+    raise UserError(f"{flag}: empty; allowed: a directory name")
+  return value
 
 
 def _flag_error(error: flags.Error) -> str:
@@ -218,9 +276,21 @@ def set_up_process() -> bool:
 
 
 def _keep_log_record(record) -> bool:
-  """Orbax reports every save and restore at INFO, and that a read-only manager is read-only: keep its real warnings."""
+  """Orbax reports every save and restore at INFO, and that a read-only manager is read-only: keep its real warnings.
+
+  JAX reports at INFO each platform it looks for and does not find (TPU on any machine without libtpu): it
+  then uses the others, so the line is noise before an error's one line.
+  """
+  if record.levelno < logging.converter.STANDARD_WARNING and record.getMessage().startswith(
+      "Unable to initialize backend"):
+    return False
   if "/orbax/" not in record.pathname:
     return True
+  # A save that found the disk or quota full is logged with a traceback on each thread it passes (the write,
+  # the commit, the finalize, the wait) before the save raises it, which genjax.checkpoint says in one line.
+  if says_disk_full(record.getMessage()) or (record.exc_info and record.exc_info[1] is not None
+                                             and disk_full_cause(record.exc_info[1]) is not None):
+    return False
   return record.levelno >= logging.converter.STANDARD_WARNING and "read only" not in record.getMessage().replace(
       "_", " ")
 
@@ -230,11 +300,10 @@ def _not_an_unretrieved_read(record) -> bool:
 
   After a failed restore (the corrupt-checkpoint error, already printed as one line), orbax's other reads
   of the same checkpoint fail too; when their tasks are garbage collected, asyncio logs each one with a
-  traceback ("Task exception was never retrieved"), now and then before the process exits.
+  traceback ("Task exception was never retrieved"), now and then before the process exits. A save that
+  found the disk full (one line too) leaves its other writes so, gathered ("_GatheringFuture exception ...").
   """
-  message = str(record.msg)
-  return not (message.startswith("Task exception was never retrieved")
-              or message.startswith("Future exception was never retrieved"))
+  return re.match(r"^\w+ exception was never retrieved", str(record.msg)) is None
 
 
 def run(main) -> None:
@@ -252,7 +321,7 @@ def run(main) -> None:
 
 
 def _without_closed_event_loop(hook):
-  """`sys.unraisablehook` silent about asyncio's "Event loop is closed", and only about it.
+  """`sys.unraisablehook` silent about asyncio's "Event loop is closed" and about coroutines closed at exit.
 
   After a failed restore, orbax has closed its event loop while tensorstore
   still completes the other reads; each completion calls back into the closed
@@ -261,6 +330,10 @@ def _without_closed_event_loop(hook):
   """
   def quiet(unraisable):
     if unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed":
+      return
+    # A save that found the disk full leaves writes that never ran; the interpreter, exiting after the one-line
+    # error, closes their coroutines, which can no longer import what their cleanup needs.
+    if unraisable.exc_type is ImportError and "Python is likely shutting down" in str(unraisable.exc_value):
       return
     hook(unraisable)
   return quiet

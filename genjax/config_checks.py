@@ -11,6 +11,21 @@ import ml_collections
 
 from genjax.errors import UserError
 
+# Upper bounds of counts (config fields and sample.py's flags), each far above what a run wants but below
+# what exhausts memory or time before the first evaluation. A value above one is refused in one wording,
+# `in_range`'s: `diffusion.sample_steps: must be an integer in [1, 10000], got 2000000000`.
+# jax.random.key wraps larger (and negative) seeds: key(2**32) == key(0), key(-1) == key(2**32 - 1)
+MAX_SEED = 2**32 - 1
+MAX_STEPS = 2**31 - 1  # num_steps, log_every, eval_every, checkpoint_every: the state's step counter is int32
+MAX_STEPS_PER_CALL = 1000  # the batches of one call are stacked in device memory
+MAX_KEEP_CHECKPOINTS = 1000
+MAX_BATCH_SIZE = 2**20  # batch_size, eval.batch_size (the data check also bounds batch_size by the split)
+MAX_NUM_EXAMPLES = 1_000_000  # eval.num_examples, sample.py --num_examples
+MAX_QUALITY_SAMPLES = 200_000  # eval.quality_samples, sample.py --quality_samples: 4x FID's usual 50,000
+MAX_IWAE_K = 100_000  # vae model.iwae_k, sample.py --iwae_k: 100x sample.py's 1,000
+MAX_WIDTH = 2**20  # latent_dim and every width or hidden size (the memory check catches what fits below)
+
+
 def require(ok: bool, message: str) -> None:
   if not ok:
     raise UserError(message)
@@ -35,9 +50,18 @@ def is_number(value) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def positive_int(config, field: str) -> None:
+def in_range(field: str, value, least: int, most: int) -> None:
+  """Refuses an integer `value` of `field` above `most` (or below `least`) in the one wording of the bounds."""
+  require(least <= value <= most, f"{field}: must be an integer in [{least}, {most}], got {value!r}")
+
+
+def positive_int(config, field: str, most: int | None = None) -> int:
+  """Checks an integer field > 0 (and <= `most`, where given); returns it."""
   value = get(config, field)
   require(is_int(value) and value > 0, f"{field}: must be a positive integer, got {value!r}")
+  if most is not None:
+    in_range(field, value, 1, most)
+  return value
 
 
 def number(config, field: str, rule: str, optional: bool = False):
@@ -69,8 +93,11 @@ def one_of(config, field: str, allowed: tuple) -> None:
           f"{field}: unknown {value!r}; allowed: {', '.join(map(str, allowed))}")
 
 
-def positive_ints(config, field: str, allow_empty: bool = False) -> None:
+def positive_ints(config, field: str, allow_empty: bool = False, most: int | None = None) -> None:
+  """Checks a tuple of integers > 0 (each <= `most`, where given)."""
   values = get(config, field)
   ok = isinstance(values, (tuple, list)) and (allow_empty or len(values) > 0)
   require(ok and all(is_int(w) and w > 0 for w in values),
           f"{field}: must be {'' if allow_empty else 'one or more '}positive integers, got {values!r}")
+  if most is not None:
+    require(all(w <= most for w in values), f"{field}: each must be an integer in [1, {most}], got {values!r}")

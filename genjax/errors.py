@@ -1,5 +1,7 @@
 """Errors that the command-line tools turn into a one-line message."""
 
+import errno
+
 
 class UserError(ValueError):
   """Bad configuration, data or workdir: the CLIs print it and exit with status 2.
@@ -32,3 +34,43 @@ class Preempted(Exception):
     super().__init__(f"{why.format(step)}; checkpoint of step {step} saved; run the same command to resume")
     self.step = step
     self.interrupted = interrupted
+
+
+class DiskFullError(UserError):
+  """A checkpoint could not be written for want of space (ENOSPC) or quota (EDQUOT).
+
+  The message is one line: the step that could not be written, where, and the
+  last complete checkpoint, which is intact; the half-written step is removed,
+  and the same command resumes once space is freed. The CLIs exit 2.
+  """
+
+
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How the OS's words reach us through tensorstore and orbax, whose errors are ValueErrors that only quote them.
+_DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", f"os_error_code='{errno.ENOSPC}'",
+                    f"os_error_code='{errno.EDQUOT}'")
+
+
+def disk_full_cause(error: BaseException) -> BaseException | None:
+  """The exception in `error`'s cause and context chain (itself first) that says the disk or quota is full, or None.
+
+  An OSError with errno ENOSPC or EDQUOT is preferred; else any exception whose message quotes the OS's
+  words (tensorstore reports a failed write as a ValueError with the OS's message in it).
+  """
+  chain, seen = [], set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    chain.append(error)
+    error = error.__cause__ or error.__context__
+  for e in chain:
+    if isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS:
+      return e
+  for e in chain:
+    if says_disk_full(str(e)):
+      return e
+  return None
+
+
+def says_disk_full(text: str) -> bool:
+  """Whether a message (a log line of orbax's, a tensorstore error) quotes the OS's words for a full disk or quota."""
+  return any(words in text for words in _DISK_FULL_TEXTS)

@@ -14,20 +14,31 @@ The protocol, the same in the loop and in sample.py:
     - otherwise, on the 28x28x1 digit datasets, the digit classifier shipped
       with genjax (`genjax.metrics.features`): no file needed;
     other datasets without Inception weights get no numbers;
-  * the reference is the dataset's whole training split; its features are
-    computed once and cached in a file named by the dataset, the split, the
-    network and its weights' hash (`GENJAX_CACHE`, default ~/.cache/genjax);
-  * every number is reported with the number of samples, the reference split,
-    the feature network and the seed (`describe`).
+  * the reference is the dataset's training split, at most its first
+    `REFERENCE_LIMIT` (50,000) images, read a chunk at a time (mnist5k's
+    4,500 digits are all of it); its features are computed once and cached in
+    a file named by the dataset, the split, the network and its weights' hash
+    (`GENJAX_CACHE`, default ~/.cache/genjax), which also records what it was
+    made from (network, dataset, split, limit, row count). The file is checked
+    at every use: one that does not open, has the wrong shape, dtype or
+    provenance, or holds a non-finite value is recomputed and replaced, with a
+    warning; where the cache directory cannot be written, a warning says so
+    and the features are kept in memory for the rest of the process;
+  * every number is reported with the number of samples, the reference (its
+    split, and "the first 50,000" of it when the split is larger), the feature
+    network and the seed (`describe`).
 """
 
+import contextlib
 import dataclasses
 import functools
 import os
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import jax
 import numpy as np
+from absl import logging
 
 from genjax import data
 from genjax.errors import UserError
@@ -36,7 +47,10 @@ from genjax.metrics import features, sample_quality
 # Datasets whose images the shipped digit classifier knows (MNIST digits, 28x28x1).
 DIGIT_DATASETS = ("mnist5k", "mnist", "binarized_mnist")
 REFERENCE_SPLIT = "train"
-_BATCH = 500  # samples per generation call, and images per feature call
+# The reference is at most this many images, the first of REFERENCE_SPLIT: FID's usual reference size, and a
+# bound on memory (celeb_a's train split is about 19 GB as uint8, its Inception features 1.3 GB).
+REFERENCE_LIMIT = 50_000
+BATCH = 500  # samples per generation call, and images per feature call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,33 +107,152 @@ def network(dataset: str, inception_weights: str | None = None) -> Network | Non
 
 
 def _features(net: Network, images_NxHxWxC: np.ndarray) -> np.ndarray:
-  return np.concatenate([np.asarray(net.features(net.params, images_NxHxWxC[i:i + _BATCH]))
-                         for i in range(0, images_NxHxWxC.shape[0], _BATCH)])
+  return np.concatenate([np.asarray(net.features(net.params, images_NxHxWxC[i:i + BATCH]))
+                         for i in range(0, images_NxHxWxC.shape[0], BATCH)])
+
+
+def _why(error: BaseException) -> str:
+  """'Type: first line of the message', for one-line warnings."""
+  lines = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+# Reference features whose cache file could not be written: {file: (provenance, features, whole split?)},
+# so that the loop's later evaluations in this process do not compute them again.
+_in_memory: dict[str, tuple[dict[str, Any], np.ndarray, bool]] = {}
+# {(dataset, limit): whether the reference is the whole train split}, as computed or read in this process.
+_whole_split: dict[tuple[str, int], bool] = {}
+
+
+_widths: dict[tuple[str, tuple[int, ...]], int] = {}  # {(network tag, image shape): features per image}
+
+
+def _width(net: Network, dataset: str) -> int:
+  """The number of features per image of `net` on `dataset`'s images, from shapes alone (nothing runs)."""
+  key = (net.tag, tuple(data.image_shape(dataset)))
+  if key not in _widths:
+    probe = jax.ShapeDtypeStruct((1, *key[1]), np.uint8)
+    _widths[key] = int(jax.eval_shape(net.features, net.params, probe).shape[-1])
+  return _widths[key]
+
+
+def _split_size(dataset: str) -> int | None:
+  """The size of the reference split where it is known without reading TFDS (mnist5k, parsed once per process)."""
+  return len(data.load_mnist5k(REFERENCE_SPLIT)["image"]) if dataset == "mnist5k" else None
+
+
+def _reference_images(dataset: str, limit: int, data_dir: str | None) -> Iterator[np.ndarray]:
+  """Chunks of the first `limit` + 1 reference images: the one past the limit tells whether the split is larger."""
+  if dataset == "mnist5k":  # 3.5 MB, already in memory
+    return iter([data.load_mnist5k(REFERENCE_SPLIT)["image"][:limit + 1]])
+  return data.eval_image_chunks(dataset, limit + 1, split=REFERENCE_SPLIT, data_dir=data_dir)
+
+
+def _compute(dataset: str, net: Network, limit: int, data_dir: str | None) -> tuple[np.ndarray, bool]:
+  """(float32 features of the first `limit` reference images, whether they are the whole split)."""
+  parts, seen = [], 0
+  for chunk in _reference_images(dataset, limit, data_dir):
+    keep = chunk[:max(limit - seen, 0)]
+    seen += chunk.shape[0]
+    if keep.shape[0]:
+      parts.append(_features(net, keep))
+  if not parts:
+    return np.zeros((0, _width(net, dataset)), np.float32), True
+  return np.concatenate(parts).astype(np.float32, copy=False), seen <= limit
+
+
+def _read(path: str, want: dict[str, Any], net: Network) -> tuple[np.ndarray | None, bool, str]:
+  """(features, whole split?, '') of cache file `path` if it checks out against `want`, else (None, False, why not)."""
+  try:
+    stored = np.load(path, allow_pickle=False)
+  except Exception as e:  # pylint: disable=broad-except  # whatever a damaged file raises, it is not used
+    return None, False, f"it does not open ({_why(e)})"
+  if not isinstance(stored, np.lib.npyio.NpzFile):
+    return None, False, "it is not an .npz archive"
+  try:
+    with stored:
+      missing = [k for k in ("features", *want, "count", "whole_split") if k not in stored.files]
+      if missing:
+        return None, False, f"it has no {', '.join(missing)}"
+      for key, value in want.items():
+        got = stored[key]
+        kind = "U" if isinstance(value, str) else "iu"
+        if got.shape != () or got.dtype.kind not in kind or got.item() != value:
+          return None, False, f"its {key} is {got.item() if got.shape == () else got.shape!r}, want {value!r}"
+      count, whole = stored["count"], stored["whole_split"]
+      if count.shape != () or count.dtype.kind not in "iu" or whole.shape != () or whole.dtype.kind not in "iu":
+        return None, False, "its count or whole_split is not an integer"
+      count, whole = int(count), int(whole)
+      rows = _split_size(want["dataset"])
+      want_count = min(rows, want["limit"]) if rows is not None else count
+      if not 0 <= count <= want["limit"] or count != want_count:
+        return None, False, f"its count is {count:,}, want {want_count:,}"
+      if (whole not in (0, 1) or (rows is not None and whole != (rows <= want["limit"]))
+          or (not whole and count != want["limit"])):
+        return None, False, f"its whole_split {whole} does not fit its count {count:,}"
+      feats = stored["features"]
+  except Exception as e:  # pylint: disable=broad-except  # a truncated member, a pickled array, ...
+    return None, False, f"it does not read ({_why(e)})"
+  width = _width(net, want["dataset"])
+  if feats.dtype != np.float32 or feats.shape != (count, width):
+    return None, False, f"its features are {feats.dtype} {feats.shape}, want float32 {(count, width)}"
+  if not np.isfinite(feats).all():
+    return None, False, "its features hold non-finite values"
+  return feats, bool(whole), ""
+
+
+def _store(path: str, feats: np.ndarray, provenance: dict[str, Any]) -> bool:
+  """Writes the cache file (a whole new file, atomically); False, with a warning, if the directory refuses it."""
+  directory = os.path.dirname(path)
+  # Ends in .npz, as a name without it would make np.savez write to another file.
+  temporary = f"{path}.{os.getpid()}.tmp.npz"
+  try:
+    os.makedirs(directory, exist_ok=True)
+    with open(temporary, "wb") as f:
+      np.savez(f, features=feats, **{k: np.asarray(v) for k, v in provenance.items()})
+    os.replace(temporary, path)  # readers and concurrent writers see one whole file, never part of one
+    return True
+  except OSError as e:  # permission, a path under a regular file, read-only filesystem, full disk
+    with contextlib.suppress(OSError):
+      os.remove(temporary)
+    logging.warning("reference features cache directory %s cannot be written (%s); keeping the features in"
+                    " memory for this process", directory, _why(e))
+    return False
 
 
 def reference_features(dataset: str, net: Network, data_dir: str | None = None) -> np.ndarray:
-  """Features of the dataset's whole training split, from the cache when it holds them."""
+  """Features of the first REFERENCE_LIMIT images of the dataset's training split (all of it when smaller).
+
+  From the cache file when it checks out, else computed and written there (module docstring). A bad cache
+  file or an unwritable cache directory costs a recomputation and a warning, never an error.
+  """
+  limit = REFERENCE_LIMIT
   path = os.path.join(cache_dir(), f"{dataset}_{REFERENCE_SPLIT}_{net.tag}.npz")
-  if os.path.isfile(path):
-    with np.load(path, allow_pickle=False) as cached:
-      return cached["features"]
-  if dataset == "mnist5k":
-    images = data.load_mnist5k(REFERENCE_SPLIT)["image"]
+  want = {"network": net.tag, "dataset": dataset, "split": REFERENCE_SPLIT, "limit": limit}
+  if path in _in_memory and _in_memory[path][0] == want:
+    _, feats, whole = _in_memory[path]
+    _whole_split[dataset, limit] = whole
+    return feats
+  if os.path.exists(path):
+    feats, whole, why = _read(path, want, net)
+    if feats is not None:
+      _whole_split[dataset, limit] = whole
+      return feats
+    logging.warning("reference features cache %s is bad: %s; recomputing it", path, why)
+  feats, whole = _compute(dataset, net, limit, data_dir)
+  _whole_split[dataset, limit] = whole
+  if _store(path, feats, {**want, "count": feats.shape[0], "whole_split": int(whole)}):
+    _in_memory.pop(path, None)
   else:
-    images = data.eval_images(dataset, 10**9, split=REFERENCE_SPLIT, data_dir=data_dir)
-  feats = _features(net, images)
-  os.makedirs(cache_dir(), exist_ok=True)
-  temporary = f"{path}.{os.getpid()}.tmp.npz"
-  np.savez(temporary, features=feats)
-  os.replace(temporary, path)  # concurrent writers leave one whole file
+    _in_memory[path] = (want, feats, whole)
   return feats
 
 
 def generated_images(sample_fn, unscale_fn, params, key: jax.Array, n: int) -> np.ndarray:
   """n uint8 samples: `sample_fn(params, fold_in(key, b), batch)` per batch b, quantised by `unscale_fn`."""
   out = []
-  for b, start in enumerate(range(0, n, _BATCH)):
-    x = sample_fn(params, jax.random.fold_in(key, b), _BATCH)
+  for b, start in enumerate(range(0, n, BATCH)):
+    x = sample_fn(params, jax.random.fold_in(key, b), BATCH)
     out.append(np.asarray(unscale_fn(x))[:n - start])
   return np.concatenate(out)
 
@@ -147,5 +280,15 @@ def measure(sample_fn, unscale_fn, params, key: jax.Array, dataset: str, num_sam
 def describe(dataset: str, num_samples: int, seed: int, inception_weights: str | None = None) -> str:
   """What the numbers were measured on, printed beside them."""
   net = network(dataset, inception_weights)
-  return (f"{num_samples:,} samples (seed {seed}) against the {REFERENCE_SPLIT} split of {dataset},"
-          f" features of {net.name} ({net.tag})")
+  return f"{num_samples:,} samples (seed {seed}) against {_reference(dataset)}, features of {net.name} ({net.tag})"
+
+
+def _reference(dataset: str) -> str:
+  """'the train split of X', or 'the first 50,000 of the train split of X' when the split is larger."""
+  limit, split = REFERENCE_LIMIT, f"the {REFERENCE_SPLIT} split of {dataset}"
+  whole, size = _whole_split.get((dataset, limit)), _split_size(dataset)
+  if whole is None and size is not None:
+    whole = size <= limit
+  if whole is None:  # a TFDS split neither read nor cached in this process: its size is not known here
+    return f"up to the first {limit:,} of {split}"
+  return split if whole else f"the first {limit:,} of {split}"

@@ -3,15 +3,16 @@
 import functools
 import inspect
 import json
+import math
 import os
 
 import jax
 from absl import logging
 
-from genjax import build, checkpoint, data, quality
+from genjax import build, checkpoint, config_checks, data, quality
 from genjax import random as grandom
 from genjax import workdir as workdir_lib
-from genjax.errors import UserError
+from genjax.errors import NonFiniteLossError, UserError
 from genjax.models import family as family_lib
 
 
@@ -43,10 +44,15 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   """
   if quality_samples < 0:
     raise UserError(f"--quality_samples: must be an integer >= 0, got {quality_samples}")
+  config_checks.in_range("--quality_samples", quality_samples, 0, config_checks.MAX_QUALITY_SAMPLES)
   if iwae_k is not None and iwae_k <= 0:
     raise UserError(f"--iwae_k: must be a positive integer, got {iwae_k}")
+  if iwae_k is not None:
+    config_checks.in_range("--iwae_k", iwae_k, 1, config_checks.MAX_IWAE_K)
   if num_examples is not None and num_examples <= 0:
     raise UserError(f"--num_examples: must be a positive integer, got {num_examples}")
+  if num_examples is not None:
+    config_checks.in_range("--num_examples", num_examples, 1, config_checks.MAX_NUM_EXAMPLES)
   if truncation is not None and not truncation > 0:
     raise UserError(f"--truncation: must be > 0, got {truncation}")
   workdir = os.path.abspath(workdir)
@@ -83,17 +89,20 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
 
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints, read_only=True)
   try:  # closed on every way out, or orbax's threads complain at exit after the one-line error
-    step = ckpt.latest_step()
-    if step is None:
+    if ckpt.latest_step() is None:
       raise UserError(f"--workdir: {workdir!r} holds no checkpoint yet; train into it first with train.py")
     ds = config.dataset
     eval_images = data.eval_images(ds.name, num_examples or config.eval.num_examples,
                                    data_dir=ds.data_dir, download=ds.download)
-    state = ckpt.restore(step, jax.jit(family.init)(keys.init))  # refuses another model's or non-finite weights
+    # The newest complete checkpoint, even while a live run rotates them; refuses another model's or
+    # non-finite weights.
+    latest = ckpt.restore_latest(jax.jit(family.init)(keys.init))
+    if latest is None:
+      raise UserError(f"--workdir: {workdir!r} holds no checkpoint yet; train into it first with train.py")
+    step, state = latest
   finally:
     ckpt.close()
   params = jax.jit(family.eval_params, static_argnums=2)(state, grandom.eval_params_key(keys.eval), weights)
-  workdir_lib.prepare_workdir(out_dir, "--workdir")
   visuals = jax.jit(family.visuals)
   if truncation is not None:
     visuals = jax.jit(functools.partial(family.visuals, truncation=truncation))
@@ -102,8 +111,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   if truncation is not None:
     sample_fns[f"truncated_{truncation:g}"] = jax.jit(functools.partial(family.sample, truncation=truncation),
                                                       static_argnums=2)
-  files = workdir_lib.write_visuals(visuals, params, keys.sample, eval_images, out_dir,
-                                    extra=workdir_lib.point_grids(sample_fns, params, keys.sample, ds.name))
+  # The numbers first: weights that give a non-finite one are refused before any picture or eval.json is written.
   result = workdir_lib.evaluate_dataset(jax.jit(family.evaluate), params, eval_images, keys.eval,
                                         config.eval.batch_size)
   result = {"step": step, "weights": weights, **result, **family.summarize(params, keys.eval),
@@ -111,9 +119,13 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
             "num_examples": int(eval_images.shape[0])}
   measured = quality.measure(sample_fn, jax.jit(family.unscale), params, keys.eval, ds.name, quality_samples,
                              full=True, data_dir=ds.data_dir, inception_weights=inception_weights)
+  _require_finite(result, measured, spec, config, step)
   if measured:
     result.update(measured, quality_samples=quality_samples,
                   quality_protocol=quality.describe(ds.name, quality_samples, config.seed, inception_weights))
+  workdir_lib.prepare_workdir(out_dir, "--workdir")
+  files = workdir_lib.write_visuals(visuals, params, keys.sample, eval_images, out_dir,
+                                    extra=workdir_lib.point_grids(sample_fns, params, keys.sample, ds.name))
   result.update({field.split(".")[1]: value for field, value in settings.items()})  # what it was evaluated with
   with open(os.path.join(out_dir, "eval.json"), "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)
@@ -128,3 +140,18 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
       "quality": [(name, result[name]) for name in QUALITY_ORDER if name in result],
       "quality_protocol": result.get("quality_protocol")}
   return {**result, "files": files, "report": report}
+
+
+def _require_finite(result: dict, measured: dict, spec, config, step: int) -> None:
+  """NonFiniteLossError unless every held-out number and every sample-quality number is finite.
+
+  A NaN negative ELBO or FID is no result: the weights diverged (written by a run that stopped at a non-finite
+  loss, or by an older genjax). Mode coverage's reverse KL may be infinite (no sample near a mode) and is a result.
+  """
+  numbers = [(spec.labels.get(name, name).format(**config.model), spec.units.get(name, ""), result[name])
+             for name in sorted(set(result) & set(spec.units))]
+  numbers += [(name, "", measured[name]) for name in QUALITY_ORDER if name in measured]
+  for label, unit, value in numbers:
+    if not math.isfinite(value):
+      raise NonFiniteLossError(f"checkpoint step {step} gives a non-finite {label} ({value} {unit}".rstrip() +
+                               "): its weights diverged; train again with another config in a new --workdir")

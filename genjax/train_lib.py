@@ -26,9 +26,9 @@ from genjax import build, checkpoint, data, parallel, quality
 from genjax import random as grandom
 from genjax.errors import NonFiniteLossError, Preempted, UserError
 from genjax.models import family as family_lib
-from genjax.workdir import (check_resumable, check_workdir, evaluate_dataset, point_grids, point_metrics,
-                            prepare_workdir, save_config, write_visuals)
-from genjax.writers import MetricWriter
+from genjax.workdir import (RunLock, check_resumable, check_workdir, evaluate_dataset, point_grids, point_metrics,
+                            prepare_workdir, save_config, visual_grids, write_grids)
+from genjax.writers import MetricWriter, last_row
 
 def _format(metrics: dict) -> str:
   return "  ".join(f"{k} {float(v):.4g}" for k, v in metrics.items())
@@ -40,18 +40,19 @@ def _kept(last_saved: int | None) -> str:
   return f"checkpoint of step {last_saved} left intact"
 
 
-def _check_finite(first: int, metrics: dict, last_saved: int | None) -> None:
-  """Stops the run at the first NaN or infinity among the loss and the other metrics (gradient norms too:
-  a finite loss with non-finite gradients would save non-finite weights).
+def first_non_finite(first: int, metrics: dict) -> tuple[int, str, float] | None:
+  """(step, name, value) of the first NaN or infinity among the loss and the other metrics (gradient norms
+  too: a finite loss with non-finite gradients would save non-finite weights); None if all are finite.
 
   `metrics` are those of step `first`, or of steps `first, first + 1, ...` along a leading axis.
   """
   rows = {name: np.atleast_1d(np.asarray(value, np.float64)) for name, value in metrics.items()}
   for i in range(max((len(v) for v in rows.values()), default=0)):
-    for name in ["loss", *sorted(k for k in rows if k != "loss")]:
+    for name in sorted(rows, key=lambda k: (k != "loss", k)):
       value = rows[name][i]
       if not np.isfinite(value):
-        raise NonFiniteLossError(f"non-finite {name} {value} at step {first + i}; {_kept(last_saved)}")
+        return first + i, name, float(value)
+  return None
 
 
 def _last_row(metrics: dict, stacked: bool) -> dict:
@@ -82,6 +83,13 @@ def prefetch(iterator, size: int = 2):
     yield queue.popleft()
 
 
+class _Abort(BaseException):
+  """Raised by the signal handler inside `_StopRequest.abortable()`: the work there can be dropped.
+
+  A BaseException, so that no `except Exception` on the way out (orbax's, TensorFlow's) swallows it.
+  """
+
+
 class _StopRequest:
   """Notices a request to stop: SIGTERM or Ctrl-C in a one-process run, orbax's preemption sync point across processes.
 
@@ -89,15 +97,18 @@ class _StopRequest:
   process either handler only sets a flag, and the loop saves and stops after
   the step in flight; a second Ctrl-C exits at once (status 130), which loses
   at most the save in flight (orbax renames a step's directory only when it is
-  complete). With several processes, JAX's distributed runtime owns SIGTERM
-  and agrees with every process on the step at which all of them save
-  (`reached_preemption`); Ctrl-C there stops the process without a save.
+  complete). Inside `abortable()` (an evaluation: nothing of it is needed to
+  resume) the handler also stops that work at once (`_Abort`), and the loop
+  saves what is unsaved and stops. With several processes, JAX's distributed
+  runtime owns SIGTERM and agrees with every process on the step at which all
+  of them save (`reached_preemption`); Ctrl-C there stops the process without a save.
   """
 
   def __init__(self, ckpt: checkpoint.Checkpointer):
     self._ckpt = ckpt
     self._signal: int | None = None
     self._previous: dict[int, Any] = {}
+    self._abortable = False
     if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
       for signum in (signal.SIGTERM, signal.SIGINT):
         # A process started with SIGINT ignored (a background job of a script) keeps ignoring it.
@@ -111,9 +122,24 @@ class _StopRequest:
             file=sys.stderr, flush=True)
       os._exit(130)  # pylint: disable=protected-access
     if signum == signal.SIGINT:
-      print("interrupt: saving a checkpoint of the step in flight, then stopping (Ctrl-C again to exit at once)",
-            file=sys.stderr, flush=True)
+      what = ("stopping the evaluation, then exiting" if self._abortable
+              else "saving a checkpoint of the step in flight, then stopping")
+      print(f"interrupt: {what} (Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
     self._signal = self._signal or signum
+    if self._abortable:
+      self._abortable = False
+      raise _Abort()
+
+  @contextlib.contextmanager
+  def abortable(self):
+    """Work that a stop request ends at once (`_Abort`); a request that came before it ends it as it starts."""
+    if self._signal is not None and jax.process_count() == 1:
+      raise _Abort()
+    self._abortable = self._previous != {}
+    try:
+      yield
+    finally:
+      self._abortable = False
 
   @property
   def interrupted(self) -> bool:
@@ -155,23 +181,53 @@ class _AheadOfTime:
 _GiB = float(1 << 30)
 
 
+def _needs(compiled) -> tuple[int, int] | None:
+  """(bytes of its arguments, bytes of its outputs and temporaries) of a compiled program, from XLA; None if unknown."""
+  stats = compiled.memory_analysis()
+  if stats is None:
+    return None
+  return (stats.argument_size_in_bytes,
+          stats.output_size_in_bytes - stats.alias_size_in_bytes + stats.temp_size_in_bytes)
+
+
 def check_memory(compiled, par: parallel.DataParallel, batch_size: int) -> None:
   """Refuses a step whose compiled program needs more memory than its devices have (an estimate from XLA)."""
-  stats = compiled.memory_analysis()
-  available, shared = par.memory_available()
-  if stats is None or available is None:
+  needs, (available, shared) = _needs(compiled), par.memory_available()
+  if needs is None or available is None:
     return
-  state = stats.argument_size_in_bytes
-  need = state + stats.output_size_in_bytes - stats.alias_size_in_bytes + stats.temp_size_in_bytes
+  state, work = needs
   # Devices that share the host's memory (CPU devices) need it all at once.
   copies = par.num_local_devices if shared else 1
-  if need * copies > available:
+  if (state + work) * copies > available:
     where = f"{par.num_local_devices} CPU devices together" if shared and copies > 1 else "each device"
     raise UserError(
-        f"model: one training step needs {need * copies / _GiB:.1f} GiB on {where} (state and batch"
-        f" {state * copies / _GiB:.1f} GiB, activations and temporaries {(need - state) * copies / _GiB:.1f} GiB),"
+        f"model: one training step needs {(state + work) * copies / _GiB:.1f} GiB on {where} (state and batch"
+        f" {state * copies / _GiB:.1f} GiB, activations and temporaries {work * copies / _GiB:.1f} GiB),"
         f" {available / _GiB:.1f} GiB are available; allowed: a smaller model.* width or batch_size"
         f" {batch_size}")
+
+
+def check_evaluation_memory(programs: dict[str, Any], state_bytes: int, par: parallel.DataParallel) -> None:
+  """Refuses an evaluation whose compiled programs, beside the train state, need more memory than a device has.
+
+  `programs` maps (the field a user would change, what the program does, what is allowed) to a compiled program
+  of the evaluation; each runs on one local device while the train state stays on every device.
+  """
+  available, shared = par.memory_available()
+  if available is None:
+    return
+  copies = par.num_local_devices if shared else 1
+  for (field, what, allowed), compiled in programs.items():
+    needs = _needs(compiled)
+    if needs is None:
+      continue
+    inputs, work = needs
+    need = state_bytes * copies + inputs + work
+    if need > available:
+      raise UserError(
+          f"{field}: {what} needs {need / _GiB:.1f} GiB with the train state ({inputs / _GiB:.1f} GiB of inputs,"
+          f" {work / _GiB:.1f} GiB of outputs and temporaries, the state {state_bytes * copies / _GiB:.1f} GiB),"
+          f" {available / _GiB:.1f} GiB are available; allowed: {allowed}")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -181,10 +237,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config, the devices, the workdir, the data (a batch larger than the split,
   a missing split), the step's memory (from its compiled program) and the
   checkpoint to resume from. Only then is the workdir created and
-  `config.json` written (atomically).
+  `config.json` written (atomically). The workdir is locked for the run's
+  life (`genjax.workdir.RunLock`): a second run on it is refused. A resume
+  keeps what the weights were trained with (`genjax.workdir.pinned_fields`).
+  A run whose checkpoint reaches `num_steps` is complete: nothing is
+  trained, evaluated or written, and its last evaluation in metrics.jsonl
+  is returned ({} if it has none).
 
   Raises:
-    UserError: bad config, workdir, data or checkpoint, or a model too large for the devices; nothing is written.
+    UserError: bad config, workdir, data or checkpoint, a model too large for the devices, a resume that changes
+      a pinned field, or a workdir in use by another run; nothing is written.
     NonFiniteLossError: a step's loss, or the weights to be saved, were NaN or infinite (the last good
       checkpoint, which is finite, is kept).
     Preempted: SIGTERM, Ctrl-C (or a preemption notice) arrived; a checkpoint of the current step was saved.
@@ -193,6 +255,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   par = parallel.DataParallel(config.parallel, config.num_devices)
   par.check_batch(config.batch_size, config.model.get("pack", 1))  # PacGAN's groups stay on one device
   workdir = check_workdir(workdir)
+  with contextlib.ExitStack() as locked:
+    # One run per workdir, from the first read of its checkpoints to the last write; process 0 holds it for all.
+    lock = RunLock(workdir) if parallel.is_chief() and os.path.isdir(workdir) else None
+    if lock is not None:
+      locked.callback(lock.release)
+    return _train_and_evaluate(config, workdir, par, lock, locked)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: parallel.DataParallel,
+                        lock: RunLock | None, locked: contextlib.ExitStack) -> dict[str, float]:
+  """`train_and_evaluate` once its workdir is locked (`lock`, or None where it does not exist yet)."""
   check_resumable(workdir, config)
   if config.eval.quality_samples:
     quality.check_inception_weights(config.eval.inception_weights, "eval.inception_weights")
@@ -212,6 +285,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if reader is not None:
       reading.callback(reader.close)
     start = (reader.latest_step() if reader is not None else None) or 0
+    if start and start >= config.num_steps:
+      # Nothing to train: the run is complete, and a complete run is left exactly as it is.
+      logging.info("the run in %s is complete: its checkpoint of step %d reaches num_steps %d; nothing was"
+                   " changed (python sample.py --workdir=%s evaluates it)", workdir, start, config.num_steps,
+                   workdir)
+      return last_row(workdir, "eval", start)
 
     ds = config.dataset
     # One batch per step: a resumed run skips the batches already trained on.
@@ -245,8 +324,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
       def train_call(state, first, device_batches):
         return steps_fn(state, device_batches, train_key, par.replicate(np.uint32(first - 1)))
-    if start < config.num_steps:  # a finished run only evaluates
-      check_memory(compile_first(), par, config.batch_size)
+    eval_params_fn = jax.jit(family.eval_params, static_argnums=2)
+    params_key = grandom.eval_params_key(keys.eval)
+    default_weights, *other_weights = family_lib.get(config.family).weights
+    evaluate_fn = jax.jit(family.evaluate)
+    visuals_fn = jax.jit(family.visuals)
+    sample_fn = jax.jit(family.sample, static_argnums=2)
+    unscale_fn = jax.jit(family.unscale)
+
+    check_memory(compile_first(), par, config.batch_size)
+    # The evaluation's programs, compiled now (jit keeps them for the calls): their memory is checked like the
+    # step's, before anything is written, rather than found short at the first evaluation.
+    params_shape = jax.eval_shape(lambda state, key: family.eval_params(state, key, default_weights),
+                                  jax.eval_shape(family.init, keys.init), params_key)
+    programs = {("eval.batch_size", f"evaluating {config.eval.batch_size} held-out examples at once",
+                 f"a smaller eval.batch_size than {config.eval.batch_size}"): evaluate_fn.lower(
+        params_shape, jax.ShapeDtypeStruct((config.eval.batch_size, *eval_images.shape[1:]), eval_images.dtype),
+        keys.eval, offset=0).compile()}
+    if config.eval.quality_samples and quality.network(ds.name, config.eval.inception_weights) is not None:
+      programs[("eval.quality_samples", f"drawing samples {quality.BATCH} at a time",
+                "a smaller model, or 0 (no sample-quality numbers)")] = sample_fn.lower(
+          params_shape, keys.eval, quality.BATCH).compile()
+    state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(abstract_state))
+    state_bytes //= par.num_local_devices if config.parallel == "pmap" else 1  # pmap's state has a device axis
+    check_evaluation_memory(programs, state_bytes, par)
 
     state = par.init(family.init, keys.init)
     if start:
@@ -256,7 +357,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     # Every check has passed: from here on the workdir is written.
     prepare_workdir(workdir)
+    if chief and lock is None:  # a new workdir: lock it before the first write
+      lock = RunLock(workdir)
+      locked.callback(lock.release)
+      if os.path.exists(os.path.join(workdir, "config.json")) or os.path.exists(ckpt_dir):
+        raise UserError(f"--workdir: another run wrote into {workdir!r} while this one checked its input; run the"
+                        " same command again to resume it, or use another --workdir")
     if chief:
+      lock.announce()
       save_config(workdir, config)
     # Whatever ends the run (the last step, a non-finite loss, a preemption, an interrupt), the asynchronous
     # save of the last good state completes before the manager closes.
@@ -275,39 +383,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         local = [next(train_iter) for _ in range(n)]
         yield first, n, par.put_batch(local[0]) if per_call == 1 else par.put_batches(local)
 
-    eval_params_fn = jax.jit(family.eval_params, static_argnums=2)
-    params_key = grandom.eval_params_key(keys.eval)
-    default_weights, *other_weights = family_lib.get(config.family).weights
-    evaluate_fn = jax.jit(family.evaluate)
-    visuals_fn = jax.jit(family.visuals)
-    sample_fn = jax.jit(family.sample, static_argnums=2)
-    unscale_fn = jax.jit(family.unscale)
-    writer = MetricWriter(workdir) if chief else None
+    # Rows of steps after the checkpoint resumed from were logged by a run that did not save them: they go.
+    writer = MetricWriter(workdir, resume_step=start) if chief else None
     if writer is not None:
       cleanup.callback(writer.close)
     samples_dir = os.path.join(workdir, "samples")
 
     def evaluate(step: int) -> dict[str, float]:
       # Every process evaluates its own local copy (no collectives, the same numbers), so none of them
-      # waits long for another at the next step or at shutdown; process 0 writes.
-      local = par.local_copy(state)
-      params = eval_params_fn(local, params_key, default_weights)
-      result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.batch_size)
-      result.update(family.summarize(params, keys.eval))
-      # The samples' numbers of every weights the family has (a GAN's EMA and raw generators): the default's
-      # plain, the others' with their suffix (fid_raw), so that a user sees what the EMA buys.
-      for weights in (default_weights, *other_weights):
-        these = params if weights == default_weights else eval_params_fn(local, params_key, weights)
-        suffix = "" if weights == default_weights else f"_{weights}"
-        measured = {**point_metrics(sample_fn, these, keys.eval, ds.name),
-                    **quality.measure(sample_fn, unscale_fn, these, keys.eval, ds.name,
-                                      config.eval.quality_samples, data_dir=ds.data_dir,
-                                      inception_weights=config.eval.inception_weights)}
-        result.update({f"{name}{suffix}": value for name, value in measured.items()})
+      # waits long for another at the next step or at shutdown; process 0 writes. A stop request ends the
+      # computing at once; the writing, once begun, is finished (no half row, no half picture).
+      with stop.abortable():
+        local = par.local_copy(state)
+        params = eval_params_fn(local, params_key, default_weights)
+        result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.batch_size)
+        bad = first_non_finite(step, result)
+        if bad is not None:  # the held-out loss of weights whose training losses were all finite
+          raise diverged(f"non-finite held-out {bad[1]} {bad[2]} of the weights of step {step}", step, last_saved)
+        result.update(family.summarize(params, keys.eval))
+        # The samples' numbers of every weights the family has (a GAN's EMA and raw generators): the default's
+        # plain, the others' with their suffix (fid_raw), so that a user sees what the EMA buys.
+        for weights in (default_weights, *other_weights):
+          these = params if weights == default_weights else eval_params_fn(local, params_key, weights)
+          suffix = "" if weights == default_weights else f"_{weights}"
+          measured = {**point_metrics(sample_fn, these, keys.eval, ds.name),
+                      **quality.measure(sample_fn, unscale_fn, these, keys.eval, ds.name,
+                                        config.eval.quality_samples, data_dir=ds.data_dir,
+                                        inception_weights=config.eval.inception_weights)}
+          result.update({f"{name}{suffix}": value for name, value in measured.items()})
+        grids = visual_grids(visuals_fn, params, keys.sample, eval_images,
+                             extra=point_grids({"samples": sample_fn}, params, keys.sample, ds.name)) if chief else {}
       if chief:
         writer.write(step, "eval", result)
-        write_visuals(visuals_fn, params, keys.sample, eval_images, samples_dir, suffix=f"_{step:07d}",
-                      extra=point_grids({"samples": sample_fn}, params, keys.sample, ds.name))
+        write_grids(grids, samples_dir, suffix=f"_{step:07d}")
         logging.info("eval step %d  %s", step, _format(result))
       return result
 
@@ -320,6 +428,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     def save(step: int) -> bool:
       return ckpt.save(step, par.to_canonical(state))
+
+    def diverged(what: str, weights_step: int, last_saved: int | None) -> NonFiniteLossError:
+      # `what` was computed with the weights after step `weights_step` (the loss of step s with those after
+      # step s - 1). A checkpoint of weights that give a non-finite loss is of no use to a resume or to
+      # sample.py, so it goes when a complete checkpoint before it stays. (A bad batch gives a non-finite loss
+      # too: then the resume from the checkpoint before retrains the removed step to the same weights.)
+      if last_saved is None or last_saved != weights_step:
+        return NonFiniteLossError(f"{what}; {_kept(last_saved)}")
+      ckpt.wait()
+      older = [s for s in ckpt.all_steps() if s < last_saved]
+      if not older:
+        return NonFiniteLossError(f"{what}; the checkpoint of step {last_saved}, the only one, holds the weights"
+                                  " that gave it: train again with another config in a new --workdir")
+      ckpt.delete(last_saved)
+      return NonFiniteLossError(f"{what}; removed the checkpoint of step {last_saved}, whose weights it was computed"
+                                f" with; {_kept(max(older))}")
+
+    def check_finite(first: int, metrics: dict, last_saved: int | None) -> None:
+      bad = first_non_finite(first, metrics)
+      if bad is not None:
+        step, name, value = bad
+        raise diverged(f"non-finite {name} {value} at step {step}", step - 1, last_saved)
 
     last_saved = start or None
     result: dict[str, float] | None = None  # the last evaluation's numbers ({} for a GAN on images)
@@ -334,7 +464,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         logging.info("first call (%d step%s, compiled before) took %.2f s", n, "s" * (n > 1), time.perf_counter() - t0)
         t_log = time.perf_counter()
       if pending is not None:
-        _check_finite(pending[0], par.fetch(pending[1]), last_saved)
+        check_finite(pending[0], par.fetch(pending[1]), last_saved)
       pending = (first, metrics)
       stopping = stop.requested(step)
       log_now = step % config.log_every == 0 or step == config.num_steps
@@ -344,7 +474,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         # Waits for this call: done only when logging, saving or evaluating needs its values,
         # and only a state whose losses and weights are all finite is ever saved or evaluated.
         fetched = par.fetch(metrics)
-        _check_finite(first, fetched, last_saved)
+        check_finite(first, fetched, last_saved)
         fetched = _last_row(fetched, per_call > 1)
         pending = None
       if save_now or eval_now:
@@ -363,9 +493,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if stopping:
         raise Preempted(step, interrupted=stop.interrupted)
       if eval_now:
-        result = evaluate(step)
-
-    if result is None:  # nothing left to train: evaluate what the workdir holds
-      result = evaluate(int(par.fetch(state.step)))
+        try:
+          result = evaluate(step)
+        except _Abort:
+          if last_saved != step and save(step):
+            last_saved = step
+          raise Preempted(step, interrupted=stop.interrupted) from None
   logging.info("wrote checkpoints, metrics.jsonl, TensorBoard events and sample grids to %s", workdir)
   return result

@@ -5,9 +5,13 @@ The loop (`genjax.train_lib`) and the sampling entry point
 the other. Nothing here compiles a step or touches a checkpoint.
 """
 
+import errno
+import fcntl
 import json
 import os
+import socket
 import tempfile
+import time
 from typing import Any
 
 import jax
@@ -20,9 +24,14 @@ from genjax.errors import UserError
 from genjax.models import family as family_lib
 
 CONFIG_FILE = "config.json"
-# Fields a workdir's checkpoints depend on: resuming with other values would
-# restore parameters into the wrong model or train on other data.
-PINNED_FIELDS = ("family", "dataset.name", "model")
+# Shared fields that a resume may change: where and how the same numbers are computed, how often the run
+# reports and saves, and how long it trains (see `pinned_fields`). Every other field is what the weights were
+# trained with (the family and its blocks, the seed, the data, the batch, the optimizer), which a resume keeps.
+FREE_FIELDS = ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "parallel",
+               "num_devices", "conv_impl", "steps_per_call", "dataset.data_dir", "dataset.download")
+FREE_BLOCKS = ("eval",)  # what the evaluations measure, never what is trained
+# Holder of a workdir's lock (`RunLock`): written once the run's checks have passed, to name it to a second run.
+HOLDER_FILE = ".genjax-run.json"
 
 
 def check_workdir(workdir: str, flag: str = "--workdir") -> str:
@@ -140,27 +149,99 @@ def _flat(config, prefix: str = "") -> dict[str, Any]:
   return out
 
 
+def pinned_fields(config) -> list[str]:
+  """The dotted fields of `config` that a resume must keep: all but the free ones (FREE_FIELDS, FREE_BLOCKS, the
+  family's `free`), and `num_steps` too under a cosine schedule, whose decay spans the run's steps."""
+  spec = family_lib.get(config["family"])
+  free = set(FREE_FIELDS) | set(spec.free)
+  if _flat(config).get("optim.schedule") == "cosine":
+    free.discard("num_steps")
+  return [name for name in _flat(config)
+          if name not in free and not name.startswith(tuple(f"{block}." for block in FREE_BLOCKS))]
+
+
 def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Refuses to resume a workdir trained with another model or dataset."""
+  """Refuses to resume a workdir with a config that changes what its weights were trained with (`pinned_fields`).
+
+  A field the saved config lacks was added to genjax after that run started: `load_config` gives it the value
+  the run had where the field's family declares one (`added`), and it is not compared otherwise.
+  """
   if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
     return
-  saved, new = _flat(load_config(workdir)), _flat(ml_collections.ConfigDict(_freeze(json.loads(config.to_json()))))
-  for name in sorted(set(saved) | set(new)):
-    # A field the saved config lacks was added to genjax after that run started.
-    if name.startswith(PINNED_FIELDS) and name in saved and saved[name] != new.get(name):
+  saved_config = load_config(workdir)
+  saved, new = _flat(saved_config), _flat(ml_collections.ConfigDict(_freeze(json.loads(config.to_json()))))
+  for name in pinned_fields(saved_config):
+    if name in new and saved[name] != new[name]:
       raise UserError(
-          f"{name}: this workdir was trained with {saved.get(name)!r}, the config asks for"
-          f" {new.get(name)!r}; use a new --workdir or the same {name}")
+          f"{name}: this workdir was trained with {saved.get(name)!r}, the config asks for {new.get(name)!r};"
+          f" a resume keeps what the weights were trained with: use the same {name}, or a new --workdir")
+
+
+class RunLock:
+  """One train.py per workdir: an exclusive lock on the workdir directory, held for the run's life.
+
+  `flock` on the directory itself writes nothing (a refused run leaves the workdir as it was) and the kernel
+  releases it when the process ends however it ends, so a SIGKILL leaves nothing stale. The holder's pid,
+  host and start time go to HOLDER_FILE once its checks have passed (`announce`), so that a second run can
+  name it; that file is only a label, never the lock.
+  """
+
+  def __init__(self, workdir: str):
+    self.workdir = workdir
+    self._fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+      fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      os.close(self._fd)
+      if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        raise UserError(f"--workdir: cannot lock {workdir!r} for this run ({e.strerror or e})") from e
+      raise UserError(f"--workdir: {workdir!r} is in use by {self._holder()}; one train.py per workdir: wait for"
+                      " it to finish or stop it (the same command then resumes), or use another --workdir") from None
+
+  def _holder(self) -> str:
+    try:
+      with open(os.path.join(self.workdir, HOLDER_FILE), encoding="utf-8") as f:
+        holder = json.load(f)
+      return (f"another train.py (pid {int(holder['pid'])} on {holder['host']}, started"
+              f" {holder['started']})")
+    except (OSError, ValueError, KeyError, TypeError):
+      return "another train.py"  # still checking its input, or from a genjax that wrote no label
+
+  def announce(self) -> None:
+    """Labels the workdir with this process (atomically), for the refusal of a second run."""
+    label = {"pid": os.getpid(), "host": socket.gethostname(),
+             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    _write_atomically(os.path.join(self.workdir, HOLDER_FILE), json.dumps(label) + "\n")
+
+  def release(self) -> None:
+    if self._fd is None:
+      return
+    try:
+      os.remove(os.path.join(self.workdir, HOLDER_FILE))
+    except OSError:
+      pass
+    os.close(self._fd)  # closing the last descriptor releases the lock
+    self._fd = None
+
+
+def _write_atomically(path: str, text: str) -> None:
+  """Writes `text` to `path` through a temporary file and a rename: a crash leaves the old file or the new one."""
+  directory, name = os.path.split(path)
+  with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, prefix=f".{name}.", delete=False) as f:
+    try:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    except OSError as e:  # a full disk: no half file left behind, and the error names the file
+      f.close()
+      os.remove(f.name)
+      raise OSError(e.errno, e.strerror, path) from e
+  os.replace(f.name, path)
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Writes `config.json` atomically: a crash leaves the old file or the new one, never half of one."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=workdir, prefix=f".{CONFIG_FILE}.", delete=False) as f:
-    f.write(config.to_json(indent=2, sort_keys=True))
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(f.name, path)
+  _write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2, sort_keys=True))
 
 
 def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, batch_size: int) -> dict[str, float]:
@@ -207,15 +288,25 @@ def point_grids(sample_fns: dict, params, key, dataset: str) -> dict:
   return {name: metrics.scatter(fn(params, key, POINT_SAMPLES), centres) for name, fn in sample_fns.items()}
 
 
-def write_visuals(visuals_fn, params, key, eval_images: np.ndarray, directory: str,
-                  suffix: str = "", extra: dict | None = None) -> list[str]:
-  """Writes each grid of `visuals_fn`, and of `extra`, as `directory/<name><suffix>.png`; returns the paths.
+def picture_examples(num_examples: int) -> np.ndarray:
+  """Indices of the 32 held-out examples that pictures use, spread evenly over the split (so a split stored in
+  class order, as mnist5k's, shows every class)."""
+  return np.linspace(0, num_examples - 1, min(32, num_examples)).round().astype(int)
 
-  The pictures use 32 held-out images spread evenly over the split, which
-  shows every class of a split stored in class order (mnist5k).
-  """
-  n = eval_images.shape[0]
-  spread = np.linspace(0, n - 1, min(32, n)).round().astype(int)
-  grids = jax.device_get({**visuals_fn(params, key, eval_images[spread]), **(extra or {})})
+
+def visual_grids(visuals_fn, params, key, eval_images: np.ndarray, extra: dict | None = None) -> dict:
+  """The grids of `visuals_fn` on the picture examples, and `extra`, on the host."""
+  return jax.device_get({**visuals_fn(params, key, eval_images[picture_examples(eval_images.shape[0])]),
+                         **(extra or {})})
+
+
+def write_grids(grids: dict, directory: str, suffix: str = "") -> list[str]:
+  """Writes each grid as `directory/<name><suffix>.png`; returns the paths."""
   return [images.write_png(os.path.join(directory, f"{name}{suffix}.png"), grid, scale=2)
           for name, grid in grids.items()]
+
+
+def write_visuals(visuals_fn, params, key, eval_images: np.ndarray, directory: str,
+                  suffix: str = "", extra: dict | None = None) -> list[str]:
+  """Writes each grid of `visuals_fn` (`visual_grids`), and of `extra`; returns the paths."""
+  return write_grids(visual_grids(visuals_fn, params, key, eval_images, extra), directory, suffix)

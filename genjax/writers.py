@@ -40,11 +40,54 @@ class EventFile:
     self._file.close()
 
 
+def _rows(path: str) -> list[dict]:
+  """The whole rows of a metrics.jsonl (a last line cut short by a crash is not one)."""
+  rows = []
+  try:
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        try:
+          row = json.loads(line)
+        except ValueError:
+          continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+          rows.append(row)
+  except FileNotFoundError:
+    pass
+  return rows
+
+
+def last_row(workdir: str, split: str, step: int) -> dict[str, float]:
+  """The scalars of the last `split` row of `step` in the workdir's metrics.jsonl; {} when there is none."""
+  for row in reversed(_rows(os.path.join(workdir, METRICS_FILE))):
+    if row["step"] == step and row.get("split") == split:
+      return {k: v for k, v in row.items() if k not in ("step", "split", "time")}
+  return {}
+
+
+METRICS_FILE = "metrics.jsonl"
+
+
 class MetricWriter:
   """Appends {'step', 'split', 'time', **scalars} lines to metrics.jsonl and TensorBoard."""
 
-  def __init__(self, workdir: str, tensorboard: bool = True):
-    self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
+  def __init__(self, workdir: str, tensorboard: bool = True, resume_step: int | None = None):
+    """Opens the workdir's metrics; with `resume_step`, first drops the rows of later steps (atomically).
+
+    A run resumed from the checkpoint of step s retrains the steps after s, and logs them again: the rows
+    that the stopped run logged for them would be duplicates of other values.
+    """
+    self.jsonl_path = os.path.join(workdir, METRICS_FILE)
+    if resume_step is not None and os.path.exists(self.jsonl_path):
+      rows = _rows(self.jsonl_path)
+      kept = [row for row in rows if row["step"] <= resume_step]
+      with open(self.jsonl_path, encoding="utf-8") as f:
+        text = f.read()
+      if len(kept) < len(rows) or len(rows) < text.count("\n") or (text and not text.endswith("\n")):
+        temporary = f"{self.jsonl_path}.{os.getpid()}.tmp"
+        with open(temporary, "w", encoding="utf-8") as f:
+          f.writelines(json.dumps(row) + "\n" for row in kept)
+        os.replace(temporary, self.jsonl_path)
     self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
     self._tb = EventFile(os.path.join(workdir, "tensorboard")) if tensorboard else None
 

@@ -48,9 +48,19 @@ def set_fields(config, fields: dict):
   return config
 
 
-def run_cli(script, *args, timeout=300):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, env=env,
+def cli_env(cpu_only: bool = True) -> dict:
+  """The environment of a CLI subprocess; `cpu_only=False` lets JAX look for every platform, as a user's run does
+  (and log what it does not find)."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  if cpu_only:
+    env["JAX_PLATFORMS"] = "cpu"
+  else:
+    env.pop("JAX_PLATFORMS", None)
+  return env
+
+
+def run_cli(script, *args, timeout=300, cpu_only=True):
+  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, env=cli_env(cpu_only),
                         capture_output=True, text=True, timeout=timeout)
 
 

@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-from genjax import cli, train_lib
+from genjax import build, cli, sample_lib, train_lib
 from genjax import workdir as workdir_lib
+from genjax.errors import UserError
 from tests.helpers import TINY, run_cli, tiny_config
 
 # (config overrides, what the one-line message must say). Each is refused by
@@ -32,6 +33,24 @@ BAD_CONFIGS = [
     ({"optim.grad_clip_norm": 0.0}, "optim.grad_clip_norm: must be > 0 or None, got 0.0"),
     ({"model.iwae_k": 0}, "model.iwae_k: must be a positive integer, got 0"),
     ({"checkpoint_every": -1}, "checkpoint_every: must be a positive integer, got -1"),
+    # Upper bounds of counts, each one above the bound (AT_THE_BOUNDS holds the bound itself, accepted).
+    ({"seed": 2**32}, "seed: must be an integer in [0, 4294967295], got 4294967296"),
+    ({"seed": -1}, "seed: must be an integer in [0, 4294967295], got -1"),
+    ({"num_steps": 2**31}, "num_steps: must be an integer in [1, 2147483647], got 2147483648"),
+    ({"log_every": 2**31}, "log_every: must be an integer in [1, 2147483647], got 2147483648"),
+    ({"eval_every": 2**31}, "eval_every: must be an integer in [1, 2147483647], got 2147483648"),
+    ({"checkpoint_every": 2**31}, "checkpoint_every: must be an integer in [1, 2147483647], got 2147483648"),
+    ({"steps_per_call": 1001}, "steps_per_call: must be an integer in [1, 1000], got 1001"),
+    ({"keep_checkpoints": 1001}, "keep_checkpoints: must be an integer in [1, 1000], got 1001"),
+    ({"batch_size": 2**20 + 1}, "batch_size: must be an integer in [1, 1048576], got 1048577"),
+    ({"eval.batch_size": 2**20 + 1}, "eval.batch_size: must be an integer in [1, 1048576], got 1048577"),
+    ({"eval.num_examples": 10**6 + 1}, "eval.num_examples: must be an integer in [1, 1000000], got 1000001"),
+    ({"eval.quality_samples": 200_001}, "eval.quality_samples: must be an integer in [0, 200000], got 200001"),
+    ({"model.iwae_k": 100_001}, "model.iwae_k: must be an integer in [1, 100000], got 100001"),
+    ({"model.latent_dim": 2**20 + 1}, "model.latent_dim: must be an integer in [1, 1048576], got 1048577"),
+    ({"model.hidden": (16, 2**20 + 1)}, "model.hidden: each must be an integer in [1, 1048576], got (16, 1048577)"),
+    ({"model.conv_widths": (4, 2**20 + 1)},
+     "model.conv_widths: each must be an integer in [1, 1048576], got (4, 1048577)"),
 ]
 
 # (config file, overrides, message) of the GAN configs and the choices shared with them.
@@ -53,12 +72,84 @@ BAD_GAN_CONFIGS = [
     ("dcgan_mnist5k", {"model.g_width": 0}, "model.g_width: must be a positive integer, got 0"),
     ("vae_mnist5k", {"dataset.name": "ring8"}, "dataset.name: 'ring8' holds 2-D points; the vae family models images"),
     ("vae_mnist5k", {"optim.schedule": "linear"}, "optim.schedule: unknown 'linear'; allowed: constant, cosine"),
+    ("gan_ring8", {"model.latent_dim": 2**20 + 1}, "model.latent_dim: must be an integer in [1, 1048576], got 1048577"),
+    ("gan_ring8", {"gan.d_steps": 101}, "gan.d_steps: must be an integer in [1, 100], got 101"),
+    ("gan_ring8", {"model.pack": 32}, "model.pack: 32 must divide batch_size 16"),  # above batch_size
+    ("gan_ring8", {"model.g_hidden": (16, 2**20 + 1)},
+     "model.g_hidden: each must be an integer in [1, 1048576], got (16, 1048577)"),
+    ("gan_ring8", {"model.d_hidden": (2**20 + 1,)},
+     "model.d_hidden: each must be an integer in [1, 1048576], got (1048577,)"),
+    ("dcgan_mnist5k", {"model.g_width": 2**20 + 1}, "model.g_width: must be an integer in [1, 1048576], got 1048577"),
+    ("dcgan_mnist5k", {"model.d_width": 2**20 + 1}, "model.d_width: must be an integer in [1, 1048576], got 1048577"),
+]
+
+# (config file, overrides, message) of the diffusion family's own fields.
+BAD_DIFFUSION_CONFIGS = [
+    ("diffusion_ring8", {"diffusion.num_timesteps": 0}, "diffusion.num_timesteps: must be a positive integer, got 0"),
+    ("diffusion_ring8", {"diffusion.num_timesteps": 100_001},
+     "diffusion.num_timesteps: must be an integer in [1, 100000], got 100001"),
+    ("diffusion_ring8", {"diffusion.sample_steps": 2_000_000_000},
+     "diffusion.sample_steps: must be an integer in [1, 10000], got 2000000000"),
+    ("diffusion_ring8", {"diffusion.sample_steps": 10_001},
+     "diffusion.sample_steps: must be an integer in [1, 10000], got 10001"),
+    ("diffusion_ring8", {"diffusion.eval_steps": 10_001},
+     "diffusion.eval_steps: must be an integer in [1, 10000], got 10001"),
+    ("diffusion_ring8", {"model.hidden": (16, 2**20 + 1)},
+     "model.hidden: each must be an integer in [1, 1048576], got (16, 1048577)"),
+    ("diffusion_ring8", {"model.emb_dim": 2**20 + 1}, "model.emb_dim: must be an integer in [1, 1048576], got 1048577"),
+    ("diffusion_mnist5k", {"model.ch": 2**20 + 1}, "model.ch: must be an integer in [1, 1048576], got 1048577"),
+    ("diffusion_mnist5k", {"model.ch_mult": (1, 2**20 + 1)},
+     "model.ch_mult: each must be an integer in [1, 1048576], got (1, 1048577)"),
+    ("diffusion_mnist5k", {"model.ch": 64, "model.ch_mult": (1, 2**15)},
+     "model.ch_mult: each level's channels (ch x ch_mult = [64, 2097152]) must be an integer in [1, 1048576]"),
+    ("diffusion_mnist5k", {"model.num_res_blocks": 101},
+     "model.num_res_blocks: must be an integer in [1, 100], got 101"),
+]
+
+# (config file, overrides) at the upper bounds (and seed's and quality_samples' lower ones): accepted by
+# `build.validate`. Every field refused one above its bound in the tables above is here.
+AT_THE_BOUNDS = [
+    ("vae_mnist5k", {"seed": 2**32 - 1}),
+    ("vae_mnist5k", {"seed": 0}),
+    ("vae_mnist5k", {"num_steps": 2**31 - 1}),
+    ("vae_mnist5k", {"log_every": 2**31 - 1}),
+    ("vae_mnist5k", {"eval_every": 2**31 - 1}),
+    ("vae_mnist5k", {"checkpoint_every": 2**31 - 1}),
+    ("vae_mnist5k", {"steps_per_call": 1000}),
+    ("vae_mnist5k", {"keep_checkpoints": 1000}),
+    ("vae_mnist5k", {"batch_size": 2**20}),
+    ("vae_mnist5k", {"eval.batch_size": 2**20}),
+    ("vae_mnist5k", {"eval.num_examples": 10**6}),
+    ("vae_mnist5k", {"eval.quality_samples": 200_000}),
+    ("vae_mnist5k", {"eval.quality_samples": 0}),
+    ("vae_mnist5k", {"model.iwae_k": 100_000}),
+    ("vae_mnist5k", {"model.latent_dim": 2**20}),
+    ("vae_mnist5k", {"model.hidden": (16, 2**20)}),
+    ("vae_mnist5k", {"model.conv_widths": (4, 2**20)}),
+    ("gan_ring8", {"model.latent_dim": 2**20}),
+    ("gan_ring8", {"gan.d_steps": 100}),
+    ("gan_ring8", {"model.pack": 16}),  # batch_size
+    ("gan_ring8", {"model.g_hidden": (16, 2**20)}),
+    ("gan_ring8", {"model.d_hidden": (2**20,)}),
+    ("dcgan_mnist5k", {"model.g_width": 2**20}),
+    ("dcgan_mnist5k", {"model.d_width": 2**20}),
+    ("diffusion_ring8", {"diffusion.num_timesteps": 100_000}),
+    ("diffusion_ring8", {"diffusion.sample_steps": 10_000}),
+    ("diffusion_ring8", {"diffusion.eval_steps": 10_000}),
+    ("diffusion_ring8", {"model.hidden": (16, 2**20)}),
+    ("diffusion_ring8", {"model.emb_dim": 2**20}),
+    ("diffusion_mnist5k", {"model.ch": 2**20, "model.ch_mult": (1,), "model.attn_resolutions": ()}),
+    ("diffusion_mnist5k", {"model.ch": 32, "model.ch_mult": (1, 2**15, 2**15)}),
+    ("diffusion_mnist5k", {"model.num_res_blocks": 100}),
+    # eps: the sampler's and the bound's levels are also bounded by the schedule's num_timesteps
+    ("diffusion_ring8", {"diffusion.objective": "eps", "diffusion.num_timesteps": 10_000,
+                         "diffusion.sample_steps": 10_000, "diffusion.eval_steps": 10_000}),
 ]
 
 
 # Every case is refused before the first step compiles: by `build.validate` or the device check, before
 # anything is read, or (an unavailable TFDS dataset) when the input pipeline is built.
-BAD_INPUTS = [("vae_mnist5k", o, m) for o, m in BAD_CONFIGS] + BAD_GAN_CONFIGS + [
+BAD_INPUTS = [("vae_mnist5k", o, m) for o, m in BAD_CONFIGS] + BAD_GAN_CONFIGS + BAD_DIFFUSION_CONFIGS + [
     ("vae_mnist5k", {"parallel": "pjit"}, "parallel: unknown 'pjit'; allowed: jit, pmap"),
     ("vae_mnist5k", {"num_devices": 0}, "num_devices: must be a positive integer, got 0"),
     ("dcgan_mnist5k", {"num_devices": 64}, "num_devices: must be an integer in [1, 1] (the devices here) or None"),
@@ -91,6 +182,53 @@ def test_bad_config_exits_2_with_one_line_naming_the_field(tmp_path, capsys, nam
 
 def test_the_table_of_bad_inputs_is_long_enough():
   assert len(BAD_INPUTS) >= 20
+
+
+_VALIDATED = [("vae_mnist5k", o, m) for o, m in BAD_CONFIGS] + BAD_GAN_CONFIGS + BAD_DIFFUSION_CONFIGS
+
+
+@pytest.mark.parametrize("name,overrides,message", _VALIDATED, ids=[f"{n}:{'+'.join(o)}" for n, o, _ in _VALIDATED])
+def test_bad_config_is_refused_by_validate(name, overrides, message):
+  # The same rows as above, at `build.validate` alone: a bound that lets its row through fails here at once
+  # rather than after the training run it then starts.
+  with pytest.raises(UserError) as info:
+    build.validate(tiny_config(name, **overrides))
+  assert message in str(info.value)
+
+
+@pytest.mark.parametrize("name,overrides", AT_THE_BOUNDS, ids=[f"{n}:{'+'.join(o)}" for n, o in AT_THE_BOUNDS])
+def test_counts_at_their_bounds_are_accepted(name, overrides):
+  build.validate(tiny_config(name, **overrides))
+
+
+def test_every_upper_bound_refused_is_accepted_at_the_bound():
+  bounded = {field for _, overrides, message in _VALIDATED if "must be an integer in [" in message
+             for field in overrides}
+  accepted = {field for _, overrides in AT_THE_BOUNDS for field in overrides}
+  assert bounded - accepted == set()
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("quality_samples", 200_001, "--quality_samples: must be an integer in [0, 200000], got 200001"),
+    ("quality_samples", -1, "--quality_samples: must be an integer >= 0, got -1"),
+    ("iwae_k", 100_001, "--iwae_k: must be an integer in [1, 100000], got 100001"),
+    ("iwae_k", 0, "--iwae_k: must be a positive integer, got 0"),
+    ("num_examples", 10**6 + 1, "--num_examples: must be an integer in [1, 1000000], got 1000001"),
+    ("num_examples", 0, "--num_examples: must be a positive integer, got 0"),
+])
+def test_sample_count_flags_are_bounded_before_the_workdir_is_read(tmp_path, flag, value, message):
+  missing = tmp_path / "missing"  # read first, it would be refused as holding no config.json
+  with pytest.raises(UserError) as info:
+    sample_lib.sample_and_evaluate(str(missing), **{flag: value})
+  assert str(info.value) == message
+  assert not missing.exists()
+
+
+@pytest.mark.parametrize("flag,value", [("quality_samples", 200_000), ("quality_samples", 0), ("iwae_k", 100_000),
+                                        ("iwae_k", 1), ("num_examples", 10**6), ("num_examples", 1)])
+def test_sample_count_flags_at_their_bounds_reach_the_workdir(tmp_path, flag, value):
+  with pytest.raises(UserError, match="holds no config.json"):
+    sample_lib.sample_and_evaluate(str(tmp_path / "missing"), **{flag: value})
 
 
 def _snapshot(workdir) -> dict[str, tuple[float, int]]:

@@ -7,8 +7,10 @@ subprocess), so that pytest-xdist runs the two halves on two workers.
 """
 
 import os
+import re
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,6 +18,7 @@ from PIL import Image
 from genjax import build, checkpoint, cli, data, train_lib
 from genjax import random as grandom
 from genjax import workdir as workdir_lib
+from genjax.errors import UserError
 from genjax.models import family as family_lib
 from tests import conformance
 from tests.helpers import restore_state
@@ -166,6 +169,58 @@ def test_a_bad_field_of_the_family_is_one_line_with_status_2(name, arch, tmp_pat
   allowed = ", ".join(family_lib.get(name).archs)
   assert info.value.code == 2 and lines == [f"error: model.arch: unknown 'no_such_arch'; allowed: {allowed}"]
   assert not os.path.exists(tmp_path / "run")
+
+
+def _another(value):
+  """A value of the same kind that differs from `value` (what a resume might be asked to change it to)."""
+  if isinstance(value, bool):
+    return not value
+  if isinstance(value, (int, float)):
+    return value * 2 + 1
+  if isinstance(value, str):
+    return value + "_other"
+  if isinstance(value, (tuple, list)):
+    return (*value, 1)
+  return 0.5  # None
+
+
+@pytest.mark.parametrize("name,arch", CASES, ids=IDS)
+def test_a_resume_refuses_each_pinned_field_changed_and_accepts_each_free_one(name, arch, tmp_path):
+  """Every field is either what the weights were trained with (pinned: a changed one is refused, naming it and
+  its old value) or free (accepted); the family's own blocks and the seed, data, batch and optimizer are pinned,
+  and what it declares free exists."""
+  config = conformance.config_of(name, arch)
+  workdir_lib.save_config(str(tmp_path), config)
+  flat = workdir_lib._flat(config)  # pylint: disable=protected-access
+  pinned = workdir_lib.pinned_fields(config)
+  spec = family_lib.get(name)
+  assert set(spec.free) <= set(flat)
+  own = [f"{block}.{field}" for block, fields in spec.config_blocks().items() for field in fields]
+  assert set(own) - set(spec.free) <= set(pinned)
+  assert {"family", "seed", "dataset.name", "batch_size", "optim.learning_rate", "model.arch"} <= set(pinned)
+  assert {"num_steps", "eval.num_examples", "eval.quality_samples", "keep_checkpoints"}.isdisjoint(pinned)
+  for field, value in flat.items():
+    changed = config.to_dict()
+    node = changed
+    *path, last = field.split(".")
+    for part in path:
+      node = node[part]
+    node[last] = _another(value)
+    changed = ml_collections.ConfigDict(changed)
+    if field in pinned:
+      with pytest.raises(UserError, match=f"^{re.escape(field)}: this workdir was trained with {re.escape(repr(value))},"):
+        workdir_lib.check_resumable(str(tmp_path), changed)
+    else:
+      workdir_lib.check_resumable(str(tmp_path), changed)
+
+
+def test_num_steps_is_pinned_under_a_cosine_schedule(tmp_path):
+  """The cosine decay spans num_steps: the weights of every step so far were trained for that length."""
+  config = conformance.config_of("vae", "mlp", **{"optim.schedule": "cosine"})
+  workdir_lib.save_config(str(tmp_path), config)
+  longer = conformance.config_of("vae", "mlp", **{"optim.schedule": "cosine", "num_steps": config.num_steps + 1})
+  with pytest.raises(UserError, match=r"^num_steps: this workdir was trained with "):
+    workdir_lib.check_resumable(str(tmp_path), longer)
 
 
 def test_the_test_family_reaches_its_closed_form_optimum():

@@ -9,13 +9,15 @@ asserts the whole of stderr: exactly one line, `error: ...`.
 import hashlib
 import json
 import os
+import re
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax import build, checkpoint, train_lib
+from genjax import build, checkpoint, sample_lib, train_lib
 from genjax import workdir as workdir_lib
 from genjax import random as grandom
 from genjax.errors import NonFiniteLossError
@@ -120,7 +122,10 @@ def _config_files(workdir: str) -> None:
   """Config files of every kind of breakage, beside the workdir (outside it: the workdir stays as it was)."""
   here = os.path.dirname(workdir)
   files = {"syntax.py": "def get_config(:\n", "noget.py": "x = 1\n",
-           "raises.py": "def get_config():\n  return {}['model']\n", "notdict.py": "def get_config():\n  return 3\n"}
+           "raises.py": "def get_config():\n  return {}['model']\n", "notdict.py": "def get_config():\n  return 3\n",
+           # a copy of a config with a misspelt field, which an unlocked ConfigDict would simply add
+           "typo.py": "from configs import vae_mnist5k_mlp\n\ndef get_config():\n  c = vae_mnist5k_mlp.get_config()\n"
+                      "  c.optim.learning_rat = 0.1\n  return c\n"}
   for name, text in files.items():
     with open(os.path.join(here, name), "w", encoding="utf-8") as f:
       f.write(text)
@@ -143,6 +148,19 @@ CASES = {
     "config file returns no ConfigDict": ("train.py", ["--config={d}/notdict.py", "--workdir={d}/new"], _config_files,
                                           "error: --config: get_config() in {d}/notdict.py returned int, not an"
                                           " ml_collections.ConfigDict"),
+    "misspelt field in a config file": ("train.py", ["--config={d}/typo.py", "--workdir={d}/new"], _config_files,
+                                        "error: optim.learning_rat: no such field of a vae config (set in"
+                                        " {d}/typo.py); did you mean optim.learning_rate?"),
+    "config file given twice": ("train.py", ["--config={root}/configs/vae_mnist5k_mlp.py",
+                                             "--config={root}/configs/vae_mnist5k.py", "--workdir={d}/new"], None,
+                                "error: --config: given 2 times ({root}/configs/vae_mnist5k_mlp.py,"
+                                " {root}/configs/vae_mnist5k.py); allowed: one config file, changed by"
+                                " --config.FIELD=VALUE"),
+    "config file with an argument it does not take": (
+        "train.py", ["--config={root}/configs/vae_mnist5k.py:small", "--workdir={d}/new"], None,
+        "error: --config: get_config('small') in {root}/configs/vae_mnist5k.py: TypeError: get_config() takes 0"
+        " positional arguments but 1 was given (the text after ':' in --config=FILE:ARG is get_config's argument,"
+        " and this get_config takes none)"),
     "misspelt override": ("train.py", ["--config.batchsize=8"], None,
                           "error: --config.batchsize: no such field in {root}/configs/vae_mnist5k_mlp.py; did you"
                           " mean --config.batch_size?"),
@@ -158,6 +176,22 @@ CASES = {
                       "error: model.beta: must be a finite number, got inf"),
     "NaN observation log-variance": ("train.py", ["--config.model.obs_logvar=nan"], None,
                                      "error: model.obs_logvar: must be a finite number, got nan"),
+    "learning rate infinite in float32": ("train.py", ["--config.optim.learning_rate=1e39"], None,
+                                          "error: optim.learning_rate: must be a finite number in float32 (at most"
+                                          " 3.403e+38 in size), got 1e+39"),
+    # a resume that would change what the weights were trained with
+    "resume with another seed": ("train.py", ["--config.seed=1"], None,
+                                 "error: seed: this workdir was trained with 0, the config asks for 1; a resume keeps"
+                                 " what the weights were trained with: use the same seed, or a new --workdir"),
+    "resume with another KL weight": ("train.py", ["--config.model.beta=0.5"], None,
+                                      "error: model.beta: this workdir was trained with 1.0, the config asks for 0.5;"
+                                      " a resume keeps what the weights were trained with: use the same model.beta,"
+                                      " or a new --workdir"),
+    "resume with another batch": ("train.py", ["--config.batch_size=8"], None,
+                                  "error: batch_size: this workdir was trained with 16, the config asks for 8; a"
+                                  " resume keeps what the weights were trained with: use the same batch_size, or a"
+                                  " new --workdir"),
+    "empty --workdir": ("train.py", ["--workdir="], None, "error: --workdir: empty; allowed: a directory name"),
     # absl flags
     "unknown flag": ("train.py", ["--workdri=x"], None, "error: --workdri: unknown flag; did you mean --workdir?"),
     "extra argument": ("train.py", ["again"], None,
@@ -176,13 +210,17 @@ CASES = {
                                     "error: {w}/config.json: model: missing from the config; every config starts"
                                     " from configs/base.py, which has it"),
     # the data
-    "batch larger than the dataset": ("train.py", ["--config.batch_size=6000"], None,
+    "batch larger than the dataset": ("train.py", ["--config.batch_size=6000", "--workdir={d}/new"], None,
                                       "error: batch_size: the per-process batch 6000 exceeds the 4500 training"
                                       " examples of each of the 1 processes of dataset 'mnist5k'; allowed: at most"
                                       " 4500"),
-    # the model against the device's memory (an MLP VAE with 2 x 784 x 40M weights and Adam's moments)
+    # the model against the device's memory (an MLP VAE with 2 x 2**40 weights and Adam's moments)
     "model too large for memory": ("train.py", ["--config={root}/configs/vae_mnist5k_mlp.py",
-                                                "--config.model.hidden=(40000000,)", "--workdir={d}/new"], None, None),
+                                                "--config.model.hidden=(1048576, 1048576)", "--workdir={d}/new"], None, None),
+    # the evaluation against the device's memory: the step fits, a million held-out digits at once do not
+    "evaluation too large for memory": ("train.py", ["--config={root}/configs/vae_mnist5k.py",
+                                                     "--config.eval.batch_size=1048576", "--workdir={d}/new"], None,
+                                        None),
     # the feature network of FID
     "Inception weights missing": ("train.py", ["--config.eval.inception_weights={d}/fid.npz", "--workdir={d}/new"],
                                   None, "error: eval.inception_weights: no file '{d}/fid.npz'; convert pytorch-fid's"
@@ -202,18 +240,19 @@ CASES = {
                           "error: --workdir: cannot write to '{w}/config.json' ({w}/config.json is a file, not a"
                           " directory)"),
     # the checkpoint
-    "corrupt checkpoint": ("train.py", [], _corrupt_checkpoint, None),
-    "non-finite checkpoint": ("train.py", [], _nan_checkpoint,
+    "corrupt checkpoint": ("train.py", ["--config.num_steps=4"], _corrupt_checkpoint, None),
+    "non-finite checkpoint": ("train.py", ["--config.num_steps=4"], _nan_checkpoint,
                               "error: checkpoint: step 2 in {w}/checkpoints holds non-finite values (NaN or infinity"
                               " in params/decoder/Dense_0/bias), which no training or sampling can use; move"
                               " {w}/checkpoints/2 away to resume from the checkpoint before it, or use a new"
                               " --workdir"),
-    "another model's checkpoint": ("train.py", ["--config.model.latent_dim=8"], lambda w: os.remove(f"{w}/config.json"),
+    "another model's checkpoint": ("train.py", ["--config.model.latent_dim=8", "--config.num_steps=4"], lambda w: os.remove(f"{w}/config.json"),
                                    "error: checkpoint: step 2 in {w}/checkpoints was written by another model:"
                                    " params/decoder/Dense_0/kernel is float32[4, 16] there, float32[8, 16] in this"
                                    " model; use a new --workdir, or the config the checkpoint was trained with"),
     # sample.py
     "sample: no --workdir": ("sample.py", None, None, "error: --workdir: required; A workdir written by train.py."),
+    "sample: empty --workdir": ("sample.py", ["--workdir="], None, "error: --workdir: empty; allowed: a directory name"),
     "sample: no config.json": ("sample.py", [], lambda w: os.remove(f"{w}/config.json"),
                                "error: --workdir: '{w}' holds no config.json; train into it first with train.py"),
     "sample: config.json not JSON": ("sample.py", [], _write("config.json", "[1, 2"),
@@ -256,6 +295,8 @@ CASES = {
 PATTERNS = {
     "model too large for memory": ("error: model: one training step needs ",
                                    " GiB are available; allowed: a smaller model.* width or batch_size 128"),
+    "evaluation too large for memory": ("error: eval.batch_size: evaluating 1048576 held-out examples at once needs ",
+                                        " GiB are available; allowed: a smaller eval.batch_size than 1048576"),
     "corrupt checkpoint": ("error: checkpoint: step 2 in {w}/checkpoints is unreadable (",
                            "); move {w}/checkpoints/2 away to resume from the checkpoint before it, or use a new"
                            " --workdir"),
@@ -265,8 +306,15 @@ PATTERNS = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_cli_refuses_in_one_line_with_status_2_and_changes_nothing(trained, tmp_path, name):
+# Cases found after JAX has started, run again as a user's run is: JAX looking for every platform, and logging
+# the ones it does not find (TPU on any machine without libtpu) before the error.
+AFTER_JAX = ("batch larger than the dataset", "model too large for memory", "corrupt checkpoint",
+             "sample: non-finite checkpoint")
+
+
+@pytest.mark.parametrize("name,cpu_only", [(name, True) for name in CASES] + [(name, False) for name in AFTER_JAX],
+                         ids=[*CASES, *(f"{name}, every platform" for name in AFTER_JAX)])
+def test_cli_refuses_in_one_line_with_status_2_and_changes_nothing(trained, tmp_path, name, cpu_only):
   script, args, prepare, line = CASES[name]
   workdir = str(tmp_path / "run")
   shutil.copytree(trained, workdir)
@@ -282,7 +330,7 @@ def test_cli_refuses_in_one_line_with_status_2_and_changes_nothing(trained, tmp_
     argv = [f"--workdir={workdir}", *RUN_FLAGS, *(a.format(**fill) for a in args)]
   else:
     argv = [f"--workdir={workdir}", *(a.format(**fill) for a in args)]
-  result = run_cli(script, *argv)
+  result = run_cli(script, *argv, cpu_only=cpu_only)
   lines = result.stderr.strip().splitlines()
   assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
   assert len(lines) == 1, result.stderr[-3000:]
@@ -319,13 +367,21 @@ def _all_checkpoints_finite(workdir: str) -> list[int]:
   return steps
 
 
+def _infinite_step_size(monkeypatch) -> None:
+  """Every optimizer built from now on steps by 1e39, infinite in float32.
+
+  No config can ask for it (the float32 check refuses 1e39), so only this reaches the loop's last guard: an
+  update that makes the weights non-finite while the loss of its step, computed before the update, is finite.
+  """
+  monkeypatch.setattr(build, "learning_rate", lambda value, schedule, num_steps: 1e39)
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # 1e39 as float32, on purpose
-def test_an_update_to_non_finite_weights_is_never_saved_and_sample_py_still_works(trained, tmp_path):
+def test_an_update_to_non_finite_weights_is_never_saved_and_sample_py_still_works(trained, tmp_path, monkeypatch):
   workdir = str(tmp_path / "run")
   shutil.copytree(trained, workdir)
-  # 1e39 is finite to the config (a Python float) and infinite in float32: the update of step 3 makes every
-  # weight non-finite while the loss of step 3, computed before the update, is finite.
-  config = tiny_config("vae_mnist5k_mlp", **{**RUN, "num_steps": 4, "optim.learning_rate": 1e39})
+  _infinite_step_size(monkeypatch)
+  config = tiny_config("vae_mnist5k_mlp", **{**RUN, "num_steps": 4})
   with pytest.raises(NonFiniteLossError,
                      match=r"^non-finite weights \(params/\S+\) after step 3; checkpoint of step 2 left intact$"):
     train_lib.train_and_evaluate(config, workdir)
@@ -336,24 +392,70 @@ def test_an_update_to_non_finite_weights_is_never_saved_and_sample_py_still_work
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
-def test_a_run_that_diverges_at_its_first_step_writes_no_checkpoint(tmp_path):
-  config = tiny_config("vae_mnist5k_mlp", **{**RUN, "optim.learning_rate": 1e39})
+def test_a_run_that_diverges_at_its_first_step_writes_no_checkpoint(tmp_path, monkeypatch):
+  _infinite_step_size(monkeypatch)
   with pytest.raises(NonFiniteLossError, match=r"after step 1; no checkpoint was written$"):
-    train_lib.train_and_evaluate(config, str(tmp_path))
+    train_lib.train_and_evaluate(tiny_config("vae_mnist5k_mlp", **RUN), str(tmp_path))
   assert not [n for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()]
 
 
-def test_a_diverged_run_exits_1_in_one_line(trained, tmp_path):
+def _sampled_numbers_finite(workdir: str, step: int) -> None:
+  result = sample_lib.sample_and_evaluate(workdir, iwae_k=2, quality_samples=64)
+  assert result["step"] == step
+  assert all(np.isfinite(result[name]) for name in ("neg_elbo", "nll", "fid", "kid")), result
+
+
+def _step_size_1e30_from_step_3(monkeypatch) -> None:
+  """Every optimizer built from now on steps by the config's step size for 2 steps, then by 1e30 (finite in
+  float32): the update of step 3 gives finite weights of about 1e30, whose losses overflow. (Its state has a
+  step count that a constant step size's lacks: such a workdir is sampled in this process.)"""
+  monkeypatch.setattr(build, "learning_rate",
+                      lambda value, schedule, num_steps: lambda count: jnp.where(count < 2, value, 1e30))
+
+
+def test_a_checkpoint_whose_weights_give_a_non_finite_loss_is_removed(tmp_path, monkeypatch):
+  """Step 3's weights are finite and saved; the loss of step 4, computed with them, is not. Keeping that
+  checkpoint would leave one from which every resume and every sample.py gives NaN."""
+  _step_size_1e30_from_step_3(monkeypatch)
   workdir = str(tmp_path / "run")
-  shutil.copytree(trained, workdir)
+  with pytest.raises(NonFiniteLossError, match=r"^non-finite loss (nan|inf) at step 4; removed the checkpoint of step"
+                                               r" 3, whose weights it was computed with; checkpoint of step 2 left intact$"):
+    train_lib.train_and_evaluate(tiny_config("vae_mnist5k_mlp", **{**RUN, "num_steps": 6}), workdir)
+  assert _all_checkpoints_finite(workdir) == [1, 2]
+  _sampled_numbers_finite(workdir, 2)
+
+
+def test_a_checkpoint_whose_weights_give_a_non_finite_held_out_loss_is_removed(tmp_path, monkeypatch):
+  """The same at the last step: no later loss judges its weights, the final evaluation does."""
+  _step_size_1e30_from_step_3(monkeypatch)
+  workdir = str(tmp_path / "run")
+  with pytest.raises(NonFiniteLossError, match=r"^non-finite held-out neg_elbo (nan|inf) of the weights of step 3;"
+                                               r" removed the checkpoint of step 3, whose weights it was computed with;"
+                                               r" checkpoint of step 2 left intact$"):
+    train_lib.train_and_evaluate(tiny_config("vae_mnist5k_mlp", **{**RUN, "num_steps": 3}), workdir)
+  assert _all_checkpoints_finite(workdir) == [1, 2]
+  _sampled_numbers_finite(workdir, 2)
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    text = f.read()
+  assert "NaN" not in text and "Infinity" not in text and '"split": "eval"' not in text.splitlines()[-1]
+
+
+def test_a_diverged_run_exits_1_in_one_line_and_sample_py_prints_no_nan(tmp_path):
+  """A step size of 1e30 from the start (the user's case): step 1's weights, the only checkpoint, give a NaN
+  loss at step 2. The run says so in one line (exit 1), and sample.py refuses to print the NaN as a result."""
+  workdir = str(tmp_path / "run")
   result = run_cli("train.py", f"--workdir={workdir}", *RUN_FLAGS, "--config.num_steps=3",
-                   "--config.optim.learning_rate=1e39")
+                   "--config.optim.learning_rate=1e30")
   assert result.returncode == 1, result.stderr[-3000:]
   last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith("error: non-finite weights (params/") and last.endswith(
-      ") after step 3; checkpoint of step 2 left intact"), last
+  assert re.fullmatch(r"error: non-finite loss (nan|inf) at step 2; the checkpoint of step 1, the only one, holds the"
+                      r" weights that gave it: train again with another config in a new --workdir", last), last
   assert "Traceback" not in result.stderr
-  assert _all_checkpoints_finite(workdir) == [1, 2]
+  sampled = run_cli("sample.py", f"--workdir={workdir}", "--iwae_k=2", "--quality_samples=0")
+  assert sampled.returncode == 1, sampled.stderr[-3000:]
+  assert re.fullmatch(r"error: checkpoint step 1 gives a non-finite negative ELBO \((nan|inf) nats\): its weights"
+                      r" diverged; train again with another config in a new --workdir\n", sampled.stderr), sampled.stderr
+  assert "nan" not in sampled.stdout.lower()
 
 
 def test_non_finite_leaf_names_the_first_bad_array():

@@ -41,7 +41,7 @@ ALLOWED = [
     ("workdir.py", ("genjax.build", "genjax.images", "genjax.errors", "genjax.metrics", "genjax.data",
                     "genjax.models.family")),
     ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.random", "genjax.workdir",
-                       "genjax.errors", "genjax.models.family", "genjax.quality")),
+                       "genjax.errors", "genjax.models.family", "genjax.quality", "genjax.config_checks")),
     ("quality.py", ("genjax.data", "genjax.metrics", "genjax.errors")),
 ]
 

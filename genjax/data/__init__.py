@@ -13,7 +13,7 @@ functions that read a TFDS dataset import them, with the accelerators hidden.
 """
 
 from genjax.data.mnist5k import load_mnist5k
-from genjax.data.pipeline import eval_examples, eval_images, train_iterator
+from genjax.data.pipeline import eval_examples, eval_image_chunks, eval_images, train_iterator
 from genjax.data.registry import DATASETS, POINT_DATASETS, DatasetUnavailableError, image_shape
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "DatasetUnavailableError",
     "eval_examples",
     "POINT_DATASETS",
+    "eval_image_chunks",
     "eval_images",
     "image_shape",
     "load_mnist5k",

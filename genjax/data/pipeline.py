@@ -133,6 +133,25 @@ def eval_images(name: str, num_examples: int, *, split: str = "test", data_dir: 
   return _tfds_eval_examples(name, num_examples, split=split, data_dir=data_dir, download=download)["image"]
 
 
+def eval_image_chunks(name: str, num_examples: int, *, split: str = "test", data_dir: str | None = None,
+                      download: bool = True) -> Iterator[np.ndarray]:
+  """`eval_images` a chunk at a time: the same images in the same order, in arrays of at most 1,000.
+
+  For splits too large to hold in memory at once (celeb_a's train split is
+  about 19 GB as uint8). Image datasets only. The name and the count are
+  checked at once; the split is opened when the first chunk is taken.
+  """
+  check_name(name)
+  num_examples = _check_int("num_examples", num_examples, 1)
+  if name in POINT_DATASETS:
+    raise UserError(f"dataset.name: {name!r} holds 2-D points, not images")
+  if name == "mnist5k":
+    images = mnist5k.load_mnist5k(split)["image"][:num_examples]
+    return (images[i:i + _EVAL_CHUNK] for i in range(0, images.shape[0], _EVAL_CHUNK))
+  return (chunk["image"] for chunk in _tfds_eval_chunks(name, num_examples, split=split, data_dir=data_dir,
+                                                        download=download))
+
+
 def eval_examples(name: str, num_examples: int, *, split: str = "test", data_dir: str | None = None,
                   download: bool = True) -> dict[str, np.ndarray]:
   """`eval_images` with the labels: {'image': uint8 [N, H, W, C], 'label': int32 [N]} (zeros where a dataset has none).
@@ -344,8 +363,9 @@ def _tfds_train_batches(name: str, *, local_batch: int, seed: int, data_dir: str
   return batches()
 
 
-def _tfds_eval_examples(name: str, num_examples: int, *, split: str, data_dir: str | None,
-                        download: bool) -> dict[str, np.ndarray]:
+def _tfds_eval_chunks(name: str, num_examples: int, *, split: str, data_dir: str | None,
+                      download: bool) -> Iterator[dict[str, np.ndarray]]:
+  """The first `num_examples` examples of `split` in order, as {'image', 'label'} chunks of at most _EVAL_CHUNK."""
   tf = _tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = prepared_builder(name, data_dir, download)
@@ -356,7 +376,12 @@ def _tfds_eval_examples(name: str, num_examples: int, *, split: str, data_dir: s
   ds = _raw_dataset(tfds, builder, split, shuffle_files=False, shuffle_seed=None, options=options)
   ds = ds.take(num_examples).map(_example_fn(tf, builder, name), num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(_EVAL_CHUNK).with_options(options)
-  chunks = list(ds.as_numpy_iterator())
+  yield from ds.as_numpy_iterator()
+
+
+def _tfds_eval_examples(name: str, num_examples: int, *, split: str, data_dir: str | None,
+                        download: bool) -> dict[str, np.ndarray]:
+  chunks = list(_tfds_eval_chunks(name, num_examples, split=split, data_dir=data_dir, download=download))
   if not chunks:
     return {"image": np.zeros((0, *image_shape(name)), np.uint8), "label": np.zeros((0,), np.int32)}
   return {key: np.concatenate([c[key] for c in chunks]) for key in ("image", "label")}

@@ -438,13 +438,14 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
                  f"diffusion: must be a block of fields, got {checks.get(config, 'diffusion')!r}")
   checks.one_of(config, "diffusion.objective", OBJECTIVES)
   checks.one_of(config, "diffusion.schedule", SCHEDULES)
-  checks.positive_int(config, "diffusion.num_timesteps")
+  checks.positive_int(config, "diffusion.num_timesteps", most=100_000)  # T: DDPM's 1,000; 100x that
   checks.one_of(config, "diffusion.sampler", SAMPLERS)
-  checks.positive_int(config, "diffusion.sample_steps")
+  # Levels of the sampler and of the evaluated bound: each a net evaluation per sample (DDPM samples with 1,000).
+  checks.positive_int(config, "diffusion.sample_steps", most=10_000)
   d = config.diffusion
   checks.require(d.sampler != "heun" or d.sample_steps >= 2,
                  f"diffusion.sample_steps: heun needs at least 2 levels, got {d.sample_steps}")
-  checks.positive_int(config, "diffusion.eval_steps")
+  checks.positive_int(config, "diffusion.eval_steps", most=10_000)
   checks.require(d.eval_steps >= 2, f"diffusion.eval_steps: must be at least 2, got {d.eval_steps}")
   if d.objective != "edm":
     for field in ("sample_steps", "eval_steps"):
@@ -466,15 +467,19 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
   checks.one_of(config, "diffusion.ema_warmup", ema.RULES)
   checks.number(config, "diffusion.ema_rampup", "> 0")
   if points:
-    checks.positive_ints(config, "model.hidden")
-    checks.positive_int(config, "model.emb_dim")
+    checks.positive_ints(config, "model.hidden", most=checks.MAX_WIDTH)
+    checks.positive_int(config, "model.emb_dim", most=checks.MAX_WIDTH)
     return
-  checks.positive_int(config, "model.ch")
-  checks.positive_ints(config, "model.ch_mult")
-  checks.positive_int(config, "model.num_res_blocks")
+  checks.positive_int(config, "model.ch", most=checks.MAX_WIDTH)
+  checks.positive_ints(config, "model.ch_mult", most=checks.MAX_WIDTH)
+  # Per level: DDPM's 2, EDM's 4; each block is compiled, so 100 already compiles for long.
+  checks.positive_int(config, "model.num_res_blocks", most=100)
   checks.positive_ints(config, "model.attn_resolutions", allow_empty=True)
   checks.number(config, "model.dropout", "[0, 1)")
   widths = [model.ch * m for m in model.ch_mult]
+  checks.require(max(widths) <= checks.MAX_WIDTH,
+                 f"model.ch_mult: each level's channels (ch x ch_mult = {widths}) must be an integer in"
+                 f" [1, {checks.MAX_WIDTH}]")
   checks.require(all(w % 32 == 0 for w in widths),
                  f"model.ch: every level's channels (ch x ch_mult = {widths}) must be a multiple of 32,"
                  " GroupNorm's groups")
@@ -510,6 +515,9 @@ family.register(family.FamilySpec(
     name="diffusion", archs=ARCHS, config_blocks=config_blocks, validate_config=validate_config,
     from_config=from_config, units={"bpd": "bits/dim"}, labels={"bpd": "variational bound"},
     weights=("ema", "raw"),
+    # The samplers' and the bound's levels: training draws its own (the schedule's steps, or EDM's p_mean, p_std).
+    free=tuple(f"diffusion.{name}" for name in ("sampler", "sample_steps", "eta", "churn", "sigma_min", "sigma_max",
+                                                  "rho", "clip_denoised", "eval_steps")),
     # The smoke U-Net takes small steps (optim.learning_rate 2e-6). Its biases before a GroupNorm or a
     # residual sum get gradients that are sums of cancelling terms, whose last digits depend on the order of
     # float sums (jit against eager, one device against eight); Adam divides each by its own size, which

@@ -132,6 +132,11 @@ class FamilySpec:
     added: fields added to the family's blocks after workdirs were written,
       with the value those runs had ({'gan.ema_warmup': 'none'}), so that
       their config.json still loads and resumes as it trained.
+    free: the fields of its blocks that only shape evaluation or sampling
+      ('model.iwae_k', a diffusion sampler's), which a resume may change.
+      Every other field of its blocks is what the weights were trained with:
+      a resume that changes one is refused (genjax.workdir.pinned_fields), so
+      a new field is pinned unless it is declared free here.
   """
 
   name: str
@@ -146,6 +151,7 @@ class FamilySpec:
   smoke: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
   weights: tuple[str, ...] = ("raw",)
   added: dict[str, Any] = dataclasses.field(default_factory=dict)
+  free: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, FamilySpec] = {}

@@ -428,26 +428,27 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
   checks.require(points == (model.arch == "mlp"),
                  f"model.arch: {model.arch!r} cannot model dataset {dataset!r}; allowed: 'mlp' for 2-D points"
                  " (the mixtures ring8, grid25), 'dcgan' for images")
-  checks.positive_int(config, "model.latent_dim")
+  checks.positive_int(config, "model.latent_dim", most=checks.MAX_WIDTH)
   checks.positive_int(config, "model.pack")
+  # Bounded by batch_size (at most 2**20): a pack that divides it is at most it.
   checks.require(config.batch_size % model.pack == 0,
                  f"model.pack: {model.pack} must divide batch_size {config.batch_size}")
   checks.require(isinstance(checks.get(config, "gan"), (dict, ml_collections.ConfigDict)),
                  f"gan: must be a block of fields, got {checks.get(config, 'gan')!r}")
   checks.one_of(config, "gan.loss", tuple(gan_losses.LOSSES))
-  checks.positive_int(config, "gan.d_steps")
+  checks.positive_int(config, "gan.d_steps", most=100)  # n_critic: WGAN's 5; each one a D update per G update
   for field in _PENALTIES:
     checks.number(config, f"gan.{field}", ">= 0")
   checks.number(config, "gan.ema_decay", "[0, 1)")
   checks.one_of(config, "gan.ema_warmup", ema.RULES)
   checks.number(config, "gan.ema_rampup", "> 0")
   if points:
-    checks.positive_ints(config, "model.g_hidden")
-    checks.positive_ints(config, "model.d_hidden")
+    checks.positive_ints(config, "model.g_hidden", most=checks.MAX_WIDTH)
+    checks.positive_ints(config, "model.d_hidden", most=checks.MAX_WIDTH)
     checks.boolean(config, "model.g_batchnorm")
     return
-  checks.positive_int(config, "model.g_width")
-  checks.positive_int(config, "model.d_width")
+  checks.positive_int(config, "model.g_width", most=checks.MAX_WIDTH)
+  checks.positive_int(config, "model.d_width", most=checks.MAX_WIDTH)
   checks.one_of(config, "model.d_norm", dcgan_nets.D_NORMS)
   penalised = [f"gan.{f}" for f in _PENALTIES if config.gan[f] > 0]
   if penalised:

@@ -272,18 +272,16 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
   model = config.model
   checks.one_of(config, "model.arch", ARCHS)
   checks.one_of(config, "model.likelihood", LIKELIHOODS)
-  checks.positive_int(config, "model.latent_dim")
+  checks.positive_int(config, "model.latent_dim", most=checks.MAX_WIDTH)
   checks.number(config, "model.beta", ">= 0")
   checks.number(config, "model.obs_logvar", "any")
-  checks.positive_int(config, "model.iwae_k")
-  hidden = checks.get(config, "model.hidden")
-  checks.require(isinstance(hidden, (tuple, list)) and all(checks.is_int(w) and w > 0 for w in hidden),
-                 f"model.hidden: must be positive integers, got {hidden!r}")
+  checks.positive_int(config, "model.iwae_k", most=checks.MAX_IWAE_K)
+  checks.positive_ints(config, "model.hidden", allow_empty=True, most=checks.MAX_WIDTH)
   checks.boolean(config, "model.binarize")
   checks.require(not (model.binarize and model.likelihood != "bernoulli"),
                  f"model.binarize: True needs model.likelihood='bernoulli', got {model.likelihood!r}")
   if model.arch == "conv":
-    checks.positive_ints(config, "model.conv_widths")
+    checks.positive_ints(config, "model.conv_widths", most=checks.MAX_WIDTH)
     widths = tuple(model.conv_widths)
     height, width, _ = example_shape
     most = min(vae_nets.max_conv_layers(height), vae_nets.max_conv_layers(width))
@@ -313,7 +311,7 @@ family.register(family.FamilySpec(
     name="vae", archs=ARCHS, config_blocks=config_blocks, validate_config=validate_config, from_config=from_config,
     units={"neg_elbo": "nats", "nll": "nats"},
     labels={"neg_elbo": "negative ELBO", "nll": "IWAE NLL (k={iwae_k})"},
-    moved={"eval.iwae_k": "model.iwae_k"}, sample_eval={"model.iwae_k": 1000},
+    moved={"eval.iwae_k": "model.iwae_k"}, sample_eval={"model.iwae_k": 1000}, free=("model.iwae_k",),
     smoke={"conv": {"model.arch": "conv", "model.conv_widths": (4, 8), "model.hidden": (16,), "model.latent_dim": 4,
                     "model.iwae_k": 2},
            "mlp": {"model.arch": "mlp", "model.hidden": (16,), "model.latent_dim": 4, "model.iwae_k": 2}}))
