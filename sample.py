@@ -12,8 +12,20 @@ Writes DIR/sample/*.png from the run's fixed sample key and DIR/sample/eval.json
 """
 
 import os
+import signal
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow logs (before absl's logging starts, so past TF_CPP_MIN_LOG_LEVEL) that its oneDNN kernels are on;
+# it only decodes and batches images here, where they change no number.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+# Ctrl-C while Python is still importing (seconds: JAX, TensorFlow): nothing has been read or written yet, so
+# exit at once in one line; cli.run hands Ctrl-C back to Python's KeyboardInterrupt once the imports are done.
+if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+  signal.signal(signal.SIGINT, lambda signum, frame: (
+      print("error: interrupted (Ctrl-C) while starting; nothing was written", file=sys.stderr, flush=True),
+      os._exit(130)))  # pylint: disable=protected-access
 
 from absl import flags  # noqa: E402
 
@@ -36,6 +48,7 @@ _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Held-out examples; d
 def main(argv):
   del argv  # cli.run refuses extra arguments
   with cli.user_errors_exit():
+    cli.start_jax()
     from genjax import sample_lib  # pylint: disable=g-import-not-at-top
     result = sample_lib.sample_and_evaluate(cli.workdir_flag(_WORKDIR.value), iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value,
                                             truncation=_TRUNCATION.value, quality_samples=_QUALITY_SAMPLES.value,

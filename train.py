@@ -18,13 +18,26 @@ JAX_PROCESS_ID). The workdir must be one directory that all of them share.
 """
 
 import os
+import signal
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only feeds data; keep it quiet
+# TensorFlow logs (before absl's logging starts, so past TF_CPP_MIN_LOG_LEVEL) that its oneDNN kernels are on;
+# it only decodes and batches images here, where they change no number.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+# Ctrl-C while Python is still importing (seconds: JAX, TensorFlow): nothing has been read or written yet, so
+# exit at once in one line; cli.run hands Ctrl-C back to Python's KeyboardInterrupt once the imports are done.
+if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+  signal.signal(signal.SIGINT, lambda signum, frame: (
+      print("error: interrupted (Ctrl-C) while starting; nothing was written", file=sys.stderr, flush=True),
+      os._exit(130)))  # pylint: disable=protected-access
 
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from genjax import cli  # noqa: E402
+from genjax.errors import UserError  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # The config file is Python, run as it is read: use only files you trust.
@@ -43,17 +56,24 @@ def main(argv):
   config_name = os.path.splitext(os.path.basename(config_file))[0]
   with cli.user_errors_exit():
     workdir = cli.workdir_flag(_WORKDIR.value) or os.path.join("runs", config_name)
+    if "family" in cli.overridden_fields(sys.argv):
+      raise UserError("--config.family: a config file fixes its family (its fields are the family's); allowed: a"
+                      " config file of the family you want, e.g. --config=configs/gan_ring8.py")
     from configs import base  # pylint: disable=g-import-not-at-top
     # A field the file sets that no config has would be saved and never read: refused as an override is.
     cli.check_fields(_CONFIG.value, base.get_config(_CONFIG.value.family), config_file)
     from genjax import parallel, train_lib  # pylint: disable=g-import-not-at-top
     # Before anything else touches JAX: the distributed runtime must start first.
     parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, auto=_DISTRIBUTED.value)
+    cli.start_jax()
     result = train_lib.train_and_evaluate(_CONFIG.value, workdir)
     if not parallel.is_chief():
       return
-  print(f"done: {workdir}  " + "  ".join(f"{k} {v:.2f}" for k, v in result.items()))
-  print(f"  sample grids: {os.path.join(workdir, 'samples')}/*.png   metrics: {os.path.join(workdir, 'metrics.jsonl')}")
+  if not result:  # a complete run whose last step was never evaluated (a stop request during its evaluation)
+    print(f"done: {workdir}  (no evaluation of the last step on record)")
+  else:
+    print(f"done: {workdir}  " + "  ".join(f"{k} {v:.2f}" for k, v in result.items()))
+    print(f"  sample grids: {os.path.join(workdir, 'samples')}/*.png   metrics: {os.path.join(workdir, 'metrics.jsonl')}")
   print(f"  pictures and held-out numbers of the last checkpoint: python sample.py --workdir={workdir}")
 
 

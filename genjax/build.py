@@ -74,10 +74,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             "eval.batch_size": checks.MAX_BATCH_SIZE}
   for field, most in counts.items():
     checks.positive_int(config, field, most=most)
-  quality = checks.get(config, "eval.quality_samples")
-  checks.require(checks.is_int(quality) and quality >= 0,
-                 f"eval.quality_samples: must be an integer >= 0, got {quality!r}")
-  checks.in_range("eval.quality_samples", quality, 0, checks.MAX_QUALITY_SAMPLES)
+  checks.quality_samples("eval.quality_samples", checks.get(config, "eval.quality_samples"))
   inception_weights = checks.get(config, "eval.inception_weights")
   checks.require(inception_weights is None or isinstance(inception_weights, str),
                  f"eval.inception_weights: must be a file name or None, got {inception_weights!r}")

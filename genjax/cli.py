@@ -8,6 +8,7 @@ import importlib.util
 import os
 import platform
 import re
+import signal
 import sys
 import logging as std_logging
 import traceback
@@ -31,6 +32,32 @@ def fail(message: str, status: int = EXIT_USER_ERROR) -> NoReturn:
   sys.exit(status)
 
 
+def _exit_now(line: str, status: int) -> NoReturn:
+  """Prints `line` and ends the process at once, without finalising the interpreter.
+
+  A stop request can leave XLA's threads running a computation or a compilation (the evaluation call it cut
+  short, or start-up's compiles); finalising the interpreter under them crashed the process now and then
+  (a segmentation fault, exit 139, instead of 130). By the time the request reaches here, every checkpoint
+  and metric the run keeps is written and closed (the loop closes them on its way out).
+  """
+  print(line, file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(status)  # pylint: disable=protected-access
+
+
+def start_jax() -> None:
+  """Starts JAX's backends now, refusing in one line a platform this machine cannot start (JAX_PLATFORMS=tpu
+  without a TPU), which JAX reports with a traceback at its first use."""
+  import jax  # pylint: disable=g-import-not-at-top
+  try:
+    jax.devices()
+  except Exception as e:  # pylint: disable=broad-except  (RuntimeError, or an assertion of a plugin)
+    platforms = os.environ.get("JAX_PLATFORMS")
+    where = f"JAX_PLATFORMS={platforms}" if platforms else "JAX"
+    raise UserError(f"{where}: no backend could start ({type(e).__name__}: {_first_line(e)}); allowed: a"
+                    " platform this machine has and the JAX build for it (cpu always works)") from None
+
+
 @contextlib.contextmanager
 def user_errors_exit():
   """Bad input or a full disk -> one line `error: ...` and exit 2; a diverged run -> 1; a stop request -> 0,
@@ -43,12 +70,11 @@ def user_errors_exit():
   except NonFiniteLossError as e:
     fail(str(e), EXIT_DIVERGED)
   except Preempted as e:
-    print(str(e), file=sys.stderr, flush=True)
-    sys.exit(EXIT_INTERRUPTED if e.interrupted else 0)
+    _exit_now(str(e), EXIT_INTERRUPTED if e.interrupted else 0)
   except KeyboardInterrupt:
     # Ctrl-C before the loop's handler was installed (loading data, compiling) or after it was removed.
-    fail("interrupted (Ctrl-C) outside the training steps; every checkpoint on disk is complete",
-         EXIT_INTERRUPTED)
+    _exit_now("error: interrupted (Ctrl-C) outside the training steps; every checkpoint on disk is complete",
+              EXIT_INTERRUPTED)
   except OSError as e:
     # A full disk or quota in any write (config.json, metrics, pictures, TensorBoard). A checkpoint that failed
     # first says more (DiskFullError: which step is intact); a write that then failed on the way out (closing
@@ -86,6 +112,11 @@ def _argv_config_path(argv: list[str], default: str) -> str:
   """The --config value on the command line (the last one), or `default`."""
   paths = _argv_config_paths(argv)
   return paths[-1] if paths else default
+
+
+def overridden_fields(argv: list[str]) -> list[str]:
+  """The field paths of every --config.FIELD[=VALUE] on the command line."""
+  return _overrides(argv)
 
 
 def _overrides(argv: list[str]) -> list[str]:
@@ -284,6 +315,10 @@ def _keep_log_record(record) -> bool:
   if record.levelno < logging.converter.STANDARD_WARNING and record.getMessage().startswith(
       "Unable to initialize backend"):
     return False
+  # TFDS warns about the state of its data directory on the way to the error that genjax reports in one line
+  # (a dataset not prepared there); its errors still pass.
+  if "/tensorflow_datasets/" in record.pathname and record.levelno < logging.converter.STANDARD_ERROR:
+    return False
   if "/orbax/" not in record.pathname:
     return True
   # A save that found the disk or quota full is logged with a traceback on each thread it passes (the write,
@@ -315,6 +350,8 @@ def run(main) -> None:
     logging.use_absl_handler()
     logging.get_absl_handler().addFilter(_keep_log_record)
     return main(argv)
+  if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job of a script keeps ignoring it
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # train.py's start-up handler gives way
   sys.unraisablehook = _without_closed_event_loop(sys.unraisablehook)
   std_logging.getLogger("asyncio").addFilter(_not_an_unretrieved_read)
   app.run(_main, flags_parser=_parse_flags)

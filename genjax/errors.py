@@ -29,9 +29,11 @@ class Preempted(Exception):
   resumes from that step.
   """
 
-  def __init__(self, step: int, interrupted: bool = False):
+  def __init__(self, step: int, interrupted: bool = False, complete: bool = False):
     why = "interrupted at step {} (Ctrl-C)" if interrupted else "stopped at step {} on request (SIGTERM or a preemption notice)"
-    super().__init__(f"{why.format(step)}; checkpoint of step {step} saved; run the same command to resume")
+    # `complete`: stopped during the evaluation of the last step, when there is nothing left to train.
+    then = "the training is complete; sample.py evaluates it" if complete else "run the same command to resume"
+    super().__init__(f"{why.format(step)}; checkpoint of step {step} saved; {then}")
     self.step = step
     self.interrupted = interrupted
 

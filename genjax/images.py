@@ -26,6 +26,15 @@ def write_png(path: str, images_RxCxHxWxC: np.ndarray, scale: int = 1) -> str:
   picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
   if scale > 1:
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  picture.save(path)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  # Written beside and renamed into place: a full disk leaves the old picture or none, never an empty one.
+  temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+  try:
+    picture.save(temporary, format="PNG")
+    os.replace(temporary, path)
+  except OSError as e:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+    raise OSError(e.errno, e.strerror, path) from e
   return path

@@ -42,9 +42,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   for a GAN; default the family's first); pictures and eval.json of other
   than the default go to DIR/sample_<weights>.
   """
-  if quality_samples < 0:
-    raise UserError(f"--quality_samples: must be an integer >= 0, got {quality_samples}")
-  config_checks.in_range("--quality_samples", quality_samples, 0, config_checks.MAX_QUALITY_SAMPLES)
+  config_checks.quality_samples("--quality_samples", quality_samples)
   if iwae_k is not None and iwae_k <= 0:
     raise UserError(f"--iwae_k: must be a positive integer, got {iwae_k}")
   if iwae_k is not None:

@@ -285,6 +285,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     if reader is not None:
       reading.callback(reader.close)
     start = (reader.latest_step() if reader is not None else None) or 0
+    if start and not os.path.isfile(os.path.join(workdir, "config.json")):
+      # Without it nothing says what the checkpoints were trained with, and a resume could not keep it.
+      raise UserError(f"--workdir: {workdir!r} holds checkpoints but no config.json, which says what they were"
+                      " trained with; put it back (sample.py needs it too), or use a new --workdir")
     if start and start >= config.num_steps:
       # Nothing to train: the run is complete, and a complete run is left exactly as it is.
       logging.info("the run in %s is complete: its checkpoint of step %d reaches num_steps %d; nothing was"
@@ -498,6 +502,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
         except _Abort:
           if last_saved != step and save(step):
             last_saved = step
-          raise Preempted(step, interrupted=stop.interrupted) from None
+          raise Preempted(step, interrupted=stop.interrupted, complete=step == config.num_steps) from None
   logging.info("wrote checkpoints, metrics.jsonl, TensorBoard events and sample grids to %s", workdir)
   return result

@@ -45,7 +45,11 @@ BAD_CONFIGS = [
     ({"batch_size": 2**20 + 1}, "batch_size: must be an integer in [1, 1048576], got 1048577"),
     ({"eval.batch_size": 2**20 + 1}, "eval.batch_size: must be an integer in [1, 1048576], got 1048577"),
     ({"eval.num_examples": 10**6 + 1}, "eval.num_examples: must be an integer in [1, 1000000], got 1000001"),
-    ({"eval.quality_samples": 200_001}, "eval.quality_samples: must be an integer in [0, 200000], got 200001"),
+    ({"eval.quality_samples": 200_001}, "eval.quality_samples: must be 0 (none) or an integer in [4, 200000], got"
+                                        " 200001"),
+    # KID needs pairs, precision/recall 3 neighbours: fewer samples were a traceback after training
+    ({"eval.quality_samples": 3}, "eval.quality_samples: must be 0 (none) or an integer in [4, 200000], got 3"),
+    ({"eval.quality_samples": -1}, "eval.quality_samples: must be 0 (none) or an integer in [4, 200000], got -1"),
     ({"model.iwae_k": 100_001}, "model.iwae_k: must be an integer in [1, 100000], got 100001"),
     ({"model.latent_dim": 2**20 + 1}, "model.latent_dim: must be an integer in [1, 1048576], got 1048577"),
     ({"model.hidden": (16, 2**20 + 1)}, "model.hidden: each must be an integer in [1, 1048576], got (16, 1048577)"),
@@ -122,6 +126,7 @@ AT_THE_BOUNDS = [
     ("vae_mnist5k", {"eval.num_examples": 10**6}),
     ("vae_mnist5k", {"eval.quality_samples": 200_000}),
     ("vae_mnist5k", {"eval.quality_samples": 0}),
+    ("vae_mnist5k", {"eval.quality_samples": 4}),
     ("vae_mnist5k", {"model.iwae_k": 100_000}),
     ("vae_mnist5k", {"model.latent_dim": 2**20}),
     ("vae_mnist5k", {"model.hidden": (16, 2**20)}),
@@ -209,8 +214,9 @@ def test_every_upper_bound_refused_is_accepted_at_the_bound():
 
 
 @pytest.mark.parametrize("flag,value,message", [
-    ("quality_samples", 200_001, "--quality_samples: must be an integer in [0, 200000], got 200001"),
-    ("quality_samples", -1, "--quality_samples: must be an integer >= 0, got -1"),
+    ("quality_samples", 200_001, "--quality_samples: must be 0 (none) or an integer in [4, 200000], got 200001"),
+    ("quality_samples", -1, "--quality_samples: must be 0 (none) or an integer in [4, 200000], got -1"),
+    ("quality_samples", 3, "--quality_samples: must be 0 (none) or an integer in [4, 200000], got 3"),
     ("iwae_k", 100_001, "--iwae_k: must be an integer in [1, 100000], got 100001"),
     ("iwae_k", 0, "--iwae_k: must be a positive integer, got 0"),
     ("num_examples", 10**6 + 1, "--num_examples: must be an integer in [1, 1000000], got 1000001"),
@@ -224,7 +230,8 @@ def test_sample_count_flags_are_bounded_before_the_workdir_is_read(tmp_path, fla
   assert not missing.exists()
 
 
-@pytest.mark.parametrize("flag,value", [("quality_samples", 200_000), ("quality_samples", 0), ("iwae_k", 100_000),
+@pytest.mark.parametrize("flag,value", [("quality_samples", 200_000), ("quality_samples", 0), ("quality_samples", 4),
+                                        ("iwae_k", 100_000),
                                         ("iwae_k", 1), ("num_examples", 10**6), ("num_examples", 1)])
 def test_sample_count_flags_at_their_bounds_reach_the_workdir(tmp_path, flag, value):
   with pytest.raises(UserError, match="holds no config.json"):
@@ -243,9 +250,10 @@ def _snapshot(workdir) -> dict[str, tuple[float, int]]:
 
 def test_checkpoint_of_another_architecture_names_the_array_and_overwrites_nothing(tmp_path, capsys):
   train_lib.train_and_evaluate(tiny_config(num_steps=2), str(tmp_path))
-  os.remove(tmp_path / "config.json")  # so that only the checkpoint itself can tell
+  # config.json says the new widths (as if edited by hand), so that only the checkpoint itself can tell
+  workdir_lib.save_config(str(tmp_path), tiny_config(**{"model.conv_widths": (4, 16)}))
   before = _snapshot(tmp_path)
-  status, line = _exit_of_train(tiny_config(**{"model.conv_widths": (4, 16)}), tmp_path, capsys)
+  status, line = _exit_of_train(tiny_config(**{"model.conv_widths": (4, 16), "num_steps": 4}), tmp_path, capsys)
   assert status == 2
   assert line.startswith("error: checkpoint: step 2 in ") and (
       "was written by another model: params/decoder/ConvTranspose_0/kernel is float32[4, 4, 8, 4] there,"

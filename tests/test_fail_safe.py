@@ -214,6 +214,10 @@ CASES = {
                                       "error: batch_size: the per-process batch 6000 exceeds the 4500 training"
                                       " examples of each of the 1 processes of dataset 'mnist5k'; allowed: at most"
                                       " 4500"),
+    # a TFDS dataset not prepared (TensorFlow and TFDS log on the way there: none of it may reach stderr)
+    "TFDS dataset not prepared": ("train.py", ["--config.dataset.name=mnist", "--config.dataset.download=False",
+                                               "--config.dataset.data_dir={d}/tfds", "--workdir={d}/new"], None,
+                                  None),
     # the model against the device's memory (an MLP VAE with 2 x 2**40 weights and Adam's moments)
     "model too large for memory": ("train.py", ["--config={root}/configs/vae_mnist5k_mlp.py",
                                                 "--config.model.hidden=(1048576, 1048576)", "--workdir={d}/new"], None, None),
@@ -246,10 +250,19 @@ CASES = {
                               " in params/decoder/Dense_0/bias), which no training or sampling can use; move"
                               " {w}/checkpoints/2 away to resume from the checkpoint before it, or use a new"
                               " --workdir"),
-    "another model's checkpoint": ("train.py", ["--config.model.latent_dim=8", "--config.num_steps=4"], lambda w: os.remove(f"{w}/config.json"),
+    "another model's checkpoint": ("train.py", ["--config.model.latent_dim=8", "--config.num_steps=4"],
+                                   _set("model.latent_dim", 8),
                                    "error: checkpoint: step 2 in {w}/checkpoints was written by another model:"
                                    " params/decoder/Dense_0/kernel is float32[4, 16] there, float32[8, 16] in this"
                                    " model; use a new --workdir, or the config the checkpoint was trained with"),
+    "checkpoints without config.json": ("train.py", ["--config.seed=9", "--config.num_steps=4"],
+                                        lambda w: os.remove(f"{w}/config.json"),
+                                        "error: --workdir: '{w}' holds checkpoints but no config.json, which says"
+                                        " what they were trained with; put it back (sample.py needs it too), or use a"
+                                        " new --workdir"),
+    "family overridden": ("train.py", ["--config.family=gan"], None,
+                          "error: --config.family: a config file fixes its family (its fields are the family's);"
+                          " allowed: a config file of the family you want, e.g. --config=configs/gan_ring8.py"),
     # sample.py
     "sample: no --workdir": ("sample.py", None, None, "error: --workdir: required; A workdir written by train.py."),
     "sample: empty --workdir": ("sample.py", ["--workdir="], None, "error: --workdir: empty; allowed: a directory name"),
@@ -295,6 +308,8 @@ CASES = {
 PATTERNS = {
     "model too large for memory": ("error: model: one training step needs ",
                                    " GiB are available; allowed: a smaller model.* width or batch_size 128"),
+    "TFDS dataset not prepared": ("error: TFDS dataset 'mnist' is not in data_dir={d}/tfds and dataset.download=False;",
+                                  "(dataset.name='mnist5k')"),
     "evaluation too large for memory": ("error: eval.batch_size: evaluating 1048576 held-out examples at once needs ",
                                         " GiB are available; allowed: a smaller eval.batch_size than 1048576"),
     "corrupt checkpoint": ("error: checkpoint: step 2 in {w}/checkpoints is unreadable (",
@@ -309,7 +324,7 @@ PATTERNS = {
 # Cases found after JAX has started, run again as a user's run is: JAX looking for every platform, and logging
 # the ones it does not find (TPU on any machine without libtpu) before the error.
 AFTER_JAX = ("batch larger than the dataset", "model too large for memory", "corrupt checkpoint",
-             "sample: non-finite checkpoint")
+             "sample: non-finite checkpoint", "TFDS dataset not prepared")
 
 
 @pytest.mark.parametrize("name,cpu_only", [(name, True) for name in CASES] + [(name, False) for name in AFTER_JAX],

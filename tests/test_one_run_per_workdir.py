@@ -6,6 +6,7 @@ the exit status, the whole of stderr's last line, and what the workdir holds.
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -179,8 +180,8 @@ def test_ctrl_c_during_the_last_evaluation_stops_it_and_exits_130(tmp_path):
     if proc.poll() is None:
       proc.kill()
   assert proc.returncode == 130, rest[-3000:]
-  assert rest.strip().splitlines()[-1] == ("interrupted at step 4 (Ctrl-C); checkpoint of step 4 saved; run the same"
-                                           " command to resume"), rest[-3000:]
+  assert rest.strip().splitlines()[-1] == ("interrupted at step 4 (Ctrl-C); checkpoint of step 4 saved; the training"
+                                           " is complete; sample.py evaluates it"), rest[-3000:]
   assert "Traceback" not in rest
   assert took < 60, took  # the evaluation was stopped, not finished (it takes minutes)
   assert [row["step"] for row in _rows(workdir) if row["split"] == "eval"] == []
@@ -201,3 +202,35 @@ def test_a_resumed_run_drops_the_rows_of_the_steps_it_trains_again(tmp_path):
   # Without a resume step (sample.py's tools, benchmarks) the file is only appended to.
   MetricWriter(str(tmp_path), tensorboard=False).close()
   assert len(_rows(str(tmp_path))) == 3
+
+
+def test_ctrl_c_while_python_imports_is_one_line_with_status_130(tmp_path):
+  """0.8 s after the start, train.py is still importing JAX and TensorFlow (more than a second on any machine):
+  exit 130 in one line, never a KeyboardInterrupt traceback from the import machinery."""
+  workdir = str(tmp_path / "run")
+  proc = _train(workdir, num_steps=100000, checkpoint_every=1000, log_every=1000, eval_every=100000)
+  try:
+    time.sleep(0.8)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 130, stderr[-3000:]
+  assert "Traceback" not in stderr and "Fatal Python error" not in stderr, stderr[-3000:]
+  assert stderr.strip().splitlines()[-1] in (
+      "error: interrupted (Ctrl-C) while starting; nothing was written",
+      "error: interrupted (Ctrl-C) outside the training steps; every checkpoint on disk is complete") or re.fullmatch(
+          r"interrupted at step \d+ \(Ctrl-C\); checkpoint of step \d+ saved; run the same command to resume",
+          stderr.strip().splitlines()[-1]), stderr[-3000:]
+
+
+def test_a_platform_this_machine_lacks_is_one_line(tmp_path):
+  env = dict(cli_env(), JAX_PLATFORMS="tpu")
+  result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={tmp_path / 'new'}", *_flags()],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-3000:]
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: JAX_PLATFORMS=tpu: no backend could start ("), lines
+  assert lines[0].endswith("); allowed: a platform this machine has and the JAX build for it (cpu always works)")
+  assert not os.path.exists(tmp_path / "new")
