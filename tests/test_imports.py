@@ -1,4 +1,5 @@
-"""The arrows of the design point one way (../shared/DESIGN.md, 'may import'), read from the source's imports."""
+"""The arrows of the design point one way (nets and losses know nothing of training; only the loop and the CLIs
+touch the disk), read from the source's imports."""
 
 import ast
 import os

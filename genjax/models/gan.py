@@ -7,7 +7,7 @@ the generator's weights (sampling uses the EMA weights, Yazici et al. 2019).
 Its methods are pure; the caller compiles them, e.g.
 `jax.jit(gan.train_step, donate_argnums=0)`.
 
-BatchNorm policy (docs: DESIGN.md, contract 4). D's running statistics change
+BatchNorm policy. D's running statistics change
 only in the D update, G's only in the G update:
   * D update: G generates in training mode (batch statistics) and its new
     running statistics are discarded; D scores the real batch, then the fake
