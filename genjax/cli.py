@@ -18,7 +18,8 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from genjax.errors import DiskFullError, NonFiniteLossError, Preempted, UserError, disk_full_cause, says_disk_full
+from genjax.errors import (DiskFullError, NonFiniteLossError, Preempted, UserError, disk_full_cause, disk_full_words,
+                           says_disk_full)
 
 
 EXIT_USER_ERROR = 2  # bad input of any kind: config, flags, workdir, data, checkpoint
@@ -87,11 +88,8 @@ def user_errors_exit():
         fail(str(earlier))
       seen.add(id(earlier))
       earlier = earlier.__cause__ or earlier.__context__
-    names = [os.fsdecode(name) if isinstance(name, (str, bytes)) else str(name)
-             for name in (e.filename, e.filename2) if name is not None]
-    fail(f"{'disk quota exceeded' if e.errno == errno.EDQUOT else 'no space left on device'}"
-         f"{' (' + ', '.join(names) + ')' if names else ''}: free space, then run the same command again; every"
-         " checkpoint on disk is complete")
+    fail(f"{disk_full_words(e)}: free space, then run the same command again; every checkpoint on disk is"
+         " complete")
 
 
 # ------------------------------------------------------------------ the config flag

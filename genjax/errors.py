@@ -32,7 +32,7 @@ class Preempted(Exception):
   def __init__(self, step: int, interrupted: bool = False, complete: bool = False):
     why = "interrupted at step {} (Ctrl-C)" if interrupted else "stopped at step {} on request (SIGTERM or a preemption notice)"
     # `complete`: stopped during the evaluation of the last step, when there is nothing left to train.
-    then = "the training is complete; sample.py evaluates it" if complete else "run the same command to resume"
+    then = "the training is complete; run the same command to evaluate it" if complete else "run the same command to resume"
     super().__init__(f"{why.format(step)}; checkpoint of step {step} saved; {then}")
     self.step = step
     self.interrupted = interrupted
@@ -71,6 +71,15 @@ def disk_full_cause(error: BaseException) -> BaseException | None:
     if says_disk_full(str(e)):
       return e
   return None
+
+
+def disk_full_words(error: OSError) -> str:
+  """'no space left on device (file)' or 'disk quota exceeded (file)': the OS's words and the files it names."""
+  import os  # pylint: disable=g-import-not-at-top
+  names = [os.fsdecode(name) if isinstance(name, (str, bytes)) else str(name)
+           for name in (error.filename, error.filename2) if name is not None]
+  words = "disk quota exceeded" if error.errno == errno.EDQUOT else "no space left on device"
+  return f"{words}{' (' + ', '.join(names) + ')' if names else ''}"
 
 
 def says_disk_full(text: str) -> bool:

@@ -2,14 +2,13 @@
 
 import functools
 import inspect
-import json
 import math
 import os
 
 import jax
 from absl import logging
 
-from genjax import build, checkpoint, config_checks, data, quality
+from genjax import build, checkpoint, config_checks, data, quality, writers
 from genjax import random as grandom
 from genjax import workdir as workdir_lib
 from genjax.errors import NonFiniteLossError, UserError
@@ -125,8 +124,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   files = workdir_lib.write_visuals(visuals, params, keys.sample, eval_images, out_dir,
                                     extra=workdir_lib.point_grids(sample_fns, params, keys.sample, ds.name))
   result.update({field.split(".")[1]: value for field, value in settings.items()})  # what it was evaluated with
-  with open(os.path.join(out_dir, "eval.json"), "w", encoding="utf-8") as f:
-    json.dump(result, f, indent=2)
+  workdir_lib.write_atomically(os.path.join(out_dir, "eval.json"), writers.dumps(result, indent=2) + "\n")
   logging.info("wrote %s", ", ".join(files))
   # What sample.py prints: (label, unit, value) of the family's held-out numbers, then the data's.
   report = {

@@ -9,6 +9,7 @@ mixture the loop also scores and draws the family's samples
 
 import collections
 import contextlib
+import errno
 import itertools
 import os
 import signal
@@ -24,11 +25,11 @@ from absl import logging
 
 from genjax import build, checkpoint, data, parallel, quality
 from genjax import random as grandom
-from genjax.errors import NonFiniteLossError, Preempted, UserError
+from genjax.errors import DiskFullError, NonFiniteLossError, Preempted, UserError, disk_full_words
 from genjax.models import family as family_lib
 from genjax.workdir import (RunLock, check_resumable, check_workdir, evaluate_dataset, point_grids, point_metrics,
                             prepare_workdir, save_config, visual_grids, write_grids)
-from genjax.writers import MetricWriter, last_row
+from genjax.writers import MetricWriter, has_row, last_row
 
 def _format(metrics: dict) -> str:
   return "  ".join(f"{k} {float(v):.4g}" for k, v in metrics.items())
@@ -289,7 +290,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
       # Without it nothing says what the checkpoints were trained with, and a resume could not keep it.
       raise UserError(f"--workdir: {workdir!r} holds checkpoints but no config.json, which says what they were"
                       " trained with; put it back (sample.py needs it too), or use a new --workdir")
-    if start and start >= config.num_steps:
+    # A checkpoint's step whose evaluation was due but not written (stopped or out of disk while evaluating):
+    # the resume evaluates it first. Only process 0 writes metrics, so only it can tell; the evaluation has no
+    # collectives, so the others need not know.
+    missing_evaluation = bool(chief and start and (start % config.eval_every == 0 or start == config.num_steps)
+                              and not has_row(workdir, "eval", start))
+    if start and start >= config.num_steps and not (start == config.num_steps and missing_evaluation):
       # Nothing to train: the run is complete, and a complete run is left exactly as it is.
       logging.info("the run in %s is complete: its checkpoint of step %d reaches num_steps %d; nothing was"
                    " changed (python sample.py --workdir=%s evaluates it)", workdir, start, config.num_steps,
@@ -418,8 +424,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
         grids = visual_grids(visuals_fn, params, keys.sample, eval_images,
                              extra=point_grids({"samples": sample_fn}, params, keys.sample, ds.name)) if chief else {}
       if chief:
-        writer.write(step, "eval", result)
-        write_grids(grids, samples_dir, suffix=f"_{step:07d}")
+        # The pictures first, the row last: a row in metrics.jsonl says that the evaluation of its step is
+        # complete, and a resume evaluates again a checkpoint's step that has none (`missing_evaluation`).
+        try:
+          write_grids(grids, samples_dir, suffix=f"_{step:07d}")
+          writer.write(step, "eval", result)
+        except OSError as e:
+          if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+          raise DiskFullError(f"{disk_full_words(e)} while writing the evaluation of step {step};"
+                              f" {_kept(last_saved)}: free space, then run the same command again (it evaluates"
+                              f" step {step} again)") from e
         logging.info("eval step %d  %s", step, _format(result))
       return result
 
@@ -457,6 +472,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
 
     last_saved = start or None
     result: dict[str, float] | None = None  # the last evaluation's numbers ({} for a GAN on images)
+    if missing_evaluation:
+      logging.info("evaluating step %d first: its evaluation was not written", start)
+      try:
+        result = evaluate(start)
+      except _Abort:
+        raise Preempted(start, interrupted=stop.interrupted, complete=start >= config.num_steps) from None
     pending = None  # (first step, metrics on device) of the last call: fetched one call late, so the host never waits
     t_log, step_log = time.perf_counter(), start
     for first, n, batch in prefetch(device_batches()):

@@ -211,7 +211,7 @@ class RunLock:
     """Labels the workdir with this process (atomically), for the refusal of a second run."""
     label = {"pid": os.getpid(), "host": socket.gethostname(),
              "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    _write_atomically(os.path.join(self.workdir, HOLDER_FILE), json.dumps(label) + "\n")
+    write_atomically(os.path.join(self.workdir, HOLDER_FILE), json.dumps(label) + "\n")
 
   def release(self) -> None:
     if self._fd is None:
@@ -224,7 +224,7 @@ class RunLock:
     self._fd = None
 
 
-def _write_atomically(path: str, text: str) -> None:
+def write_atomically(path: str, text: str) -> None:
   """Writes `text` to `path` through a temporary file and a rename: a crash leaves the old file or the new one."""
   directory, name = os.path.split(path)
   with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, prefix=f".{name}.", delete=False) as f:
@@ -241,7 +241,7 @@ def _write_atomically(path: str, text: str) -> None:
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Writes `config.json` atomically: a crash leaves the old file or the new one, never half of one."""
-  _write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2, sort_keys=True))
+  write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2, sort_keys=True))
 
 
 def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, batch_size: int) -> dict[str, float]:

@@ -40,6 +40,29 @@ class EventFile:
     self._file.close()
 
 
+_NON_FINITE = {"inf": float("inf"), "-inf": float("-inf"), "nan": float("nan")}
+
+
+def json_safe(value):
+  """`value` with every non-finite float written as the string 'inf', '-inf' or 'nan'.
+
+  JSON has no such numbers: Python's `Infinity` breaks jq, JavaScript and strict parsers. A
+  reverse KL is legitimately infinite when no sample is high-quality; `float(s)` reads it back.
+  """
+  if isinstance(value, dict):
+    return {k: json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_safe(v) for v in value]
+  if isinstance(value, float) and not np.isfinite(value):
+    return "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+  return value
+
+
+def dumps(value, **kwargs) -> str:
+  """Strict JSON of `value` (non-finite floats as strings, see `json_safe`)."""
+  return json.dumps(json_safe(value), allow_nan=False, **kwargs)
+
+
 def _rows(path: str) -> list[dict]:
   """The whole rows of a metrics.jsonl (a last line cut short by a crash is not one)."""
   rows = []
@@ -57,11 +80,18 @@ def _rows(path: str) -> list[dict]:
   return rows
 
 
+def has_row(workdir: str, split: str, step: int) -> bool:
+  """Whether the workdir's metrics.jsonl holds a whole `split` row of `step` (an evaluation's is written last)."""
+  return any(row["step"] == step and row.get("split") == split
+             for row in _rows(os.path.join(workdir, METRICS_FILE)))
+
+
 def last_row(workdir: str, split: str, step: int) -> dict[str, float]:
   """The scalars of the last `split` row of `step` in the workdir's metrics.jsonl; {} when there is none."""
   for row in reversed(_rows(os.path.join(workdir, METRICS_FILE))):
     if row["step"] == step and row.get("split") == split:
-      return {k: v for k, v in row.items() if k not in ("step", "split", "time")}
+      return {k: _NON_FINITE.get(v, v) if isinstance(v, str) else v
+              for k, v in row.items() if k not in ("step", "split", "time")}
   return {}
 
 
@@ -86,7 +116,7 @@ class MetricWriter:
       if len(kept) < len(rows) or len(rows) < text.count("\n") or (text and not text.endswith("\n")):
         temporary = f"{self.jsonl_path}.{os.getpid()}.tmp"
         with open(temporary, "w", encoding="utf-8") as f:
-          f.writelines(json.dumps(row) + "\n" for row in kept)
+          f.writelines(dumps(row) + "\n" for row in kept)
         os.replace(temporary, self.jsonl_path)
     self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
     self._tb = EventFile(os.path.join(workdir, "tensorboard")) if tensorboard else None
@@ -94,7 +124,7 @@ class MetricWriter:
   def write(self, step: int, split: str, scalars: dict) -> None:
     values = {k: float(np.asarray(v)) for k, v in scalars.items()}
     record = {"step": int(step), "split": split, "time": round(time.time(), 3), **values}
-    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.write(dumps(record) + "\n")
     self._jsonl.flush()
     if self._tb is not None:
       for name, value in values.items():

@@ -1,6 +1,7 @@
 """genjax.data: the offline mnist5k set, the seeded iterators, and the TFDS paths under mock_data."""
 
 import gzip
+import logging
 import os
 import socket
 import subprocess
@@ -352,14 +353,30 @@ def test_failed_download_is_one_line_and_fails_fast(tmp_path, monkeypatch):
   from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
   retries_during_download = []
 
+  from tensorflow_datasets.core.utils import tqdm_utils  # pylint: disable=g-import-not-at-top
+  retries_during_download, quiet_during_download = [], []
+  # Another dataset's download, there before: a failed download must not touch it.
+  (tmp_path / "downloads" / "cifar10").mkdir(parents=True)
+  (tmp_path / "downloads" / "cifar10" / "kept.tar.gz").write_bytes(b"old")
+
   def download_and_prepare(self, *args, **kwargs):
     retries_during_download.append(downloader.MAX_RETRIES)
+    quiet_during_download.append((tqdm_utils._active, logging.getLogger("urllib3.connectionpool").level))
+    # What TFDS leaves behind when the network fails: half downloads and an unfinished version folder.
+    (tmp_path / "downloads" / "mnist").mkdir(parents=True)
+    (tmp_path / "downloads" / "mnist" / "train-images.gz.tmp.386c62f1").write_bytes(b"half")
+    (tmp_path / "downloads" / "cifar10" / "new.tmp.1").write_bytes(b"half")
+    (tmp_path / "mnist" / "3.0.1.incompleteABC").mkdir(parents=True)
     raise offline_error()
 
   monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", download_and_prepare)
   saved = downloader.MAX_RETRIES
   with pytest.raises(data.DatasetUnavailableError) as raised:
     data.train_iterator("mnist", batch_size=8, seed=0, data_dir=str(tmp_path), process_index=0, process_count=1)
+  assert quiet_during_download == [(False, logging.ERROR)]
+  assert tqdm_utils._active and logging.getLogger("urllib3.connectionpool").level != logging.ERROR
+  left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+  assert left == ["downloads", "downloads/cifar10", "downloads/cifar10/kept.tar.gz"], left
   message = str(raised.value)
   assert ("could not be downloaded (ConnectionError: HTTPSConnection(host='storage.googleapis.com', port=443): "
           "Failed to resolve 'storage.googleapis.com' ([Errno -2] Name or service not known)); ") in message

@@ -150,6 +150,39 @@ def test_a_full_disk_stops_training_in_one_line_and_keeps_the_last_checkpoint(tm
   print(f"\nthe full disk, twice: {line}\nwithout a byte free: {full_line}")  # for the record (pytest -s)
 
 
+def test_a_full_disk_while_writing_an_evaluation_names_its_step_and_the_resume_evaluates_it(tmp_path, monkeypatch,
+                                                                                            caplog):
+  """The evaluation of step 4 cannot be written: one line names the step; the same command writes it, then trains on."""
+  from genjax import train_lib  # pylint: disable=g-import-not-at-top
+  from genjax.writers import has_row  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "run")
+  write_grids = train_lib.write_grids
+
+  def full_disk(grids, directory, suffix=""):
+    raise OSError(errno.ENOSPC, "No space left on device", os.path.join(directory, f"samples{suffix}.png"))
+
+  monkeypatch.setattr(train_lib, "write_grids", full_disk)
+  config = tiny_config("vae_mnist5k", num_steps=8, checkpoint_every=4, **{"eval.quality_samples": 0})
+  with pytest.raises(DiskFullError) as raised:
+    train_lib.train_and_evaluate(config, workdir)
+  assert str(raised.value) == (
+      f"no space left on device ({workdir}/samples/samples_0000004.png) while writing the evaluation of step 4;"
+      " checkpoint of step 4 left intact: free space, then run the same command again (it evaluates step 4 again)")
+  assert not has_row(workdir, "eval", 4) and int(restore_state(workdir)["step"]) == 4
+
+  monkeypatch.setattr(train_lib, "write_grids", write_grids)
+  caplog.set_level(logging.INFO)
+  result = train_lib.train_and_evaluate(config, workdir)
+  assert "evaluating step 4 first: its evaluation was not written" in caplog.messages
+  assert has_row(workdir, "eval", 4) and has_row(workdir, "eval", 8) and np.isfinite(result["nll"])
+  assert sorted(os.listdir(os.path.join(workdir, "samples"))) == sorted(
+      f"{name}_{step:07d}.png" for step in (4, 8) for name in ("interpolations", "reconstructions", "samples"))
+  # Complete, with every evaluation written: the same command changes nothing.
+  caplog.clear()
+  assert train_lib.train_and_evaluate(config, workdir) == result
+  assert not any("evaluating step" in line for line in caplog.messages)
+
+
 def _tiny_state():
   return {"w": np.arange(6, dtype=np.float32), "step": np.int32(1)}
 

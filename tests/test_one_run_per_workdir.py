@@ -181,7 +181,7 @@ def test_ctrl_c_during_the_last_evaluation_stops_it_and_exits_130(tmp_path):
       proc.kill()
   assert proc.returncode == 130, rest[-3000:]
   assert rest.strip().splitlines()[-1] == ("interrupted at step 4 (Ctrl-C); checkpoint of step 4 saved; the training"
-                                           " is complete; sample.py evaluates it"), rest[-3000:]
+                                           " is complete; run the same command to evaluate it"), rest[-3000:]
   assert "Traceback" not in rest
   assert took < 60, took  # the evaluation was stopped, not finished (it takes minutes)
   assert [row["step"] for row in _rows(workdir) if row["split"] == "eval"] == []

@@ -4,7 +4,9 @@ import json
 import os
 import sys
 
-from genjax.writers import MetricWriter
+import pytest
+
+from genjax.writers import MetricWriter, dumps, last_row
 
 
 def test_metrics_reach_jsonl_and_tensorboard_without_tensorflow(tmp_path):
@@ -27,3 +29,17 @@ def test_metrics_reach_jsonl_and_tensorboard_without_tensorflow(tmp_path):
   assert sorted(events.Tags()["scalars"]) == ["eval/nll", "train/kl", "train/loss"]
   assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(3, 1.5), (6, 1.25)]
   assert [(e.step, round(e.value, 4)) for e in events.Scalars("eval/nll")] == [(6, 93.4)]
+
+
+def test_non_finite_values_are_strict_json_and_read_back(tmp_path):
+  """A reverse KL is infinite when no sample is high-quality: the line stays JSON that any parser reads."""
+  writer = MetricWriter(str(tmp_path), tensorboard=False)
+  writer.write(4, "eval", {"reverse_kl": float("inf"), "modes": 3.0, "low": float("-inf")})
+  writer.close()
+  with open(os.path.join(tmp_path, "metrics.jsonl"), encoding="utf-8") as f:
+    text = f.read()
+  assert "Infinity" not in text and "NaN" not in text
+  row = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+  assert (row["reverse_kl"], row["low"], row["modes"]) == ("inf", "-inf", 3.0)
+  assert last_row(str(tmp_path), "eval", 4) == {"reverse_kl": float("inf"), "modes": 3.0, "low": float("-inf")}
+  assert dumps({"a": [float("nan"), 1.0]}) == '{"a": ["nan", 1.0]}'

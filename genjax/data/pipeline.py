@@ -234,6 +234,46 @@ def _download_retries(retries: int) -> Iterator[None]:
     downloader.MAX_RETRIES = saved
 
 
+@contextlib.contextmanager
+def _quiet_download() -> Iterator[None]:
+  """No progress bars and no per-retry HTTP warnings: a failed download is then one line, not fifty."""
+  import logging  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core.utils import tqdm_utils  # pylint: disable=g-import-not-at-top
+  http_log = logging.getLogger("urllib3.connectionpool")
+  saved_level, saved_bar = http_log.level, getattr(tqdm_utils, "_active", True)
+  http_log.setLevel(logging.ERROR)
+  tqdm_utils.display_progress_bar(False)
+  try:
+    yield
+  finally:
+    http_log.setLevel(saved_level)
+    tqdm_utils.display_progress_bar(saved_bar)
+
+
+def _paths_under(roots: list[str]) -> set[str]:
+  """Every file and folder below (and including) each root that exists."""
+  found = set()
+  for root in roots:
+    if os.path.lexists(root):
+      found.add(root)
+    for folder, dirs, files in os.walk(root):
+      found.update(os.path.join(folder, n) for n in dirs + files)
+  return found
+
+
+def _remove_new_paths(roots: list[str], existing: set[str]) -> None:
+  """Removes what a failed download left under `roots` that was not there before it (TFDS leaves
+  `*.tmp.*` downloads and `*.incomplete*` folders); nothing that was there before is touched."""
+  for path in sorted(_paths_under(roots) - existing, key=lambda p: p.count(os.sep), reverse=True):
+    try:
+      if os.path.isdir(path) and not os.path.islink(path):
+        os.rmdir(path)  # only empty once its new contents are gone; a folder with old files stays
+      else:
+        os.remove(path)
+    except OSError:
+      pass
+
+
 def prepared_builder(name: str, data_dir: str | None, download: bool):
   """The TFDS builder of `name`, downloaded and prepared if it was not and `download` allows.
 
@@ -250,10 +290,20 @@ def prepared_builder(name: str, data_dir: str | None, download: bool):
   if not download:
     raise DatasetUnavailableError(
         f"TFDS dataset {name!r} is not in data_dir={where} and dataset.download=False; {_PREPARE_HINT}")
+  # What this attempt may write under data_dir: the dataset's folder and the download cache.
+  scratch = [os.path.join(where, builder.name), os.path.join(where, "downloads")]
+  existing = _paths_under(scratch) | ({where} if os.path.lexists(where) else set())
   try:
-    with _download_retries(DOWNLOAD_RETRIES):
+    with _download_retries(DOWNLOAD_RETRIES), _quiet_download():
       builder.download_and_prepare()
-  except Exception as e:  # network, checksum, disk, missing module: all mean "not available here"
+  except BaseException as e:  # an interrupt too leaves half downloads behind
+    _remove_new_paths(scratch, existing)
+    if where not in existing:
+      with contextlib.suppress(OSError):
+        os.rmdir(where)  # made for this attempt; removed only if nothing else is in it
+    if not isinstance(e, Exception):
+      raise
+    # network, checksum, disk, missing module: all mean "not available here"
     raise DatasetUnavailableError(
         f"TFDS dataset {name!r} is not in data_dir={where} and could not be downloaded "
         f"({_failure_reason(e)}); {_PREPARE_HINT}") from e
