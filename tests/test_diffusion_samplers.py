@@ -102,6 +102,48 @@ def test_edm_heun_reproduces_the_gaussian_data_and_converges(churn):
   assert errors[1] < errors[0] and errors[1] <= 0.03, errors
 
 
+def _heun_algorithm_2(d, x, sigmas, key, churn, tmin, tmax, noise):
+  """Karras et al. 2022, Algorithm 2, line by line in numpy (the keys drawn as `heun_sample` draws them)."""
+  n, xs = len(sigmas), np.asarray(x, np.float64)
+  keys = jax.random.split(key, n)
+  nexts = [*sigmas[1:], 0.0]
+  calls = 0
+  for i, (s, nxt) in enumerate(zip(sigmas, nexts)):
+    gamma = min(churn / n, np.sqrt(2) - 1) if tmin <= s <= tmax else 0.0
+    s_hat = s * (1 + gamma)
+    eps = np.asarray(jax.random.normal(keys[i], xs.shape), np.float64) * noise
+    x_hat = xs + np.sqrt(max(s_hat**2 - s**2, 0.0)) * eps
+    slope = (x_hat - np.asarray(d(jnp.asarray(x_hat, jnp.float32), s_hat), np.float64)) / s_hat
+    calls += 1
+    xs = x_hat + (nxt - s_hat) * slope
+    if nxt != 0:
+      slope_next = (xs - np.asarray(d(jnp.asarray(xs, jnp.float32), nxt), np.float64)) / nxt
+      calls += 1
+      xs = x_hat + (nxt - s_hat) * 0.5 * (slope + slope_next)
+  return xs, calls
+
+
+@pytest.mark.parametrize("churn", [0.0, 10.0], ids=["deterministic", "churn"])
+def test_edm_heun_is_algorithm_2_with_2n_minus_1_denoiser_calls(churn):
+  """Every step as the paper writes it, and no denoiser call whose result is thrown away (the last step is Euler's)."""
+  calls = []
+
+  def counted(x, sigma):
+    jax.debug.callback(lambda: calls.append(1))
+    return ds.edm_denoiser_from_vp(vp_denoiser)(x, sigma)
+
+  sigmas = dm.edm_sigmas(5)
+  x_t = _prior()[:64] * float(sigmas[0])
+  args = (x_t, sigmas, jax.random.key(3), churn, 0.05, 50.0, 1.003)
+  x, (path_x, path_denoised) = jax.jit(ds.heun_sample, static_argnums=(0, 8))(counted, *args, True)
+  jax.block_until_ready(x)
+  want, want_calls = _heun_algorithm_2(ds.edm_denoiser_from_vp(vp_denoiser), *args)
+  assert len(calls) == want_calls == 2 * 5 - 1
+  np.testing.assert_allclose(np.asarray(x), want, rtol=0, atol=2e-5)
+  assert path_x.shape == (5, *x_t.shape) and path_denoised.shape == (5, *x_t.shape)
+  np.testing.assert_array_equal(np.asarray(path_x[-1]), np.asarray(x))
+
+
 def test_a_wrong_denoiser_is_seen():
   """The moment check can fail: a denoiser that shrinks towards the mean by 20% gives too small a covariance."""
   alphas, sigmas = respaced(1000)

@@ -122,19 +122,24 @@ def heun_sample(d, x_T, sigmas, key: jax.Array, s_churn=0.0, s_tmin=0.0, s_tmax=
   gamma_max = jnp.minimum(s_churn / n, jnp.sqrt(2.0) - 1.0)
   sigma_next = jnp.concatenate([sigmas[1:], jnp.zeros((1,), jnp.float32)])
 
-  def step(x, inputs):
-    sigma, nxt, k = inputs
+  def euler(x, sigma, nxt, k):
     gamma = jnp.where((sigma >= s_tmin) & (sigma <= s_tmax), gamma_max, 0.0)
     sigma_hat = sigma * (1.0 + gamma)
     x_hat = x + jnp.sqrt(jnp.maximum(sigma_hat**2 - sigma**2, 0.0)) * s_noise * jax.random.normal(k, x.shape)
     denoised = d(x_hat, sigma_hat)
     slope = (x_hat - denoised) / sigma_hat
-    x_next = x_hat + (nxt - sigma_hat) * slope
-    safe = jnp.maximum(nxt, 1e-12)
-    slope_next = (x_next - d(x_next, safe)) / safe
-    corrected = x_hat + (nxt - sigma_hat) * 0.5 * (slope + slope_next)
-    x_next = jnp.where(nxt > 0, corrected, x_next)
+    return x_hat, sigma_hat, denoised, slope, x_hat + (nxt - sigma_hat) * slope
+
+  def heun(x, inputs):  # every step but the last, which ends at sigma = 0 where the slope is not defined
+    sigma, nxt, k = inputs
+    x_hat, sigma_hat, denoised, slope, x_next = euler(x, sigma, nxt, k)
+    slope_next = (x_next - d(x_next, nxt)) / nxt
+    x_next = x_hat + (nxt - sigma_hat) * 0.5 * (slope + slope_next)
     return x_next, ((x_next, denoised) if path else None)
 
-  x, trajectory = jax.lax.scan(step, x_T, (sigmas, sigma_next, jax.random.split(key, n)))
+  keys = jax.random.split(key, n)
+  x, trajectory = jax.lax.scan(heun, x_T, (sigmas[:-1], sigma_next[:-1], keys[:-1]))
+  *_, denoised, _, x = euler(x, sigmas[-1], sigma_next[-1], keys[-1])
+  if path:
+    trajectory = jax.tree.map(lambda steps, last: jnp.concatenate([steps, last[None]]), trajectory, (x, denoised))
   return (x, trajectory) if path else x

@@ -216,8 +216,8 @@ class Diffusion:
   def edm_denoise(self, params, x, s, dropout_key=None) -> jax.Array:
     """EDM's preconditioned D(x; s) of an 'edm' model, x = data + s n, s scalar or [B]."""
     s_col = _column(s, x)
-    c_skip, c_out, c_in, _ = dm.edm_preconditioning(s_col, self.sigma_data)
-    c_B = 250.0 * jnp.log(s_col.reshape(-1))
+    c_skip, c_out, c_in, c_noise = dm.edm_preconditioning(s_col, self.sigma_data)
+    c_B = 1000.0 * c_noise.reshape(-1)  # ln(s) / 4 on the scale of the VP nets' step index (0..1000)
     return c_skip * x + c_out * self.apply_net(params, c_in * x, c_B, dropout_key)
 
   def denoise(self, params, z, alpha, sigma) -> jax.Array:
