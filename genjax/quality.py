@@ -273,7 +273,7 @@ def measure(sample_fn, unscale_fn, params, key: jax.Array, dataset: str, num_sam
   kid_mean, kid_std = sample_quality.kid(real, fake, num_subsets=50, subset_size=min(1000, num_samples))
   result = {"fid": sample_quality.frechet_distance_of(*stats), "kid": kid_mean, "kid_std": kid_std}
   if full:
-    result.update(sample_quality.precision_recall_density_coverage(real, fake, k=3))
+    result.update(sample_quality.precision_recall_density_coverage(real, fake))
   return result
 
 

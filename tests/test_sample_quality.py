@@ -103,10 +103,12 @@ def _prdc_by_loops(real, fake, k):
 def test_precision_recall_density_coverage_equal_the_direct_computation():
   rng = np.random.default_rng(5)
   real, fake = rng.normal(size=(40, 3)), rng.normal(loc=0.7, scale=0.6, size=(30, 3))
-  got = sq.precision_recall_density_coverage(real, fake, k=3)
-  want = _prdc_by_loops(real, fake, 3)
+  got = sq.precision_recall_density_coverage(real, fake)  # the papers' k: 3 for P/R, 5 for D/C
+  want = {**{n: v for n, v in _prdc_by_loops(real, fake, 3).items() if n in ("precision", "recall")},
+          **{n: v for n, v in _prdc_by_loops(real, fake, 5).items() if n in ("density", "coverage")}}
   for name in want:
     np.testing.assert_allclose(got[name], want[name], rtol=1e-12, err_msg=name)
+  assert got["coverage"] != _prdc_by_loops(real, fake, 3)["coverage"]  # a case where k tells them apart
   assert 0 < got["precision"] < 1 and 0 < got["recall"] < 1  # a case that tells the two apart
 
 
@@ -114,14 +116,14 @@ def test_prdc_on_constructed_clouds():
   # Real points 0..9 on a line: the 3rd neighbour is 2 away inside, 3 away at both ends.
   real = np.arange(10, dtype=np.float64)[:, None]
   np.testing.assert_allclose(sq.knn_radii(real, 3), [3, 2, 2, 2, 2, 2, 2, 2, 2, 3])
-  same = sq.precision_recall_density_coverage(real, real, k=3)
+  same = sq.precision_recall_density_coverage(real, real, k=3, k_density=3)
   assert same["precision"] == same["recall"] == same["coverage"] == 1.0
   # Each point lies in the balls of the points within 2 (3 at the ends): the count by hand, over k * 10.
   counts = [sum(abs(p - q) <= r for q, r in zip(range(10), [3, 2, 2, 2, 2, 2, 2, 2, 2, 3])) for p in range(10)]
   assert same["density"] == pytest.approx(sum(counts) / 30)
-  far = sq.precision_recall_density_coverage(real, real + 100.0, k=3)
+  far = sq.precision_recall_density_coverage(real, real + 100.0, k=3, k_density=3)
   assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
   # Fakes on the first half only: every fake is real-like; reals 0..6 have a fake in their ball (coverage),
   # reals 0..7 lie in a fake's ball (the fakes' radii: 3, 2, 2, 2, 3; recall).
-  half = sq.precision_recall_density_coverage(real, real[:5], k=3)
+  half = sq.precision_recall_density_coverage(real, real[:5], k=3, k_density=3)
   assert half["precision"] == 1.0 and half["coverage"] == pytest.approx(0.7) and half["recall"] == pytest.approx(0.8)

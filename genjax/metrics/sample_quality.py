@@ -139,7 +139,7 @@ def knn_radii(x_NxD, k: int = 3) -> np.ndarray:
   return np.partition(distances, k, axis=1)[:, k]
 
 
-def precision_recall_density_coverage(real_NxD, fake_MxD, k: int = 3) -> dict[str, float]:
+def precision_recall_density_coverage(real_NxD, fake_MxD, k: int = 3, k_density: int = 5) -> dict[str, float]:
   """Precision and recall (Kynkäänniemi et al. 2019) and density and coverage (Naeem et al. 2020), k-NN balls.
 
   A real example's ball has the radius of its k-th nearest real neighbour,
@@ -148,15 +148,19 @@ def precision_recall_density_coverage(real_NxD, fake_MxD, k: int = 3) -> dict[st
   Density: the mean number of real balls holding each fake, over k (1 for
   fakes distributed as the reals, above 1 where fakes crowd dense regions).
   Coverage: the share of real balls holding at least one fake.
+
+  Each pair with its paper's k: `k` = 3 for precision and recall
+  (Kynkäänniemi et al.), `k_density` = 5 for density and coverage (Naeem et
+  al., whose coverage needs the larger balls to be stable).
   """
   real, fake = np.asarray(real_NxD, np.float64), np.asarray(fake_MxD, np.float64)
-  real_radius_N, fake_radius_M = knn_radii(real, k), knn_radii(fake, k)
   distances_NxM = _pairwise_distances(real, fake)
-  inside_real_NxM = distances_NxM <= real_radius_N[:, None]  # fake j in real i's ball
-  inside_fake_NxM = distances_NxM <= fake_radius_M[None, :]  # real i in fake j's ball
+  inside_real_NxM = distances_NxM <= knn_radii(real, k)[:, None]  # fake j in real i's ball
+  inside_fake_NxM = distances_NxM <= knn_radii(fake, k)[None, :]  # real i in fake j's ball
+  in_dense_NxM = distances_NxM <= knn_radii(real, k_density)[:, None] if k_density != k else inside_real_NxM
   return {
       "precision": float(np.mean(inside_real_NxM.any(axis=0))),
       "recall": float(np.mean(inside_fake_NxM.any(axis=1))),
-      "density": float(inside_real_NxM.sum() / (k * fake.shape[0])),
-      "coverage": float(np.mean(inside_real_NxM.any(axis=1))),
+      "density": float(in_dense_NxM.sum() / (k_density * fake.shape[0])),
+      "coverage": float(np.mean(in_dense_NxM.any(axis=1))),
   }
