@@ -104,7 +104,15 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     raise UserError(f"--num_processes: must be >= 1, got {count}")
   if count is not None and index is not None and not 0 <= index < count:
     raise UserError(f"--process_id: must be in [0, {count}), got {index}")
-  jax.distributed.initialize(coordinator_address=address, num_processes=count, process_id=index)
+  try:
+    jax.distributed.initialize(coordinator_address=address, num_processes=count, process_id=index)
+  except ValueError as e:  # what JAX raises when it detects no cluster and was given no coordinator
+    if address is not None:
+      raise
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise UserError(f"--distributed: JAX detects no cluster here ({first}): it joins TPU VM pods, Slurm and"
+                    " other clusters it knows; elsewhere give --coordinator_address, --num_processes and"
+                    " --process_id, or leave --distributed out to train on this machine's devices") from e
   return True
 
 
@@ -150,6 +158,13 @@ class DataParallel:
   @property
   def num_devices(self) -> int:
     return len(self.devices)
+
+  def describe(self) -> dict:
+    """What the run trains on: platform, device count and kind, processes and the path (logged and recorded,
+    so that a run on an accelerator machine that silently fell back to its CPU shows it)."""
+    kinds = sorted({d.device_kind for d in self.devices})
+    return {"platform": self.devices[0].platform, "devices": len(self.devices), "device_kind": ", ".join(kinds),
+            "processes": jax.process_count(), "parallel": self.path}
 
   @property
   def num_local_devices(self) -> int:

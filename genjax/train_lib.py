@@ -366,6 +366,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     reading.close()
 
     # Every check has passed: from here on the workdir is written.
+    devices = par.describe()
+    logging.info("training on %d %s device%s (%s) in %d process%s, parallel=%s", devices["devices"],
+                 devices["platform"], "s" * (devices["devices"] > 1), devices["device_kind"], devices["processes"],
+                 "es" * (devices["processes"] > 1), devices["parallel"])
     prepare_workdir(workdir)
     if chief and lock is None:  # a new workdir: lock it before the first write
       lock = RunLock(workdir)
@@ -397,6 +401,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     writer = MetricWriter(workdir, resume_step=start) if chief else None
     if writer is not None:
       cleanup.callback(writer.close)
+      writer.write_info(start, "start", par.describe())  # what this (part of the) run trained on
     samples_dir = os.path.join(workdir, "samples")
 
     def evaluate(step: int) -> dict[str, float]:

@@ -131,6 +131,11 @@ class MetricWriter:
         self._tb.scalar(f"{split}/{name}", value, int(step))
       self._tb.flush()
 
+  def write_info(self, step: int, split: str, fields: dict) -> None:
+    """A row of facts rather than scalars (the devices a run starts on): metrics.jsonl only, not TensorBoard."""
+    self._jsonl.write(dumps({"step": int(step), "split": split, "time": round(time.time(), 3), **fields}) + "\n")
+    self._jsonl.flush()
+
   def flush(self) -> None:
     self._jsonl.flush()
     if self._tb is not None:

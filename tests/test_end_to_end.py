@@ -34,6 +34,13 @@ def test_train_then_resume_then_sample_on_mnist5k(tmp_path):
   assert [r["step"] for r in records if r["split"] == "train"] == [2, 4, 6]
   evals = [r for r in records if r["split"] == "eval"]
   assert [r["step"] for r in evals] == [4, 6]
+  # What each part of the run trained on: in its first log line and in a row of its own.
+  import jax  # pylint: disable=g-import-not-at-top
+  n = len(jax.devices("cpu"))
+  assert f"training on {n} cpu device{'s' * (n > 1)} (cpu) in 1 process, parallel=jit" in again.stderr
+  assert [({k: v for k, v in r.items() if k != "time"}) for r in records if r["split"] == "start"] == [
+      {"step": s, "split": "start", "platform": "cpu", "devices": n, "device_kind": "cpu", "processes": 1,
+       "parallel": "jit"} for s in (0, 4)]
   assert all(np.isfinite(r["nll"]) and r["nll"] <= r["neg_elbo"] + 1e-3 for r in evals)
   for name in ("samples", "reconstructions", "interpolations"):
     assert os.path.isfile(os.path.join(workdir, "samples", f"{name}_0000006.png"))

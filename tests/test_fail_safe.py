@@ -196,6 +196,11 @@ CASES = {
     "unknown flag": ("train.py", ["--workdri=x"], None, "error: --workdri: unknown flag; did you mean --workdir?"),
     "extra argument": ("train.py", ["again"], None,
                        "error: unexpected arguments: again; allowed: flags only (--helpshort lists them)"),
+    "--distributed off a cluster": ("train.py", ["--distributed", "--workdir={d}/new"], None,
+                                    "error: --distributed: JAX detects no cluster here (coordinator_address should"
+                                    " be defined.): it joins TPU VM pods, Slurm and other clusters it knows;"
+                                    " elsewhere give --coordinator_address, --num_processes and --process_id, or"
+                                    " leave --distributed out to train on this machine's devices"),
     "bad integer flag": ("train.py", ["--num_processes=two"], None,
                          "error: --num_processes: cannot use 'two' (invalid literal for int() with base 10:"
                          " 'two'); allowed: int"),
