@@ -111,7 +111,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   # The numbers first: weights that give a non-finite one are refused before any picture or eval.json is written.
   result = workdir_lib.evaluate_dataset(jax.jit(family.evaluate), params, eval_images, keys.eval,
                                         config.eval.batch_size)
-  result = {"step": step, "weights": weights, **result, **family.summarize(params, keys.eval),
+  result = {"step": step, "weights": weights, **result,
             **workdir_lib.point_metrics(sample_fn, params, keys.eval, ds.name),
             "num_examples": int(eval_images.shape[0])}
   measured = quality.measure(sample_fn, jax.jit(family.unscale), params, keys.eval, ds.name, quality_samples,

@@ -2,7 +2,7 @@
 
 The loop knows a family only through `genjax.models.family`: the registry
 builds it from the config, and it provides the `Family` protocol (init,
-train_step, eval_params, sample, evaluate, summarize, visuals). On a 2-D
+train_step, eval_params, sample, evaluate, visuals). On a 2-D
 mixture the loop also scores and draws the family's samples
 (`genjax.workdir.point_metrics`). The loop owns everything that touches the disk.
 """
@@ -415,7 +415,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
         bad = first_non_finite(step, result)
         if bad is not None:  # the held-out loss of weights whose training losses were all finite
           raise diverged(f"non-finite held-out {bad[1]} {bad[2]} of the weights of step {step}", step, last_saved)
-        result.update(family.summarize(params, keys.eval))
         # The samples' numbers of every weights the family has (a GAN's EMA and raw generators): the default's
         # plain, the others' with their suffix (fid_raw), so that a user sees what the EMA buys.
         for weights in (default_weights, *other_weights):

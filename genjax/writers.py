@@ -136,11 +136,6 @@ class MetricWriter:
     self._jsonl.write(dumps({"step": int(step), "split": split, "time": round(time.time(), 3), **fields}) + "\n")
     self._jsonl.flush()
 
-  def flush(self) -> None:
-    self._jsonl.flush()
-    if self._tb is not None:
-      self._tb.flush()
-
   def close(self) -> None:
     self._jsonl.close()
     if self._tb is not None:

@@ -73,10 +73,6 @@ class Gauss:
     del key, offset  # exact: no sampling
     return {"nll": self.nll(params, self.scale(images))}
 
-  def summarize(self, params, key: jax.Array) -> dict[str, float]:
-    del params, key
-    return {}
-
   def visuals(self, params, key: jax.Array, images) -> dict:
     del params, key, images
     return {}

@@ -8,13 +8,15 @@ import pytest
 from genjax import build, cli, sample_lib, train_lib
 from genjax import workdir as workdir_lib
 from genjax.errors import UserError
+from genjax.models import family as family_lib
 from tests.helpers import TINY, run_cli, tiny_config
 
 # (config overrides, what the one-line message must say). Each is refused by
 # `build.validate`, which runs before data loading and compilation.
 BAD_CONFIGS = [
     ({"dataset.name": "imagenet"}, "dataset.name: unknown 'imagenet'; allowed: mnist5k, mnist"),
-    ({"family": "pixelcnn"}, "family: unknown 'pixelcnn'; allowed: vae, gan, diffusion"),
+    # Every registered family is named (those registered when this module loads; a test family may follow).
+    ({"family": "nosuchfamily"}, f"family: unknown 'nosuchfamily'; allowed: {', '.join(family_lib.names())}"),
     ({"model.arch": "resnet"}, "model.arch: unknown 'resnet'; allowed: conv, mlp"),
     ({"model.conv_widths": (8, 16, 32)}, "model.conv_widths: 3 stride-2 layers cannot produce the 28x28 images"
                                          " of dataset 'mnist5k'; allowed: 1 to 2 layers"),

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-TOY_DATASETS = ("ring8", "grid25")
+from genjax.data.registry import POINT_DATASETS
 
 
 def mode_centres(name: str) -> np.ndarray:
@@ -24,7 +24,7 @@ def mode_centres(name: str) -> np.ndarray:
   if name == "grid25":
     axis = np.array([-4.0, -2.0, 0.0, 2.0, 4.0], np.float32)
     return np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(25, 2)
-  raise ValueError(f"dataset.name: unknown 2-D dataset {name!r}; allowed: {', '.join(TOY_DATASETS)}")
+  raise ValueError(f"dataset.name: unknown 2-D dataset {name!r}; allowed: {', '.join(POINT_DATASETS)}")
 
 
 def mode_std(name: str) -> float:

@@ -9,7 +9,6 @@ return the batch mean, the quantity each paper writes as an expectation.
 """
 
 from genjax.losses import gan
-from genjax.losses.gan import LOSSES as GAN_LOSSES
 
 from genjax.losses import diffusion
 from genjax.losses import distributions

@@ -128,11 +128,6 @@ def eps_mse(eps_hat, eps):
   return jnp.mean(jnp.square(eps_hat - eps).reshape(eps.shape[0], -1), axis=-1)
 
 
-def v_mse(v_hat, v):
-  """Salimans & Ho's v loss, per example."""
-  return eps_mse(v_hat, v)
-
-
 EDM_P_MEAN, EDM_P_STD, EDM_SIGMA_DATA = -1.2, 1.2, 0.5
 
 

@@ -365,11 +365,6 @@ class Diffusion:
     total = jax.vmap(nats)(x, grandom.example_keys(key, x.shape[0], offset))
     return {"bpd": dm.nats_to_bits_per_dim(total, int(np.prod(self.data_shape)))}
 
-  def summarize(self, params, key: jax.Array) -> dict[str, float]:
-    """Numbers of the model as a whole: none (the held-out ones come from `evaluate`)."""
-    del params, key
-    return {}
-
   def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array) -> dict[str, jax.Array]:
     """Grids as uint8 [rows, cols, H, W, C]: 64 samples; the denoising trajectory of 8 samples and the
     predictions of the data along it, each at 10 steps from the noisiest to the last. {} for points (the

@@ -69,9 +69,6 @@ class Family(Protocol):
     steps) are fields of the family, from its config block, not arguments.
     """
 
-  def summarize(self, params: Params, key: jax.Array) -> dict[str, float]:
-    """Numbers of the model as a whole (not per example); {} when none."""
-
   def visuals(self, params: Params, key: jax.Array, images: jax.Array) -> dict[str, jax.Array]:
     """Named picture grids, uint8 [rows, cols, H, W, C]; {} when the examples are not images."""
 

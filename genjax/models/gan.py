@@ -350,13 +350,8 @@ class GAN:
     return x
 
   def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0) -> dict[str, jax.Array]:
-    """A GAN has no per-example held-out number (no likelihood); see `summarize`."""
+    """A GAN has no per-example held-out number (no likelihood): its numbers are its samples' (FID, modes)."""
     del params, image_BxHxWxC, key, offset
-    return {}
-
-  def summarize(self, params, key: jax.Array) -> dict[str, float]:
-    """Numbers of the model as a whole: none of its own (a 2-D mixture's mode coverage is the data's metric)."""
-    del params, key
     return {}
 
   def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array,

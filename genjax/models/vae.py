@@ -211,11 +211,6 @@ class VAE:
     log_w_KxB = jax.lax.map(log_weights, jnp.arange(self.iwae_k), batch_size=min(self.eval_chunk, self.iwae_k))
     return {"neg_elbo": -jnp.mean(log_w_KxB, axis=0), "nll": -losses.iwae_bound(log_w_KxB, axis=0)}
 
-  def summarize(self, params, key: jax.Array) -> dict[str, float]:
-    """Numbers of the model as a whole: none yet (the held-out ones come from `evaluate`)."""
-    del params, key
-    return {}
-
   def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array) -> dict[str, jax.Array]:
     """Picture grids as uint8 [rows, cols, H, W, C]: samples, reconstructions, interpolations.
 
