@@ -7,8 +7,13 @@ Writes DIR/sample/*.png from the run's fixed sample key and DIR/sample/eval.json
        BatchNorm statistics of its own), or with --weights=raw of the raw
        generator (into DIR/sample_raw), and with --truncation=T a grid from
        the prior truncated to [-T, T].
-  On a 2-D mixture (any family that samples points): a scatter picture and
-  the mode coverage of 2,500 samples.
+  Diffusion: samples, the denoising trajectory of 8 samples and the
+       predictions of the data along it, from the EMA weights (or with
+       --weights=raw the trained ones, into DIR/sample_raw); prints the
+       variational bound in bits/dim of the held-out examples.
+  Image datasets: FID, KID, precision/recall and density/coverage of
+  --quality_samples samples. On a 2-D mixture (any family that samples
+  points): a scatter picture and the mode coverage of 2,500 samples.
 """
 
 import os
@@ -42,6 +47,10 @@ _INCEPTION_WEIGHTS = flags.DEFINE_string(
 _WEIGHTS = flags.DEFINE_string(
     "weights", None, "'ema' or 'raw' for a family that keeps an EMA (the GAN; default 'ema'), 'raw' otherwise;"
     " pictures of non-default weights go to DIR/sample_<weights>.")
+_SET = flags.DEFINE_multi_string(
+    "set", [], "FIELD=VALUE, repeatable: a sampling or evaluation option of the run's family, e.g."
+    " --set=diffusion.sampler=heun --set=diffusion.sample_steps=18 (a diffusion model's sampler, steps, eta,"
+    " churn, levels); the options a resume may change, listed when one is refused.")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Held-out examples; default: the config's eval.num_examples.")
 
 
@@ -52,7 +61,8 @@ def main(argv):
     from genjax import sample_lib  # pylint: disable=g-import-not-at-top
     result = sample_lib.sample_and_evaluate(cli.workdir_flag(_WORKDIR.value), iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value,
                                             truncation=_TRUNCATION.value, quality_samples=_QUALITY_SAMPLES.value,
-                                            inception_weights=_INCEPTION_WEIGHTS.value, weights=_WEIGHTS.value)
+                                            inception_weights=_INCEPTION_WEIGHTS.value, weights=_WEIGHTS.value,
+                                            options=cli.field_values("--set", _SET.value))
   report = result["report"]
   print(f"checkpoint step {result['step']}, {result['weights']} weights:")
   if report["held_out"]:

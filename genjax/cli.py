@@ -92,6 +92,17 @@ def user_errors_exit():
          " complete")
 
 
+def field_values(flag: str, items: list[str]) -> dict[str, str]:
+  """{'block.field': 'value'} of repeated FIELD=VALUE flags; one line naming the flag for a malformed one."""
+  out = {}
+  for item in items:
+    field, sep, value = item.partition("=")
+    if not sep or field.count(".") != 1 or not all(field.split(".")):
+      raise UserError(f"{flag}: expected BLOCK.FIELD=VALUE (e.g. diffusion.sampler=heun), got {item!r}")
+    out[field] = value
+  return out
+
+
 # ------------------------------------------------------------------ the config flag
 
 

@@ -1,7 +1,7 @@
 """`sample_and_evaluate(workdir)`: pictures and held-out numbers from the latest checkpoint."""
 
+import ast
 import functools
-import inspect
 import math
 import os
 
@@ -18,10 +18,21 @@ from genjax.models import family as family_lib
 QUALITY_ORDER = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")
 
 
+def _parse_value(text: str, old):
+  """`text` as the type of the field's current value `old`: a Python literal, else the text itself (a name)."""
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  return value
+
+
 def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: int | None = None,
                         out_dir: str | None = None, truncation: float | None = None,
                         quality_samples: int = 5000, inception_weights: str | None = None,
-                        weights: str | None = None) -> dict:
+                        weights: str | None = None, options: dict[str, str] | None = None) -> dict:
   """Restores the latest checkpoint of `workdir`, writes its grids and evaluates it.
 
   Grids use the run's fixed sample key, so pictures of different checkpoints
@@ -40,6 +51,9 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   `weights` chooses the parameters (the family's `weights`: 'ema' or 'raw'
   for a GAN; default the family's first); pictures and eval.json of other
   than the default go to DIR/sample_<weights>.
+  `options` ({field: value as text}) sets the family's evaluation and
+  sampling options (its spec's `free` fields: a diffusion model's sampler,
+  steps, eta, ...), after `sample_eval`; each is checked as the config is.
   """
   config_checks.quality_samples("--quality_samples", quality_samples)
   if iwae_k is not None and iwae_k <= 0:
@@ -68,13 +82,23 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
       raise UserError(f"--iwae_k: the {config.family} family draws no importance samples; {workdir!r} holds a"
                       f" {config.family}")
     settings["model.iwae_k"] = iwae_k
+  for field, text in (options or {}).items():
+    if field not in spec.free:
+      raise UserError(f"--set: {field} is not a sampling or evaluation option of the {config.family} family (a"
+                      f" resume could not keep it); allowed: {', '.join(spec.free) or 'none'}")
+    settings[field] = _parse_value(text, config[field.split(".")[0]][field.split(".")[1]])
   config.unlock()
   for field, value in settings.items():
     block, name = field.split(".")
     config[block][name] = value
   config.lock()
+  if options:
+    try:
+      build.validate(config)
+    except UserError as e:
+      raise UserError(f"--set: {e}") from e
   family = build.family(config)
-  if truncation is not None and "truncation" not in inspect.signature(family.sample).parameters:
+  if truncation is not None and not spec.truncation:
     raise UserError(f"--truncation: the {config.family} family samples from no truncated prior; {workdir!r}"
                     f" holds a {config.family}")
   keys = grandom.streams(config.seed)
@@ -123,7 +147,9 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   workdir_lib.prepare_workdir(out_dir, "--workdir")
   files = workdir_lib.write_visuals(visuals, params, keys.sample, eval_images, out_dir,
                                     extra=workdir_lib.point_grids(sample_fns, params, keys.sample, ds.name))
-  result.update({field.split(".")[1]: value for field, value in settings.items()})  # what it was evaluated with
+  # What it was sampled and evaluated with: every option of the family's that a run may change.
+  result.update({field.split(".")[1]: config[field.split(".")[0]][field.split(".")[1]]
+                 for field in (*spec.free, *settings)})
   workdir_lib.write_atomically(os.path.join(out_dir, "eval.json"), writers.dumps(result, indent=2) + "\n")
   logging.info("wrote %s", ", ".join(files))
   # What sample.py prints: (label, unit, value) of the family's held-out numbers, then the data's.

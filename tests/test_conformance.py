@@ -50,6 +50,20 @@ def test_every_family_of_the_library_and_the_test_family_is_registered():
 
 
 @pytest.mark.parametrize("name,arch", CASES, ids=IDS)
+def test_what_the_family_declares_to_sample_py_it_takes(name, arch):
+  """sample.py dispatches on declarations, not signatures: a declared truncation is taken by `sample` and
+  `visuals`, and every free field is a field of the family's config."""
+  import inspect  # pylint: disable=g-import-not-at-top
+  config, family = _family(name, arch)
+  spec = family_lib.get(name)
+  for method in (family.sample, family.visuals):
+    assert ("truncation" in inspect.signature(method).parameters) == spec.truncation, method
+  for field in spec.free:
+    block, leaf = field.split(".")
+    assert block in spec.config_blocks() and leaf in config[block], field
+
+
+@pytest.mark.parametrize("name,arch", CASES, ids=IDS)
 def test_jit_equals_no_jit_and_the_step_is_traced_once(name, arch):
   config, family = _family(name, arch)
   keys = grandom.streams(config.seed)

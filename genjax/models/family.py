@@ -133,7 +133,10 @@ class FamilySpec:
       ('model.iwae_k', a diffusion sampler's), which a resume may change.
       Every other field of its blocks is what the weights were trained with:
       a resume that changes one is refused (genjax.workdir.pinned_fields), so
-      a new field is pinned unless it is declared free here.
+      a new field is pinned unless it is declared free here. sample.py sets
+      them with --set=FIELD=VALUE.
+    truncation: whether `sample` and `visuals` take a `truncation` T (the
+      GAN's prior truncated to [-T, T]); sample.py's --truncation needs it.
   """
 
   name: str
@@ -149,6 +152,7 @@ class FamilySpec:
   weights: tuple[str, ...] = ("raw",)
   added: dict[str, Any] = dataclasses.field(default_factory=dict)
   free: tuple[str, ...] = ()
+  truncation: bool = False
 
 
 _REGISTRY: dict[str, FamilySpec] = {}

@@ -480,7 +480,7 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
 
 family.register(family.FamilySpec(
     name="gan", archs=ARCHS, config_blocks=config_blocks, validate_config=validate_config, from_config=from_config,
-    weights=("ema", "raw"), added={"gan.ema_warmup": "none", "gan.ema_rampup": 0.05},
+    weights=("ema", "raw"), added={"gan.ema_warmup": "none", "gan.ema_rampup": 0.05}, truncation=True,
     smoke={"dcgan": {"model.arch": "dcgan", "model.g_width": 4, "model.d_width": 4, "model.latent_dim": 8},
            "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.latent_dim": 2, "model.g_hidden": (16, 16),
                    "model.d_hidden": (16, 16)}}))
