@@ -19,7 +19,7 @@ from flax import struct
 
 from genjax import config_checks as checks
 from genjax import parallel
-from genjax.models import family
+from genjax.models import family, update
 
 
 class GaussState(struct.PyTreeNode):
@@ -55,12 +55,10 @@ class Gauss:
   def train_step(self, state: GaussState, batch: dict, key: jax.Array) -> tuple[GaussState, dict]:
     del key
     x = self.scale(batch["image"])
-    loss, grads = jax.value_and_grad(lambda p: jnp.mean(self.nll(p, x)))(state.params)
-    grads = parallel.mean_over(grads, self.axis_name)
-    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), {
-        "loss": parallel.mean_over(loss, self.axis_name)}
+    new = update.apply_gradients(lambda p: (jnp.mean(self.nll(p, x)), None), state.params, state.opt_state,
+                                 self.optimizer, self.axis_name)
+    return state.replace(step=state.step + 1, params=new.params, opt_state=new.opt_state), {
+        "loss": parallel.mean_over(new.loss, self.axis_name)}
 
   def eval_params(self, state: GaussState, key: jax.Array, weights: str = "raw"):
     del key, weights

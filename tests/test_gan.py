@@ -12,6 +12,7 @@ import pytest
 from genjax.losses import ema
 from genjax.losses import gan as gan_losses
 from genjax.models.gan import GAN, slerp
+from genjax.models.update import EMA
 from genjax.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from genjax.nets.mlp_gan import MLPDiscriminator, MLPGenerator
 
@@ -114,7 +115,7 @@ def test_ema_after_n_steps_equals_its_closed_form(rule, decay):
       lambda params: optax.EmptyState(),
       lambda grads, s, params: (jax.tree.map(lambda p: jnp.full_like(p, delta), params), s))
   gan = GAN(MLPGenerator(2, (16,)), MLPDiscriminator((16,)), step_by_delta, optax.adam(1e-3), (2,), latent_dim=2,
-            ema_decay=decay, ema_warmup=rule, points=True)
+            ema=EMA(decay=decay, warmup=rule), points=True)
   state = gan.init(jax.random.key(0))
   p0 = state.g_params
   update = jax.jit(gan.generator_update, static_argnums=1)
@@ -122,7 +123,7 @@ def test_ema_after_n_steps_equals_its_closed_form(rule, decay):
     state, _ = update(state, B, jax.random.key(i))
   b_n = 0.0
   for k in range(1, n + 1):
-    d_k = _decay(rule, decay, k, gan.ema_rampup)
+    d_k = _decay(rule, decay, k, gan.ema.rampup)
     b_n = d_k * b_n + (1 - d_k) * k
   lag = jax.tree.map(lambda e, p: (np.asarray(e, np.float64) - np.asarray(p, np.float64)) / delta, state.ema_params,
                      p0)
@@ -133,7 +134,7 @@ def test_ema_after_n_steps_equals_its_closed_form(rule, decay):
 
 
 def test_ema_decay_zero_makes_sampling_use_the_current_weights():
-  gan = tiny_mlp(ema_decay=0.0)
+  gan = tiny_mlp(ema=EMA(decay=0.0))
   state = gan.init(jax.random.key(0))
   state, _ = jax.jit(gan.train_step)(state, {"image": np.zeros((B, 2), np.float32)}, jax.random.key(1))
   assert tree_equal(gan.eval_params(state, jax.random.key(2))["params"], state.g_params)
@@ -311,4 +312,4 @@ def test_bad_arguments_are_one_line_errors():
   with pytest.raises(ValueError, match="loss: unknown 'vanilla'"):
     tiny_mlp(loss="vanilla")
   with pytest.raises(ValueError, match="ema_decay"):
-    tiny_mlp(ema_decay=1.0)
+    tiny_mlp(ema=EMA(decay=1.0))

@@ -65,8 +65,7 @@ from genjax import parallel
 from genjax import random as grandom
 from genjax.losses import diffusion as dm
 from genjax.losses import diffusion_sampling as sampling
-from genjax.losses import ema
-from genjax.models import family
+from genjax.models import family, update
 from genjax.nets import mlp_denoiser
 from genjax.nets import unet as unet_nets
 
@@ -128,7 +127,7 @@ class Diffusion:
     p_mean, p_std: EDM's training levels, ln(sigma) ~ N(p_mean, p_std^2).
     clip_denoised: clip the predicted images to [-1, 1] while sampling (DDPM's code does).
     eval_steps: levels of the model whose bound `evaluate` reports.
-    ema_decay, ema_warmup, ema_rampup: the EMA of the weights (`genjax.losses.ema`).
+    ema: the EMA of the weights, which samples (`genjax.models.update.EMA`).
     points: the examples are float32 points, not uint8 images.
     axis_name: pmap's device axis; None under jit or on one device.
   """
@@ -151,15 +150,12 @@ class Diffusion:
   p_std: float = dm.EDM_P_STD
   clip_denoised: bool = True
   eval_steps: int = 100
-  ema_decay: float = 0.9999
-  ema_warmup: str = "rampup"
-  ema_rampup: float = 0.05
+  ema: update.EMA = update.EMA(decay=0.9999)
   points: bool = False
   axis_name: str | None = None
 
   def __post_init__(self):
-    for field, allowed in (("objective", OBJECTIVES), ("schedule", SCHEDULES), ("sampler", SAMPLERS),
-                           ("ema_warmup", ema.RULES)):
+    for field, allowed in (("objective", OBJECTIVES), ("schedule", SCHEDULES), ("sampler", SAMPLERS)):
       if getattr(self, field) not in allowed:
         raise ValueError(f"{field}: unknown {getattr(self, field)!r}; allowed: {', '.join(allowed)}")
 
@@ -282,17 +278,12 @@ class Diffusion:
 
   def train_step(self, state: DiffusionState, batch: dict, key: jax.Array) -> tuple[DiffusionState, dict]:
     """One optimizer step on the loss of `batch['image']`, then the EMA."""
-    grad_fn = jax.value_and_grad(self.loss, has_aux=True)
-    (_, metrics), grads = grad_fn(state.params, self.scale(batch["image"]), key)
-    grads = parallel.mean_over(grads, self.axis_name)
-    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    # ema <- d_n ema + (1 - d_n) params, n the number of updates so far (this one included)
-    ema_params = ema.update(state.ema_params, params, ema.decay(self.ema_warmup, self.ema_decay, state.step + 1,
-                                                                self.ema_rampup))
-    metrics = parallel.mean_over(metrics, self.axis_name)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params), metrics
+    new = update.apply_gradients(self.loss, state.params, state.opt_state, self.optimizer, self.axis_name,
+                                 self.scale(batch["image"]), key)
+    ema_params = self.ema(state.ema_params, new.params, state.step + 1)  # n: the updates so far, this one included
+    metrics = {**parallel.mean_over(new.aux, self.axis_name), "grad_norm": new.grad_norm}
+    return state.replace(step=state.step + 1, params=new.params, opt_state=new.opt_state,
+                         ema_params=ema_params), metrics
 
   def eval_params(self, state: DiffusionState, key: jax.Array, weights: str = "ema"):
     """The weights that sample and evaluate: 'ema' (default) or 'raw' (no key needed: no statistics)."""
@@ -415,9 +406,7 @@ def config_blocks() -> dict[str, ml_collections.ConfigDict]:
   d.p_std = 1.2  # float > 0, edm: standard deviation of ln(sigma) of the training levels (EDM's 1.2)
   d.clip_denoised = True  # bool: clip predicted images to [-1, 1] while sampling
   d.eval_steps = 100  # int >= 2: levels of the model whose bound (bits/dim) the evaluation reports
-  d.ema_decay = 0.9999  # float in [0, 1): decay of the EMA of the weights, which sampling uses (0: no EMA)
-  d.ema_warmup = "rampup"  # 'rampup', 'num_updates' or 'none' (genjax.losses.ema)
-  d.ema_rampup = 0.05  # float > 0: the 'rampup' rule's ratio (EDM's 0.05)
+  update.add_ema_fields(d, decay=0.9999)
   return {"model": m, "diffusion": d}
 
 
@@ -458,9 +447,7 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
   checks.number(config, "diffusion.p_mean", "any")
   checks.number(config, "diffusion.p_std", "> 0")
   checks.boolean(config, "diffusion.clip_denoised")
-  checks.number(config, "diffusion.ema_decay", "[0, 1)")
-  checks.one_of(config, "diffusion.ema_warmup", ema.RULES)
-  checks.number(config, "diffusion.ema_rampup", "> 0")
+  update.check_ema_fields(config, "diffusion")
   if points:
     checks.positive_ints(config, "model.hidden", most=checks.MAX_WIDTH)
     checks.positive_int(config, "model.emb_dim", most=checks.MAX_WIDTH)
@@ -502,8 +489,8 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
       objective=d.objective, schedule=d.schedule, num_timesteps=d.num_timesteps, sampler=d.sampler,
       sample_steps=d.sample_steps, eta=d.eta, churn=d.churn, sigma_min=d.sigma_min, sigma_max=d.sigma_max,
       rho=d.rho, sigma_data=d.sigma_data, p_mean=d.p_mean, p_std=d.p_std,
-      clip_denoised=d.clip_denoised, eval_steps=d.eval_steps, ema_decay=d.ema_decay,
-      ema_warmup=d.ema_warmup, ema_rampup=d.ema_rampup, points=len(example_shape) == 1, axis_name=axis_name)
+      clip_denoised=d.clip_denoised, eval_steps=d.eval_steps, ema=update.EMA.of(d), points=len(example_shape) == 1,
+      axis_name=axis_name)
 
 
 family.register(family.FamilySpec(

@@ -48,9 +48,8 @@ from flax import struct
 from genjax import config_checks as checks
 from genjax import parallel
 from genjax import random as grandom
-from genjax.losses import ema
 from genjax.losses import gan as gan_losses
-from genjax.models import family
+from genjax.models import family, update
 from genjax.nets import dcgan as dcgan_nets
 from genjax.nets import mlp_gan
 
@@ -108,13 +107,9 @@ class GAN:
     gp_weight: lambda of the WGAN-GP penalty on interpolates (0: off).
     r1_gamma, r2_gamma: gamma of the R1 (real) and R2 (fake) penalties,
       added as gamma / 2 * R (0: off).
-    ema_decay: the EMA's decay d: ema <- d_n ema + (1 - d_n) params after
-      G update n, d_n given by `ema_warmup`'s rule and d; 0 makes the EMA
-      the current weights.
-    ema_warmup: the rule of d_n, one of `genjax.losses.ema.RULES`: 'none'
-      (d_n = d), 'num_updates' (TensorFlow's min(d, (1 + n) / (10 + n))),
-      'rampup' (half-life at most `ema_rampup` times the updates so far).
-    ema_rampup: the ratio of the 'rampup' rule (0.05 in StyleGAN2-ADA and EDM).
+    ema: the EMA of G's weights, ema <- d_n ema + (1 - d_n) params after G
+      update n (`genjax.models.update.EMA`: its decay, 0 making the EMA the
+      current weights, and the warm-up rule of d_n).
     standing_latents: latents of the EMA generator's BatchNorm statistics.
     pack: PacGAN's m, examples per discriminator input.
     points: the examples are float32 points (a 2-D mixture), used as they
@@ -134,9 +129,7 @@ class GAN:
   gp_weight: float = 0.0
   r1_gamma: float = 0.0
   r2_gamma: float = 0.0
-  ema_decay: float = 0.999
-  ema_warmup: str = "rampup"
-  ema_rampup: float = 0.05
+  ema: update.EMA = update.EMA(decay=0.999)
   standing_latents: int = 1024
   pack: int = 1
   points: bool = False
@@ -147,10 +140,6 @@ class GAN:
       raise ValueError(f"loss: unknown {self.loss!r}; allowed: {', '.join(gan_losses.LOSSES)}")
     if self.d_steps < 1 or self.pack < 1:
       raise ValueError(f"d_steps and pack must be >= 1, got {self.d_steps} and {self.pack}")
-    if not 0.0 <= self.ema_decay < 1.0:
-      raise ValueError(f"ema_decay: must be in [0, 1), got {self.ema_decay}")
-    if self.ema_warmup not in ema.RULES:
-      raise ValueError(f"ema_warmup: unknown {self.ema_warmup!r}; allowed: {', '.join(ema.RULES)}")
 
   # ----------------------------------------------------------------- ranges
 
@@ -281,12 +270,10 @@ class GAN:
       d_params, d_stats, d_opt_state = carry
       z_key, penalty_key = jax.random.split(step_key)
       fake, _ = self.generate(state.g_params, state.g_stats, self.batch_latents(z_key, batch_size), train=True)
-      grad_fn = jax.value_and_grad(self.discriminator_loss, has_aux=True)
-      (_, (d_stats, metrics)), grads = grad_fn(d_params, d_stats, real, jax.lax.stop_gradient(fake), penalty_key)
-      grads = parallel.mean_over(grads, self.axis_name)
-      updates, d_opt_state = self.d_optimizer.update(grads, d_opt_state, d_params)
-      metrics["d_grad_norm"] = optax.tree.norm(grads)
-      return (optax.apply_updates(d_params, updates), d_stats, d_opt_state), metrics
+      new = update.apply_gradients(self.discriminator_loss, d_params, d_opt_state, self.d_optimizer, self.axis_name,
+                                   d_stats, real, jax.lax.stop_gradient(fake), penalty_key)
+      d_stats, metrics = new.aux
+      return (new.params, d_stats, new.opt_state), {**metrics, "d_grad_norm": new.grad_norm}
 
     (d_params, d_stats, d_opt_state), metrics = jax.lax.scan(
         one_update, (state.d_params, state.d_stats, state.d_opt_state), jax.random.split(key, self.d_steps))
@@ -298,18 +285,13 @@ class GAN:
 
     D scores the fakes in training mode and its new statistics are dropped.
     """
-    grad_fn = jax.value_and_grad(self.generator_loss, has_aux=True)
-    (g_loss, g_stats), grads = grad_fn(state.g_params, state.g_stats, state.d_params, state.d_stats,
-                                       self.batch_latents(key, batch_size))
-    grads = parallel.mean_over(grads, self.axis_name)
-    updates, g_opt_state = self.g_optimizer.update(grads, state.g_opt_state, state.g_params)
-    g_params = optax.apply_updates(state.g_params, updates)
-    # ema <- d_n ema + (1 - d_n) params, n the number of G updates so far (this one included)
-    decay_n = ema.decay(self.ema_warmup, self.ema_decay, state.step + 1, self.ema_rampup)
-    ema_params = ema.update(state.ema_params, g_params, decay_n)
-    new_state = state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, g_opt_state=g_opt_state,
+    new = update.apply_gradients(self.generator_loss, state.g_params, state.g_opt_state, self.g_optimizer,
+                                 self.axis_name, state.g_stats, state.d_params, state.d_stats,
+                                 self.batch_latents(key, batch_size))
+    ema_params = self.ema(state.ema_params, new.params, state.step + 1)  # n: the G updates so far, this one included
+    new_state = state.replace(step=state.step + 1, g_params=new.params, g_stats=new.aux, g_opt_state=new.opt_state,
                               ema_params=ema_params)
-    return new_state, {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
+    return new_state, {"g_loss": new.loss, "g_grad_norm": new.grad_norm}
 
   def train_step(self, state: GANState, batch: dict, key: jax.Array) -> tuple[GANState, dict]:
     """`discriminator_update` on `batch['image']`, then `generator_update` against the new D.
@@ -405,13 +387,9 @@ def config_blocks() -> dict[str, ml_collections.ConfigDict]:
   g.gp_weight = 0.0  # float >= 0: lambda of the WGAN-GP penalty on interpolates (10 in the paper)
   g.r1_gamma = 0.0  # float >= 0: gamma of the R1 penalty on real data, added as gamma/2 * R1
   g.r2_gamma = 0.0  # float >= 0: gamma of the R2 penalty on generated data, added as gamma/2 * R2
-  g.ema_decay = 0.999  # float in [0, 1): decay of the EMA of G's weights, which sampling uses (0: no EMA)
-  # How the decay ramps up (genjax.losses.ema): 'rampup' (half-life <= ema_rampup x updates so far),
-  # 'num_updates' (TensorFlow's min(decay, (1 + n) / (10 + n))) or 'none' (the decay from the first update)
-  g.ema_warmup = "rampup"
-  # float > 0: the 'rampup' rule's ratio: StyleGAN2-ADA's and EDM's 0.05; a short run that still improves fast
-  # wants less (configs/dcgan_mnist5k.py: 0.005, measured by benchmarks/ema_gan.py)
-  g.ema_rampup = 0.05
+  # The EMA of G's weights; a short run that still improves fast wants a smaller ema_rampup
+  # (configs/dcgan_mnist5k.py: 0.005, measured by benchmarks/ema_gan.py).
+  update.add_ema_fields(g, decay=0.999)
   return {"model": m, "gan": g}
 
 
@@ -434,9 +412,7 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
   checks.positive_int(config, "gan.d_steps", most=100)  # n_critic: WGAN's 5; each one a D update per G update
   for field in _PENALTIES:
     checks.number(config, f"gan.{field}", ">= 0")
-  checks.number(config, "gan.ema_decay", "[0, 1)")
-  checks.one_of(config, "gan.ema_warmup", ema.RULES)
-  checks.number(config, "gan.ema_rampup", "> 0")
+  update.check_ema_fields(config, "gan")
   if points:
     checks.positive_ints(config, "model.g_hidden", most=checks.MAX_WIDTH)
     checks.positive_ints(config, "model.d_hidden", most=checks.MAX_WIDTH)
@@ -473,8 +449,7 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
       generator=generator, discriminator=discriminator, g_optimizer=optimizer_for(optim.learning_rate),
       d_optimizer=optimizer_for(optim.d_learning_rate or optim.learning_rate), data_shape=example_shape,
       latent_dim=model.latent_dim, loss=gan.loss, d_steps=gan.d_steps, gp_weight=gan.gp_weight,
-      r1_gamma=gan.r1_gamma, r2_gamma=gan.r2_gamma, ema_decay=gan.ema_decay,
-      ema_warmup=gan.ema_warmup, ema_rampup=gan.ema_rampup, pack=model.pack,
+      r1_gamma=gan.r1_gamma, r2_gamma=gan.r2_gamma, ema=update.EMA.of(gan), pack=model.pack,
       points=len(example_shape) == 1, axis_name=axis_name)
 
 

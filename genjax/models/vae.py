@@ -28,7 +28,7 @@ from flax import struct
 from genjax import config_checks as checks
 from genjax import losses, parallel
 from genjax import random as grandom
-from genjax.models import family
+from genjax.models import family, update
 from genjax.nets import vae as vae_nets
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -160,14 +160,10 @@ class VAE:
 
   def train_step(self, state: VAEState, batch: dict, key: jax.Array) -> tuple[VAEState, dict]:
     """One optimizer step on the negative ELBO of `batch['image']` (uint8)."""
-    grad_fn = jax.value_and_grad(self.loss, has_aux=True)
-    (_, metrics), grads = grad_fn(state.params, batch["image"], key)
-    grads = parallel.mean_over(grads, self.axis_name)
-    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = parallel.mean_over(metrics, self.axis_name)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    new = update.apply_gradients(self.loss, state.params, state.opt_state, self.optimizer, self.axis_name,
+                                 batch["image"], key)
+    metrics = {**parallel.mean_over(new.aux, self.axis_name), "grad_norm": new.grad_norm}
+    return state.replace(step=state.step + 1, params=new.params, opt_state=new.opt_state), metrics
 
   def eval_params(self, state: VAEState, key: jax.Array, weights: str = "raw"):
     """The parameters that sampling and evaluation use: the trained ones (a VAE keeps no EMA; no key needed)."""
