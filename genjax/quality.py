@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -77,7 +78,7 @@ def check_inception_weights(path: str | None, what: str) -> None:
     return
   if not os.path.isfile(path):
     raise UserError(f"{what}: no file {path!r}; convert pytorch-fid's {features.INCEPTION_SOURCE} once with"
-                    " `python -m genjax.convert_inception` (README, 'FID with Inception-v3')")
+                    " `python -m genjax.convert_inception` (docs/evaluation.md, 'FID with Inception-v3')")
   _inception(os.path.abspath(path), what)
 
 
@@ -248,27 +249,47 @@ def reference_features(dataset: str, net: Network, data_dir: str | None = None) 
   return feats
 
 
-def generated_images(sample_fn, unscale_fn, params, key: jax.Array, n: int) -> np.ndarray:
-  """n uint8 samples: `sample_fn(params, fold_in(key, b), batch)` per batch b, quantised by `unscale_fn`."""
+def label_marginal(labels_N: np.ndarray, num_classes: int) -> np.ndarray:
+  """The share of each class among `labels_N`: what a conditional model's samples are asked for."""
+  counts = np.bincount(np.asarray(labels_N, np.int64), minlength=num_classes)[:num_classes].astype(np.float64)
+  if counts.sum() == 0:
+    raise UserError(f"dataset.name: no held-out example has a label in [0, {num_classes}) to condition samples on")
+  return counts / counts.sum()
+
+
+def generated_images(sample_fn, unscale_fn, params, key: jax.Array, n: int,
+                     label_probs: np.ndarray | None = None) -> np.ndarray:
+  """n uint8 samples: `sample_fn(params, fold_in(key, b), batch)` per batch b, quantised by `unscale_fn`.
+
+  A conditional model's (`label_probs`, the share of each class) are asked for classes drawn from those
+  shares, in every batch from a key of its own.
+  """
   out = []
   for b, start in enumerate(range(0, n, BATCH)):
-    x = sample_fn(params, jax.random.fold_in(key, b), BATCH)
+    batch_key = jax.random.fold_in(key, b)
+    if label_probs is None:
+      x = sample_fn(params, batch_key, BATCH)
+    else:
+      label_key, batch_key = jax.random.split(batch_key)
+      labels = jax.random.choice(label_key, len(label_probs), (BATCH,), p=jnp.asarray(label_probs, jnp.float32))
+      x = sample_fn(params, batch_key, BATCH, labels.astype(jnp.int32))
     out.append(np.asarray(unscale_fn(x))[:n - start])
   return np.concatenate(out)
 
 
 def measure(sample_fn, unscale_fn, params, key: jax.Array, dataset: str, num_samples: int, *,
             full: bool = False, data_dir: str | None = None,
-            inception_weights: str | None = None) -> dict[str, float]:
+            inception_weights: str | None = None, label_probs: np.ndarray | None = None) -> dict[str, float]:
   """FID and KID (and with `full` precision, recall, density and coverage) of `num_samples` samples; {} if none.
 
-  `sample_fn(params, key, n)` and `unscale_fn` are the family's (jitted).
+  `sample_fn(params, key, n[, labels])` and `unscale_fn` are the family's (jitted); a conditional model's
+  samples are of classes drawn from `label_probs` (`label_marginal` of the held-out labels).
   """
   net = network(dataset, inception_weights)
   if num_samples <= 0 or net is None:
     return {}
   real = reference_features(dataset, net, data_dir)
-  fake = _features(net, generated_images(sample_fn, unscale_fn, params, key, num_samples))
+  fake = _features(net, generated_images(sample_fn, unscale_fn, params, key, num_samples, label_probs))
   stats = [sample_quality.GaussianStats(real.shape[1]).update(x) for x in (real, fake)]
   kid_mean, kid_std = sample_quality.kid(real, fake, num_subsets=50, subset_size=min(1000, num_samples))
   result = {"fid": sample_quality.frechet_distance_of(*stats), "kid": kid_mean, "kid_std": kid_std}

@@ -113,8 +113,12 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
     if ckpt.latest_step() is None:
       raise UserError(f"--workdir: {workdir!r} holds no checkpoint yet; train into it first with train.py")
     ds = config.dataset
-    eval_images = data.eval_images(ds.name, num_examples or config.eval.num_examples,
-                                   data_dir=ds.data_dir, download=ds.download)
+    held_out = data.eval_examples(ds.name, num_examples or config.eval.num_examples,
+                                  data_dir=ds.data_dir, download=ds.download)
+    eval_images = held_out["image"]
+    # A conditional model's evaluation and pictures take the held-out labels, its samples' classes their shares.
+    eval_labels = held_out["label"] if family.num_classes else None
+    label_probs = quality.label_marginal(eval_labels, family.num_classes) if family.num_classes else None
     # The newest complete checkpoint, even while a live run rotates them; refuses another model's or
     # non-finite weights.
     latest = ckpt.restore_latest(jax.jit(family.init)(keys.init))
@@ -134,19 +138,21 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
                                                       static_argnums=2)
   # The numbers first: weights that give a non-finite one are refused before any picture or eval.json is written.
   result = workdir_lib.evaluate_dataset(jax.jit(family.evaluate), params, eval_images, keys.eval,
-                                        config.eval.batch_size)
+                                        config.eval.batch_size, eval_labels)
   result = {"step": step, "weights": weights, **result,
             **workdir_lib.point_metrics(sample_fn, params, keys.eval, ds.name),
             "num_examples": int(eval_images.shape[0])}
   measured = quality.measure(sample_fn, jax.jit(family.unscale), params, keys.eval, ds.name, quality_samples,
-                             full=True, data_dir=ds.data_dir, inception_weights=inception_weights)
+                             full=True, data_dir=ds.data_dir, inception_weights=inception_weights,
+                             label_probs=label_probs)
   _require_finite(result, measured, spec, config, step)
   if measured:
     result.update(measured, quality_samples=quality_samples,
                   quality_protocol=quality.describe(ds.name, quality_samples, config.seed, inception_weights))
   workdir_lib.prepare_workdir(out_dir, "--workdir")
   files = workdir_lib.write_visuals(visuals, params, keys.sample, eval_images, out_dir,
-                                    extra=workdir_lib.point_grids(sample_fns, params, keys.sample, ds.name))
+                                    extra=workdir_lib.point_grids(sample_fns, params, keys.sample, ds.name),
+                                    eval_labels=eval_labels)
   # What it was sampled and evaluated with: every option of the family's that a run may change.
   result.update({field.split(".")[1]: config[field.split(".")[0]][field.split(".")[1]]
                  for field in (*spec.free, *settings)})

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -307,9 +308,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     train_iter = data.train_iterator(
         ds.name, batch_size=config.batch_size, seed=grandom.integer_seed(keys.data),
         data_dir=ds.data_dir, download=ds.download, skip_batches=start)
-    eval_images = data.eval_images(ds.name, config.eval.num_examples, data_dir=ds.data_dir, download=ds.download)
+    held_out = data.eval_examples(ds.name, config.eval.num_examples, data_dir=ds.data_dir, download=ds.download)
+    eval_images = held_out["image"]
     if eval_images.shape[0] == 0:
       raise UserError(f"dataset.name: the held-out split of {ds.name!r} is empty; nothing to evaluate on")
+    # A conditional model is evaluated and pictured with the held-out labels, and its samples are of classes
+    # drawn as often as the held-out ones; an unconditional one sees none.
+    eval_labels = held_out["label"] if family.num_classes else None
+    label_probs = quality.label_marginal(eval_labels, family.num_classes) if family.num_classes else None
     first_batch = next(train_iter)
     train_iter = itertools.chain([first_batch], train_iter)
 
@@ -350,11 +356,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     programs = {("eval.batch_size", f"evaluating {config.eval.batch_size} held-out examples at once",
                  f"a smaller eval.batch_size than {config.eval.batch_size}"): evaluate_fn.lower(
         params_shape, jax.ShapeDtypeStruct((config.eval.batch_size, *eval_images.shape[1:]), eval_images.dtype),
-        keys.eval, offset=0).compile()}
+        keys.eval, offset=0, **({} if eval_labels is None else {
+            "labels": jax.ShapeDtypeStruct((config.eval.batch_size,), eval_labels.dtype)})).compile()}
     if config.eval.quality_samples and quality.network(ds.name, config.eval.inception_weights) is not None:
       programs[("eval.quality_samples", f"drawing samples {quality.BATCH} at a time",
                 "a smaller model, or 0 (no sample-quality numbers)")] = sample_fn.lower(
-          params_shape, keys.eval, quality.BATCH).compile()
+          params_shape, keys.eval, quality.BATCH,
+          *([] if eval_labels is None else [jax.ShapeDtypeStruct((quality.BATCH,), jnp.int32)])).compile()
     state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(abstract_state))
     state_bytes //= par.num_local_devices if config.parallel == "pmap" else 1  # pmap's state has a device axis
     check_evaluation_memory(programs, state_bytes, par)
@@ -411,7 +419,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
       with stop.abortable():
         local = par.local_copy(state)
         params = eval_params_fn(local, params_key, default_weights)
-        result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.batch_size)
+        result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.batch_size, eval_labels)
         bad = first_non_finite(step, result)
         if bad is not None:  # the held-out loss of weights whose training losses were all finite
           raise diverged(f"non-finite held-out {bad[1]} {bad[2]} of the weights of step {step}", step, last_saved)
@@ -423,10 +431,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
           measured = {**point_metrics(sample_fn, these, keys.eval, ds.name),
                       **quality.measure(sample_fn, unscale_fn, these, keys.eval, ds.name,
                                         config.eval.quality_samples, data_dir=ds.data_dir,
-                                        inception_weights=config.eval.inception_weights)}
+                                        inception_weights=config.eval.inception_weights, label_probs=label_probs)}
           result.update({f"{name}{suffix}": value for name, value in measured.items()})
         grids = visual_grids(visuals_fn, params, keys.sample, eval_images,
-                             extra=point_grids({"samples": sample_fn}, params, keys.sample, ds.name)) if chief else {}
+                             extra=point_grids({"samples": sample_fn}, params, keys.sample, ds.name),
+                             eval_labels=eval_labels) if chief else {}
       if chief:
         # The pictures first, the row last: a row in metrics.jsonl says that the evaluation of its step is
         # complete, and a resume evaluates again a checkpoint's step that has none (`missing_evaluation`).

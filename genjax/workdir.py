@@ -244,8 +244,13 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2, sort_keys=True))
 
 
-def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, batch_size: int) -> dict[str, float]:
-  """Means over held-out images of the per-example numbers of `evaluate_fn`.
+def _padded(x: np.ndarray, size: int) -> np.ndarray:
+  return x if x.shape[0] == size else np.concatenate([x, np.zeros((size - x.shape[0], *x.shape[1:]), x.dtype)])
+
+
+def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, batch_size: int,
+                     labels_N: np.ndarray | None = None) -> dict[str, float]:
+  """Means over held-out images (and their labels) of the per-example numbers of `evaluate_fn`.
 
   Every call sees a batch of exactly `batch_size` (the last one padded and
   its padding dropped), so `evaluate_fn` compiles once.
@@ -255,9 +260,8 @@ def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, batch
   for start in range(0, n, batch_size):
     chunk = images_NxHxWxC[start:start + batch_size]
     valid = chunk.shape[0]
-    if valid < batch_size:
-      chunk = np.concatenate([chunk, np.zeros((batch_size - valid, *chunk.shape[1:]), chunk.dtype)])
-    out = jax.device_get(evaluate_fn(params, chunk, key, offset=start))
+    labels = None if labels_N is None else {"labels": _padded(labels_N[start:start + batch_size], batch_size)}
+    out = jax.device_get(evaluate_fn(params, _padded(chunk, batch_size), key, offset=start, **(labels or {})))
     for name, value_B in out.items():
       totals[name] = totals.get(name, 0.0) + float(np.sum(np.asarray(value_B, np.float64)[:valid]))
   return {name: total / n for name, total in totals.items()}
@@ -294,10 +298,12 @@ def picture_examples(num_examples: int) -> np.ndarray:
   return np.linspace(0, num_examples - 1, min(32, num_examples)).round().astype(int)
 
 
-def visual_grids(visuals_fn, params, key, eval_images: np.ndarray, extra: dict | None = None) -> dict:
-  """The grids of `visuals_fn` on the picture examples, and `extra`, on the host."""
-  return jax.device_get({**visuals_fn(params, key, eval_images[picture_examples(eval_images.shape[0])]),
-                         **(extra or {})})
+def visual_grids(visuals_fn, params, key, eval_images: np.ndarray, extra: dict | None = None,
+                 eval_labels: np.ndarray | None = None) -> dict:
+  """The grids of `visuals_fn` on the picture examples (with their labels), and `extra`, on the host."""
+  rows = picture_examples(eval_images.shape[0])
+  labels = {} if eval_labels is None else {"labels": eval_labels[rows]}
+  return jax.device_get({**visuals_fn(params, key, eval_images[rows], **labels), **(extra or {})})
 
 
 def write_grids(grids: dict, directory: str, suffix: str = "") -> list[str]:
@@ -307,6 +313,6 @@ def write_grids(grids: dict, directory: str, suffix: str = "") -> list[str]:
 
 
 def write_visuals(visuals_fn, params, key, eval_images: np.ndarray, directory: str,
-                  suffix: str = "", extra: dict | None = None) -> list[str]:
+                  suffix: str = "", extra: dict | None = None, eval_labels: np.ndarray | None = None) -> list[str]:
   """Writes each grid of `visuals_fn` (`visual_grids`), and of `extra`; returns the paths."""
-  return write_grids(visual_grids(visuals_fn, params, key, eval_images, extra), directory, suffix)
+  return write_grids(visual_grids(visuals_fn, params, key, eval_images, extra, eval_labels), directory, suffix)

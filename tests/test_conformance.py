@@ -49,6 +49,44 @@ def test_every_family_of_the_library_and_the_test_family_is_registered():
   assert ("gauss", "diag") in CASES and ("vae", "conv") in CASES and ("gan", "dcgan") in CASES
 
 
+CONDITIONAL = [(n, a) for n, a in CASES if _family(n, a)[1].num_classes]
+
+
+def test_there_is_a_conditional_family_to_check():
+  assert ("gauss", "class") in CONDITIONAL
+
+
+@pytest.mark.parametrize("name,arch", CONDITIONAL, ids=[f"{n}-{a}" for n, a in CONDITIONAL])
+def test_labels_reach_every_method_of_a_conditional_family(name, arch):
+  """Training, evaluation, sampling and pictures of a conditional model each depend on the labels they are
+  given: the held-out batch's labels permuted give other numbers, another class other samples."""
+  config, family = _family(name, arch)
+  keys = grandom.streams(config.seed)
+  batch = conformance.batches(config, 1)[0]
+  assert len(set(batch["label"].tolist())) > 1, "a batch of one class cannot tell labels from their permutation"
+  permuted = {**batch, "label": np.roll(batch["label"], 1)}
+  state = jax.jit(family.init)(keys.init)
+  step = jax.jit(family.train_step)
+  state, metrics = step(state, batch, keys.train)
+  state, _ = step(state, batch, keys.train)  # trained a little, so that the classes differ
+  _, shuffled = step(state, permuted, keys.train)
+  _, same = step(state, batch, keys.train)
+  assert float(same["loss"]) != float(shuffled["loss"])
+  params = jax.jit(family.eval_params, static_argnums=2)(state, keys.eval, family_lib.get(name).weights[0])
+  evaluate = jax.jit(family.evaluate)
+  for number, value in evaluate(params, batch["image"], keys.eval, labels=batch["label"]).items():
+    other = evaluate(params, batch["image"], keys.eval, labels=permuted["label"])[number]
+    assert not np.array_equal(np.asarray(value), np.asarray(other)), number
+  sample = jax.jit(family.sample, static_argnums=2)
+  zeros, ones = (np.full((8,), c, np.int32) for c in (0, 1))
+  assert not np.array_equal(np.asarray(sample(params, keys.sample, 8, zeros)),
+                            np.asarray(sample(params, keys.sample, 8, ones)))
+  visuals = jax.jit(family.visuals)
+  a = visuals(params, keys.sample, batch["image"][:8], labels=zeros)
+  b = visuals(params, keys.sample, batch["image"][:8], labels=ones)
+  assert a and any(not np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+
+
 @pytest.mark.parametrize("name,arch", CASES, ids=IDS)
 def test_what_the_family_declares_to_sample_py_it_takes(name, arch):
   """sample.py dispatches on declarations, not signatures: a declared truncation is taken by `sample` and
@@ -150,10 +188,11 @@ def test_evaluation_does_not_depend_on_the_evaluation_batch_size(name, arch):
   config, family = _family(name, arch)
   keys = grandom.streams(config.seed)
   params = _eval_params(config, family, keys)
-  held_out = data.eval_images(config.dataset.name, 24)
+  held_out = data.eval_examples(config.dataset.name, 24)
+  labels = held_out["label"] if family.num_classes else None  # the seam gives labels to a conditional model
   evaluate = jax.jit(family.evaluate)
-  by_8 = workdir_lib.evaluate_dataset(evaluate, params, held_out, keys.eval, 8)
-  by_16 = workdir_lib.evaluate_dataset(evaluate, params, held_out, keys.eval, 16)
+  by_8 = workdir_lib.evaluate_dataset(evaluate, params, held_out["image"], keys.eval, 8, labels)
+  by_16 = workdir_lib.evaluate_dataset(evaluate, params, held_out["image"], keys.eval, 16, labels)
   assert by_8.keys() == by_16.keys() == set(family_lib.get(name).units)  # every number has its unit
   for metric, value in by_8.items():
     assert np.isfinite(value)
@@ -165,11 +204,12 @@ def test_pictures_are_written_as_png(name, arch, tmp_path):
   config, family = _family(name, arch)
   keys = grandom.streams(config.seed)
   params = _eval_params(config, family, keys)
-  held_out = data.eval_images(config.dataset.name, 32)
+  held_out = data.eval_examples(config.dataset.name, 32)
   sample = jax.jit(family.sample, static_argnums=2)
-  files = workdir_lib.write_visuals(jax.jit(family.visuals), params, keys.sample, held_out, str(tmp_path),
+  files = workdir_lib.write_visuals(jax.jit(family.visuals), params, keys.sample, held_out["image"], str(tmp_path),
                                     extra=workdir_lib.point_grids({"samples": sample}, params, keys.sample,
-                                                                  config.dataset.name))
+                                                                  config.dataset.name),
+                                    eval_labels=held_out["label"] if family.num_classes else None)
   assert files and all(f.endswith(".png") for f in files)
   for path in files:
     with Image.open(path) as picture:

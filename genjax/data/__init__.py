@@ -14,7 +14,7 @@ functions that read a TFDS dataset import them, with the accelerators hidden.
 
 from genjax.data.mnist5k import load_mnist5k
 from genjax.data.pipeline import eval_examples, eval_image_chunks, eval_images, train_iterator
-from genjax.data.registry import DATASETS, POINT_DATASETS, DatasetUnavailableError, image_shape
+from genjax.data.registry import DATASETS, POINT_DATASETS, DatasetUnavailableError, image_shape, num_classes
 
 __all__ = [
     "DATASETS",
@@ -25,5 +25,6 @@ __all__ = [
     "eval_images",
     "image_shape",
     "load_mnist5k",
+    "num_classes",
     "train_iterator",
 ]

@@ -156,12 +156,13 @@ def eval_examples(name: str, num_examples: int, *, split: str = "test", data_dir
                   download: bool = True) -> dict[str, np.ndarray]:
   """`eval_images` with the labels: {'image': uint8 [N, H, W, C], 'label': int32 [N]} (zeros where a dataset has none).
 
-  For image datasets only (a classifier's held-out accuracy).
+  The 2-D mixtures give their fixed float32 points as 'image', with zero labels.
   """
   check_name(name)
   num_examples = _check_int("num_examples", num_examples, 1)
   if name in POINT_DATASETS:
-    raise UserError(f"dataset.name: {name!r} holds 2-D points, which have no labels")
+    points = toy2d.eval_points(name, num_examples)
+    return {"image": points, "label": np.zeros((points.shape[0],), np.int32)}
   if name == "mnist5k":
     examples = mnist5k.load_mnist5k(split)
     return {"image": examples["image"][:num_examples], "label": examples["label"][:num_examples]}

@@ -25,6 +25,11 @@ _IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
     "grid25": (2,),
 }
 
+# Classes of each dataset's labels (0..n - 1); 0 where it has none: binarized_mnist and the 2-D mixtures carry
+# no label, and celeb_a's are 40 binary attributes, not one class. A conditional model needs n > 0.
+_NUM_CLASSES: dict[str, int] = {"mnist5k": 10, "mnist": 10, "fashion_mnist": 10, "binarized_mnist": 0,
+                                "cifar10": 10, "celeb_a": 0, "ring8": 0, "grid25": 0}
+
 # What a user without network can do instead; every unavailable-dataset error ends with it.
 OFFLINE_ALTERNATIVE = "train offline with --config=configs/vae_mnist5k.py (dataset.name='mnist5k')"
 
@@ -50,3 +55,9 @@ def image_shape(name: str) -> tuple[int, int, int]:
   Lets a model be built (and a config rejected) without touching the data.
   """
   return _IMAGE_SHAPES[check_name(name)]
+
+
+def num_classes(name: str) -> int:
+  """The classes of `name`'s labels; 0 when its examples have no class (their labels are all 0)."""
+  check_name(name)
+  return _NUM_CLASSES[name]

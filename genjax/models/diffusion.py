@@ -153,6 +153,7 @@ class Diffusion:
   ema: update.EMA = update.EMA(decay=0.9999)
   points: bool = False
   axis_name: str | None = None
+  num_classes: int = 0  # unconditional: labels are ignored
 
   def __post_init__(self):
     for field, allowed in (("objective", OBJECTIVES), ("schedule", SCHEDULES), ("sampler", SAMPLERS)):
@@ -296,13 +297,15 @@ class Diffusion:
 
   # -------------------------------------------------------------- sampling
 
-  def sample(self, params, key: jax.Array, n: int, sampler: str | None = None, steps: int | None = None,
-             path: bool = False):
-    """n examples in the model's range from `sampler` (default: the model's) on `steps` levels.
+  def sample(self, params, key: jax.Array, n: int, labels: jax.Array | None = None, sampler: str | None = None,
+             steps: int | None = None, path: bool = False):
+    """n examples in the model's range from `sampler` (default: the model's) on `steps` levels (unconditional:
+    `labels` are ignored).
 
     With `path`, also (states, predictions) along the way, each [steps, n, ...] noisiest first, the states
     in the VP form's scale.
     """
+    del labels
     sampler = sampler or self.sampler
     steps = steps or self.sample_steps
     if sampler not in SAMPLERS:
@@ -327,7 +330,8 @@ class Diffusion:
 
   # ------------------------------------------------------------ evaluation
 
-  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0) -> dict[str, jax.Array]:
+  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0,
+               labels: jax.Array | None = None) -> dict[str, jax.Array]:
     """Per-example bits/dim of the variational bound of the model on `eval_steps` levels.
 
     -log p(x) <= L_N + sum_{i=2..N} L_{i-1} + L_0: the prior term KL(q(z_N | x) || N(0, I)), the diffusion
@@ -336,6 +340,7 @@ class Diffusion:
     example's noise comes from the key of its global index offset + i. Points are continuous: their decoder
     is the density N(x; x_hat, (sigma_1 / alpha_1)^2), and their bound, of a density, can be negative.
     """
+    del labels  # unconditional
     x = self.scale(image_BxHxWxC)
     alphas, sigmas = (jnp.asarray(v, jnp.float32) for v in self.vp_levels(self.eval_steps))
     denoise = functools.partial(self.denoise, params)
@@ -356,11 +361,12 @@ class Diffusion:
     total = jax.vmap(nats)(x, grandom.example_keys(key, x.shape[0], offset))
     return {"bpd": dm.nats_to_bits_per_dim(total, int(np.prod(self.data_shape)))}
 
-  def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array) -> dict[str, jax.Array]:
+  def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array,
+              labels: jax.Array | None = None) -> dict[str, jax.Array]:
     """Grids as uint8 [rows, cols, H, W, C]: 64 samples; the denoising trajectory of 8 samples and the
     predictions of the data along it, each at 10 steps from the noisiest to the last. {} for points (the
     loop draws their scatter)."""
-    del image_NxHxWxC
+    del image_NxHxWxC, labels
     if self.points:
       return {}
     sample_key, path_key = jax.random.split(key)

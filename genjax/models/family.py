@@ -58,19 +58,30 @@ class Family(Protocol):
     `weights` static.
     """
 
-  def sample(self, params: Params, key: jax.Array, n: int) -> jax.Array:
-    """n examples in the model's range (scale's), from `key` alone."""
+  num_classes: int
+  """Classes the model is conditioned on (labels 0..num_classes - 1); 0 for an unconditional model."""
 
-  def evaluate(self, params: Params, images: jax.Array, key: jax.Array, offset: int = 0) -> dict[str, jax.Array]:
+  def sample(self, params: Params, key: jax.Array, n: int, labels: jax.Array | None = None) -> jax.Array:
+    """n examples in the model's range (scale's), from `key` alone; of the classes `labels` (int32 [n]) where
+    the model is conditional (`num_classes` > 0), which an unconditional one ignores. A conditional model
+    given no labels draws each example's class uniformly from `key`."""
+
+  def evaluate(self, params: Params, images: jax.Array, key: jax.Array, offset: int = 0,
+               labels: jax.Array | None = None) -> dict[str, jax.Array]:
     """Per-example held-out numbers, each keyed by its example's global index `offset + i`.
+
+    `labels` (int32 [B]) are the examples' classes where the dataset has them;
+    a conditional model scores each example given its class.
 
     {} when the family has none (a GAN has no likelihood). The evaluation's
     own knobs (a VAE's importance samples, a diffusion model's number of
     steps) are fields of the family, from its config block, not arguments.
     """
 
-  def visuals(self, params: Params, key: jax.Array, images: jax.Array) -> dict[str, jax.Array]:
-    """Named picture grids, uint8 [rows, cols, H, W, C]; {} when the examples are not images."""
+  def visuals(self, params: Params, key: jax.Array, images: jax.Array,
+              labels: jax.Array | None = None) -> dict[str, jax.Array]:
+    """Named picture grids, uint8 [rows, cols, H, W, C], of held-out `images` (and their `labels`, where the
+    dataset has them); {} when the examples are not images."""
 
   def scale(self, data: jax.Array) -> jax.Array:
     """The pipeline's examples -> the model's range."""

@@ -134,6 +134,7 @@ class GAN:
   pack: int = 1
   points: bool = False
   axis_name: str | None = None
+  num_classes: int = 0  # unconditional: labels are ignored
 
   def __post_init__(self):
     if self.loss not in gan_losses.LOSSES:
@@ -326,17 +327,20 @@ class GAN:
 
   # -------------------------------------------------------------- sampling
 
-  def sample(self, params, key: jax.Array, n: int, truncation: float | None = None) -> jax.Array:
-    """n examples G(z) in data space ([-1, 1] images or points), G in inference mode."""
+  def sample(self, params, key: jax.Array, n: int, labels: jax.Array | None = None,
+             truncation: float | None = None) -> jax.Array:
+    """n examples G(z) in data space ([-1, 1] images or points), G in inference mode (unconditional)."""
+    del labels
     x, _ = self.generate(params["params"], params["batch_stats"], self.latents(key, n, truncation), train=False)
     return x
 
-  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0) -> dict[str, jax.Array]:
+  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0,
+               labels: jax.Array | None = None) -> dict[str, jax.Array]:
     """A GAN has no per-example held-out number (no likelihood): its numbers are its samples' (FID, modes)."""
-    del params, image_BxHxWxC, key, offset
+    del params, image_BxHxWxC, key, offset, labels
     return {}
 
-  def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array,
+  def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array, labels: jax.Array | None = None,
               truncation: float | None = None) -> dict[str, jax.Array]:
     """Grids as uint8 [rows, cols, H, W, C] from `key`: samples, interpolations, truncated samples.
 
@@ -345,7 +349,7 @@ class GAN:
     the loop and sample.py for any family that samples points).
     `image_NxHxWxC` (held-out data) is not needed.
     """
-    del image_NxHxWxC
+    del image_NxHxWxC, labels
     if self.points:
       return {}
     sample_key, path_key = jax.random.split(key)
@@ -356,7 +360,7 @@ class GAN:
     path, _ = self.generate(params["params"], params["batch_stats"], z_PxTxZ.reshape(80, -1), train=False)
     grids["interpolations"] = self.unscale(path).reshape(8, 10, *shape)
     if truncation is not None:
-      truncated = self.sample(params, sample_key, 64, truncation)
+      truncated = self.sample(params, sample_key, 64, truncation=truncation)
       grids[f"truncated_{truncation:g}"] = self.unscale(truncated).reshape(8, 8, *shape)
     return grids
 

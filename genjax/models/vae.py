@@ -79,6 +79,7 @@ class VAE:
   iwae_k: int = 64
   eval_chunk: int = 100
   axis_name: str | None = None
+  num_classes: int = 0  # unconditional: labels are ignored
 
   def __post_init__(self):
     if self.likelihood not in LIKELIHOODS:
@@ -172,8 +173,9 @@ class VAE:
 
   # -------------------------------------------------------------- sampling
 
-  def sample(self, params, key: jax.Array, n: int) -> jax.Array:
-    """n decoder means E[x|z], z ~ N(0, I), in [0, 1]."""
+  def sample(self, params, key: jax.Array, n: int, labels: jax.Array | None = None) -> jax.Array:
+    """n decoder means E[x|z], z ~ N(0, I), in [0, 1] (unconditional: `labels` are ignored)."""
+    del labels
     z_NxZ = jax.random.normal(key, (n, self.latent_dim))
     return self.mean_image(self.decode(params, z_NxZ))
 
@@ -182,7 +184,8 @@ class VAE:
     mean_BxZ, _ = self.encode(params, x_BxHxWxC)
     return self.mean_image(self.decode(params, mean_BxZ))
 
-  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0) -> dict[str, jax.Array]:
+  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0,
+               labels: jax.Array | None = None) -> dict[str, jax.Array]:
     """Per-example negative ELBO and IWAE negative log-likelihood, in nats.
 
     Both come from the same K = `iwae_k` importance weights
@@ -192,6 +195,7 @@ class VAE:
     index offset + i) is binarised and sampled with keys derived from its
     index alone, so the numbers do not depend on the evaluation batch size.
     """
+    del labels  # unconditional
     keys_Bx2 = jax.vmap(jax.random.split)(grandom.example_keys(key, image_BxHxWxC.shape[0], offset))
     x_BxHxWxC = self.observe(self.scale(image_BxHxWxC), keys_Bx2[:, 0])
     mean_BxZ, logvar_BxZ = self.encode(params, x_BxHxWxC)
@@ -207,11 +211,13 @@ class VAE:
     log_w_KxB = jax.lax.map(log_weights, jnp.arange(self.iwae_k), batch_size=min(self.eval_chunk, self.iwae_k))
     return {"neg_elbo": -jnp.mean(log_w_KxB, axis=0), "nll": -losses.iwae_bound(log_w_KxB, axis=0)}
 
-  def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array) -> dict[str, jax.Array]:
+  def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array,
+              labels: jax.Array | None = None) -> dict[str, jax.Array]:
     """Picture grids as uint8 [rows, cols, H, W, C]: samples, reconstructions, interpolations.
 
     `image_NxHxWxC` are held-out uint8 images; N >= 32 gives every grid.
     """
+    del labels  # unconditional
     images = {"samples": self.unscale(self.sample(params, key, 64)).reshape(8, 8, *self.image_shape)}
     x_NxHxWxC = self.scale(image_NxHxWxC)
     n = min(32, x_NxHxWxC.shape[0]) // 8 * 8
