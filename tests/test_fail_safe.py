@@ -234,7 +234,7 @@ CASES = {
     "Inception weights missing": ("train.py", ["--config.eval.inception_weights={d}/fid.npz", "--workdir={d}/new"],
                                   None, "error: eval.inception_weights: no file '{d}/fid.npz'; convert pytorch-fid's"
                                   " pt_inception-2015-12-05-6726825d.pth once with `python -m"
-                                  " genjax.convert_inception` (README, 'FID with Inception-v3')"),
+                                  " genjax.convert_inception` (docs/evaluation.md, 'FID with Inception-v3')"),
     "Inception weights of another network": ("train.py", ["--config.eval.inception_weights={w}/config.json",
                                                            "--workdir={d}/new"], None,
                                              "error: eval.inception_weights: {w}/config.json: not an .npz of named arrays"
@@ -303,7 +303,7 @@ CASES = {
     "sample: Inception weights missing": ("sample.py", ["--inception_weights={d}/fid.npz"], None,
                                           "error: --inception_weights: no file '{d}/fid.npz'; convert pytorch-fid's"
                                           " pt_inception-2015-12-05-6726825d.pth once with `python -m"
-                                          " genjax.convert_inception` (README, 'FID with Inception-v3')"),
+                                          " genjax.convert_inception` (docs/evaluation.md, 'FID with Inception-v3')"),
     "sample: weights the family lacks": ("sample.py", ["--weights=ema"], None,
                                          "error: --weights: the vae in '{w}' has no 'ema' weights; allowed: raw"),
     "sample: unknown flag": ("sample.py", ["--iwaek=5"], None, "error: --iwaek: unknown flag; did you mean --iwae_k?"),
