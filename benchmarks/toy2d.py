@@ -41,7 +41,7 @@ from configs import diffusion_grid25, diffusion_ring8, gan_grid25, gan_ring8  # 
 from genjax import build, checkpoint, train_lib  # noqa: E402
 from genjax import random as grandom  # noqa: E402
 from genjax.data import toy2d  # noqa: E402
-from genjax.workdir import POINT_SAMPLES  # noqa: E402
+from genjax.evaluation import POINT_SAMPLES  # noqa: E402
 
 _DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 _SEEDS = flags.DEFINE_integer("seeds", 10, "Seeds 0 .. seeds-1 of every dataset and variant.")

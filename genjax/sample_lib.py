@@ -8,7 +8,7 @@ import os
 import jax
 from absl import logging
 
-from genjax import build, checkpoint, config_checks, data, quality, writers
+from genjax import build, checkpoint, config_checks, evaluation, quality, writers
 from genjax import random as grandom
 from genjax import workdir as workdir_lib
 from genjax.errors import NonFiniteLossError, UserError
@@ -113,12 +113,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
     if ckpt.latest_step() is None:
       raise UserError(f"--workdir: {workdir!r} holds no checkpoint yet; train into it first with train.py")
     ds = config.dataset
-    held_out = data.eval_examples(ds.name, num_examples or config.eval.num_examples,
-                                  data_dir=ds.data_dir, download=ds.download)
-    eval_images = held_out["image"]
-    # A conditional model's evaluation and pictures take the held-out labels, its samples' classes their shares.
-    eval_labels = held_out["label"] if family.num_classes else None
-    label_probs = quality.label_marginal(eval_labels, family.num_classes) if family.num_classes else None
+    held = evaluation.held_out(ds, num_examples or config.eval.num_examples, family.num_classes)
     # The newest complete checkpoint, even while a live run rotates them; refuses another model's or
     # non-finite weights.
     latest = ckpt.restore_latest(jax.jit(family.init)(keys.init))
@@ -137,22 +132,20 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
     sample_fns[f"truncated_{truncation:g}"] = jax.jit(functools.partial(family.sample, truncation=truncation),
                                                       static_argnums=2)
   # The numbers first: weights that give a non-finite one are refused before any picture or eval.json is written.
-  result = workdir_lib.evaluate_dataset(jax.jit(family.evaluate), params, eval_images, keys.eval,
-                                        config.eval.batch_size, eval_labels)
-  result = {"step": step, "weights": weights, **result,
-            **workdir_lib.point_metrics(sample_fn, params, keys.eval, ds.name),
-            "num_examples": int(eval_images.shape[0])}
-  measured = quality.measure(sample_fn, jax.jit(family.unscale), params, keys.eval, ds.name, quality_samples,
-                             full=True, data_dir=ds.data_dir, inception_weights=inception_weights,
-                             label_probs=label_probs)
-  _require_finite(result, measured, spec, config, step)
-  if measured:
-    result.update(measured, quality_samples=quality_samples,
+  result = {"step": step, "weights": weights,
+            **evaluation.evaluate_dataset(jax.jit(family.evaluate), params, held.images, keys.eval,
+                                          config.eval.batch_size, held.labels),
+            **evaluation.sample_numbers(sample_fn, jax.jit(family.unscale), params, keys.eval, ds, quality_samples,
+                                        held=held, inception_weights=inception_weights, full=True),
+            "num_examples": held.num_examples}
+  _require_finite(result, spec, config, step)
+  if any(name in result for name in QUALITY_ORDER):
+    result.update(quality_samples=quality_samples,
                   quality_protocol=quality.describe(ds.name, quality_samples, config.seed, inception_weights))
   workdir_lib.prepare_workdir(out_dir, "--workdir")
-  files = workdir_lib.write_visuals(visuals, params, keys.sample, eval_images, out_dir,
-                                    extra=workdir_lib.point_grids(sample_fns, params, keys.sample, ds.name),
-                                    eval_labels=eval_labels)
+  files = evaluation.write_visuals(visuals, params, keys.sample, held.images, out_dir,
+                                   extra=evaluation.point_grids(sample_fns, params, keys.sample, ds.name),
+                                   eval_labels=held.labels)
   # What it was sampled and evaluated with: every option of the family's that a run may change.
   result.update({field.split(".")[1]: config[field.split(".")[0]][field.split(".")[1]]
                  for field in (*spec.free, *settings)})
@@ -162,15 +155,15 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   report = {
       "held_out": [(spec.labels.get(name, name).format(**config.model), spec.units.get(name, ""), result[name])
                    for name in sorted(set(result) & set(spec.units))],
-      "points": [(label, unit, result[name]) for name, (label, unit) in workdir_lib.POINT_METRICS.items()
+      "points": [(label, unit, result[name]) for name, (label, unit) in evaluation.POINT_METRICS.items()
                  if name in result],
-      "num_points": workdir_lib.POINT_SAMPLES,
+      "num_points": evaluation.POINT_SAMPLES,
       "quality": [(name, result[name]) for name in QUALITY_ORDER if name in result],
       "quality_protocol": result.get("quality_protocol")}
   return {**result, "files": files, "report": report}
 
 
-def _require_finite(result: dict, measured: dict, spec, config, step: int) -> None:
+def _require_finite(result: dict, spec, config, step: int) -> None:
   """NonFiniteLossError unless every held-out number and every sample-quality number is finite.
 
   A NaN negative ELBO or FID is no result: the weights diverged (written by a run that stopped at a non-finite
@@ -178,7 +171,7 @@ def _require_finite(result: dict, measured: dict, spec, config, step: int) -> No
   """
   numbers = [(spec.labels.get(name, name).format(**config.model), spec.units.get(name, ""), result[name])
              for name in sorted(set(result) & set(spec.units))]
-  numbers += [(name, "", measured[name]) for name in QUALITY_ORDER if name in measured]
+  numbers += [(name, "", result[name]) for name in QUALITY_ORDER if name in result]
   for label, unit, value in numbers:
     if not math.isfinite(value):
       raise NonFiniteLossError(f"checkpoint step {step} gives a non-finite {label} ({value} {unit}".rstrip() +

@@ -4,7 +4,7 @@ The loop knows a family only through `genjax.models.family`: the registry
 builds it from the config, and it provides the `Family` protocol (init,
 train_step, eval_params, sample, evaluate, visuals). On a 2-D
 mixture the loop also scores and draws the family's samples
-(`genjax.workdir.point_metrics`). The loop owns everything that touches the disk.
+(`genjax.evaluation`, which sample.py shares). The loop owns everything that touches the disk.
 """
 
 import collections
@@ -24,12 +24,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from genjax import build, checkpoint, data, parallel, quality
+from genjax import build, checkpoint, data, evaluation, parallel, quality
 from genjax import random as grandom
 from genjax.errors import DiskFullError, NonFiniteLossError, Preempted, UserError, disk_full_words
 from genjax.models import family as family_lib
-from genjax.workdir import (RunLock, check_resumable, check_workdir, evaluate_dataset, point_grids, point_metrics,
-                            prepare_workdir, save_config, visual_grids, write_grids)
+from genjax.workdir import RunLock, check_resumable, check_workdir, prepare_workdir, save_config
 from genjax.writers import MetricWriter, has_row, last_row
 
 def _format(metrics: dict) -> str:
@@ -308,14 +307,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     train_iter = data.train_iterator(
         ds.name, batch_size=config.batch_size, seed=grandom.integer_seed(keys.data),
         data_dir=ds.data_dir, download=ds.download, skip_batches=start)
-    held_out = data.eval_examples(ds.name, config.eval.num_examples, data_dir=ds.data_dir, download=ds.download)
-    eval_images = held_out["image"]
-    if eval_images.shape[0] == 0:
-      raise UserError(f"dataset.name: the held-out split of {ds.name!r} is empty; nothing to evaluate on")
-    # A conditional model is evaluated and pictured with the held-out labels, and its samples are of classes
-    # drawn as often as the held-out ones; an unconditional one sees none.
-    eval_labels = held_out["label"] if family.num_classes else None
-    label_probs = quality.label_marginal(eval_labels, family.num_classes) if family.num_classes else None
+    held = evaluation.held_out(ds, config.eval.num_examples, family.num_classes)
+    eval_images, eval_labels = held.images, held.labels
     first_batch = next(train_iter)
     train_iter = itertools.chain([first_batch], train_iter)
 
@@ -419,7 +412,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
       with stop.abortable():
         local = par.local_copy(state)
         params = eval_params_fn(local, params_key, default_weights)
-        result = evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.batch_size, eval_labels)
+        result = evaluation.evaluate_dataset(evaluate_fn, params, eval_images, keys.eval, config.eval.batch_size,
+                                             eval_labels)
         bad = first_non_finite(step, result)
         if bad is not None:  # the held-out loss of weights whose training losses were all finite
           raise diverged(f"non-finite held-out {bad[1]} {bad[2]} of the weights of step {step}", step, last_saved)
@@ -428,19 +422,18 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
         for weights in (default_weights, *other_weights):
           these = params if weights == default_weights else eval_params_fn(local, params_key, weights)
           suffix = "" if weights == default_weights else f"_{weights}"
-          measured = {**point_metrics(sample_fn, these, keys.eval, ds.name),
-                      **quality.measure(sample_fn, unscale_fn, these, keys.eval, ds.name,
-                                        config.eval.quality_samples, data_dir=ds.data_dir,
-                                        inception_weights=config.eval.inception_weights, label_probs=label_probs)}
+          measured = evaluation.sample_numbers(sample_fn, unscale_fn, these, keys.eval, ds,
+                                               config.eval.quality_samples, held=held,
+                                               inception_weights=config.eval.inception_weights)
           result.update({f"{name}{suffix}": value for name, value in measured.items()})
-        grids = visual_grids(visuals_fn, params, keys.sample, eval_images,
-                             extra=point_grids({"samples": sample_fn}, params, keys.sample, ds.name),
-                             eval_labels=eval_labels) if chief else {}
+        grids = evaluation.visual_grids(
+            visuals_fn, params, keys.sample, eval_images, eval_labels=eval_labels,
+            extra=evaluation.point_grids({"samples": sample_fn}, params, keys.sample, ds.name)) if chief else {}
       if chief:
         # The pictures first, the row last: a row in metrics.jsonl says that the evaluation of its step is
         # complete, and a resume evaluates again a checkpoint's step that has none (`missing_evaluation`).
         try:
-          write_grids(grids, samples_dir, suffix=f"_{step:07d}")
+          evaluation.write_grids(grids, samples_dir, suffix=f"_{step:07d}")
           writer.write(step, "eval", result)
         except OSError as e:
           if e.errno not in (errno.ENOSPC, errno.EDQUOT):

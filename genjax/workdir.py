@@ -1,4 +1,5 @@
-"""What train.py and sample.py share about a workdir: its config, its directories, its evaluations and pictures.
+"""What train.py and sample.py share about a workdir: its config, its directories, its lock (the evaluation they
+share is `genjax.evaluation`).
 
 The loop (`genjax.train_lib`) and the sampling entry point
 (`genjax.sample_lib`) are siblings: both import this module, neither imports
@@ -14,12 +15,9 @@ import tempfile
 import time
 from typing import Any
 
-import jax
 import ml_collections
-import numpy as np
 
-from genjax import build, images, metrics
-from genjax.data import POINT_DATASETS, toy2d
+from genjax import build
 from genjax.errors import UserError
 from genjax.models import family as family_lib
 
@@ -242,77 +240,3 @@ def write_atomically(path: str, text: str) -> None:
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Writes `config.json` atomically: a crash leaves the old file or the new one, never half of one."""
   write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2, sort_keys=True))
-
-
-def _padded(x: np.ndarray, size: int) -> np.ndarray:
-  return x if x.shape[0] == size else np.concatenate([x, np.zeros((size - x.shape[0], *x.shape[1:]), x.dtype)])
-
-
-def evaluate_dataset(evaluate_fn, params, images_NxHxWxC: np.ndarray, key, batch_size: int,
-                     labels_N: np.ndarray | None = None) -> dict[str, float]:
-  """Means over held-out images (and their labels) of the per-example numbers of `evaluate_fn`.
-
-  Every call sees a batch of exactly `batch_size` (the last one padded and
-  its padding dropped), so `evaluate_fn` compiles once.
-  """
-  n = images_NxHxWxC.shape[0]
-  totals: dict[str, float] = {}
-  for start in range(0, n, batch_size):
-    chunk = images_NxHxWxC[start:start + batch_size]
-    valid = chunk.shape[0]
-    labels = None if labels_N is None else {"labels": _padded(labels_N[start:start + batch_size], batch_size)}
-    out = jax.device_get(evaluate_fn(params, _padded(chunk, batch_size), key, offset=start, **(labels or {})))
-    for name, value_B in out.items():
-      totals[name] = totals.get(name, 0.0) + float(np.sum(np.asarray(value_B, np.float64)[:valid]))
-  return {name: total / n for name, total in totals.items()}
-
-
-POINT_SAMPLES = 2500  # samples a 2-D mixture's metrics and picture are drawn from (VEEGAN, PacGAN)
-# (label, unit) of each number of `point_metrics`.
-POINT_METRICS = {"modes": ("modes covered", ""), "high_quality": ("high-quality samples", "%"),
-                 "reverse_kl": ("reverse KL", "nats")}
-
-
-def point_metrics(sample_fn, params, key, dataset: str) -> dict[str, float]:
-  """Mode coverage of `POINT_SAMPLES` samples of any family on a 2-D mixture; {} for images.
-
-  `sample_fn(params, key, n)` is the family's `sample`.
-  """
-  if dataset not in POINT_DATASETS:
-    return {}
-  samples = np.asarray(sample_fn(params, key, POINT_SAMPLES))
-  return metrics.mode_coverage(samples, toy2d.mode_centres(dataset), toy2d.mode_std(dataset))
-
-
-def point_grids(sample_fns: dict, params, key, dataset: str) -> dict:
-  """Scatter pictures of samples on a 2-D mixture, one per `{name: sample_fn}`; {} for images."""
-  if dataset not in POINT_DATASETS:
-    return {}
-  centres = toy2d.mode_centres(dataset)
-  return {name: metrics.scatter(fn(params, key, POINT_SAMPLES), centres) for name, fn in sample_fns.items()}
-
-
-def picture_examples(num_examples: int) -> np.ndarray:
-  """Indices of the 32 held-out examples that pictures use, spread evenly over the split (so a split stored in
-  class order, as mnist5k's, shows every class)."""
-  return np.linspace(0, num_examples - 1, min(32, num_examples)).round().astype(int)
-
-
-def visual_grids(visuals_fn, params, key, eval_images: np.ndarray, extra: dict | None = None,
-                 eval_labels: np.ndarray | None = None) -> dict:
-  """The grids of `visuals_fn` on the picture examples (with their labels), and `extra`, on the host."""
-  rows = picture_examples(eval_images.shape[0])
-  labels = {} if eval_labels is None else {"labels": eval_labels[rows]}
-  return jax.device_get({**visuals_fn(params, key, eval_images[rows], **labels), **(extra or {})})
-
-
-def write_grids(grids: dict, directory: str, suffix: str = "") -> list[str]:
-  """Writes each grid as `directory/<name><suffix>.png`; returns the paths."""
-  return [images.write_png(os.path.join(directory, f"{name}{suffix}.png"), grid, scale=2)
-          for name, grid in grids.items()]
-
-
-def write_visuals(visuals_fn, params, key, eval_images: np.ndarray, directory: str,
-                  suffix: str = "", extra: dict | None = None, eval_labels: np.ndarray | None = None) -> list[str]:
-  """Writes each grid of `visuals_fn` (`visual_grids`), and of `extra`; returns the paths."""
-  return write_grids(visual_grids(visuals_fn, params, key, eval_images, extra, eval_labels), directory, suffix)

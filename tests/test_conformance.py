@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genjax import build, checkpoint, cli, data, train_lib
+from genjax import build, checkpoint, cli, data, evaluation, train_lib
 from genjax import random as grandom
 from genjax import workdir as workdir_lib
 from genjax.errors import UserError
@@ -191,8 +191,8 @@ def test_evaluation_does_not_depend_on_the_evaluation_batch_size(name, arch):
   held_out = data.eval_examples(config.dataset.name, 24)
   labels = held_out["label"] if family.num_classes else None  # the seam gives labels to a conditional model
   evaluate = jax.jit(family.evaluate)
-  by_8 = workdir_lib.evaluate_dataset(evaluate, params, held_out["image"], keys.eval, 8, labels)
-  by_16 = workdir_lib.evaluate_dataset(evaluate, params, held_out["image"], keys.eval, 16, labels)
+  by_8 = evaluation.evaluate_dataset(evaluate, params, held_out["image"], keys.eval, 8, labels)
+  by_16 = evaluation.evaluate_dataset(evaluate, params, held_out["image"], keys.eval, 16, labels)
   assert by_8.keys() == by_16.keys() == set(family_lib.get(name).units)  # every number has its unit
   for metric, value in by_8.items():
     assert np.isfinite(value)
@@ -206,8 +206,8 @@ def test_pictures_are_written_as_png(name, arch, tmp_path):
   params = _eval_params(config, family, keys)
   held_out = data.eval_examples(config.dataset.name, 32)
   sample = jax.jit(family.sample, static_argnums=2)
-  files = workdir_lib.write_visuals(jax.jit(family.visuals), params, keys.sample, held_out["image"], str(tmp_path),
-                                    extra=workdir_lib.point_grids({"samples": sample}, params, keys.sample,
+  files = evaluation.write_visuals(jax.jit(family.visuals), params, keys.sample, held_out["image"], str(tmp_path),
+                                    extra=evaluation.point_grids({"samples": sample}, params, keys.sample,
                                                                   config.dataset.name),
                                     eval_labels=held_out["label"] if family.num_classes else None)
   assert files and all(f.endswith(".png") for f in files)

@@ -156,12 +156,13 @@ def test_a_full_disk_while_writing_an_evaluation_names_its_step_and_the_resume_e
   from genjax import train_lib  # pylint: disable=g-import-not-at-top
   from genjax.writers import has_row  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / "run")
-  write_grids = train_lib.write_grids
+  from genjax import evaluation  # pylint: disable=g-import-not-at-top
+  write_grids = evaluation.write_grids
 
   def full_disk(grids, directory, suffix=""):
     raise OSError(errno.ENOSPC, "No space left on device", os.path.join(directory, f"samples{suffix}.png"))
 
-  monkeypatch.setattr(train_lib, "write_grids", full_disk)
+  monkeypatch.setattr(evaluation, "write_grids", full_disk)
   config = tiny_config("vae_mnist5k", num_steps=8, checkpoint_every=4, **{"eval.quality_samples": 0})
   with pytest.raises(DiskFullError) as raised:
     train_lib.train_and_evaluate(config, workdir)
@@ -170,7 +171,7 @@ def test_a_full_disk_while_writing_an_evaluation_names_its_step_and_the_resume_e
       " checkpoint of step 4 left intact: free space, then run the same command again (it evaluates step 4 again)")
   assert not has_row(workdir, "eval", 4) and int(restore_state(workdir)["step"]) == 4
 
-  monkeypatch.setattr(train_lib, "write_grids", write_grids)
+  monkeypatch.setattr(evaluation, "write_grids", write_grids)
   caplog.set_level(logging.INFO)
   result = train_lib.train_and_evaluate(config, workdir)
   assert "evaluating step 4 first: its evaluation was not written" in caplog.messages

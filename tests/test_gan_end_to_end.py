@@ -9,9 +9,8 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from genjax import build, data, sample_lib, train_lib
+from genjax import build, data, evaluation, sample_lib, train_lib
 from genjax import random as grandom
-from genjax import workdir as workdir_lib
 from genjax.errors import UserError
 from tests.helpers import restore_state, run_cli, tiny_config
 
@@ -71,8 +70,8 @@ def test_dcgan_mnist5k_grids_from_the_ema_generator_and_from_the_raw_one(tmp_pat
   gan = build.family(config)
   keys = grandom.streams(config.seed)
   held_out = data.eval_images("mnist5k", config.eval.num_examples)
-  by_hand = workdir_lib.write_visuals(jax.jit(gan.visuals), {"params": state["g_params"], "batch_stats": state["g_stats"]},
-                                      keys.sample, held_out, str(tmp_path / "by_hand"))
+  by_hand = evaluation.write_visuals(jax.jit(gan.visuals), {"params": state["g_params"], "batch_stats": state["g_stats"]},
+                                     keys.sample, held_out, str(tmp_path / "by_hand"))
   for mine in by_hand:
     np.testing.assert_array_equal(np.asarray(Image.open(mine)),
                                   np.asarray(Image.open(os.path.join(workdir, "sample_raw", os.path.basename(mine)))))

@@ -2,7 +2,7 @@
 
 The metric and the picture of a 2-D mixture belong to the data, not to a
 family: the loop and sample.py score any family that samples points
-(`genjax.workdir.point_metrics`).
+(`genjax.evaluation.point_metrics`).
 """
 
 import jax.numpy as jnp
