@@ -12,11 +12,12 @@ raw generator while it improves, and each one at a FID of 285-299 where the
 raw generator spiked to 453 at step 1,500).
 
 Command: python train.py --config=configs/dcgan_mnist5k.py --workdir=runs/dcgan_mnist5k
-Runtime: 3,000 steps, 3 min 24 s on a 2-core Zen 5 (about 16 steps/s, compilation and an evaluation of
-the EMA and of the raw generator at steps 1,000, 2,000 and 3,000 included); about 45 min on the 2-core
-2 GHz Zen 1 of earlier sessions, before genjax.nets.layers.
+Runtime: 3,000 steps, with an evaluation of the EMA and of the raw generator at steps 1,000, 2,000 and 3,000.
+Wall times belong to one machine on one day, so they live in docs/speed.md ("Runtimes of the configs"), with
+their machine and date; benchmarks/ema_gan.py trains this config and prints its training time at every
+evaluation (train.py logs steps/s as it runs).
 Result: FID 206.9 (EMA) and 206.5 (raw generator) on 5,000 samples against the training digits
-(genjax.quality), the README's grid of EMA samples (samples/samples_0003000.png in the workdir):
+(genjax.quality), the grid of EMA samples in docs/results.md (samples/samples_0003000.png in the workdir):
 digits on black, some malformed (4,500 training images, 3,000 steps).
 """
 

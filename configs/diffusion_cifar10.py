@@ -21,8 +21,9 @@ TFDS must have cifar10 prepared (or be able to download it).
 
 Command (a TPU VM or GPU): python train.py --config=configs/diffusion_cifar10.py --workdir=runs/diffusion_cifar10
   --config.eval.inception_weights=fid_inception.npz
-Runtime: not trained here (a 2-core CPU takes seconds per step of this model). The DDPM paper took 10.6 hours
-for 800k steps on a TPU v3-8.
+Runtime: not trained here: it is written for accelerators (benchmarks/diffusion_speed.py --model=cifar10
+times its step; docs/speed.md keeps measured times with their machine and date). The DDPM paper took 10.6
+hours for 800k steps on a TPU v3-8.
 Result: not measured here; the paper's FID 3.17 (Inception score 9.46) is the target.
 """
 

@@ -28,14 +28,15 @@ denoiser's prediction at sigma_min. Measured on the 15-minute run's step
 The bound's levels move up with it (the same EDM levels, eval_steps of them).
 
 Command: python train.py --config=configs/diffusion_mnist5k.py --workdir=runs/diffusion_mnist5k
-Runtime: 3,500 steps, 14.1 min from the command's start on the idle 2-core Zen 5 (4.1 steps/s, compilation
-and a checkpoint every 125 steps included), then the evaluation: the bound of 100 held-out digits on 20
-levels, and FID/KID of 1,000 samples of the EMA and of the raw weights.
+Runtime: 3,500 steps, then the evaluation: the bound of 100 held-out digits on 20 levels, and FID/KID of
+1,000 samples of the EMA and of the raw weights. Wall times belong to one machine on one day, so they live
+in docs/speed.md ("Runtimes of the configs"), with their machine and date; train.py logs steps/s as it runs,
+and benchmarks/diffusion_speed.py times this U-Net's training step and sampler against PyTorch.
 Result (benchmarks/diffusion_steps.py --samplers=heun --steps=10 --num_samples=5000 --step=N, EMA weights,
-the loop's FID protocol on 5,000 samples): FID 83.2 at step 1,000 (4.2 min) and 25.4 at step 3,500
-(14.1 min); on 5 levels (9 net evaluations) 81.0 and 39.0. The DCGAN of configs/dcgan_mnist5k.py,
-trained 13,000 steps on an idle 2-core Zen 5 of the same kind, measured 150.7 at 4.7 min and 101.4 at
-14.1 min with the same protocol.
+the loop's FID protocol on 5,000 samples): FID 83.2 at step 1,000 and 25.4 at step 3,500; on 5 levels (9
+net evaluations) 81.0 and 39.0. The DCGAN of configs/dcgan_mnist5k.py, trained for the same wall time
+(13,000 steps), measured 150.7 and 101.4 with the same protocol. These "5 minutes" and "15 minutes" of
+training, and the sweeps above, were measured on the machine named in docs/results.md ("Diffusion").
 """
 
 from configs import base

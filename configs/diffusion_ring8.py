@@ -11,8 +11,9 @@ spread each mode a little more; the ancestral sampler's fresh noise corrects it.
 
 Command: python train.py --config=configs/diffusion_ring8.py --workdir=runs/diffusion_ring8
 Benchmark over 10 seeds: python benchmarks/toy2d.py --variants=diffusion
-Runtime: 10,000 steps; 53-71 s a seed on one core of a 2-core Zen 5 (benchmarks/toy2d.py --jobs=2), sampling and
-evaluation included.
+Runtime: 10,000 steps, sampling and evaluation included. Wall times belong to one machine on one day, so they
+live in docs/speed.md ("Runtimes of the configs"), with their machine and date; benchmarks/toy2d.py
+--variants=diffusion measures them (each seed's seconds, the slowest printed).
 Result (10 seeds, benchmarks/toy2d.py --variants=diffusion): all 8 modes on every seed, 97.2% high-quality
 samples (worst seed 96.1%), reverse KL 0.0013 (worst 0.0022).
 """

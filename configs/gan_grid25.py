@@ -8,7 +8,9 @@ seed's share of high-quality samples from 95.5% to 96.5%).
 
 Command: python train.py --config=configs/gan_grid25.py --workdir=runs/gan_grid25
 Benchmark over 10 seeds: python benchmarks/toy2d.py
-Runtime: 10,000 steps; 42-51 s on a 2-core Zen 5, about 200 s on a 2-core 2 GHz Zen 1 (19.5 ms a step).
+Runtime: 10,000 steps. Wall times belong to one machine on one day, so they live in docs/speed.md ("Runtimes
+of the configs"), with their machine and date; benchmarks/toy2d.py measures them (each seed's seconds, the
+slowest printed).
 Result (10 seeds, benchmarks/toy2d.py): all 25 modes on every seed, 96.5% high-quality samples
 (worst seed 95.5%), reverse KL 0.0051 (worst 0.0086), with the EMA's default ramp-up (gan.ema_warmup).
 """

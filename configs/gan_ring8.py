@@ -8,7 +8,9 @@ MLPs of 3 x 128 (ReLU G, LeakyReLU D), z in 2-D, batches of 256.
 
 Command: python train.py --config=configs/gan_ring8.py --workdir=runs/gan_ring8
 Benchmark over 10 seeds: python benchmarks/toy2d.py
-Runtime: 10,000 steps; 20-29 s on a 2-core Zen 5, about 90 s on a 2-core 2 GHz Zen 1 (8.3 ms a step).
+Runtime: 10,000 steps. Wall times belong to one machine on one day, so they live in docs/speed.md ("Runtimes
+of the configs"), with their machine and date; benchmarks/toy2d.py measures them (each seed's seconds, the
+slowest printed).
 Result (10 seeds, benchmarks/toy2d.py): all 8 modes on every seed, 97.5% high-quality samples
 (worst seed 96.9%), reverse KL 0.0017 (worst 0.0044), with the EMA's default ramp-up (gan.ema_warmup).
 """

@@ -2,8 +2,9 @@
 
 Importing genjax has no side effects and does not import TensorFlow: it gives
 the pure math (`genjax.losses`), the linen modules (`genjax.nets`) and the
-model families (`genjax.models`: VAE, GAN), whose methods `init`, `train_step`,
-`sample` and `evaluate` are pure functions to compile where they are used.
+model families (`genjax.models`: VAE, GAN and Diffusion), whose methods `init`,
+`train_step`, `sample` and `evaluate` are pure functions to compile where they
+are used.
 """
 
 from genjax import losses, models, nets

@@ -39,8 +39,9 @@ class _BiasedConv(nn.Module):
   """Flax Conv's parameters (kernel [kh, kw, in, out], bias); a 1x1 kernel runs as a matrix product over channels.
 
   The same numbers either way; XLA:CPU runs its 1x1 convolutions several times
-  slower than the equal matrix product (47 against 313 GFLOP/s measured on a
-  35x35x288 -> 64 layer), and about half of Inception's layers are 1x1.
+  slower than the equal matrix product, and about half of Inception's layers
+  are 1x1. benchmarks/inception_speed.py measures the network against
+  pytorch-fid's; the figures, with their machine and date, are in docs/speed.md.
   """
 
   features: int

@@ -24,9 +24,11 @@ computed:
     s*s times the channels and the kernel into ceil(k/s) taps, so the same
     sum becomes a stride-1 convolution, computed as one product.
   Stride-1 layers are computed the 'xla' way in both.
-- 'auto': 'fast' on CPU, 'xla' elsewhere (`resolve_impl`). Measured on an
-  H100: XLA's ops (cuDNN) make the DCGAN step 1-6% faster than 'fast' and
-  compile sooner; 'fast' makes the small conv VAE step 17-23% faster.
+- 'auto': 'fast' on CPU, 'xla' elsewhere (`resolve_impl`): on a GPU, XLA's
+  own ops (cuDNN) ran the DCGAN step faster than 'fast' and compiled sooner,
+  while 'fast' still helped the small conv VAE. benchmarks/layer_speed.py,
+  dcgan_speed.py and vae_speed.py (--device=gpu) measure this; the figures,
+  with their machine and date, are in docs/speed.md.
 
 `dense` is a 1x1 convolution (a product over the channels) with the same two
 forms; 'fast' gives it `_matmul`'s kernel gradient.
@@ -55,8 +57,9 @@ _MAX_WASTE = 1.4  # sub-pixel: one shared product while it computes at most this
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 # Patches narrower than this (a net's first layer) take their kernel gradient one image at a time.
 # XLA:CPU gives a product with so small an output (48 x 64 for the DCGAN's D) to Eigen, which read
-# the whole batch's cotangent transposed, fused into a gather (190 ms); one image at a time over
-# one flattened axis of pixels (`_kernel_tangent`), it reads the cotangent as it is.
+# the whole batch's cotangent transposed, fused into a slow gather; one image at a time over one
+# flattened axis of pixels (`_kernel_tangent`), it reads the cotangent as it is. Measured in whole
+# DCGAN steps by benchmarks/dcgan_speed.py (figures, with machine and date, in docs/speed.md).
 _PER_IMAGE_WIDTH = 128
 # Patches with at most this many rows per output channel take XLA's own kernel gradient (_kernel_tangent).
 _FEW_ROWS = 4
@@ -131,7 +134,8 @@ def _patches(x: jax.Array, k_h: int, k_w: int, pads) -> jax.Array:
     return x
   windows = [x[:, i:i + out_h, j:j + out_w] for i in range(k_h) for j in range(k_w)]
   # Stacked on a new axis, not concatenated on the channels: XLA:CPU then makes the slices and the
-  # copy one fusion instead of one per window (39 fewer kernels, 0.3 s less compile, same speed).
+  # copy one fusion instead of one per window (fewer kernels, a shorter compile, the same speed;
+  # benchmarks/dcgan_speed.py reports the compile time; docs/speed.md).
   return jnp.stack(windows, axis=3).reshape(x.shape[0], out_h, out_w, -1)
 
 
@@ -140,15 +144,16 @@ def _matmul(patches: jax.Array, kernel_KxO: jax.Array, precision) -> jax.Array:
   """patches [B, H, W, K] @ kernel [K, O], with a tangent whose transpose XLA:CPU computes fast.
 
   The kernel gradient of a plain product is patches^T @ cotangent, a product
-  over the first axis of both, which XLA:CPU leaves to Eigen (16-31 GFLOP/s
-  on the DCGAN's shapes on a 2-core Zen 1) instead of its library kernels
-  (YNNPACK, 40-60). The tangent in the kernel is written as
+  over the first axis of both, which XLA:CPU leaves to Eigen instead of its
+  faster library kernels (YNNPACK). The tangent in the kernel is written as
   (d_kernel^T @ patches^T)^T with the transposes kept, so its transpose is
   (cotangent^T @ patches)^T: one copy of the cotangent, then a plain product.
   The values are the same products (tests/test_layers.py); forward mode and
-  higher orders (R1, gradient penalty) still work. In a whole DCGAN step
-  7% faster on that CPU (the two forms alternating in one process), and
-  6% more with narrow patches' gradient taken per image (`_PER_IMAGE_WIDTH`).
+  higher orders (R1, gradient penalty) still work. It makes a whole DCGAN
+  step faster on a CPU, and narrow patches' gradient taken per image
+  (`_PER_IMAGE_WIDTH`) more so: benchmarks/dcgan_speed.py measures it, the
+  two forms alternating in one process; the figures, with their machine and
+  date, are in docs/speed.md.
   """
   return jnp.einsum("bhwk,ko->bhwo", patches, kernel_KxO, precision=precision)
 
@@ -170,13 +175,13 @@ def _kernel_tangent(patches: jax.Array, d_kernel: jax.Array, precision) -> jax.A
   """patches @ d_kernel, written for the form its transpose (the kernel gradient) should take."""
   b, k, o = patches.shape[0], patches.shape[-1], d_kernel.shape[-1]
   # One contracted axis of pixels, not H and W apart: with two, XLA:CPU copies the cotangent
-  # channels-first before the product (per image: 19 -> 9 ms for D's first layer on its own).
+  # channels-first before the product, an extra pass over it (benchmarks/layer_speed.py; docs/speed.md).
   rows = patches.reshape(b, -1, k)
   if rows.size // k <= _FEW_ROWS * o and k >= _PER_IMAGE_WIDTH:
     # Few rows (a deep layer: 4x4 maps) and a big kernel: XLA's own transpose, whose gradient comes
     # out in the kernel's layout. The form below would leave it transposed, and XLA fuses that
-    # transpose into each of the optimizer's reads (4 strided gathers of a 2M kernel: 97 -> 84 ms
-    # with Adam for D's last 4x4 layer; DCGAN step +3%).
+    # transpose into each of the optimizer's reads (4 strided gathers of the whole kernel; measured
+    # by benchmarks/dcgan_speed.py, figures in docs/speed.md).
     t = jnp.einsum("...k,ko->...o", rows, d_kernel, precision=precision)
   elif k < _PER_IMAGE_WIDTH:
     # Transpose: one product per image, summed over the images.
@@ -338,7 +343,8 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
     # One product for all phases, over the union of their windows; each phase's own windows sliced after.
     y = _matmul(patches, k2.reshape(-1, s_h * s_w * c_out), precision)
     # Split, not indexed: the gradient is then one concatenation of the phases (each padded back to
-    # the union), not s*s zero-padded copies of the whole product summed (VAE step +5% on CPU).
+    # the union), not s*s zero-padded copies of the whole product summed (a faster VAE step on CPU:
+    # benchmarks/vae_speed.py; docs/speed.md).
     phase = lax.split(y, [c_out] * (s_h * s_w), axis=3)
     y = jnp.stack([jnp.stack([phase[r * s_w + t][:, a:a + q_h, d:d + q_w] for t, d in enumerate(shift_w)], axis=3)
                    for r, a in enumerate(shift_h)], axis=3)

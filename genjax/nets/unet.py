@@ -41,18 +41,14 @@ the outputs and gradients agree to float rounding (tests/test_unet.py):
 - 'auto': 'fast'. Not yet timed on a GPU (benchmarks/diffusion_speed.py times
   both side by side there too).
 
-Measured (benchmarks/diffusion_speed.py, the mnist5k U-Net, 2-core AMD EPYC
-with AVX-512, JAX 0.10, 2026-11-29, one process, alternating rounds): the
-training step (batch 128) 1.48 -> 1.06 s, DDIM sampling (256 images, 50
-steps) 37.6 -> 26.1 s (PyTorch 2.13 with oneDNN: 0.63 s and 18.1 s). Each
-change against the one before, training step: per-channel GroupNorm 1.09x,
-then the parts and the sub-pixel upsampling 1.24x, then the shortcut's
-product (layers.dense) 1.04x.
-The convolutions themselves stay XLA's (`lax.conv_general_dilated`): on that
-CPU, im2col products (genjax.nets.layers._conv1, 4-10 times slower), a
-Winograd F(2x2, 3x3) form (2-4 times slower forward), kernel gradients as
-shifted products (1.3-4 times slower) and layers' strided 'fast' form for the
-downsampling (1-4% slower step) all lost to XLA's own 3x3 convolutions.
+Each part of 'fast' made the training step and the sampler faster on a CPU,
+and the convolutions themselves stay XLA's (`lax.conv_general_dilated`): im2col
+products (genjax.nets.layers._conv1), a Winograd F(2x2, 3x3) form, kernel
+gradients as shifted products and layers' strided 'fast' form for the
+downsampling all lost to XLA's own 3x3 convolutions. benchmarks/diffusion_speed.py
+measures both impls side by side against the same U-Net in PyTorch; the
+figures, with their machine and date, are in docs/speed.md ("The diffusion
+U-Net").
 """
 
 import math
