@@ -45,7 +45,7 @@ _INCEPTION_WEIGHTS = flags.DEFINE_string(
     "inception_weights", None, "FID Inception-v3 weights (python -m genjax.convert_inception); default: the run's"
     " eval.inception_weights, else the digit classifier on digit datasets.")
 _WEIGHTS = flags.DEFINE_string(
-    "weights", None, "'ema' or 'raw' for a family that keeps an EMA (the GAN; default 'ema'), 'raw' otherwise;"
+    "weights", None, "'ema' or 'raw' for a family that keeps an EMA (GAN, diffusion; default 'ema'), 'raw' otherwise;"
     " pictures of non-default weights go to DIR/sample_<weights>.")
 _SET = flags.DEFINE_multi_string(
     "set", [], "FIELD=VALUE, repeatable: a sampling or evaluation option of the run's family, e.g."

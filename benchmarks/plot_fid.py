@@ -1,6 +1,6 @@
 """FID of one or more workdirs against the step and against wall time, as one PNG.
 
-Command (the README's figure; each run with an evaluation every 250 steps):
+Command (docs/results.md's figure; each run with an evaluation every 250 steps):
   python train.py --config=configs/dcgan_mnist5k.py --workdir=/tmp/fid_dcgan --config.eval_every=250
   python train.py --workdir=/tmp/fid_vae --config.eval_every=250
   python benchmarks/plot_fid.py --out=docs/fid_mnist5k.png DCGAN=/tmp/fid_dcgan "conv VAE=/tmp/fid_vae"

@@ -5,7 +5,7 @@ Trains configs/vae_mnist5k.py and configs/vae_mnist5k_mlp.py (3,000 steps of
 128 each; a workdir already trained is resumed, i.e. only evaluated), then
 evaluates both on the same 500 held-out digits with the same keys and prints
 negative ELBO, IWAE NLL, their differences and the training wall time. Copies
-the conv VAE's grids to docs/ for the README.
+the conv VAE's grids to docs/ (the README shows them).
 """
 
 import os

@@ -19,7 +19,7 @@ from genjax.losses import (
     reparameterize,
     standard_normal_log_prob,
 )
-from genjax.models import GAN, VAE, GANState, VAEState
+from genjax.models import GAN, VAE, Diffusion, DiffusionState, GANState, VAEState
 from genjax.nets import (
     ConvDecoder,
     ConvEncoder,
@@ -34,7 +34,7 @@ from genjax.nets import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "GAN", "GANState", "VAE", "VAEState", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder",
+    "Diffusion", "DiffusionState", "GAN", "GANState", "VAE", "VAEState", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder",
     "DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator",
     "bernoulli_log_prob", "elbo", "gaussian_log_prob", "importance_log_weights", "iwae_bound",
     "kl_normal", "kl_normal_standard", "reparameterize", "standard_normal_log_prob",

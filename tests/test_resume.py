@@ -21,7 +21,7 @@ from genjax import data, train_lib
 from genjax.errors import NonFiniteLossError
 from tests.helpers import ROOT, restore_state, tiny_config
 
-# 6 in the suite (CI time); GENJAX_KILL_TRIALS=10 for the run the README reports.
+# 6 in the suite (CI time); GENJAX_KILL_TRIALS=10 for the run docs/operations.md reports.
 KILL_TRIALS = int(os.environ.get("GENJAX_KILL_TRIALS", "6"))
 STEPS = 60
 # A small MLP VAE that saves at every step: about 20 steps a second on a slow CPU core.
