@@ -39,10 +39,12 @@ ALLOWED = [
     ("models", ("genjax.models", "genjax.nets", "genjax.losses", "genjax.parallel", "genjax.random",
                 "genjax.config_checks", "genjax.errors")),
     ("metrics", ("genjax.metrics", "genjax.nets")),
-    ("workdir.py", ("genjax.build", "genjax.images", "genjax.errors", "genjax.metrics", "genjax.data",
-                    "genjax.models.family")),
+    ("workdir.py", ("genjax.build", "genjax.errors", "genjax.models.family")),
+    # The evaluation the loop and sample.py share: data, metrics, pictures; never a checkpoint or the loop.
+    ("evaluation.py", ("genjax.data", "genjax.images", "genjax.metrics", "genjax.quality", "genjax.errors")),
     ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.random", "genjax.workdir",
-                       "genjax.errors", "genjax.models.family", "genjax.quality", "genjax.config_checks")),
+                       "genjax.evaluation", "genjax.writers", "genjax.errors", "genjax.models.family",
+                       "genjax.quality", "genjax.config_checks")),
     ("quality.py", ("genjax.data", "genjax.metrics", "genjax.errors")),
 ]
 
