@@ -16,6 +16,7 @@ Writes DIR/sample/*.png from the run's fixed sample key and DIR/sample/eval.json
   points): a scatter picture and the mode coverage of 2,500 samples.
 """
 
+import math
 import os
 import signal
 import sys
@@ -31,6 +32,10 @@ if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
   signal.signal(signal.SIGINT, lambda signum, frame: (
       print("error: interrupted (Ctrl-C) while starting; nothing was written", file=sys.stderr, flush=True),
       os._exit(130)))  # pylint: disable=protected-access
+# SIGTERM (a scheduler, a TPU VM's maintenance) is a request to stop, never an error: exit 0, as the loop does.
+signal.signal(signal.SIGTERM, lambda signum, frame: (
+    print("stopped on request (SIGTERM) while starting; nothing was written", file=sys.stderr, flush=True),
+    os._exit(0)))  # pylint: disable=protected-access
 
 from absl import flags  # noqa: E402
 
@@ -72,7 +77,9 @@ def main(argv):
   if report["points"]:
     print(f"  on {report['num_points']:,} samples of the 2-D mixture:")
     for label, unit, value in report["points"]:
-      print(f"    {label:24s} {value:.4g} {unit}".rstrip())
+      # The reverse KL of samples none of which is near a mode is infinite: a result, said in words.
+      shown = f"{value:.4g} {unit}" if math.isfinite(value) else "infinite: no sample is near a mode"
+      print(f"    {label:24s} {shown}".rstrip())
   if report["quality"]:
     print(f"  on {report['quality_protocol']}:")
     for name, value in report["quality"]:

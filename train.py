@@ -32,6 +32,10 @@ if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
   signal.signal(signal.SIGINT, lambda signum, frame: (
       print("error: interrupted (Ctrl-C) while starting; nothing was written", file=sys.stderr, flush=True),
       os._exit(130)))  # pylint: disable=protected-access
+# SIGTERM (a scheduler, a TPU VM's maintenance) is a request to stop, never an error: exit 0, as the loop does.
+signal.signal(signal.SIGTERM, lambda signum, frame: (
+    print("stopped on request (SIGTERM) while starting; nothing was written", file=sys.stderr, flush=True),
+    os._exit(0)))  # pylint: disable=protected-access
 
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

@@ -105,6 +105,7 @@ class Checkpointer:
     self._directory = os.path.abspath(directory)
     self._read_only = read_only
     self._in_flight: int | None = None  # the step whose asynchronous save has not been joined yet
+    self._last_started: int | None = None  # the step of the last save started (the one close() can still find failed)
     self._partial_left = False  # a save failed: its half-written step directory is removed again on close
     # The handler is named up front so that a checkpoint's metadata can be read before restoring it.
     for attempt in range(RESTORE_ATTEMPTS):
@@ -145,7 +146,7 @@ class Checkpointer:
         raise
       raise error from e
     if taken:
-      self._in_flight = step
+      self._in_flight = self._last_started = step
     return taken
 
   def wait(self) -> None:
@@ -317,7 +318,8 @@ class Checkpointer:
       try:
         self._manager.close()
       except Exception as e:  # pylint: disable=broad-except
-        error = self._disk_full(e, None)
+        # Only the last save can still be writing when the manager closes: a failure here is that step's.
+        error = self._disk_full(e, self._last_started)
         if error is None:
           raise
         raise error from e

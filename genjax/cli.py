@@ -27,6 +27,15 @@ EXIT_DIVERGED = 1  # a non-finite loss or state stopped the run (the last checkp
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report 128 + SIGINT
 
 
+class StopRequested(BaseException):  # noqa: N818  (a request, as KeyboardInterrupt is)
+  """SIGTERM outside the training loop (which saves and stops on its own): raised where Python is, like Ctrl-C."""
+
+
+def _raise_stop_requested(signum, frame):
+  del signum, frame
+  raise StopRequested()
+
+
 def fail(message: str, status: int = EXIT_USER_ERROR) -> NoReturn:
   """Prints `error: message` as one line on stderr and exits with `status`."""
   print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
@@ -76,6 +85,10 @@ def user_errors_exit():
     # Ctrl-C before the loop's handler was installed (loading data, compiling) or after it was removed.
     _exit_now("error: interrupted (Ctrl-C) outside the training steps; every checkpoint on disk is complete",
               EXIT_INTERRUPTED)
+  except StopRequested:
+    # SIGTERM there: a request to stop, not an error; there is no step in flight to save.
+    _exit_now("stopped on request (SIGTERM) outside the training steps; every checkpoint on disk is complete;"
+              " run the same command to go on", 0)
   except OSError as e:
     # A full disk or quota in any write (config.json, metrics, pictures, TensorBoard). A checkpoint that failed
     # first says more (DiskFullError: which step is intact); a write that then failed on the way out (closing
@@ -327,12 +340,19 @@ def _keep_log_record(record) -> bool:
   # (a dataset not prepared there); its errors still pass.
   if "/tensorflow_datasets/" in record.pathname and record.levelno < logging.converter.STANDARD_ERROR:
     return False
+  # A download's retries: TFDS's threads go on retrying other files after the first failure, which genjax
+  # reports in one line (a dataset that could not be downloaded).
+  if "/urllib3/" in record.pathname and record.getMessage().startswith("Retrying ("):
+    return False
   if "/orbax/" not in record.pathname:
     return True
   # A save that found the disk or quota full is logged with a traceback on each thread it passes (the write,
   # the commit, the finalize, the wait) before the save raises it, which genjax.checkpoint says in one line.
   if says_disk_full(record.getMessage()) or (record.exc_info and record.exc_info[1] is not None
                                              and disk_full_cause(record.exc_info[1]) is not None):
+    return False
+  # An item whose metadata is gone is named in genjax's one-line error (an unreadable checkpoint).
+  if "could not be restored. Please provide a `CheckpointHandlerRegistry`" in record.getMessage():
     return False
   return record.levelno >= logging.converter.STANDARD_WARNING and "read only" not in record.getMessage().replace(
       "_", " ")
@@ -360,6 +380,7 @@ def run(main) -> None:
     return main(argv)
   if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job of a script keeps ignoring it
     signal.signal(signal.SIGINT, signal.default_int_handler)  # train.py's start-up handler gives way
+  signal.signal(signal.SIGTERM, _raise_stop_requested)  # the loop installs its own, and gives this one back
   sys.unraisablehook = _without_closed_event_loop(sys.unraisablehook)
   std_logging.getLogger("asyncio").addFilter(_not_an_unretrieved_read)
   app.run(_main, flags_parser=_parse_flags)

@@ -225,16 +225,20 @@ class RunLock:
 def write_atomically(path: str, text: str) -> None:
   """Writes `text` to `path` through a temporary file and a rename: a crash leaves the old file or the new one."""
   directory, name = os.path.split(path)
-  with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, prefix=f".{name}.", delete=False) as f:
-    try:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    except OSError as e:  # a full disk: no half file left behind, and the error names the file
-      f.close()
-      os.remove(f.name)
-      raise OSError(e.errno, e.strerror, path) from e
-  os.replace(f.name, path)
+  fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+  try:
+    # Unbuffered: a write that fails fails here, once (a buffered file would fail again when closed, past the
+    # cleanup), and the temporary file goes.
+    data = memoryview(text.encode("utf-8"))
+    while data:
+      data = data[os.write(fd, data):]
+    os.fsync(fd)
+  except OSError as e:  # a full disk: no half file left behind, and the error names the file
+    os.close(fd)
+    os.remove(temporary)
+    raise OSError(e.errno, e.strerror, path) from e
+  os.close(fd)
+  os.replace(temporary, path)
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:

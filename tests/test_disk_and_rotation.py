@@ -200,7 +200,7 @@ def _full(words: str = "No space left on device", code: int = errno.ENOSPC) -> V
       return wrapped
 
 
-@pytest.mark.parametrize("where", ["save", "wait", "close"])
+@pytest.mark.parametrize("where", ["save", "wait", "close", "the manager's close"])
 def test_a_full_disk_in_any_of_orbaxs_calls_is_one_line_and_the_partial_step_goes(tmp_path, monkeypatch, where):
   directory = str(tmp_path / "checkpoints")
   ckpt = checkpoint.Checkpointer(directory, keep=5)
@@ -227,6 +227,18 @@ def test_a_full_disk_in_any_of_orbaxs_calls_is_one_line_and_the_partial_step_goe
     monkeypatch.setattr(manager, "save", failing)
     with pytest.raises(DiskFullError) as raised:
       ckpt.save(3, _tiny_state())
+  elif where == "the manager's close":  # found only when the manager closes (its finalize): still step 3's
+    monkeypatch.setattr(manager, "save", lambda *a, **k: True)
+    assert ckpt.save(3, _tiny_state())
+    real_close = manager.close
+
+    def close_full():
+      real_close()
+      raise _full()
+
+    monkeypatch.setattr(manager, "close", close_full)
+    with pytest.raises(DiskFullError) as raised:
+      ckpt.close()
   else:  # the asynchronous part of step 3's save, joined by `wait` or by `close`
     monkeypatch.setattr(manager, "save", lambda *a, **k: True)
     assert ckpt.save(3, _tiny_state())
@@ -237,7 +249,7 @@ def test_a_full_disk_in_any_of_orbaxs_calls_is_one_line_and_the_partial_step_goe
       f"checkpoint: cannot write step 3 into {directory}: no space left on device (the partial step 3 was removed);"
       " the checkpoint of step 2 is intact; free space, then run the same command to resume from it")
   assert sorted(os.listdir(directory)) == ["1", "2"]
-  if where != "close":
+  if where in ("save", "wait"):
     ckpt.close()
 
 
@@ -464,3 +476,20 @@ def test_first_line_drops_status_payloads_specs_and_object_reprs():
   assert first_line(ValueError("")) == "ValueError"
   long = "DATA_LOSS: Error reading " + ": ".join(f"clause {i} " + "x" * 40 for i in range(12)) + ": why it failed"
   assert first_line(ValueError(long)).endswith(": ...: why it failed") and len(first_line(ValueError(long))) <= 300
+
+
+def test_an_atomic_write_on_a_full_disk_names_its_file_and_leaves_nothing(tmp_path, monkeypatch):
+  """config.json and the lock's label go through `write_atomically`: a full disk is one error naming the file,
+  and no temporary file stays behind (a buffered file failed again when closed, before its cleanup ran)."""
+  from genjax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  (tmp_path / "config.json").write_text("old", encoding="utf-8")
+
+  def full(fd, data):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(workdir_lib.os, "write", full)
+  with pytest.raises(OSError) as raised:
+    workdir_lib.write_atomically(str(tmp_path / "config.json"), "new")
+  assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "config.json")
+  assert sorted(os.listdir(tmp_path)) == ["config.json"]
+  assert (tmp_path / "config.json").read_text(encoding="utf-8") == "old"

@@ -234,3 +234,25 @@ def test_a_platform_this_machine_lacks_is_one_line(tmp_path):
   assert len(lines) == 1 and lines[0].startswith("error: JAX_PLATFORMS=tpu: no backend could start ("), lines
   assert lines[0].endswith("); allowed: a platform this machine has and the JAX build for it (cpu always works)")
   assert not os.path.exists(tmp_path / "new")
+
+
+def test_sigterm_while_starting_is_one_line_with_status_0(tmp_path):
+  """A scheduler's SIGTERM before the loop runs (importing, checking, compiling) asks to stop, as during training:
+  exit 0 in one line, never the shell's 143 with nothing said."""
+  workdir = str(tmp_path / "run")
+  proc = _train(workdir, num_steps=100000, checkpoint_every=1000, log_every=1000, eval_every=100000)
+  try:
+    time.sleep(0.8)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 0, (proc.returncode, stderr[-3000:])
+  assert "Traceback" not in stderr, stderr[-3000:]
+  last = stderr.strip().splitlines()[-1]
+  assert last in ("stopped on request (SIGTERM) while starting; nothing was written",
+                  "stopped on request (SIGTERM) outside the training steps; every checkpoint on disk is complete;"
+                  " run the same command to go on") or re.fullmatch(
+      r"stopped at step \d+ on request \(SIGTERM or a preemption notice\); checkpoint of step \d+ saved; run the"
+      r" same command to resume", last), stderr[-3000:]
