@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from genjax import workdir
+from genjax import evaluation
 from genjax.data import toy2d
 from genjax.metrics import mode_coverage, scatter
 
@@ -77,8 +77,8 @@ def test_point_metrics_score_any_family_that_outputs_the_mode_centres():
     del params
     return centres[np.asarray(jax.random.randint(key, (n,), 0, 8))]
 
-  result = workdir.point_metrics(sample, None, jax.random.key(0), "ring8")
+  result = evaluation.point_metrics(sample, None, jax.random.key(0), "ring8")
   assert result["modes"] == 8 and result["high_quality"] == 100.0 and result["reverse_kl"] < 0.01
-  assert workdir.point_metrics(sample, None, jax.random.key(0), "mnist5k") == {}
-  grids = workdir.point_grids({"samples": sample}, None, jax.random.key(0), "ring8")
+  assert evaluation.point_metrics(sample, None, jax.random.key(0), "mnist5k") == {}
+  grids = evaluation.point_grids({"samples": sample}, None, jax.random.key(0), "ring8")
   assert list(grids) == ["samples"] and grids["samples"].shape == (1, 1, 256, 256, 3)
