@@ -82,7 +82,10 @@ def user_errors_exit():
   except Preempted as e:
     _exit_now(str(e), EXIT_INTERRUPTED if e.interrupted else 0)
   except KeyboardInterrupt:
-    # Ctrl-C before the loop's handler was installed (loading data, compiling) or after it was removed.
+    # Ctrl-C before the loop's handler was installed (loading data, compiling) or after it was removed; in
+    # sample.py, anywhere (it writes each picture and eval.json whole, through a rename).
+    if os.path.basename(sys.argv[0]) == "sample.py":
+      _exit_now("error: interrupted (Ctrl-C); no file was left half-written", EXIT_INTERRUPTED)
     _exit_now("error: interrupted (Ctrl-C) outside the training steps; every checkpoint on disk is complete",
               EXIT_INTERRUPTED)
   except StopRequested:
