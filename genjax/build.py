@@ -13,7 +13,7 @@ import numpy as np
 import optax
 
 from genjax import config_checks as checks
-from genjax import data, parallel
+from genjax import data, options, parallel
 from genjax import models  # noqa: F401  pylint: disable=unused-import  (its families register themselves)
 from genjax.models import family as family_lib
 from genjax.nets import layers
@@ -42,12 +42,105 @@ def _non_finite_field(config, prefix: str = "") -> str | None:
   return None
 
 
+def _seed(config, field: str) -> None:
+  seed = checks.get(config, field)
+  checks.require(checks.is_int(seed), f"{field}: must be an integer, got {seed!r}")
+  checks.in_range(field, seed, 0, checks.MAX_SEED)
+
+
+def _optional_count(config, field: str) -> None:
+  if checks.get(config, field) is not None:
+    checks.positive_int(config, field)
+
+
+_V1 = 1  # the version that introduced config versions: fields added before it (runs before had these values)
+
+# The fields every config has, declared once: configs/base.py holds them (with a family's blocks after
+# 'dataset'), `validate` checks them, and a resume keeps every one not marked free. Free: where and how the
+# same numbers are computed, how often the run reports and saves, how long it trains, and the whole 'eval'
+# block (what the evaluations measure, never what is trained).
+SHARED: dict[str, options.Block] = {
+    "": {
+        "family": options.Option("vae", "model family, fixed by the config file: 'vae', 'gan' or 'diffusion'"
+                                 " (get_config's argument)", lambda c, f: family_lib.get(checks.get(c, f))),
+        "seed": options.Option(0, "root of every PRNG stream (init, data, train, sample, eval)", _seed),
+    },
+    "dataset": {
+        "name": options.choice("mnist5k", data.DATASETS, "'mnist5k' (embedded, offline: 4,500 train / 500"
+                               " held-out real MNIST digits), a TFDS name: 'mnist', 'fashion_mnist',"
+                               " 'binarized_mnist', 'cifar10', 'celeb_a', or a 2-D Gaussian mixture (gan and"
+                               " diffusion, points instead of images): 'ring8', 'grid25'"),
+        "data_dir": options.optional_text(None, "TFDS data directory; None: TFDS's default (~/tensorflow_datasets)",
+                                          "a directory name", free=True),
+        "download": options.flag(True, "let TFDS download and prepare a missing dataset", free=True),
+    },
+    "optim": {
+        "learning_rate": options.number(1e-3, "Adam step size (gan: the generator's)", "> 0"),
+        "d_learning_rate": options.number(None, "gan: the discriminator's step size (TTUR); None: learning_rate",
+                                          "> 0", optional=True),
+        "schedule": options.choice("constant", SCHEDULES, "'constant' or 'cosine' (decays to 0 at num_steps)"),
+        "b1": options.number(0.9, "Adam first-moment decay", "[0, 1)"),
+        "b2": options.number(0.999, "Adam second-moment decay", "[0, 1)"),
+        "grad_clip_norm": options.number(None, "clip the global gradient norm; None: no clipping", "> 0",
+                                         optional=True),
+    },
+    "eval": {
+        "num_examples": options.count(500, "held-out examples evaluated (first ones of the test split)",
+                                      most=checks.MAX_NUM_EXAMPLES, free=True),
+        "batch_size": options.count(100, "held-out examples per evaluation call", most=checks.MAX_BATCH_SIZE,
+                                    free=True),
+        "quality_samples": options.Option(5000, "samples whose FID and KID every evaluation measures"
+                                          " (genjax.quality); 0: none", checks.quality_samples_field, free=True,
+                                          added=(_V1, 0)),  # runs before measured no FID
+        "inception_weights": options.optional_text(
+            None, "FID Inception-v3 weights (.npz from `python -m genjax.convert_inception`), the features of"
+            " FID/KID on any image dataset; None: the shipped digit classifier on digit datasets, no numbers on"
+            " others", "a file name", free=True, added=(_V1, None)),
+    },
+}
+SHARED[""].update({
+    # How the global batch is spread over devices; neither changes the numbers (genjax.parallel).
+    "parallel": options.choice("jit", parallel.PATHS, "'jit' (one program over a 1-D device mesh) or 'pmap' (one"
+                               " program per device)", free=True, added=(_V1, "jit")),
+    "num_devices": options.Option(None, "the first devices of jax.devices(); None: all of them", _optional_count,
+                                  kind=int, free=True, added=(_V1, None)),
+    # The parameters and numbers are the same either way (genjax.nets.layers).
+    "conv_impl": options.choice("auto", layers.IMPLS, "how conv nets run their stride-2 layers: 'auto' ('fast' on"
+                                " CPU, 'xla' on GPU/TPU), 'fast' (stride-1 sub-pixel/space-to-depth forms) or"
+                                " 'xla' (native)", free=True, added=(_V1, "auto")),
+    # The batches of one call are stacked; calls stop at every log, checkpoint and eval step, and SIGTERM waits
+    # for the call in flight.
+    "steps_per_call": options.count(1, "training steps per compiled call (a lax.scan over that many batches; the"
+                                    " same numbers as 1)", most=checks.MAX_STEPS_PER_CALL, free=True,
+                                    added=(_V1, 1)),
+    "batch_size": options.count(128, "global batch, examples per step (divisible by the device count)",
+                                most=checks.MAX_BATCH_SIZE),
+    # Free, except under a cosine schedule, whose decay spans the run's steps (genjax.workdir.pinned_fields).
+    "num_steps": options.count(3000, "training steps (one batch each)", most=checks.MAX_STEPS, free=True),
+    "log_every": options.count(100, "steps between metric lines (JSONL, TensorBoard, progress)",
+                               most=checks.MAX_STEPS, free=True),
+    "eval_every": options.count(1000, "steps between held-out evaluations and sample grids (and at the end)",
+                                most=checks.MAX_STEPS, free=True),
+    "checkpoint_every": options.count(500, "steps between checkpoints (and at the end)", most=checks.MAX_STEPS,
+                                      free=True),
+    "keep_checkpoints": options.count(3, "newest checkpoints kept", most=checks.MAX_KEEP_CHECKPOINTS, free=True),
+})
+
+
+def blocks_of(family_name: str) -> dict[str, options.Block]:
+  """Every option of a config of `family_name`: the shared ones and the family's blocks (after 'dataset')."""
+  spec = family_lib.get(family_name)
+  return {"": SHARED[""], "dataset": SHARED["dataset"], **spec.options, "optim": SHARED["optim"],
+          "eval": SHARED["eval"]}
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises UserError naming the first bad field and its allowed values.
 
-  Every field a family reads is checked for presence and type as well as
-  range, so a `config.json` edited by hand is refused as a command-line
-  override is; no float anywhere may be NaN or infinite.
+  Every declared field (the shared ones, the family's) is checked for
+  presence and type as well as range, so a `config.json` edited by hand is
+  refused as a command-line override is; no float anywhere may be NaN or
+  infinite; then the family checks what involves several fields or the data.
   """
   non_finite = _non_finite_field(config)
   checks.require(non_finite is None, str(non_finite))
@@ -62,37 +155,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for field in fields:
       checks.require(field in node, f"{block}.{field}: missing; a {spec.name} config starts from"
                                     f" configs/base.get_config({spec.name!r}), which has every field of its family")
-  checks.one_of(config, "dataset.name", data.DATASETS)
-  data_dir = checks.get(config, "dataset.data_dir")
-  checks.require(data_dir is None or isinstance(data_dir, str),
-                 f"dataset.data_dir: must be a directory name or None, got {data_dir!r}")
-  checks.boolean(config, "dataset.download")
-  counts = {"batch_size": checks.MAX_BATCH_SIZE, "num_steps": checks.MAX_STEPS,
-            "steps_per_call": checks.MAX_STEPS_PER_CALL, "log_every": checks.MAX_STEPS,
-            "eval_every": checks.MAX_STEPS, "checkpoint_every": checks.MAX_STEPS,
-            "keep_checkpoints": checks.MAX_KEEP_CHECKPOINTS, "eval.num_examples": checks.MAX_NUM_EXAMPLES,
-            "eval.batch_size": checks.MAX_BATCH_SIZE}
-  for field, most in counts.items():
-    checks.positive_int(config, field, most=most)
-  checks.quality_samples("eval.quality_samples", checks.get(config, "eval.quality_samples"))
-  inception_weights = checks.get(config, "eval.inception_weights")
-  checks.require(inception_weights is None or isinstance(inception_weights, str),
-                 f"eval.inception_weights: must be a file name or None, got {inception_weights!r}")
-  seed = checks.get(config, "seed")
-  checks.require(checks.is_int(seed), f"seed: must be an integer, got {seed!r}")
-  checks.in_range("seed", seed, 0, checks.MAX_SEED)
-  checks.one_of(config, "parallel", parallel.PATHS)
-  checks.one_of(config, "conv_impl", layers.IMPLS)
-  if checks.get(config, "num_devices") is not None:
-    checks.positive_int(config, "num_devices")
-
-  checks.number(config, "optim.learning_rate", "> 0")
-  checks.number(config, "optim.d_learning_rate", "> 0", optional=True)
-  checks.one_of(config, "optim.schedule", SCHEDULES)
-  for name in ("b1", "b2"):
-    checks.number(config, f"optim.{name}", "[0, 1)")
-  checks.number(config, "optim.grad_clip_norm", "> 0", optional=True)
-
+  for block_name, block in blocks_of(spec.name).items():
+    options.check_block(config, block_name, block)
   spec.validate_config(config, config.dataset.name, data.image_shape(config.dataset.name))
 
 
@@ -123,3 +187,23 @@ def family(config: ml_collections.ConfigDict) -> family_lib.Family:
 
   spec = family_lib.get(config.family)
   return spec.from_config(config, data.image_shape(config.dataset.name), axis_name, optimizer_for)
+
+
+def options_doc() -> str:
+  """docs/options.md: every option, shared and of each family, from its one declaration."""
+  parts = ["# Options\n",
+           "Every config field, from its one declaration (the shared ones in `genjax/build.py`, a family's in its",
+           "model module). A resume keeps what the weights were trained with and refuses a change to it; the",
+           "fields it may change only shape evaluation, sampling or how the run is carried out (`num_steps` is",
+           "kept under a cosine schedule, whose decay spans the run). `sample.py --set=FIELD=VALUE` sets a",
+           "family's free fields. Generated by `python -m genjax.build`; a test checks it is current.\n",
+           "## Shared\n", options.table(SHARED)]
+  for name in family_lib.names():
+    if not family_lib.get(name).from_config.__module__.startswith("genjax."):
+      continue  # a family of the tests, or of a user's own code
+    parts += [f"## {name}\n", options.table(family_lib.get(name).options)]
+  return "\n".join(parts)
+
+
+if __name__ == "__main__":
+  print(options_doc(), end="")

@@ -30,6 +30,12 @@ def quality_samples(what: str, value) -> None:
   """`what` (a field or flag) must be 0 (no sample-quality numbers) or a count in [MIN, MAX]_QUALITY_SAMPLES."""
   require(is_int(value) and (value == 0 or MIN_QUALITY_SAMPLES <= value <= MAX_QUALITY_SAMPLES),
           f"{what}: must be 0 (none) or an integer in [{MIN_QUALITY_SAMPLES}, {MAX_QUALITY_SAMPLES}], got {value!r}")
+
+
+def quality_samples_field(config, field: str) -> None:
+  quality_samples(field, get(config, field))
+
+
 MAX_IWAE_K = 100_000  # vae model.iwae_k, sample.py --iwae_k: 100x sample.py's 1,000
 MAX_WIDTH = 2**20  # latent_dim and every width or hidden size (the memory check catches what fits below)
 

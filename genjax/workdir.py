@@ -17,17 +17,11 @@ from typing import Any
 
 import ml_collections
 
-from genjax import build
+from genjax import build, options
 from genjax.errors import UserError
 from genjax.models import family as family_lib
 
 CONFIG_FILE = "config.json"
-# Shared fields that a resume may change: where and how the same numbers are computed, how often the run
-# reports and saves, and how long it trains (see `pinned_fields`). Every other field is what the weights were
-# trained with (the family and its blocks, the seed, the data, the batch, the optimizer), which a resume keeps.
-FREE_FIELDS = ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "parallel",
-               "num_devices", "conv_impl", "steps_per_call", "dataset.data_dir", "dataset.download")
-FREE_BLOCKS = ("eval",)  # what the evaluations measure, never what is trained
 # Holder of a workdir's lock (`RunLock`): written once the run's checks have passed, to name it to a second run.
 HOLDER_FILE = ".genjax-run.json"
 
@@ -72,42 +66,15 @@ def _freeze(value):
   return value
 
 
-# Fields added to configs/base.py after workdirs were written, with the value those runs had.
-ADDED_FIELDS = {"parallel": "jit", "num_devices": None, "conv_impl": "auto", "steps_per_call": 1}
-# The same for fields of the eval block: runs before them measured no FID.
-ADDED_EVAL_FIELDS = {"quality_samples": 0, "inception_weights": None}
-
-
-def _own_family_fields(saved: dict) -> dict:
-  """`saved` without the fields of the families it is not.
-
-  Before each family had its own config blocks (2026-11), a config held
-  every family's fields in one 'model' block and a VAE's held the GAN's 'gan'
-  block too; such a workdir still resumes and samples.
-  """
+def _migrated(saved: dict) -> dict:
+  """`saved` in this version's layout (`genjax.options.migrate`), by the declarations of its family."""
   try:
-    spec = family_lib.get(saved.get("family"))
+    own = build.blocks_of(saved.get("family"))
   except UserError:
     return saved  # validation names the field
-  own = spec.config_blocks()
-  out = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
-  for old, new in spec.moved.items():
-    (old_block, old_field), (new_block, new_field) = old.split("."), new.split(".")
-    if old_field in out.get(old_block, {}) and new_field not in out.get(new_block, {new_field: None}):
-      out[new_block][new_field] = out[old_block].pop(old_field)
-  for field, value in spec.added.items():  # the value runs had before the field existed
-    block, name = field.split(".")
-    if isinstance(out.get(block), dict):
-      out[block].setdefault(name, value)
-  for other in family_lib.names():
-    if other == spec.name:
-      continue
-    for block, fields in family_lib.get(other).config_blocks().items():
-      if block not in own:
-        out.pop(block, None)
-      elif isinstance(out.get(block), dict):
-        out[block] = {k: v for k, v in out[block].items() if k in own[block] or k not in fields}
-  return out
+  others = {field for name in family_lib.names() if name != saved["family"]
+            for field in options.every(family_lib.get(name).options)}
+  return options.migrate(saved, own, others)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -125,11 +92,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise UserError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})") from e
   if not isinstance(saved, dict):
     raise UserError(f"{path}: holds a JSON {type(saved).__name__}, not the object of a config that train.py writes")
-  saved = _own_family_fields(saved)
-  if isinstance(saved.get("eval"), dict):
-    saved["eval"] = {**ADDED_EVAL_FIELDS, **saved["eval"]}
-  config = ml_collections.ConfigDict({**ADDED_FIELDS, **_freeze(saved)})
   try:
+    config = ml_collections.ConfigDict(_freeze(_migrated(saved)))
     build.validate(config)
   except UserError as e:
     raise UserError(f"{path}: {e}") from e
@@ -148,14 +112,13 @@ def _flat(config, prefix: str = "") -> dict[str, Any]:
 
 
 def pinned_fields(config) -> list[str]:
-  """The dotted fields of `config` that a resume must keep: all but the free ones (FREE_FIELDS, FREE_BLOCKS, the
-  family's `free`), and `num_steps` too under a cosine schedule, whose decay spans the run's steps."""
-  spec = family_lib.get(config["family"])
-  free = set(FREE_FIELDS) | set(spec.free)
+  """The dotted fields of `config` that a resume must keep: every one not declared free (genjax.options), and
+  `num_steps` too under a cosine schedule, whose decay spans the run's steps."""
+  declared = options.every(build.blocks_of(config["family"]))
+  free = {field for field, option in declared.items() if option.free}
   if _flat(config).get("optim.schedule") == "cosine":
     free.discard("num_steps")
-  return [name for name in _flat(config)
-          if name not in free and not name.startswith(tuple(f"{block}." for block in FREE_BLOCKS))]
+  return [name for name in _flat(config) if name not in free]
 
 
 def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -242,5 +205,7 @@ def write_atomically(path: str, text: str) -> None:
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Writes `config.json` atomically: a crash leaves the old file or the new one, never half of one."""
-  write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2, sort_keys=True))
+  """Writes `config.json` atomically (a crash leaves the old file or the new one, never half of one), with the
+  version of its layout, which `load_config` reads it by."""
+  saved = {options.VERSION_KEY: options.VERSION, **json.loads(config.to_json())}
+  write_atomically(os.path.join(workdir, CONFIG_FILE), json.dumps(saved, indent=2, sort_keys=True))

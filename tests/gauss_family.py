@@ -16,12 +16,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from flax import struct
 
 from genjax import config_checks as checks
-from genjax import parallel
+from genjax import options, parallel
 from genjax.models import family, update
 
 
@@ -111,15 +110,12 @@ class Gauss:
 ARCHS = ("diag", "class")
 
 
-def config_blocks():
-  model = ml_collections.ConfigDict()
-  model.arch = "diag"  # 'diag': one diagonal Gaussian over 2-D points; 'class': one per class, over images
-  return {"model": model}
+OPTIONS = {"model": {"arch": options.choice("diag", ARCHS, "'diag': one diagonal Gaussian over 2-D points; 'class':"
+                                            " one per class, over images")}}
 
 
 def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> None:
   from genjax import data  # pylint: disable=g-import-not-at-top
-  checks.one_of(config, "model.arch", ARCHS)
   if config.model.arch == "diag":
     checks.require(len(example_shape) == 1,
                    f"dataset.name: the gauss family's 'diag' models points; {dataset!r} holds images")
@@ -128,14 +124,16 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
                    f"dataset.name: the gauss family's 'class' is conditioned on labels; {dataset!r} has none")
 
 
-def from_config(config, example_shape, axis_name, optimizer_for) -> Gauss:
+def from_config(config, example_shape, axis_name, optimizer_for, cls=Gauss) -> Gauss:
+  """`cls`: Gauss, or a variant of it with more options (tests/test_options.py adds one)."""
   from genjax import data  # pylint: disable=g-import-not-at-top
-  return Gauss(optimizer=optimizer_for(config.optim.learning_rate), data_shape=tuple(example_shape),
-               axis_name=axis_name,
-               num_classes=data.num_classes(config.dataset.name) if config.model.arch == "class" else 0)
+  return cls(optimizer=optimizer_for(config.optim.learning_rate), data_shape=tuple(example_shape),
+             axis_name=axis_name,
+             num_classes=data.num_classes(config.dataset.name) if config.model.arch == "class" else 0,
+             **options.values(config.model, options.of(cls)))
 
 
 SPEC = family.register(family.FamilySpec(
-    name="gauss", archs=ARCHS, config_blocks=config_blocks, validate_config=validate_config, from_config=from_config,
+    name="gauss", archs=ARCHS, options=OPTIONS, validate_config=validate_config, from_config=from_config,
     units={"nll": "nats"}, smoke={"diag": {"dataset.name": "ring8", "model.arch": "diag"},
                                   "class": {"dataset.name": "mnist5k", "model.arch": "class"}}))

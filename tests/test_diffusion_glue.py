@@ -590,7 +590,7 @@ def test_from_config_hands_every_field_to_the_model(arch):
 def test_a_configs_defaults_are_the_models():
   """The family's config blocks leave every 'diffusion.*' field at the Diffusion dataclass's default and the MLP's
   widths at MLPDenoiser's, so a field a config leaves alone means what the model's docstring says."""
-  blocks = diffusion_lib.config_blocks()
+  blocks = family_lib.get("diffusion").config_blocks()
   defaults = {f.name: f.default for f in dataclasses.fields(Diffusion) if f.default is not dataclasses.MISSING}
   ema = defaults.pop("ema")
   defaults.update(ema_decay=ema.decay, ema_warmup=ema.warmup, ema_rampup=ema.rampup)

@@ -35,11 +35,14 @@ def _files(room: str) -> list[str]:
 ALLOWED = [
     ("losses", ("genjax.losses",)),
     ("nets", ("genjax.nets",)),
-    # A family knows nets, losses and the collectives helper; never files, datasets or the loop.
+    # A family knows nets, losses, the collectives helper and how options are declared; never files,
+    # datasets or the loop.
     ("models", ("genjax.models", "genjax.nets", "genjax.losses", "genjax.parallel", "genjax.random",
-                "genjax.config_checks", "genjax.errors")),
+                "genjax.config_checks", "genjax.options", "genjax.errors")),
+    # Declaring options knows only the checks: a family's model module and the shared fields import it.
+    ("options.py", ("genjax.config_checks", "genjax.errors")),
     ("metrics", ("genjax.metrics", "genjax.nets")),
-    ("workdir.py", ("genjax.build", "genjax.errors", "genjax.models.family")),
+    ("workdir.py", ("genjax.build", "genjax.errors", "genjax.models.family", "genjax.options")),
     # The evaluation the loop and sample.py share: data, metrics, pictures; never a checkpoint or the loop.
     ("evaluation.py", ("genjax.data", "genjax.images", "genjax.metrics", "genjax.quality", "genjax.errors")),
     ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.random", "genjax.workdir",

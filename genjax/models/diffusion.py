@@ -55,13 +55,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from flax import struct
 
 from genjax import config_checks as checks
-from genjax import parallel
+from genjax import options, parallel
 from genjax import random as grandom
 from genjax.losses import diffusion as dm
 from genjax.losses import diffusion_sampling as sampling
@@ -135,22 +134,35 @@ class Diffusion:
   net: nn.Module
   optimizer: optax.GradientTransformation
   data_shape: tuple[int, ...]
-  objective: str = "eps"
-  schedule: str = "linear"
-  num_timesteps: int = 1000
-  sampler: str = "ddim"
-  sample_steps: int = 50
-  eta: float = 0.0
-  churn: float = 0.0
-  sigma_min: float = 0.002
-  sigma_max: float = 80.0
-  rho: float = 7.0
-  sigma_data: float = dm.EDM_SIGMA_DATA
-  p_mean: float = dm.EDM_P_MEAN
-  p_std: float = dm.EDM_P_STD
-  clip_denoised: bool = True
-  eval_steps: int = 100
-  ema: update.EMA = update.EMA(decay=0.9999)
+  # The options of the config's 'diffusion' block, declared once (genjax.options). Free: the samplers' and the
+  # bound's levels, which a resume or sample.py may change; training draws its own (the schedule's steps, or
+  # EDM's p_mean, p_std).
+  objective: str = options.choice("eps", OBJECTIVES, "'eps' (DDPM), 'v' (Salimans & Ho) or 'edm' (Karras et al.'s"
+                                  " preconditioned loss)").field()
+  schedule: str = options.choice("linear", SCHEDULES, "eps/v: 'linear' (DDPM's betas 1e-4..0.02) or 'cosine'"
+                                 " (Nichol & Dhariwal)").field()
+  num_timesteps: int = options.count(1000, "eps/v: T of the schedule", most=100_000).field()  # DDPM's 1,000; 100x
+  sampler: str = options.choice("ddim", SAMPLERS, "'ddim', 'ancestral' (DDPM) or 'heun' (EDM's; 2 N - 1 net"
+                                " evaluations)", free=True).field()
+  # Each level is a net evaluation per sample (DDPM samples with 1,000).
+  sample_steps: int = options.count(50, "the sampler's noise levels N (heun: >= 2)", most=10_000, free=True).field()
+  eta: float = options.number(0.0, "DDIM's eta (0: deterministic, 1: the ancestral sampler's variance)", ">= 0",
+                              free=True).field()
+  churn: float = options.number(0.0, "Heun's S_churn (0: deterministic)", ">= 0", free=True).field()
+  sigma_min: float = options.number(0.002, "EDM's lowest noise level (heun; every sampler of 'edm')", "> 0",
+                                    free=True).field()
+  sigma_max: float = options.number(80.0, "EDM's highest noise level (> sigma_min)", "> 0", free=True).field()
+  rho: float = options.number(7.0, "EDM's spacing of the levels", "> 0", free=True).field()
+  sigma_data: float = options.number(dm.EDM_SIGMA_DATA, "edm: the data's standard deviation in the"
+                                     " preconditioning (0.5: images in [-1, 1])", "> 0").field()
+  p_mean: float = options.number(dm.EDM_P_MEAN, "edm: mean of ln(sigma) of the training levels (EDM's -1.2)",
+                                 "any").field()
+  p_std: float = options.number(dm.EDM_P_STD, "edm: standard deviation of ln(sigma) of the training levels"
+                                " (EDM's 1.2)", "> 0").field()
+  clip_denoised: bool = options.flag(True, "clip predicted images to [-1, 1] while sampling", free=True).field()
+  eval_steps: int = options.count(100, "levels of the model whose bound (bits/dim) the evaluation reports (>= 2)",
+                                  most=10_000, free=True).field()
+  ema: update.EMA = update.ema_options(0.9999).field()
   points: bool = False
   axis_name: str | None = None
   num_classes: int = 0  # unconditional: labels are ignored
@@ -385,85 +397,44 @@ class Diffusion:
 ARCHS = ("unet", "mlp")
 
 
-def config_blocks() -> dict[str, ml_collections.ConfigDict]:
-  """The diffusion family's own fields (the net under 'model', the process under 'diffusion')."""
-  m = ml_collections.ConfigDict()
-  m.arch = "unet"  # 'unet' (images, DDPM's U-Net) or 'mlp' (2-D points)
-  m.ch = 32  # unet: channels of the first level (a multiple of 32: GroupNorm's groups)
-  m.ch_mult = (1, 2, 2)  # unet: channel multiplier of each level; the image size must divide by 2**(levels - 1)
-  m.num_res_blocks = 1  # unet: residual blocks per level
-  m.attn_resolutions = (7,)  # unet: image sizes whose levels have self-attention (each must be a level's size)
-  m.dropout = 0.1  # unet: dropout rate in [0, 1) of the residual blocks
-  m.hidden = (256, 256, 256)  # mlp: widths of the hidden layers
-  m.emb_dim = 64  # mlp: width of the noise level's embedding
-  d = ml_collections.ConfigDict()
-  d.objective = "eps"  # 'eps' (DDPM), 'v' (Salimans & Ho) or 'edm' (Karras et al.'s preconditioned loss)
-  d.schedule = "linear"  # eps/v: 'linear' (DDPM's betas 1e-4..0.02) or 'cosine' (Nichol & Dhariwal)
-  d.num_timesteps = 1000  # eps/v: int > 0, T of the schedule
-  d.sampler = "ddim"  # 'ddim', 'ancestral' (DDPM) or 'heun' (EDM's; 2 N - 1 net evaluations)
-  d.sample_steps = 50  # int > 0: the sampler's noise levels N (heun: >= 2)
-  d.eta = 0.0  # float >= 0: DDIM's eta (0: deterministic, 1: the ancestral sampler's variance)
-  d.churn = 0.0  # float >= 0: Heun's S_churn (0: deterministic)
-  d.sigma_min = 0.002  # float > 0: EDM's lowest noise level (heun; every sampler of 'edm')
-  d.sigma_max = 80.0  # float > sigma_min: EDM's highest noise level
-  d.rho = 7.0  # float > 0: EDM's spacing of the levels
-  d.sigma_data = 0.5  # float > 0, edm: the data's standard deviation in the preconditioning (0.5: images in [-1, 1])
-  d.p_mean = -1.2  # float, edm: mean of ln(sigma) of the training levels (EDM's -1.2)
-  d.p_std = 1.2  # float > 0, edm: standard deviation of ln(sigma) of the training levels (EDM's 1.2)
-  d.clip_denoised = True  # bool: clip predicted images to [-1, 1] while sampling
-  d.eval_steps = 100  # int >= 2: levels of the model whose bound (bits/dim) the evaluation reports
-  update.add_ema_fields(d, decay=0.9999)
-  return {"model": m, "diffusion": d}
+# The nets' options; the process's are the Diffusion's fields (options.of(Diffusion)).
+NETS = {
+    "arch": options.choice("unet", ARCHS, "'unet' (images, DDPM's U-Net) or 'mlp' (2-D points)"),
+    "ch": options.count(32, "unet: channels of the first level (a multiple of 32: GroupNorm's groups)",
+                        most=checks.MAX_WIDTH),
+    "ch_mult": options.counts((1, 2, 2), "unet: channel multiplier of each level; the image size must divide by"
+                              " 2**(levels - 1)", most=checks.MAX_WIDTH),
+    # Per level: DDPM's 2, EDM's 4; each block is compiled, so 100 already compiles for long.
+    "num_res_blocks": options.count(1, "unet: residual blocks per level", most=100),
+    "attn_resolutions": options.counts((7,), "unet: image sizes whose levels have self-attention (each must be a"
+                                       " level's size)", allow_empty=True),
+    "dropout": options.number(0.1, "unet: dropout rate in [0, 1) of the residual blocks", "[0, 1)"),
+    "hidden": options.counts((256, 256, 256), "mlp: widths of the hidden layers", most=checks.MAX_WIDTH),
+    "emb_dim": options.count(64, "mlp: width of the noise level's embedding", most=checks.MAX_WIDTH),
+}
+OPTIONS = {"model": NETS, "diffusion": options.of(Diffusion)}
 
 
 def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> None:
   """Refuses, in one line naming the field, a diffusion config that cannot model `dataset`."""
   model = config.model
   points = len(example_shape) == 1
-  checks.one_of(config, "model.arch", ARCHS)
   checks.require(points == (model.arch == "mlp"),
                  f"model.arch: {model.arch!r} cannot model dataset {dataset!r}; allowed: 'mlp' for 2-D points"
                  " (the mixtures ring8, grid25), 'unet' for images")
-  checks.require(isinstance(checks.get(config, "diffusion"), (dict, ml_collections.ConfigDict)),
-                 f"diffusion: must be a block of fields, got {checks.get(config, 'diffusion')!r}")
-  checks.one_of(config, "diffusion.objective", OBJECTIVES)
-  checks.one_of(config, "diffusion.schedule", SCHEDULES)
-  checks.positive_int(config, "diffusion.num_timesteps", most=100_000)  # T: DDPM's 1,000; 100x that
-  checks.one_of(config, "diffusion.sampler", SAMPLERS)
-  # Levels of the sampler and of the evaluated bound: each a net evaluation per sample (DDPM samples with 1,000).
-  checks.positive_int(config, "diffusion.sample_steps", most=10_000)
   d = config.diffusion
   checks.require(d.sampler != "heun" or d.sample_steps >= 2,
                  f"diffusion.sample_steps: heun needs at least 2 levels, got {d.sample_steps}")
-  checks.positive_int(config, "diffusion.eval_steps", most=10_000)
   checks.require(d.eval_steps >= 2, f"diffusion.eval_steps: must be at least 2, got {d.eval_steps}")
   if d.objective != "edm":
     for field in ("sample_steps", "eval_steps"):
       checks.require(d[field] <= d.num_timesteps or (field == "sample_steps" and d.sampler == "heun"),
                      f"diffusion.{field}: {d[field]} levels of a schedule of num_timesteps={d.num_timesteps}"
                      f" steps; allowed: 2 to {d.num_timesteps}")
-  checks.number(config, "diffusion.eta", ">= 0")
-  checks.number(config, "diffusion.churn", ">= 0")
-  checks.number(config, "diffusion.sigma_min", "> 0")
-  checks.number(config, "diffusion.sigma_max", "> 0")
   checks.require(d.sigma_max > d.sigma_min,
                  f"diffusion.sigma_max: must exceed sigma_min={d.sigma_min}, got {d.sigma_max}")
-  checks.number(config, "diffusion.rho", "> 0")
-  checks.number(config, "diffusion.sigma_data", "> 0")
-  checks.number(config, "diffusion.p_mean", "any")
-  checks.number(config, "diffusion.p_std", "> 0")
-  checks.boolean(config, "diffusion.clip_denoised")
-  update.check_ema_fields(config, "diffusion")
   if points:
-    checks.positive_ints(config, "model.hidden", most=checks.MAX_WIDTH)
-    checks.positive_int(config, "model.emb_dim", most=checks.MAX_WIDTH)
     return
-  checks.positive_int(config, "model.ch", most=checks.MAX_WIDTH)
-  checks.positive_ints(config, "model.ch_mult", most=checks.MAX_WIDTH)
-  # Per level: DDPM's 2, EDM's 4; each block is compiled, so 100 already compiles for long.
-  checks.positive_int(config, "model.num_res_blocks", most=100)
-  checks.positive_ints(config, "model.attn_resolutions", allow_empty=True)
-  checks.number(config, "model.dropout", "[0, 1)")
   widths = [model.ch * m for m in model.ch_mult]
   checks.require(max(widths) <= checks.MAX_WIDTH,
                  f"model.ch_mult: each level's channels (ch x ch_mult = {widths}) must be an integer in"
@@ -483,29 +454,22 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
 
 def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, optimizer_for) -> Diffusion:
   """The diffusion model of a validated config."""
-  model, d = config.model, config.diffusion
+  model = config.model
   if model.arch == "mlp":
     net = mlp_denoiser.MLPDenoiser(tuple(model.hidden), model.emb_dim)
   else:
     net = unet_nets.UNet(ch=model.ch, out_ch=example_shape[-1], ch_mult=tuple(model.ch_mult),
                          num_res_blocks=model.num_res_blocks, attn_resolutions=tuple(model.attn_resolutions),
                          dropout=model.dropout)
-  return Diffusion(
-      net=net, optimizer=optimizer_for(config.optim.learning_rate), data_shape=example_shape,
-      objective=d.objective, schedule=d.schedule, num_timesteps=d.num_timesteps, sampler=d.sampler,
-      sample_steps=d.sample_steps, eta=d.eta, churn=d.churn, sigma_min=d.sigma_min, sigma_max=d.sigma_max,
-      rho=d.rho, sigma_data=d.sigma_data, p_mean=d.p_mean, p_std=d.p_std,
-      clip_denoised=d.clip_denoised, eval_steps=d.eval_steps, ema=update.EMA.of(d), points=len(example_shape) == 1,
-      axis_name=axis_name)
+  return Diffusion(net=net, optimizer=optimizer_for(config.optim.learning_rate), data_shape=example_shape,
+                   points=len(example_shape) == 1, axis_name=axis_name,
+                   **options.values(config.diffusion, OPTIONS["diffusion"]))
 
 
 family.register(family.FamilySpec(
-    name="diffusion", archs=ARCHS, config_blocks=config_blocks, validate_config=validate_config,
+    name="diffusion", archs=ARCHS, options=OPTIONS, validate_config=validate_config,
     from_config=from_config, units={"bpd": "bits/dim"}, labels={"bpd": "variational bound"},
     weights=("ema", "raw"),
-    # The samplers' and the bound's levels: training draws its own (the schedule's steps, or EDM's p_mean, p_std).
-    free=tuple(f"diffusion.{name}" for name in ("sampler", "sample_steps", "eta", "churn", "sigma_min", "sigma_max",
-                                                  "rho", "clip_denoised", "eval_steps")),
     # The smoke U-Net takes small steps (optim.learning_rate 2e-6). Its biases before a GroupNorm or a
     # residual sum get gradients that are sums of cancelling terms, whose last digits depend on the order of
     # float sums (jit against eager, one device against eight); Adam divides each by its own size, which

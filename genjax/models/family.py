@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from genjax import options as options_lib
 from genjax.errors import UserError
 
 State = Any  # a pytree with an int32 `step`; whatever the family's train_step reads and writes
@@ -115,55 +116,54 @@ class FamilySpec:
   Attributes:
     name: the value of `config.family`.
     archs: the values of `config.model.arch` it builds (the conformance suite runs each).
-    config_blocks: () -> {block name: ConfigDict}, the family's own fields
-      with their defaults and comments ('model', and any block of its own,
-      such as the GAN's 'gan'); configs/base.py adds them for the chosen
-      family only.
+    options: {block name: its options (genjax.options)}, the family's own
+      fields ('model', and any block of its own, such as the GAN's 'gan'),
+      each declared once with its default, check, comment and whether a
+      resume may change it; configs/base.py adds them for the chosen family
+      only, and validation checks each before `validate_config`.
     validate_config: (config, dataset name, example shape) -> None; raises
-      UserError naming the first bad field of the family's own fields. The
-      shared fields are checked before it is called.
+      UserError naming the first bad field, for what involves more than one
+      field or the dataset. Every declared option is checked before it is called.
     from_config: (config, example shape, pmap axis name or None, optimizer_for)
       -> the family, from a validated config.
     units: the unit of each number `evaluate` returns ('nats', ...).
     labels: how sample.py names each of them, formatted with the fields of
       the config's model block (e.g. 'IWAE NLL (k={iwae_k})').
-    moved: fields that moved into the family's blocks ({old: new}), so that a
-      config.json written before still loads.
-    sample_eval: overrides of its fields that sample.py evaluates with (a VAE
-      takes 1,000 importance samples there, 64 during training).
     smoke: for each architecture, overrides of configs/base.py that make a
       small model of it that trains in seconds (the conformance suite's).
     weights: what `eval_params` can give, the default first: ('ema', 'raw')
       for a family that keeps an EMA of its weights. The loop measures sample
       quality of each (the default's numbers plain, the others' with the
       suffix `_<weights>`); sample.py takes one with --weights.
-    added: fields added to the family's blocks after workdirs were written,
-      with the value those runs had ({'gan.ema_warmup': 'none'}), so that
-      their config.json still loads and resumes as it trained.
-    free: the fields of its blocks that only shape evaluation or sampling
-      ('model.iwae_k', a diffusion sampler's), which a resume may change.
-      Every other field of its blocks is what the weights were trained with:
-      a resume that changes one is refused (genjax.workdir.pinned_fields), so
-      a new field is pinned unless it is declared free here. sample.py sets
-      them with --set=FIELD=VALUE.
     truncation: whether `sample` and `visuals` take a `truncation` T (the
       GAN's prior truncated to [-T, T]); sample.py's --truncation needs it.
   """
 
   name: str
   archs: tuple[str, ...]
-  config_blocks: Callable[[], dict[str, ml_collections.ConfigDict]]
+  options: dict[str, options_lib.Block]
   validate_config: Callable[[ml_collections.ConfigDict, str, tuple[int, ...]], None]
   from_config: Callable[[ml_collections.ConfigDict, tuple[int, ...], str | None, OptimizerFor], Family]
   units: dict[str, str] = dataclasses.field(default_factory=dict)
   labels: dict[str, str] = dataclasses.field(default_factory=dict)
-  moved: dict[str, str] = dataclasses.field(default_factory=dict)
-  sample_eval: dict[str, Any] = dataclasses.field(default_factory=dict)
   smoke: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
   weights: tuple[str, ...] = ("raw",)
-  added: dict[str, Any] = dataclasses.field(default_factory=dict)
-  free: tuple[str, ...] = ()
   truncation: bool = False
+
+  def config_blocks(self) -> dict[str, ml_collections.ConfigDict]:
+    """{block name: its fields with their defaults}, as configs/base.py adds them."""
+    return {name: options_lib.config_block(block) for name, block in self.options.items()}
+
+  @property
+  def free(self) -> tuple[str, ...]:
+    """The dotted fields of its blocks that only shape evaluation or sampling: a resume may change them, and
+    sample.py sets them with --set=FIELD=VALUE. Every other field of its blocks is pinned."""
+    return tuple(field for field, option in options_lib.every(self.options).items() if option.free)
+
+  @property
+  def sample_eval(self) -> dict[str, Any]:
+    """{dotted field: value} that sample.py evaluates with (a VAE's 1,000 importance samples)."""
+    return {field: option.sample for field, option in options_lib.every(self.options).items() if option.has_sample}
 
 
 _REGISTRY: dict[str, FamilySpec] = {}

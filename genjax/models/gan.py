@@ -41,12 +41,11 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from flax import struct
 
 from genjax import config_checks as checks
-from genjax import parallel
+from genjax import options, parallel
 from genjax import random as grandom
 from genjax.losses import gan as gan_losses
 from genjax.models import family, update
@@ -123,15 +122,27 @@ class GAN:
   g_optimizer: optax.GradientTransformation
   d_optimizer: optax.GradientTransformation
   data_shape: tuple[int, ...]
-  latent_dim: int
-  loss: str = "non_saturating"
-  d_steps: int = 1
-  gp_weight: float = 0.0
-  r1_gamma: float = 0.0
-  r2_gamma: float = 0.0
-  ema: update.EMA = update.EMA(decay=0.999)
+  # The options of the config's 'gan' block (and two of 'model'), declared once (genjax.options).
+  latent_dim: int = options.count(100, "Z, size of the latent code", most=checks.MAX_WIDTH, block="model").field()
+  loss: str = options.choice("non_saturating", tuple(gan_losses.LOSSES),
+                             "'minimax', 'non_saturating', 'hinge', 'wasserstein' or 'least_squares'"
+                             " (genjax.losses.gan.LOSSES)").field()
+  # n_critic: WGAN's 5; each one a D update per G update.
+  d_steps: int = options.count(1, "discriminator updates per generator update (n_critic)", most=100).field()
+  gp_weight: float = options.number(0.0, "lambda of the WGAN-GP penalty on interpolates (10 in the paper)",
+                                    ">= 0").field()
+  r1_gamma: float = options.number(0.0, "gamma of the R1 penalty on real data, added as gamma/2 * R1",
+                                   ">= 0").field()
+  r2_gamma: float = options.number(0.0, "gamma of the R2 penalty on generated data, added as gamma/2 * R2",
+                                   ">= 0").field()
+  # The EMA of G's weights; a short run that still improves fast wants a smaller ema_rampup
+  # (configs/dcgan_mnist5k.py: 0.005, measured by benchmarks/ema_gan.py). Runs before the warm-up rules
+  # existed used the constant decay.
+  ema: update.EMA = update.ema_options(0.999, added={"warmup": (1, "none"), "rampup": (1, 0.05)}).field()
   standing_latents: int = 1024
-  pack: int = 1
+  # Bounded by batch_size (at most 2**20): a pack that divides it is at most it (validate_config).
+  pack: int = options.count(1, "PacGAN's m: examples D scores together (must divide batch_size)",
+                            block="model").field()
   points: bool = False
   axis_name: str | None = None
   num_classes: int = 0  # unconditional: labels are ignored
@@ -372,59 +383,33 @@ ARCHS = ("dcgan", "mlp")
 _PENALTIES = ("gp_weight", "r1_gamma", "r2_gamma")
 
 
-def config_blocks() -> dict[str, ml_collections.ConfigDict]:
-  """The GAN's own fields (the networks under 'model', the game under 'gan'), with defaults, units and allowed values."""
-  m = ml_collections.ConfigDict()
-  m.arch = "dcgan"  # 'dcgan' (images) or 'mlp' (2-D points)
-  m.latent_dim = 100  # int > 0: Z, size of the latent code
-  m.g_width = 64  # dcgan: ngf, channels of G's last hidden layer (earlier layers double it)
-  m.d_width = 64  # dcgan: ndf, channels of D's first layer (later layers double it)
-  m.d_norm = "batch"  # dcgan: D's normalisation, 'batch', 'layer' or 'none' (penalties need 'layer'/'none')
-  m.g_hidden = (128, 128, 128)  # mlp: widths of G's hidden layers
-  m.d_hidden = (128, 128, 128)  # mlp: widths of D's hidden layers
-  m.g_batchnorm = False  # mlp: BatchNorm after each of G's hidden layers
-  m.pack = 1  # int > 0, PacGAN's m: examples D scores together (must divide batch_size)
-  g = ml_collections.ConfigDict()
-  # 'minimax', 'non_saturating', 'hinge', 'wasserstein' or 'least_squares' (genjax.losses.gan.LOSSES)
-  g.loss = "non_saturating"
-  g.d_steps = 1  # int > 0: discriminator updates per generator update (n_critic)
-  g.gp_weight = 0.0  # float >= 0: lambda of the WGAN-GP penalty on interpolates (10 in the paper)
-  g.r1_gamma = 0.0  # float >= 0: gamma of the R1 penalty on real data, added as gamma/2 * R1
-  g.r2_gamma = 0.0  # float >= 0: gamma of the R2 penalty on generated data, added as gamma/2 * R2
-  # The EMA of G's weights; a short run that still improves fast wants a smaller ema_rampup
-  # (configs/dcgan_mnist5k.py: 0.005, measured by benchmarks/ema_gan.py).
-  update.add_ema_fields(g, decay=0.999)
-  return {"model": m, "gan": g}
+# The nets' options; the GAN's own are its fields' (options.of(GAN), options.of(GAN, "model")).
+NETS = {
+    "arch": options.choice("dcgan", ARCHS, "'dcgan' (images) or 'mlp' (2-D points)"),
+    "g_width": options.count(64, "dcgan: ngf, channels of G's last hidden layer (earlier layers double it)",
+                             most=checks.MAX_WIDTH),
+    "d_width": options.count(64, "dcgan: ndf, channels of D's first layer (later layers double it)",
+                             most=checks.MAX_WIDTH),
+    "d_norm": options.choice("batch", dcgan_nets.D_NORMS, "dcgan: D's normalisation, 'batch', 'layer' or 'none'"
+                             " (penalties need 'layer'/'none')"),
+    "g_hidden": options.counts((128, 128, 128), "mlp: widths of G's hidden layers", most=checks.MAX_WIDTH),
+    "d_hidden": options.counts((128, 128, 128), "mlp: widths of D's hidden layers", most=checks.MAX_WIDTH),
+    "g_batchnorm": options.flag(False, "mlp: BatchNorm after each of G's hidden layers"),
+}
+OPTIONS = {"model": {**NETS, **options.of(GAN, "model")}, "gan": options.of(GAN)}
 
 
 def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> None:
   """Refuses, in one line naming the field, a GAN config that cannot model `dataset` (examples `example_shape`)."""
   model = config.model
   points = len(example_shape) == 1
-  checks.one_of(config, "model.arch", ARCHS)
   checks.require(points == (model.arch == "mlp"),
                  f"model.arch: {model.arch!r} cannot model dataset {dataset!r}; allowed: 'mlp' for 2-D points"
                  " (the mixtures ring8, grid25), 'dcgan' for images")
-  checks.positive_int(config, "model.latent_dim", most=checks.MAX_WIDTH)
-  checks.positive_int(config, "model.pack")
-  # Bounded by batch_size (at most 2**20): a pack that divides it is at most it.
   checks.require(config.batch_size % model.pack == 0,
                  f"model.pack: {model.pack} must divide batch_size {config.batch_size}")
-  checks.require(isinstance(checks.get(config, "gan"), (dict, ml_collections.ConfigDict)),
-                 f"gan: must be a block of fields, got {checks.get(config, 'gan')!r}")
-  checks.one_of(config, "gan.loss", tuple(gan_losses.LOSSES))
-  checks.positive_int(config, "gan.d_steps", most=100)  # n_critic: WGAN's 5; each one a D update per G update
-  for field in _PENALTIES:
-    checks.number(config, f"gan.{field}", ">= 0")
-  update.check_ema_fields(config, "gan")
   if points:
-    checks.positive_ints(config, "model.g_hidden", most=checks.MAX_WIDTH)
-    checks.positive_ints(config, "model.d_hidden", most=checks.MAX_WIDTH)
-    checks.boolean(config, "model.g_batchnorm")
     return
-  checks.positive_int(config, "model.g_width", most=checks.MAX_WIDTH)
-  checks.positive_int(config, "model.d_width", most=checks.MAX_WIDTH)
-  checks.one_of(config, "model.d_norm", dcgan_nets.D_NORMS)
   penalised = [f"gan.{f}" for f in _PENALTIES if config.gan[f] > 0]
   if penalised:
     checks.require(model.d_norm != "batch",
@@ -442,7 +427,7 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
 
 def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, optimizer_for) -> GAN:
   """The GAN of a validated config."""
-  model, gan, optim = config.model, config.gan, config.optim
+  model, optim = config.model, config.optim
   if model.arch == "mlp":
     generator = mlp_gan.MLPGenerator(example_shape[0], tuple(model.g_hidden), model.g_batchnorm, axis_name)
     discriminator = mlp_gan.MLPDiscriminator(tuple(model.d_hidden))
@@ -452,14 +437,13 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
   return GAN(
       generator=generator, discriminator=discriminator, g_optimizer=optimizer_for(optim.learning_rate),
       d_optimizer=optimizer_for(optim.d_learning_rate or optim.learning_rate), data_shape=example_shape,
-      latent_dim=model.latent_dim, loss=gan.loss, d_steps=gan.d_steps, gp_weight=gan.gp_weight,
-      r1_gamma=gan.r1_gamma, r2_gamma=gan.r2_gamma, ema=update.EMA.of(gan), pack=model.pack,
-      points=len(example_shape) == 1, axis_name=axis_name)
+      points=len(example_shape) == 1, axis_name=axis_name, **options.values(model, options.of(GAN, "model")),
+      **options.values(config.gan, OPTIONS["gan"]))
 
 
 family.register(family.FamilySpec(
-    name="gan", archs=ARCHS, config_blocks=config_blocks, validate_config=validate_config, from_config=from_config,
-    weights=("ema", "raw"), added={"gan.ema_warmup": "none", "gan.ema_rampup": 0.05}, truncation=True,
+    name="gan", archs=ARCHS, options=OPTIONS, validate_config=validate_config, from_config=from_config,
+    weights=("ema", "raw"), truncation=True,
     smoke={"dcgan": {"model.arch": "dcgan", "model.g_width": 4, "model.d_width": 4, "model.latent_dim": 8},
            "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.latent_dim": 2, "model.g_hidden": (16, 16),
                    "model.d_hidden": (16, 16)}}))

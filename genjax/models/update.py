@@ -3,8 +3,8 @@
 A family's `train_step` is its loss plus `apply_gradients`; where the update
 step changes (a precision policy, loss scaling, augmentation), it changes
 here for every family. A family that keeps an EMA of its weights declares
-the three fields with `add_ema_fields`, checks them with
-`check_ema_fields` and builds its `EMA` with `EMA.of(block)`.
+its `ema` field with `ema_options(decay).field()`: three options of its config
+block, checked and built into an `EMA` from that one declaration.
 """
 
 import dataclasses
@@ -12,11 +12,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import ml_collections
 import optax
 
-from genjax import config_checks as checks
-from genjax import parallel
+from genjax import options, parallel
 from genjax.losses import ema as ema_lib
 
 
@@ -50,11 +48,16 @@ def apply_gradients(loss_fn: Callable[..., tuple[jax.Array, Any]], params, opt_s
 
 @dataclasses.dataclass(frozen=True)
 class EMA:
-  """ema <- d_n ema + (1 - d_n) params after update n, d_n by `warmup`'s rule (`genjax.losses.ema`)."""
+  """ema <- d_n ema + (1 - d_n) params after update n, d_n by `warmup`'s rule (`genjax.losses.ema`).
 
-  decay: float = 0.999  # in [0, 1); 0: the average is the weights
-  warmup: str = "rampup"  # one of genjax.losses.ema.RULES
-  rampup: float = 0.05  # the 'rampup' rule's ratio (StyleGAN2-ADA's and EDM's 0.05)
+  Each field is an option of the config block of a family that keeps an EMA (`ema_options`).
+  """
+
+  decay: float = options.number(0.999, "decay of the EMA of the weights that sample (0: no EMA)", "[0, 1)").field()
+  warmup: str = options.choice(
+      "rampup", ema_lib.RULES, "how the decay ramps up (genjax.losses.ema): 'rampup' (half-life <= ema_rampup x"
+      " updates so far), 'num_updates' (TensorFlow's) or 'none' (the constant decay from the first update)").field()
+  rampup: float = options.number(0.05, "the 'rampup' rule's ratio (StyleGAN2-ADA's and EDM's 0.05)", "> 0").field()
 
   def __post_init__(self):
     if not 0.0 <= self.decay < 1.0:
@@ -66,24 +69,12 @@ class EMA:
     """The average after update `num_updates` (this one included) of `params`."""
     return ema_lib.update(ema_params, params, ema_lib.decay(self.warmup, self.decay, num_updates, self.rampup))
 
-  @classmethod
-  def of(cls, block: ml_collections.ConfigDict) -> "EMA":
-    """The EMA of a validated config block holding the fields of `add_ema_fields`."""
-    return cls(decay=block.ema_decay, warmup=block.ema_warmup, rampup=block.ema_rampup)
 
-
-def add_ema_fields(block: ml_collections.ConfigDict, decay: float, warmup: str = "rampup",
-                   rampup: float = 0.05) -> None:
-  """Declares the EMA's three fields in a family's config block, with their defaults."""
-  block.ema_decay = decay  # float in [0, 1): decay of the EMA of the weights that sample (0: no EMA)
-  # How the decay ramps up (genjax.losses.ema): 'rampup' (half-life <= ema_rampup x updates so far),
-  # 'num_updates' (TensorFlow's) or 'none' (the constant decay from the first update).
-  block.ema_warmup = warmup
-  block.ema_rampup = rampup  # float > 0: the 'rampup' rule's ratio (StyleGAN2-ADA's and EDM's 0.05)
-
-
-def check_ema_fields(config: ml_collections.ConfigDict, block: str) -> None:
-  """Refuses, naming the field, a bad EMA field of `config[block]`."""
-  checks.number(config, f"{block}.ema_decay", "[0, 1)")
-  checks.one_of(config, f"{block}.ema_warmup", ema_lib.RULES)
-  checks.number(config, f"{block}.ema_rampup", "> 0")
+def ema_options(decay: float, added: dict[str, tuple[int, object]] | None = None) -> options.Group:
+  """The EMA as a shared capability of a family's config block: fields `ema_decay`, `ema_warmup`, `ema_rampup`
+  (`EMA`'s options), this family's default `decay`, and `added` {EMA field: (version, value older runs had)}."""
+  members = options.of(EMA)
+  members["decay"] = dataclasses.replace(members["decay"], default=decay)
+  for name, when in (added or {}).items():
+    members[name] = dataclasses.replace(members[name], added=when)
+  return options.Group(members, EMA)

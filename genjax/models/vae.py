@@ -21,17 +21,17 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from flax import struct
 
 from genjax import config_checks as checks
-from genjax import losses, parallel
+from genjax import losses, options, parallel
 from genjax import random as grandom
 from genjax.models import family, update
 from genjax.nets import vae as vae_nets
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+ARCHS = ("conv", "mlp")
 
 
 class VAEState(struct.PyTreeNode):
@@ -71,12 +71,17 @@ class VAE:
   decoder: nn.Module
   optimizer: optax.GradientTransformation
   image_shape: tuple[int, int, int]
-  latent_dim: int
-  likelihood: str = "bernoulli"
-  binarize: bool = True
-  beta: float = 1.0
-  obs_logvar: float = 0.0
-  iwae_k: int = 64
+  # The options of the config's 'model' block (genjax.options): default, check and comment, declared once.
+  latent_dim: int = options.count(20, "Z, size of the latent code", most=checks.MAX_WIDTH).field()
+  likelihood: str = options.choice("bernoulli", LIKELIHOODS,
+                                   "'bernoulli' (logits; binarised or [0,1] data) or 'gaussian'").field()
+  binarize: bool = options.flag(True, "dynamic binarisation of the inputs (needs likelihood='bernoulli')").field()
+  beta: float = options.number(1.0, "weight of the KL term in the training loss (1 = the ELBO)", ">= 0").field()
+  obs_logvar: float = options.number(0.0, "gaussian only: log-variance of every pixel of p(x|z), x in [0, 1]",
+                                     "any").field()
+  # Free: only the evaluation's bound; sample.py evaluates with 1,000 (64 while training, for its time).
+  iwae_k: int = options.count(64, "importance samples per held-out example of the evaluation",
+                              most=checks.MAX_IWAE_K, free=True, sample=1000, moved_from="eval.iwae_k").field()
   eval_chunk: int = 100
   axis_name: str | None = None
   num_classes: int = 0  # unconditional: labels are ignored
@@ -244,22 +249,15 @@ class VAE:
 # ------------------------------------------------------------------ the seam: config -> VAE
 
 
-ARCHS = ("conv", "mlp")
-
-
-def config_blocks() -> dict[str, ml_collections.ConfigDict]:
-  """The VAE's own fields, with their defaults (the default run's), units and allowed values."""
-  m = ml_collections.ConfigDict()
-  m.arch = "conv"  # 'conv' (stride-2 conv encoder, mirrored decoder) or 'mlp' (the Flax VAE example's)
-  m.latent_dim = 20  # int > 0: Z, size of the latent code
-  m.conv_widths = (32, 64)  # conv only: channels of each stride-2 layer; image size must divide by 2**len
-  m.hidden = (256,)  # widths of the dense layers between features and latent (mlp: the hidden layers)
-  m.likelihood = "bernoulli"  # 'bernoulli' (logits; binarised or [0,1] data) or 'gaussian'
-  m.binarize = True  # bool: dynamic binarisation of the inputs (needs likelihood='bernoulli')
-  m.obs_logvar = 0.0  # gaussian only: log-variance of every pixel of p(x|z), x in [0, 1]
-  m.beta = 1.0  # float >= 0: weight of the KL term in the training loss (1 = the ELBO)
-  m.iwae_k = 64  # int > 0: importance samples per held-out example of the periodic evaluation (sample.py: --iwae_k)
-  return {"model": m}
+# The nets' options; the VAE's own are its fields' (options.of(VAE)).
+NETS = {
+    "arch": options.choice("conv", ARCHS, "'conv' (stride-2 conv encoder, mirrored decoder) or 'mlp' (the Flax VAE"
+                           " example's)"),
+    "conv_widths": options.counts((32, 64), "conv only: channels of each stride-2 layer; image size must divide by"
+                                  " 2**len", most=checks.MAX_WIDTH),
+    "hidden": options.counts((256,), "widths of the dense layers between features and latent (mlp: the hidden"
+                             " layers)", allow_empty=True, most=checks.MAX_WIDTH),
+}
 
 
 def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> None:
@@ -267,18 +265,9 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
   checks.require(len(example_shape) == 3,
                  f"dataset.name: {dataset!r} holds {example_shape[0]}-D points; the vae family models images")
   model = config.model
-  checks.one_of(config, "model.arch", ARCHS)
-  checks.one_of(config, "model.likelihood", LIKELIHOODS)
-  checks.positive_int(config, "model.latent_dim", most=checks.MAX_WIDTH)
-  checks.number(config, "model.beta", ">= 0")
-  checks.number(config, "model.obs_logvar", "any")
-  checks.positive_int(config, "model.iwae_k", most=checks.MAX_IWAE_K)
-  checks.positive_ints(config, "model.hidden", allow_empty=True, most=checks.MAX_WIDTH)
-  checks.boolean(config, "model.binarize")
   checks.require(not (model.binarize and model.likelihood != "bernoulli"),
                  f"model.binarize: True needs model.likelihood='bernoulli', got {model.likelihood!r}")
   if model.arch == "conv":
-    checks.positive_ints(config, "model.conv_widths", most=checks.MAX_WIDTH)
     widths = tuple(model.conv_widths)
     height, width, _ = example_shape
     most = min(vae_nets.max_conv_layers(height), vae_nets.max_conv_layers(width))
@@ -299,16 +288,14 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
     encoder = vae_nets.MLPEncoder(model.latent_dim, hidden)
     decoder = vae_nets.MLPDecoder(example_shape, hidden)
   return VAE(encoder=encoder, decoder=decoder, optimizer=optimizer_for(config.optim.learning_rate),
-             image_shape=example_shape, latent_dim=model.latent_dim, likelihood=model.likelihood,
-             binarize=model.binarize, beta=model.beta, obs_logvar=model.obs_logvar, iwae_k=model.iwae_k,
-             axis_name=axis_name)
+             image_shape=example_shape, axis_name=axis_name, **options.values(model, options.of(VAE)))
 
 
 family.register(family.FamilySpec(
-    name="vae", archs=ARCHS, config_blocks=config_blocks, validate_config=validate_config, from_config=from_config,
+    name="vae", archs=ARCHS, options={"model": {**NETS, **options.of(VAE)}}, validate_config=validate_config,
+    from_config=from_config,
     units={"neg_elbo": "nats", "nll": "nats"},
     labels={"neg_elbo": "negative ELBO", "nll": "IWAE NLL (k={iwae_k})"},
-    moved={"eval.iwae_k": "model.iwae_k"}, sample_eval={"model.iwae_k": 1000}, free=("model.iwae_k",),
     smoke={"conv": {"model.arch": "conv", "model.conv_widths": (4, 8), "model.hidden": (16,), "model.latent_dim": 4,
                     "model.iwae_k": 2},
            "mlp": {"model.arch": "mlp", "model.hidden": (16,), "model.latent_dim": 4, "model.iwae_k": 2}}))
