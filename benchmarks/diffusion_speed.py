@@ -9,7 +9,7 @@ The net is genjax.nets.unet.UNet, by default the mnist5k model (ch 32, ch_mult
 DDPM's CIFAR-10 model (ch 128, (1, 2, 2, 2), 2 blocks, attention at 16x16,
 32x32x3); --ch, --ch_mult, ... override either. The PyTorch side is the same
 net written the way DDPM's PyTorch ports write it (NCHW, nn.Conv2d, nn.GroupNorm,
-1x1 convolutions for q, k, v and the shortcut), loaded with genjax's
+1x1 convolutions for q, k, v and the shortcut; benchmarks/torch_unet.py), loaded with genjax's
 parameters: before anything is timed, the two nets' outputs and parameter
 gradients, and the two samplers' images, are checked to agree. genjax runs
 each UNet `impl` in --impls ('fast': genjax's default; 'reference': DDPM's
@@ -32,7 +32,6 @@ On a GPU both sides compute in full float32 unless --tf32 (JAX's default
 matmul precision 'highest'; PyTorch's cuDNN and matmul TF32 off).
 """
 
-import math
 import os
 import platform
 import statistics
@@ -43,7 +42,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import speed  # noqa: E402
+from benchmarks import speed, torch_unet  # noqa: E402
 
 MODELS = {
     # name: (ch, ch_mult, num_res_blocks, attn_resolutions, image_size, channels)
@@ -211,136 +210,6 @@ def count_flops(g: "Genjax", params, images, z_T) -> dict:
 # ---------------------------------------------------------------------------------------------------- torch
 
 
-def torch_unet(settings: dict, key_bias: bool = True):
-  """The same U-Net in PyTorch (NCHW), its modules named as genjax's parameters (with or without a bias on the
-  attention's keys, as genjax's parameters have it)."""
-  import torch  # pylint: disable=g-import-not-at-top
-  from torch import nn  # pylint: disable=g-import-not-at-top
-  import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
-
-  def norm(c):
-    return nn.GroupNorm(32, c, eps=1e-6)
-
-  class ResBlock(nn.Module):
-    def __init__(self, c_in, c_out, temb_ch, dropout):
-      super().__init__()
-      self.norm1, self.conv1 = norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
-      self.temb_proj = nn.Linear(temb_ch, c_out)
-      self.norm2, self.dropout, self.conv2 = norm(c_out), nn.Dropout(dropout), nn.Conv2d(c_out, c_out, 3, padding=1)
-      self.nin_shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else None
-
-    def forward(self, x, temb):
-      h = self.conv1(F.silu(self.norm1(x)))
-      h = h + self.temb_proj(F.silu(temb))[:, :, None, None]
-      h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-      return (x if self.nin_shortcut is None else self.nin_shortcut(x)) + h
-
-  class AttnBlock(nn.Module):
-    def __init__(self, c):
-      super().__init__()
-      self.norm = norm(c)
-      self.q, self.k, self.v, self.proj_out = (nn.Conv2d(c, c, 1, bias=n != "k" or key_bias)
-                                               for n in ("q", "k", "v", "proj_out"))
-
-    def forward(self, x):
-      b, c, hh, ww = x.shape
-      h = self.norm(x)
-      q, k, v = (f(h).reshape(b, c, hh * ww) for f in (self.q, self.k, self.v))
-      w = torch.softmax(torch.bmm(q.transpose(1, 2), k) * c**-0.5, dim=2)  # [b, i, j]
-      h = torch.bmm(v, w.transpose(1, 2)).reshape(b, c, hh, ww)
-      return x + self.proj_out(h)
-
-  class UNet(nn.Module):
-    def __init__(self, ch, ch_mult, num_res_blocks, attn_resolutions, image_size, channels, dropout):
-      super().__init__()
-      self.ch, self.ch_mult, self.blocks, self.attn = ch, ch_mult, num_res_blocks, attn_resolutions
-      m = nn.ModuleDict()
-      m["temb_dense0"], m["temb_dense1"] = nn.Linear(ch, 4 * ch), nn.Linear(4 * ch, 4 * ch)
-      m["conv_in"] = nn.Conv2d(channels, ch, 3, padding=1)
-      widths, res, c = [ch], image_size, ch
-      for level, mult in enumerate(ch_mult):
-        for block in range(num_res_blocks):
-          m[f"down_{level}_block_{block}"] = ResBlock(c, ch * mult, 4 * ch, dropout)
-          c = ch * mult
-          if res in attn_resolutions:
-            m[f"down_{level}_attn_{block}"] = AttnBlock(c)
-          widths.append(c)
-        if level != len(ch_mult) - 1:
-          m[f"down_{level}_downsample"] = nn.Conv2d(c, c, 3, stride=2, padding=1)
-          widths.append(c)
-          res = (res + 1) // 2
-      m["mid_block_1"], m["mid_attn"], m["mid_block_2"] = (ResBlock(c, c, 4 * ch, dropout), AttnBlock(c),
-                                                          ResBlock(c, c, 4 * ch, dropout))
-      for level in reversed(range(len(ch_mult))):
-        for block in range(num_res_blocks + 1):
-          m[f"up_{level}_block_{block}"] = ResBlock(c + widths.pop(), ch * ch_mult[level], 4 * ch, dropout)
-          c = ch * ch_mult[level]
-          if res in attn_resolutions:
-            m[f"up_{level}_attn_{block}"] = AttnBlock(c)
-        if level != 0:
-          m[f"up_{level}_upsample"] = nn.Conv2d(c, c, 3, padding=1)
-          res *= 2
-      m["norm_out"], m["conv_out"] = norm(c), nn.Conv2d(c, channels, 3, padding=1)
-      self.m = m
-
-    def forward(self, x, t):
-      m = self.m
-      half = self.ch // 2
-      freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32, device=x.device) / (half - 1))
-      args = t.float()[:, None] * freqs[None]
-      temb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
-      temb = m["temb_dense1"](F.silu(m["temb_dense0"](temb)))
-      hs = [m["conv_in"](x)]
-      for level in range(len(self.ch_mult)):
-        for block in range(self.blocks):
-          h = m[f"down_{level}_block_{block}"](hs[-1], temb)
-          if f"down_{level}_attn_{block}" in m:
-            h = m[f"down_{level}_attn_{block}"](h)
-          hs.append(h)
-        if level != len(self.ch_mult) - 1:
-          hs.append(m[f"down_{level}_downsample"](hs[-1]))
-      h = m["mid_block_2"](m["mid_attn"](m["mid_block_1"](hs[-1], temb)), temb)
-      for level in reversed(range(len(self.ch_mult))):
-        for block in range(self.blocks + 1):
-          h = m[f"up_{level}_block_{block}"](torch.cat([h, hs.pop()], dim=1), temb)
-          if f"up_{level}_attn_{block}" in m:
-            h = m[f"up_{level}_attn_{block}"](h)
-        if level != 0:
-          h = m[f"up_{level}_upsample"](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-      return m["conv_out"](F.silu(m["norm_out"](h)))
-
-  return UNet(settings["ch"], settings["ch_mult"], settings["num_res_blocks"], settings["attn_resolutions"],
-              settings["image_size"], settings["channels"], settings["dropout"])
-
-
-def load_flax_params(module, params) -> None:
-  """Copies genjax's parameter tree into the torch U-Net: HWIO kernels to OIHW, Dense kernels transposed."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import torch  # pylint: disable=g-import-not-at-top
-
-  def walk(tree, prefix):
-    for name, value in tree.items():
-      path = f"{prefix}{name}"
-      if isinstance(value, dict):
-        yield from walk(value, path + ".")
-      else:
-        yield path, np.asarray(value)
-
-  state = {}
-  for path, value in walk(params, ""):
-    path = "m." + path.replace("kernel", "weight").replace("scale", "weight")
-    target = module.state_dict()[path]
-    if value.ndim == 4:
-      value = value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
-    elif value.ndim == 2:
-      value = value.T.reshape(target.shape)  # (in, out) -> Linear (out, in) or 1x1 Conv2d (out, in, 1, 1)
-    assert tuple(value.shape) == tuple(target.shape), (path, value.shape, target.shape)
-    state[path] = torch.from_numpy(np.array(value, np.float32))
-  missing = set(module.state_dict()) - set(state)
-  assert not missing, f"torch parameters genjax lacks: {sorted(missing)}"
-  module.load_state_dict(state)
-
-
 class Torch:
   """The torch U-Net with genjax's parameters, its train step and DDIM loop."""
 
@@ -349,9 +218,9 @@ class Torch:
     import torch  # pylint: disable=g-import-not-at-top
     self.torch = torch
     self.dev = torch.device("cuda" if device == "gpu" else "cpu")
-    self.net = torch_unet(settings, key_bias="bias" in params["mid_attn"]["k"])
+    self.net = torch_unet.unet(settings, key_bias="bias" in params["mid_attn"]["k"])
     self.params = params
-    load_flax_params(self.net, params)
+    torch_unet.load_flax_params(self.net, params)
     self.net.to(self.dev)
     seq, alphas, sigmas = respaced(_SAMPLE_STEPS.value)
     self.seq = [int(i) for i in seq]
@@ -415,7 +284,7 @@ class Torch:
       del out
 
     def sample_start():
-      load_flax_params(net, self.params)  # genjax samples with these: undo the training rounds' steps
+      torch_unet.load_flax_params(net, self.params)  # genjax samples with these: undo the training rounds' steps
       sample_run(1)
 
     return {"train": speed.Contender(name, lambda: train_run(1), train_run),
@@ -461,9 +330,8 @@ def check_same_net(g: "Genjax", tm: "Torch", params, device) -> None:
   floor = 1e-3 * max(float(np.abs(np.asarray(leaf)).max()) for _, leaf in leaves)
   g_err = 0.0
   for path, leaf in leaves:
-    name = "m." + ".".join(p.key for p in path).replace("kernel", "weight").replace("scale", "weight")
-    want = np.asarray(leaf, np.float64)
-    want = want.transpose(3, 2, 0, 1) if want.ndim == 4 else want.T.reshape(torch_grads[name].shape)
+    name = torch_unet.torch_name(".".join(p.key for p in path))
+    want = torch_unet.to_torch_layout(np.asarray(leaf, np.float64), torch_grads[name].shape)
     g_err = max(g_err, float(np.abs(torch_grads[name] - want).max()) / max(float(np.abs(want).max()), floor))
   tm.net.zero_grad(set_to_none=True)
   # The samplers, on a few images, all the steps.

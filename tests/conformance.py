@@ -39,6 +39,53 @@ def config_of(name: str, arch: str, **overrides):
   return set_fields(base.get_config(name), {**family.get(name).smoke[arch], **LOOP, **overrides})
 
 
+def device_config(name: str, arch: str, path: str, num_devices: int):
+  """`config_of` for a run on `num_devices` devices on `path`, every EMA at its constant decay.
+
+  Ramped up (the default), an EMA after 3 steps is its weights but for about
+  1% of the last step (as little as twice the comparison's tolerance): a
+  wrong average on some path could pass. At the constant decay it lags the
+  weights by their 3 steps, and the comparison sees its arithmetic. (The
+  fields are genjax.models.update.add_ema_fields', whichever block has them.)
+  """
+  config = config_of(name, arch, parallel=path, num_devices=num_devices)
+  for block in config.values():
+    if hasattr(block, "keys") and "ema_warmup" in block:
+      block.ema_warmup = "none"
+  return config
+
+
+def assert_same_state(got: dict, want: dict, where: str = "") -> None:
+  """Two flattened states ({'leaf path': array}, as `train_steps` gives them) hold the same numbers.
+
+  Same leaves, shapes and dtypes; integers equal; every float leaf to 1e-5 of
+  its largest entry, or of 1e-3 for a leaf smaller than that (a bias that
+  started at zero and has taken a few small steps, whose own size says nothing
+  about the precision of its updates); parameters, statistics and EMA also
+  entry by entry, to 1e-5 of each plus 1e-6. Adam's moments are held to 1e-5
+  of the whole array's largest entry, with no floor: those of weights whose
+  gradient is nearly zero are tiny sums of terms that cancel, whose relative
+  rounding error says nothing. The loop's FID and KID ('quality/...') to 1e-4
+  of their value: samples of weights equal to 1e-5, quantised to uint8, give
+  the same numbers (measured: equal to the last digit on every path).
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  assert got.keys() == want.keys(), where
+  for leaf, expected in want.items():
+    actual = got[leaf]
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype, (where, leaf)
+    if leaf.startswith("quality/"):
+      assert abs(float(actual) - float(expected)) <= 1e-4 * abs(float(expected)), (where, leaf)
+    elif expected.dtype.kind != "f":
+      np.testing.assert_array_equal(actual, expected, err_msg=f"{where} {leaf}")
+    else:
+      largest = float(np.abs(expected).max(initial=0.0))
+      scale = largest if "opt_state" in leaf else max(largest, 1e-3)
+      assert float(np.abs(actual - expected).max(initial=0.0)) <= 1e-5 * scale, (where, leaf)
+      if "opt_state" not in leaf:
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6, err_msg=f"{where} {leaf}")
+
+
 def batches(config, n: int = STEPS) -> list[dict]:
   """The first n global batches of the config's dataset, the same whatever the devices."""
   from genjax import data  # pylint: disable=g-import-not-at-top
@@ -59,7 +106,7 @@ def train_steps(name: str, arch: str, path: str, num_devices: int) -> dict:
   from genjax.models import family as family_lib  # pylint: disable=g-import-not-at-top
   from genjax import random as grandom  # pylint: disable=g-import-not-at-top
 
-  config = config_of(name, arch, parallel=path, num_devices=num_devices)
+  config = device_config(name, arch, path, num_devices)
   build.validate(config)
   par = parallel.DataParallel(path, num_devices)
   family = build.family(config)

@@ -1,15 +1,24 @@
-"""A few training steps of small models on N devices, on the jit or the pmap path; the final states as .npz.
+"""Multi-process runs: a few training steps of small models, one process of several; the final states as .npz.
 
-Run in a subprocess, because the device count is fixed when JAX starts:
+Kept apart from the conformance suite's device worker (tests/conformance.py),
+which checks every family on 1, 2 and 8 devices and on pmap in ONE process:
+what that worker cannot do is a run over several processes, joined by
+`jax.distributed.initialize` (genjax.parallel.initialize), in which every
+process feeds only its own rows of each global batch, the collectives cross
+processes (gloo on the CPU) and process 0 alone writes. tests/test_parallel.py
+starts two such processes and one plain process on one device, and holds the
+two to the conformance suite's rule. benchmarks/invariance.py runs it too,
+in one process on 1, 2 and 8 devices as well, for a table of the differences
+(and 'wgan_gp': per-example interpolation weights and 2 critic steps).
 
+  python -m tests.multidevice --out=DIR --runs=vae:jit:all,dcgan:pmap:all \\
+      --coordinator_address=127.0.0.1:PORT --num_processes=2 --process_id=0   (and =1)
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m tests.multidevice --out=DIR \\
       --runs=vae:jit:1,vae:pmap:8,...
 
-With --coordinator_address, --num_processes and --process_id it is one
-process of a multi-process run (every process feeds its own rows of each
-global batch; process 0 writes the files). Every run trains on the same
-global batches (the first mnist5k training digits) with the same keys, so
-its final state should not depend on the path or the device count.
+Every run trains on the same global batches (the first mnist5k training
+digits) with the same keys, so its final state should not depend on the
+path, the device count or the processes.
 """
 
 import argparse

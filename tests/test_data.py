@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from genjax import data
-from genjax.data import mnist5k, pipeline, toy2d
+from genjax.data import mnist5k, tfds_batches, tfds_prepare, toy2d
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TFDS_NAMES = ("mnist", "fashion_mnist", "binarized_mnist", "cifar10", "celeb_a")
@@ -303,26 +303,26 @@ def test_celeb_a_crop_is_the_centre_of_the_image_resized_to_64():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tall = np.full((218, 178, 3), 100, np.uint8)
   tall[:10] = tall[-10:] = 255  # inside the 7 rows (of 78) that the centre crop removes
-  out = pipeline.resize_and_center_crop(tf.constant(tall), 64).numpy()
+  out = tfds_batches.resize_and_center_crop(tf.constant(tall), 64).numpy()
   assert out.shape == (64, 64, 3) and out.dtype == np.uint8
   np.testing.assert_array_equal(out, 100)
 
   band = np.full((218, 178, 3), 100, np.uint8)
   band[104:114] = 255  # centred: its image is centred too, and averaged by the antialiasing
-  column = pipeline.resize_and_center_crop(tf.constant(band), 64).numpy()[:, 17, 0]
+  column = tfds_batches.resize_and_center_crop(tf.constant(band), 64).numpy()[:, 17, 0]
   np.testing.assert_array_equal(column, column[::-1])
   assert column[31] == 255 and column[0] == 100 and 100 < column[29] < 255
 
   # Pixel for pixel (within rounding) what torchvision's Resize(64) + CenterCrop(64) make of a
   # PIL image in the PyTorch DCGAN example: PIL's bilinear resize, which filters when it shrinks.
   noise = np.random.default_rng(0).integers(0, 256, (218, 178, 3)).astype(np.uint8)
-  ours = pipeline.resize_and_center_crop(tf.constant(noise), 64).numpy().astype(int)
+  ours = tfds_batches.resize_and_center_crop(tf.constant(noise), 64).numpy().astype(int)
   pil = np.asarray(Image.fromarray(noise).resize((64, 78), Image.BILINEAR).crop((0, 7, 64, 71))).astype(int)
   assert np.abs(ours - pil).max() <= 1 and ours.std() < 30
 
   wide = np.full((178, 218, 3), 100, np.uint8)
   wide[:, :25] = 255  # 25 of 218 columns -> 8.9 of 78 -> 1.9 left of the 7-column crop margin
-  out = pipeline.resize_and_center_crop(tf.constant(wide), 64).numpy()
+  out = tfds_batches.resize_and_center_crop(tf.constant(wide), 64).numpy()
   assert out.shape == (64, 64, 3)
   np.testing.assert_array_equal(out[:, 3:], 100)
   assert out[0, 0, 0] == 255 and 100 < out[0, 1, 0] < 255
@@ -382,7 +382,7 @@ def test_failed_download_is_one_line_and_fails_fast(tmp_path, monkeypatch):
           "Failed to resolve 'storage.googleapis.com' ([Errno -2] Name or service not known)); ") in message
   assert f"data_dir={tmp_path}" in message and "mnist5k" in message and "\n" not in message
   assert type(raised.value.__cause__).__name__ == "ConnectionError"
-  assert retries_during_download == [pipeline.DOWNLOAD_RETRIES] and downloader.MAX_RETRIES == saved > 5
+  assert retries_during_download == [tfds_prepare.DOWNLOAD_RETRIES] and downloader.MAX_RETRIES == saved > 5
 
 
 # ------------------------------------------------------------------------------ 2-D mixtures

@@ -33,6 +33,8 @@ def _files(room: str) -> list[str]:
 
 # (room, the genjax modules its files may import: each a prefix)
 ALLOWED = [
+    # The data room (pipeline, its TFDS reader and preparer, the offline sets) reads datasets and nothing else.
+    ("data", ("genjax.data", "genjax.errors")),
     ("losses", ("genjax.losses",)),
     ("nets", ("genjax.nets",)),
     # A family knows nets, losses, the collectives helper and how options are declared; never files,

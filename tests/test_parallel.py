@@ -1,9 +1,10 @@
-"""Data parallelism: the same numbers on 1, 2 and 8 devices, on the jit and the pmap path, and in two processes.
+"""Data parallelism: the same numbers in two processes as in one; the paths' layouts, helpers and errors.
 
-The device count is fixed when JAX starts, so the runs happen in subprocesses
-(`tests/multidevice.py`) with XLA_FLAGS=--xla_force_host_platform_device_count=8,
-and the two-process run with `jax.distributed.initialize` on 127.0.0.1 over
-gloo, JAX's CPU collectives.
+That every family gives the numbers of one device on 2 and 8 devices and on
+the pmap path is the conformance suite's (tests/test_conformance_devices.py).
+Here, the run that it cannot make: two processes (`tests/multidevice.py`)
+joined by `jax.distributed.initialize` on 127.0.0.1 over gloo, JAX's CPU
+collectives; and the pmap path on one device.
 """
 
 import os
@@ -17,69 +18,42 @@ import pytest
 
 from genjax import parallel, train_lib
 from genjax.errors import UserError
-from tests import multidevice
+from tests import conformance, multidevice
 from tests.helpers import ROOT, restore_state, tiny_config
 
 PATHS = ("jit", "pmap")
-DEVICE_COUNTS = (1, 8)  # (benchmarks/invariance.py adds 2)
-# The VAE and the DCGAN (BatchNorm in both nets) on every path and device count. (`tests.multidevice`
-# also has 'wgan_gp': per-example interpolation weights and 2 critic steps, for a run by hand.)
-RUNS = [(m, p, n) for m in ("vae", "dcgan") for p in PATHS for n in DEVICE_COUNTS]
+# The conv VAE and the DCGAN (BatchNorm in both nets, an EMA at a constant decay) of tests.multidevice.
+TWO_PROCESSES = ["vae:jit:all", "dcgan:jit:all", "dcgan:pmap:all"]
 
 
 @pytest.fixture(scope="module")
-def states(tmp_path_factory):
-  """{(model, path, devices): {leaf name: array}} after 3 steps, all from one 8-device process."""
+def runs(tmp_path_factory):
+  """{'one': one process on one device, jit and pmap; 'two': two processes with one device each, every process
+  feeding its own rows of each global batch}: folders of .npz states after 3 steps, all run at once."""
   out = tmp_path_factory.mktemp("multidevice")
-  multidevice.finish([multidevice.launch(out, [f"{m}:{p}:{n}" for m, p, n in RUNS], devices=8)])
-  return {run: dict(np.load(out / f"{run[0]}_{run[1]}_{run[2]}.npz")) for run in RUNS}
-
-
-def _assert_same_state(got: dict, want: dict) -> None:
-  """Parameters, BatchNorm statistics and EMA to 1e-5 relative; optimizer moments to 1e-5 of their scale.
-
-  Adam's moments of weights whose gradient is nearly zero are tiny sums of
-  terms that cancel, whose relative rounding error says nothing; their
-  difference is compared with the size of the whole array instead.
-  """
-  assert got.keys() == want.keys()
-  for name, expected in want.items():
-    actual = got[name]
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype, name
-    if expected.dtype.kind != "f":
-      np.testing.assert_array_equal(actual, expected, err_msg=name)
-    elif "opt_state" in name:
-      assert np.max(np.abs(actual - expected)) <= 1e-5 * np.max(np.abs(expected)), name
-    else:
-      np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6, err_msg=name)
-
-
-@pytest.mark.parametrize("model,path,devices", [r for r in RUNS if r[1:] != ("jit", 1)],
-                         ids=[f"{m}-{p}-{n}" for m, p, n in RUNS if (p, n) != ("jit", 1)])
-def test_three_steps_give_the_same_state_on_any_path_and_device_count(states, model, path, devices):
-  reference = states[(model, "jit", 1)]
-  assert int(reference[".step"]) == 3
-  _assert_same_state(states[(model, path, devices)], reference)
-
-
-def test_the_comparison_sees_a_one_step_difference(states):
-  """The states do move: a state compared with one of a different model of its kind would fail."""
-  vae = states[("vae", "jit", 1)]
-  moved = {k: (v + 1e-3 * np.abs(v).max() if "params" in k and v.dtype.kind == "f" else v) for k, v in vae.items()}
-  with pytest.raises(AssertionError):
-    _assert_same_state(moved, vae)
-  dcgan = states[("dcgan", "jit", 1)]
-  assert np.abs(dcgan[".ema_params['ConvTranspose_0']['kernel']"]
-                - dcgan[".g_params['ConvTranspose_0']['kernel']"]).max() > 0  # the weights moved, the EMA lags
-
-
-def test_two_processes_reach_the_state_of_one(states, tmp_path):
-  runs = ["vae:jit:all", "dcgan:jit:all", "dcgan:pmap:all"]
   address = multidevice.local_address()
-  multidevice.finish([multidevice.launch(tmp_path, runs, devices=1, process=(address, 2, i)) for i in range(2)])
-  for run in runs:
-    model, path, _ = run.split(":")
-    _assert_same_state(dict(np.load(tmp_path / f"{model}_{path}_all.npz")), states[(model, "jit", 1)])
+  procs = [multidevice.launch(out / "one", [f"{m}:{p}:1" for m in ("vae", "dcgan") for p in PATHS], devices=1)]
+  procs += [multidevice.launch(out / "two", TWO_PROCESSES, devices=1, process=(address, 2, i)) for i in range(2)]
+  multidevice.finish(procs)
+  return out
+
+
+def _state(folder, model: str, path: str, devices: str) -> dict:
+  return dict(np.load(folder / f"{model}_{path}_{devices}.npz"))
+
+
+@pytest.mark.parametrize("run", TWO_PROCESSES)
+def test_two_processes_reach_the_state_of_one(runs, run):
+  model, path, _ = run.split(":")
+  one = _state(runs / "one", model, "jit", "1")
+  assert int(one[".step"]) == multidevice.STEPS
+  conformance.assert_same_state(_state(runs / "two", model, path, "all"), one, run)
+
+
+@pytest.mark.parametrize("model", ["vae", "dcgan"])
+def test_pmap_on_one_device_reaches_the_state_of_jit(runs, model):
+  """The pmap path with an axis of one (the conformance suite runs pmap on 8 devices)."""
+  conformance.assert_same_state(_state(runs / "one", model, "pmap", "1"), _state(runs / "one", model, "jit", "1"))
 
 
 # ------------------------------------------------------------------ in this process (one device)
