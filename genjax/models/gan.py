@@ -100,17 +100,9 @@ class GAN:
     g_optimizer, d_optimizer: optax transformations of each net's gradient
       (clipping, if any, is part of them).
     data_shape: shape of one example: (H, W, C) images or (2,) points.
-    latent_dim: Z.
-    loss: a key of `genjax.losses.gan.LOSSES`.
-    d_steps: discriminator updates per generator update (n_critic).
-    gp_weight: lambda of the WGAN-GP penalty on interpolates (0: off).
-    r1_gamma, r2_gamma: gamma of the R1 (real) and R2 (fake) penalties,
-      added as gamma / 2 * R (0: off).
-    ema: the EMA of G's weights, ema <- d_n ema + (1 - d_n) params after G
-      update n (`genjax.models.update.EMA`: its decay, 0 making the EMA the
-      current weights, and the warm-up rule of d_n).
+    latent_dim ... pack: the options, each declared (and commented) on its field below; `ema` is the EMA of
+      G's weights, ema <- d_n ema + (1 - d_n) params after G update n (`genjax.models.update.EMA`).
     standing_latents: latents of the EMA generator's BatchNorm statistics.
-    pack: PacGAN's m, examples per discriminator input.
     points: the examples are float32 points (a 2-D mixture), used as they
       are, rather than uint8 images.
     axis_name: pmap's device axis (the nets' BatchNorm must use the same);
@@ -329,12 +321,10 @@ class GAN:
     other weights, and paired with the EMA they gave gray, mottled
     backgrounds early in training (benchmarks/ema_gan.py measures both).
     """
-    if weights == "raw":
-      return {"params": state.g_params, "batch_stats": state.g_stats}
-    if weights != "ema":
-      raise ValueError(f"weights: unknown {weights!r}; allowed: ema, raw")
-    return {"params": state.ema_params,
-            "batch_stats": self.standing_stats(state.ema_params, state.g_stats, key, self.standing_latents)}
+    return update.pick_weights(
+        weights, lambda: {"params": state.g_params, "batch_stats": state.g_stats},
+        lambda: {"params": state.ema_params,
+                 "batch_stats": self.standing_stats(state.ema_params, state.g_stats, key, self.standing_latents)})
 
   # -------------------------------------------------------------- sampling
 
@@ -443,7 +433,7 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
 
 family.register(family.FamilySpec(
     name="gan", archs=ARCHS, options=OPTIONS, validate_config=validate_config, from_config=from_config,
-    weights=("ema", "raw"), truncation=True,
+    weights=update.EMA_WEIGHTS, truncation=True,
     smoke={"dcgan": {"model.arch": "dcgan", "model.g_width": 4, "model.d_width": 4, "model.latent_dim": 8},
            "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.latent_dim": 2, "model.g_hidden": (16, 16),
                    "model.d_hidden": (16, 16)}}))

@@ -70,6 +70,19 @@ class EMA:
     return ema_lib.update(ema_params, params, ema_lib.decay(self.warmup, self.decay, num_updates, self.rampup))
 
 
+EMA_WEIGHTS = ("ema", "raw")  # what `eval_params` gives of a family that keeps an EMA, its default first
+
+
+def pick_weights(weights: str, raw: Callable[[], Any], ema: Callable[[], Any]):
+  """`eval_params` of a family that keeps an EMA: raw() for 'raw', ema() for 'ema' (only the one chosen is
+  traced); ValueError naming the allowed ones otherwise."""
+  if weights == "raw":
+    return raw()
+  if weights != "ema":
+    raise ValueError(f"weights: unknown {weights!r}; allowed: {', '.join(EMA_WEIGHTS)}")
+  return ema()
+
+
 def ema_options(decay: float, added: dict[str, tuple[int, object]] | None = None) -> options.Group:
   """The EMA as a shared capability of a family's config block: fields `ema_decay`, `ema_warmup`, `ema_rampup`
   (`EMA`'s options), this family's default `decay`, and `added` {EMA field: (version, value older runs had)}."""

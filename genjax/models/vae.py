@@ -52,16 +52,10 @@ class VAE:
       means, shaped like x.
     optimizer: the optax transformation applied to the ELBO's gradient.
     image_shape: (H, W, C).
-    latent_dim: Z.
-    likelihood: 'bernoulli' (decoder outputs logits) or 'gaussian' (decoder
-      outputs means; the variance is exp(obs_logvar) for every pixel).
-    binarize: draw x ~ Bernoulli(pixel intensity) for every example (needs
-      likelihood='bernoulli'); the evaluation binarises with a fixed key.
-    beta: weight of the KL term in the training loss (Higgins et al. 2017);
-      reported ELBOs always use beta = 1.
-    obs_logvar: log-variance of the Gaussian likelihood (unused by Bernoulli).
-    iwae_k: importance samples per example of `evaluate` (K of the IWAE
-      bound; the evaluation's own knob, from the config's model.iwae_k).
+    latent_dim ... iwae_k: the options of the config's 'model' block, each declared (and commented) on its
+      field below. A Bernoulli decoder outputs logits, a Gaussian one means (variance exp(obs_logvar));
+      `binarize` draws x ~ Bernoulli(pixel intensity) per example, the evaluation with a fixed key; `beta`
+      weighs the KL term of the training loss (Higgins et al. 2017), reported ELBOs use 1.
     eval_chunk: importance samples decoded at once by `evaluate`; bounds
       memory, does not change the numbers.
     axis_name: pmap's device axis; None under jit or on one device.
