@@ -38,6 +38,8 @@ ALLOWED = [
     # A family knows nets, losses and the collectives helper; never files, datasets or the loop.
     ("models", ("genjax.models", "genjax.nets", "genjax.losses", "genjax.parallel", "genjax.random",
                 "genjax.config_checks", "genjax.errors")),
+    # The diffusion objectives' math: numbers only, the net handed in; no nets, devices or config.
+    ("models/diffusion_param.py", ("genjax.losses",)),
     ("metrics", ("genjax.metrics", "genjax.nets")),
     ("workdir.py", ("genjax.build", "genjax.errors", "genjax.models.family")),
     # The evaluation the loop and sample.py share: data, metrics, pictures; never a checkpoint or the loop.
