@@ -239,15 +239,8 @@ class Diffusion:
     noise = jax.random.normal(start_key, (n, *self.data_shape))
     denoise = self.sampling_denoiser(params)
     if sampler == "heun":
-      levels = self.parametrisation.edm_levels(steps)
-      out = sampling.heun_sample(sampling.edm_denoiser_from_vp(denoise), float(levels[0]) * noise, levels,
-                                 loop_key, s_churn=self.churn, path=path)
-      if not path:
-        return out
-      x, (states, predictions) = out
-      after = np.concatenate([levels[1:], [0.0]])
-      return x, (states / jnp.sqrt(1.0 + jnp.asarray(after, jnp.float32) ** 2).reshape(-1, *[1] * x.ndim),
-                 predictions)
+      return sampling.heun_sample_vp(denoise, noise, self.parametrisation.edm_levels(steps), loop_key,
+                                     s_churn=self.churn, path=path)
     alphas, sigmas = self.parametrisation.vp_levels(steps)
     if sampler == "ddim":
       return sampling.ddim_sample(denoise, noise, alphas, sigmas, loop_key, eta=self.eta, path=path)
