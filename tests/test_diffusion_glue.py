@@ -41,6 +41,7 @@ from scipy import stats
 
 from genjax import build, errors, parallel
 from genjax.models import diffusion as diffusion_lib
+from genjax.models import diffusion_param
 from genjax.models import family as family_lib
 from genjax.models import update
 from genjax.models.diffusion import Diffusion, DiffusionState
@@ -663,3 +664,23 @@ def test_init_eval_params_noise_input_and_unknown_options():
   np.testing.assert_allclose(edm.noise_input(jnp.asarray([0.8, 0.3]), jnp.asarray([0.6, 0.9])),
                              250.0 * np.log([0.75, 3.0]), rtol=1e-5)
   assert family_lib.get("diffusion").weights == ("ema", "raw")
+
+
+def test_the_objective_picks_one_frozen_parametrisation_with_the_models_fields():
+  """'eps', 'v' and 'edm' are EpsilonVP, VelocityVP and EDM of genjax.models.diffusion_param, frozen, each field the
+  model's of the same name; a model replaced with another objective or level gets its own object, not the cached
+  one of the model it came from."""
+  for name, kind in (("eps", diffusion_param.EpsilonVP), ("v", diffusion_param.VelocityVP),
+                     ("edm", diffusion_param.EDM)):
+    fam = model(name)
+    chosen = fam.parametrisation
+    assert type(chosen) is kind and chosen.vp == fam.vp == (name != "edm")
+    for field in dataclasses.fields(chosen):
+      assert getattr(chosen, field.name) == getattr(fam, field.name), (name, field.name)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+      chosen.rho = 1.0
+  fam = model("edm")
+  assert fam.parametrisation.sigma_max == 5.0  # cached before the replace
+  other = dataclasses.replace(fam, objective="v", sigma_max=3.0)
+  assert type(other.parametrisation) is diffusion_param.VelocityVP and other.parametrisation.sigma_max == 3.0
+  assert type(fam.parametrisation) is diffusion_param.EDM and fam.parametrisation.sigma_max == 5.0

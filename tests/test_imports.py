@@ -43,6 +43,8 @@ ALLOWED = [
                 "genjax.config_checks", "genjax.options", "genjax.errors")),
     # Declaring options knows only the checks: a family's model module and the shared fields import it.
     ("options.py", ("genjax.config_checks", "genjax.errors")),
+    # The diffusion objectives' math: numbers only, the net handed in; no nets, devices or config.
+    ("models/diffusion_param.py", ("genjax.losses",)),
     ("metrics", ("genjax.metrics", "genjax.nets")),
     ("workdir.py", ("genjax.build", "genjax.errors", "genjax.models.family", "genjax.options")),
     # The evaluation the loop and sample.py share: data, metrics, pictures; never a checkpoint or the loop.

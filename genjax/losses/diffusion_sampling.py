@@ -3,7 +3,8 @@ EDM's Heun sampler with optional churn.
 
 Every sampler takes a denoiser that predicts the data, `denoise(z, alpha, sigma) -> x_hat` for the VP
 samplers (genjax.losses.diffusion converts eps- and v-predictions), and `D(x, sigma) -> x_hat` in EDM's
-form (x = data + sigma n) for Heun; `edm_denoiser_from_vp` turns the first into the second. Steps are the
+form (x = data + sigma n) for Heun; `edm_denoiser_from_vp` turns the first into the second, and
+`heun_sample_vp` runs Heun on a VP denoiser, its path in the VP scale. Steps are the
 schedule's (alpha_i, sigma_i), i = 0..N-1, noisiest last; a respaced sampler passes any subsequence of a
 schedule (Nichol & Dhariwal 2021), and the step from i to i - 1 is the exact Gaussian q(z_{i-1} | z_i, x) of
 genjax.losses.diffusion.posterior whatever the gap. Scalars such as eta and the churn are arrays, so
@@ -16,6 +17,7 @@ denoising trajectory.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from genjax.losses import diffusion as dm
 
@@ -143,3 +145,17 @@ def heun_sample(d, x_T, sigmas, key: jax.Array, s_churn=0.0, s_tmin=0.0, s_tmax=
   if path:
     trajectory = jax.tree.map(lambda steps, last: jnp.concatenate([steps, last[None]]), trajectory, (x, denoised))
   return (x, trajectory) if path else x
+
+
+def heun_sample_vp(denoise, noise, sigmas, key: jax.Array, s_churn=0.0, path: bool = False):
+  """`heun_sample` of a VP denoiser on EDM's levels `sigmas` (numpy, decreasing), from x_T = sigmas[0] noise.
+
+  The path's states are in the VP form's scale, z = x / sqrt(1 + s^2) at the level s each step ends at (0 for
+  the last), as the VP samplers' paths are, so pictures of any sampler's trajectory look alike.
+  """
+  out = heun_sample(edm_denoiser_from_vp(denoise), float(sigmas[0]) * noise, sigmas, key, s_churn=s_churn, path=path)
+  if not path:
+    return out
+  x, (states, predictions) = out
+  after = np.concatenate([sigmas[1:], [0.0]])
+  return x, (states / jnp.sqrt(1.0 + jnp.asarray(after, jnp.float32) ** 2).reshape(-1, *[1] * x.ndim), predictions)

@@ -3,29 +3,20 @@
 `Diffusion` is a frozen description of one model: its net, optimizer, the
 training objective and the sampler. Its methods are pure functions of (state
 or params, data, key); the caller compiles them. The math lives in
-`genjax.losses.diffusion` (schedules, losses, the bound) and
-`genjax.losses.diffusion_sampling` (the samplers, each one `lax.scan`).
+`genjax.losses.diffusion` (schedules, losses, the bound),
+`genjax.losses.diffusion_sampling` (the samplers, each one `lax.scan`) and
+`genjax.models.diffusion_param` (the objectives).
 
 One denoiser, whatever the objective. Every model is used through
 `denoise(params, z, alpha, sigma) -> x_hat`, the prediction of the data from
 z = alpha x + sigma eps at any (alpha, sigma) of the variance-preserving
-form, so every sampler runs on every model:
-
-  * 'eps' (Ho et al.) and 'v' (Salimans & Ho 2022): the net predicts eps or
-    v = alpha eps - sigma x on a discrete VP schedule of `num_timesteps`
-    steps ('linear' or 'cosine'), trained with t uniform in 1..T; the net's
-    noise input is the step index t - 1 (DDPM's), and between the schedule's
-    steps the fractional index at the same log-SNR.
-  * 'edm': the net F is preconditioned, D(x; s) = c_skip x + c_out F(c_in x,
-    c_noise) with x = z / alpha and s = sigma / alpha, trained with ln s ~
-    N(-1.2, 1.2^2) and EDM's weight; c_noise is EDM's ln(s) / 4 times 1000,
-    so that the sinusoidal embedding resolves it as it does DDPM's indices.
-
-Samplers ('ddim' with `eta`, 'ancestral', 'heun' with `churn`) run on
-`sample_steps` levels: the VP samplers of an 'eps' / 'v' model on its
-schedule respaced evenly (t = 1 and t = T included); Heun, and every sampler
-of an 'edm' model, on EDM's rho = 7 levels between `sigma_min` and
-`sigma_max` (clipped to the range a VP model was trained on).
+form, so every sampler runs on every model. The objective ('eps', Ho et al.;
+'v', Salimans & Ho 2022; 'edm', Karras et al.'s preconditioning) is a
+parametrisation object of `genjax.models.diffusion_param`, which holds its
+training loss, its noise input, how the net's output becomes x_hat and its
+levels; the model picks it in one place (`parametrisation`). The samplers
+('ddim' with `eta`, 'ancestral', 'heun' with `churn`) run on `sample_steps`
+of those levels: Heun on EDM's, the others on the VP form's.
 
 Weights: the state keeps the trained weights and their EMA (warm-up rules of
 `genjax.losses.ema`); sampling and evaluation use the EMA ('ema', the
@@ -64,14 +55,16 @@ from genjax import options, parallel
 from genjax import random as grandom
 from genjax.losses import diffusion as dm
 from genjax.losses import diffusion_sampling as sampling
+from genjax.models import diffusion_param as dp
 from genjax.models import family, update
 from genjax.nets import mlp_denoiser
 from genjax.nets import unet as unet_nets
 
-OBJECTIVES = ("eps", "v", "edm")
-SCHEDULES = ("linear", "cosine")
+OBJECTIVES = tuple(dp.BY_OBJECTIVE)
+SCHEDULES = dp.SCHEDULES
 SAMPLERS = ("ddim", "ancestral", "heun")
 TRAJECTORY_ROWS, TRAJECTORY_COLS = 8, 10
+vp_schedule = dp.vp_schedule  # the schedules' (alpha, sigma), read here by the tests
 
 
 class DiffusionState(struct.PyTreeNode):
@@ -81,28 +74,6 @@ class DiffusionState(struct.PyTreeNode):
   params: Any  # the net's trained weights
   opt_state: Any
   ema_params: Any  # exponential moving average of params, which sampling uses
-
-
-@functools.lru_cache(maxsize=8)
-def vp_schedule(schedule: str, num_timesteps: int) -> tuple[np.ndarray, np.ndarray]:
-  """(alpha_t, sigma_t), float64 [T], of a discrete VP schedule."""
-  if schedule == "linear":
-    return dm.linear_schedule(num_timesteps)
-  if schedule == "cosine":
-    return dm.cosine_schedule(num_timesteps)
-  raise ValueError(f"schedule: unknown {schedule!r}; allowed: {', '.join(SCHEDULES)}")
-
-
-def vp_from_edm(sigma_edm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(alpha, sigma) of the VP form of EDM's noise levels: alpha = 1 / sqrt(1 + s^2), sigma = s alpha."""
-  alpha = 1.0 / np.sqrt(1.0 + np.square(sigma_edm))
-  return alpha, sigma_edm * alpha
-
-
-def _column(v, x):
-  """A scalar or [B] array as [B, 1, ...], broadcastable against x."""
-  v = jnp.broadcast_to(jnp.asarray(v, jnp.float32), (x.shape[0],))
-  return v.reshape((-1,) + (1,) * (x.ndim - 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +143,12 @@ class Diffusion:
       if getattr(self, field) not in allowed:
         raise ValueError(f"{field}: unknown {getattr(self, field)!r}; allowed: {', '.join(allowed)}")
 
+  @functools.cached_property
+  def parametrisation(self) -> dp.Parametrisation:
+    """The objective's math, chosen here and nowhere else; its fields are this model's of the same names."""
+    kind = dp.BY_OBJECTIVE[self.objective]
+    return kind(**{f.name: getattr(self, f.name) for f in dataclasses.fields(kind)})
+
   # ----------------------------------------------------------------- ranges
 
   def scale(self, data: jax.Array) -> jax.Array:
@@ -187,25 +164,11 @@ class Diffusion:
   @property
   def vp(self) -> bool:
     """Whether the net was trained on a discrete VP schedule ('eps', 'v')."""
-    return self.objective != "edm"
-
-  def edm_range(self) -> tuple[float, float]:
-    """EDM's (sigma_min, sigma_max), within the range of s = sigma / alpha a VP model was trained on."""
-    if not self.vp:
-      return self.sigma_min, self.sigma_max
-    alphas, sigmas = vp_schedule(self.schedule, self.num_timesteps)
-    s = sigmas / alphas
-    return max(self.sigma_min, float(s[0])), min(self.sigma_max, float(s[-1]))
+    return self.parametrisation.vp
 
   def noise_input(self, alpha_B: jax.Array, sigma_B: jax.Array) -> jax.Array:
     """The net's noise input c_B at (alpha, sigma): the (fractional) step index, or EDM's 1000 ln(s) / 4."""
-    if not self.vp:
-      return 250.0 * (jnp.log(sigma_B) - jnp.log(alpha_B))
-    alphas, sigmas = vp_schedule(self.schedule, self.num_timesteps)
-    table = np.log(np.square(alphas)) - np.log(np.square(sigmas))  # log-SNR, decreasing in t
-    lam_B = 2.0 * (jnp.log(alpha_B) - jnp.log(sigma_B))
-    index = np.arange(self.num_timesteps, dtype=np.float32)
-    return jnp.interp(lam_B, jnp.asarray(table[::-1], jnp.float32), jnp.asarray(index[::-1]))
+    return self.parametrisation.noise_input(alpha_B, sigma_B)
 
   def apply_net(self, params, x, c_B: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
     """The net on x at noise inputs c_B; with `dropout_key` (keys [B]) in training mode.
@@ -222,22 +185,9 @@ class Diffusion:
 
     return jax.vmap(one)(x, c_B, dropout_key)
 
-  def edm_denoise(self, params, x, s, dropout_key=None) -> jax.Array:
-    """EDM's preconditioned D(x; s) of an 'edm' model, x = data + s n, s scalar or [B]."""
-    s_col = _column(s, x)
-    c_skip, c_out, c_in, c_noise = dm.edm_preconditioning(s_col, self.sigma_data)
-    c_B = 1000.0 * c_noise.reshape(-1)  # ln(s) / 4 on the scale of the VP nets' step index (0..1000)
-    return c_skip * x + c_out * self.apply_net(params, c_in * x, c_B, dropout_key)
-
   def denoise(self, params, z, alpha, sigma) -> jax.Array:
     """x_hat(z) at z = alpha x + sigma eps (scalars or [B]), from the net in inference mode."""
-    a, s = _column(alpha, z), _column(sigma, z)
-    if not self.vp:
-      return self.edm_denoise(params, z / a, (s / a).reshape(-1))
-    out = self.apply_net(params, z, self.noise_input(a.reshape(-1), s.reshape(-1)))
-    if self.objective == "eps":
-      return dm.x_from_eps(z, out, a, s)
-    return dm.x_from_v(z, out, a, s)
+    return self.parametrisation.denoise(functools.partial(self.apply_net, params), z, alpha, sigma)
 
   def sampling_denoiser(self, params):
     """`denoise` as the samplers call it, clipped to [-1, 1] for images when `clip_denoised`."""
@@ -245,21 +195,6 @@ class Diffusion:
       x_hat = self.denoise(params, z, alpha, sigma)
       return jnp.clip(x_hat, -1.0, 1.0) if self.clip_denoised and not self.points else x_hat
     return denoise
-
-  # ------------------------------------------------------------ the levels
-
-  def vp_levels(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """(alpha, sigma), float64 [N], least noisy first, of the VP samplers and the bound on `steps` levels."""
-    if self.vp:
-      alphas, sigmas = vp_schedule(self.schedule, self.num_timesteps)
-      t = np.unique(np.round(np.linspace(1, self.num_timesteps, steps)).astype(np.int64))
-      return alphas[t - 1], sigmas[t - 1]
-    return vp_from_edm(self.edm_levels(steps)[::-1])
-
-  def edm_levels(self, steps: int) -> np.ndarray:
-    """EDM's `steps` levels s, noisiest first."""
-    low, high = self.edm_range()
-    return dm.edm_sigmas(steps, low, high, self.rho)
 
   # -------------------------------------------------------------- training
 
@@ -271,23 +206,13 @@ class Diffusion:
                           ema_params=jax.tree.map(jnp.copy, params))
 
   def loss(self, params, x, key: jax.Array) -> tuple[jax.Array, dict]:
-    """The objective's loss, averaged over the batch: eps- or v-MSE at t ~ U{1..T}, or EDM's weighted loss."""
+    """The objective's loss over the batch; example i draws (level, noise, dropout) from split(its key, 3)."""
     batch = x.shape[0]
     keys_B = grandom.example_keys(key, batch, parallel.batch_offset(batch, self.axis_name))
     keys_Bx3 = jax.vmap(lambda k: jax.random.split(k, 3))(keys_B)
     noise = jax.vmap(lambda k: jax.random.normal(k, x.shape[1:]))(keys_Bx3[:, 1])
-    if not self.vp:
-      s_B = jax.vmap(lambda k: dm.edm_training_sigmas(k, 1, self.p_mean, self.p_std)[0])(keys_Bx3[:, 0])
-      denoised = self.edm_denoise(params, x + _column(s_B, x) * noise, s_B, keys_Bx3[:, 2])
-      per_example = dm.edm_loss(denoised, x, s_B, self.sigma_data)
-      return jnp.mean(per_example), {"loss": jnp.mean(per_example), "mse": jnp.mean(dm.eps_mse(denoised, x))}
-    alphas, sigmas = (jnp.asarray(v, jnp.float32) for v in vp_schedule(self.schedule, self.num_timesteps))
-    t_B = jax.vmap(lambda k: jax.random.randint(k, (), 0, self.num_timesteps))(keys_Bx3[:, 0])
-    a, s = _column(alphas[t_B], x), _column(sigmas[t_B], x)
-    out = self.apply_net(params, dm.diffuse(x, a, s, noise), t_B.astype(jnp.float32), keys_Bx3[:, 2])
-    target = noise if self.objective == "eps" else dm.v_from_eps_x(noise, x, a, s)
-    loss = jnp.mean(dm.eps_mse(out, target))
-    return loss, {"loss": loss}
+    net = functools.partial(self.apply_net, params, dropout_key=keys_Bx3[:, 2])
+    return self.parametrisation.loss(net, x, noise, keys_Bx3[:, 0])
 
   def train_step(self, state: DiffusionState, batch: dict, key: jax.Array) -> tuple[DiffusionState, dict]:
     """One optimizer step on the loss of `batch['image']`, then the EMA."""
@@ -326,16 +251,9 @@ class Diffusion:
     noise = jax.random.normal(start_key, (n, *self.data_shape))
     denoise = self.sampling_denoiser(params)
     if sampler == "heun":
-      levels = self.edm_levels(steps)
-      out = sampling.heun_sample(sampling.edm_denoiser_from_vp(denoise), float(levels[0]) * noise, levels,
-                                 loop_key, s_churn=self.churn, path=path)
-      if not path:
-        return out
-      x, (states, predictions) = out
-      after = np.concatenate([levels[1:], [0.0]])
-      return x, (states / jnp.sqrt(1.0 + jnp.asarray(after, jnp.float32) ** 2).reshape(-1, *[1] * x.ndim),
-                 predictions)
-    alphas, sigmas = self.vp_levels(steps)
+      return sampling.heun_sample_vp(denoise, noise, self.parametrisation.edm_levels(steps), loop_key,
+                                     s_churn=self.churn, path=path)
+    alphas, sigmas = self.parametrisation.vp_levels(steps)
     if sampler == "ddim":
       return sampling.ddim_sample(denoise, noise, alphas, sigmas, loop_key, eta=self.eta, path=path)
     return sampling.ancestral_sample(denoise, noise, alphas, sigmas, loop_key, path=path)
@@ -354,7 +272,7 @@ class Diffusion:
     """
     del labels  # unconditional
     x = self.scale(image_BxHxWxC)
-    alphas, sigmas = (jnp.asarray(v, jnp.float32) for v in self.vp_levels(self.eval_steps))
+    alphas, sigmas = (jnp.asarray(v, jnp.float32) for v in self.parametrisation.vp_levels(self.eval_steps))
     denoise = functools.partial(self.denoise, params)
 
     def nats(x_i, key_i):
