@@ -1,7 +1,8 @@
 """Model families: nets + losses + optax glued into init / train_step / sample.
 
 Each family module registers itself with `genjax.models.family` when it is
-imported; a new family adds one import line here.
+imported (the GAN's registration lives beside it in `gan_config`); a new
+family adds one import line here.
 """
 
 from genjax.models import family
@@ -9,6 +10,7 @@ from genjax.models.family import Family, FamilySpec
 # Registered in this order, which error messages list: the default family first.
 from genjax.models.vae import VAE, VAEState  # isort: skip
 from genjax.models.gan import GAN, GANState  # isort: skip
+from genjax.models import gan_config  # noqa: F401  isort: skip  (the GAN's config and registration)
 from genjax.models.diffusion import Diffusion, DiffusionState  # isort: skip
 
 __all__ = ["Diffusion", "DiffusionState", "GAN", "GANState", "VAE", "VAEState", "Family", "FamilySpec", "family"]

@@ -85,19 +85,8 @@ class Diffusion:
       U-Net for images, an MLP for points); c is the noise input.
     optimizer: the optax transformation of the loss's gradient.
     data_shape: shape of one example: (H, W, C) images or (2,) points.
-    objective: 'eps', 'v' or 'edm'.
-    schedule: 'linear' or 'cosine', the VP schedule of 'eps' and 'v'.
-    num_timesteps: T of that schedule.
-    sampler: 'ddim', 'ancestral' or 'heun', the sampler of `sample`.
-    sample_steps: its noise levels (Heun makes 2N - 1 net evaluations).
-    eta: DDIM's eta (0: deterministic).
-    churn: Heun's S_churn (0: deterministic).
-    sigma_min, sigma_max, rho: EDM's levels.
-    sigma_data: EDM's standard deviation of the data (0.5 for images in [-1, 1]).
-    p_mean, p_std: EDM's training levels, ln(sigma) ~ N(p_mean, p_std^2).
-    clip_denoised: clip the predicted images to [-1, 1] while sampling (DDPM's code does).
-    eval_steps: levels of the model whose bound `evaluate` reports.
-    ema: the EMA of the weights, which samples (`genjax.models.update.EMA`).
+    objective ... ema: the options of the config's 'diffusion' block, each declared (and commented) on its
+      field below; `ema` is the EMA of the weights, which samples (`genjax.models.update.EMA`).
     points: the examples are float32 points, not uint8 images.
     axis_name: pmap's device axis; None under jit or on one device.
   """
@@ -226,11 +215,7 @@ class Diffusion:
   def eval_params(self, state: DiffusionState, key: jax.Array, weights: str = "ema"):
     """The weights that sample and evaluate: 'ema' (default) or 'raw' (no key needed: no statistics)."""
     del key
-    if weights == "raw":
-      return state.params
-    if weights != "ema":
-      raise ValueError(f"weights: unknown {weights!r}; allowed: ema, raw")
-    return state.ema_params
+    return update.pick_weights(weights, lambda: state.params, lambda: state.ema_params)
 
   # -------------------------------------------------------------- sampling
 
@@ -387,7 +372,7 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
 family.register(family.FamilySpec(
     name="diffusion", archs=ARCHS, options=OPTIONS, validate_config=validate_config,
     from_config=from_config, units={"bpd": "bits/dim"}, labels={"bpd": "variational bound"},
-    weights=("ema", "raw"),
+    weights=update.EMA_WEIGHTS,
     # The smoke U-Net takes small steps (optim.learning_rate 2e-6). Its biases before a GroupNorm or a
     # residual sum get gradients that are sums of cancelling terms, whose last digits depend on the order of
     # float sums (jit against eager, one device against eight); Adam divides each by its own size, which

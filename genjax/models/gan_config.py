@@ -1,0 +1,79 @@
+"""The GAN family's seam: its nets' options, the checks across fields, construction from a config, and its
+registration (the GAN's own options are declared on the fields of `genjax.models.gan.GAN`)."""
+
+from genjax import config_checks as checks
+from genjax import options
+from genjax.models import family, update
+from genjax.models.gan import GAN
+from genjax.nets import dcgan as dcgan_nets
+from genjax.nets import mlp_gan
+
+
+ARCHS = ("dcgan", "mlp")
+_PENALTIES = ("gp_weight", "r1_gamma", "r2_gamma")
+
+
+# The nets' options; the GAN's own are its fields' (options.of(GAN), options.of(GAN, "model")).
+NETS = {
+    "arch": options.choice("dcgan", ARCHS, "'dcgan' (images) or 'mlp' (2-D points)"),
+    "g_width": options.count(64, "dcgan: ngf, channels of G's last hidden layer (earlier layers double it)",
+                             most=checks.MAX_WIDTH),
+    "d_width": options.count(64, "dcgan: ndf, channels of D's first layer (later layers double it)",
+                             most=checks.MAX_WIDTH),
+    "d_norm": options.choice("batch", dcgan_nets.D_NORMS, "dcgan: D's normalisation, 'batch', 'layer' or 'none'"
+                             " (penalties need 'layer'/'none')"),
+    "g_hidden": options.counts((128, 128, 128), "mlp: widths of G's hidden layers", most=checks.MAX_WIDTH),
+    "d_hidden": options.counts((128, 128, 128), "mlp: widths of D's hidden layers", most=checks.MAX_WIDTH),
+    "g_batchnorm": options.flag(False, "mlp: BatchNorm after each of G's hidden layers"),
+}
+OPTIONS = {"model": {**NETS, **options.of(GAN, "model")}, "gan": options.of(GAN)}
+
+
+def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> None:
+  """Refuses, in one line naming the field, a GAN config that cannot model `dataset` (examples `example_shape`)."""
+  model = config.model
+  points = len(example_shape) == 1
+  checks.require(points == (model.arch == "mlp"),
+                 f"model.arch: {model.arch!r} cannot model dataset {dataset!r}; allowed: 'mlp' for 2-D points"
+                 " (the mixtures ring8, grid25), 'dcgan' for images")
+  checks.require(config.batch_size % model.pack == 0,
+                 f"model.pack: {model.pack} must divide batch_size {config.batch_size}")
+  if points:
+    return
+  penalised = [f"gan.{f}" for f in _PENALTIES if config.gan[f] > 0]
+  if penalised:
+    checks.require(model.d_norm != "batch",
+                   f"model.d_norm: 'batch' couples the examples of a batch, so the gradient penalty of"
+                   f" {penalised[0]} is not per example; allowed with penalties: 'layer', 'none'")
+  height, width, _ = example_shape
+  try:
+    dcgan_nets.num_stride2_layers(height)
+    ok = height == width
+  except ValueError:
+    ok = False
+  checks.require(ok, f"dataset.name: the DCGAN needs square images whose size halves to a base of 4 to 7 pixels"
+                     f" (28, 32, 64, ...), dataset {dataset!r} has {height}x{width}")
+
+
+def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, optimizer_for) -> GAN:
+  """The GAN of a validated config."""
+  model, optim = config.model, config.optim
+  if model.arch == "mlp":
+    generator = mlp_gan.MLPGenerator(example_shape[0], tuple(model.g_hidden), model.g_batchnorm, axis_name)
+    discriminator = mlp_gan.MLPDiscriminator(tuple(model.d_hidden))
+  else:
+    generator = dcgan_nets.DCGANGenerator(example_shape, model.g_width, axis_name, config.conv_impl)
+    discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm, axis_name, config.conv_impl)
+  return GAN(
+      generator=generator, discriminator=discriminator, g_optimizer=optimizer_for(optim.learning_rate),
+      d_optimizer=optimizer_for(optim.d_learning_rate or optim.learning_rate), data_shape=example_shape,
+      points=len(example_shape) == 1, axis_name=axis_name, **options.values(model, options.of(GAN, "model")),
+      **options.values(config.gan, OPTIONS["gan"]))
+
+
+family.register(family.FamilySpec(
+    name="gan", archs=ARCHS, options=OPTIONS, validate_config=validate_config, from_config=from_config,
+    weights=update.EMA_WEIGHTS, truncation=True,
+    smoke={"dcgan": {"model.arch": "dcgan", "model.g_width": 4, "model.d_width": 4, "model.latent_dim": 8},
+           "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.latent_dim": 2, "model.g_hidden": (16, 16),
+                   "model.d_hidden": (16, 16)}}))
