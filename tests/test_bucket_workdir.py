@@ -13,6 +13,8 @@ the bucket's lock rely on.
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -174,3 +176,26 @@ def test_a_bucket_without_its_packages_names_what_to_install(monkeypatch):
   with pytest.raises(UserError, match=r"^--workdir: 'gs://b/run' needs google-cloud-storage, which is not"
                                       r" installed; pip install 'genjax\[gcs\]'$"):
     workdir_lib.check_workdir("gs://b/run")
+
+
+def test_train_py_and_sample_py_on_a_bucket_from_the_command_line(bucket, tmp_path):
+  """The CLIs, run where a 'gs:' folder would appear: a bucket workdir trained and sampled, and s3:// refused in one
+  line; the working directory stays empty."""
+  from tests.helpers import ROOT, TINY, cli_env  # pylint: disable=g-import-not-at-top
+  workdir = f"gs://{BUCKET}/runs/cli"
+
+  def run(script, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=tmp_path, env=cli_env(),
+                          capture_output=True, text=True, timeout=300)
+
+  trained = run("train.py", f"--workdir={workdir}", "--config.num_steps=2", "--config.eval.quality_samples=0", *TINY)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  sampled = run("sample.py", f"--workdir={workdir}", "--quality_samples=0", "--iwae_k=2", "--num_examples=32")
+  assert sampled.returncode == 0, sampled.stderr[-3000:]
+  assert {"config.json", "checkpoints/2/_CHECKPOINT_METADATA", "samples/samples_0000002.png",
+          "sample/eval.json"} <= _objects("runs/cli")
+  refused = run("train.py", "--workdir=s3://bucket/run", "--config.num_steps=2", *TINY)
+  assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+      "error: --workdir: 's3://bucket/run': s3:// is not a place genjax can keep checkpoints; allowed: a local"
+      " directory or gs://BUCKET/PATH"], refused.stderr[-3000:]
+  assert os.listdir(tmp_path) == []
