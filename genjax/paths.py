@@ -14,7 +14,7 @@ An object store has no append, no rename and no flock, so on a bucket:
 - the one-run-per-workdir lock (`BucketLock`) is an object created only if absent (a generation precondition)
   and renewed by its holder every HEARTBEAT_S; a holder that stopped renewing for LEASE_S (a host that died
   without releasing it) is taken over.
-Only process 0 of a multi-host run writes these files (the callers check `jax.process_index`); orbax
+Only process 0 of a multi-host run writes these files (the callers check `parallel.is_chief()`); orbax
 coordinates its own writes across hosts.
 """
 
