@@ -188,7 +188,7 @@ def test_train_py_and_sample_py_on_a_bucket_from_the_command_line(bucket, tmp_pa
     return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=tmp_path, env=cli_env(),
                           capture_output=True, text=True, timeout=300)
 
-  trained = run("train.py", f"--workdir={workdir}", "--config.num_steps=2", "--config.eval.quality_samples=0", *TINY)
+  trained = run("train.py", f"--workdir={workdir}", *TINY, "--config.num_steps=2", "--config.eval.quality_samples=0")
   assert trained.returncode == 0, trained.stderr[-3000:]
   sampled = run("sample.py", f"--workdir={workdir}", "--quality_samples=0", "--iwae_k=2", "--num_examples=32")
   assert sampled.returncode == 0, sampled.stderr[-3000:]
