@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -126,6 +127,18 @@ def test_one_run_per_bucket_workdir_and_a_dead_runs_lock_is_taken_over(bucket, m
   assert _objects("runs/locked") == {workdir_lib.HOLDER_FILE}
   third.release()
   assert _objects("runs/locked") == set()
+
+
+def test_a_live_run_renews_its_bucket_lock_and_keeps_it_past_the_lease(bucket, monkeypatch):
+  monkeypatch.setattr(paths, "HEARTBEAT_S", 0.1)
+  monkeypatch.setattr(paths, "LEASE_S", 1.0)
+  workdir = f"gs://{BUCKET}/runs/renewed"
+  first = workdir_lib.RunLock(workdir)
+  time.sleep(1.5)  # past the lease: only its renewals keep it
+  with pytest.raises(UserError, match="is in use by another train.py"):
+    workdir_lib.RunLock(workdir)
+  first.release()
+  assert _objects("runs/renewed") == set()
 
 
 def test_of_two_runs_creating_a_bucket_lock_at_once_one_gets_it(bucket, monkeypatch):
