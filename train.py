@@ -14,7 +14,8 @@ Several processes (multi-host): on TPU VMs, the same command on every host
 with --distributed; elsewhere, on each process,
   --coordinator_address=HOST:PORT --num_processes=N --process_id=I
 (or the environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
-JAX_PROCESS_ID). The workdir must be one directory that all of them share.
+JAX_PROCESS_ID). The workdir must be one directory that all of them share: a shared
+filesystem's, or a bucket's (gs://BUCKET/PATH, with pip install 'genjax[gcs]').
 """
 
 import os
@@ -47,7 +48,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 # The config file is Python, run as it is read: use only files you trust.
 _CONFIG = cli.define_config(os.path.join(_HERE, "configs", "vae_mnist5k.py"),
                             "Experiment config file (Python, executed: use only files you trust).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory; default: runs/<config file name>.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory, local or gs://BUCKET/PATH; default: runs/<config file name>.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run JAX detects (TPU VM pods, Slurm).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process: HOST:PORT of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process: how many processes take part.")

@@ -10,15 +10,14 @@ full is one line too (DiskFullError), and leaves only complete checkpoints.
 """
 
 import errno
-import os
 import re
-import shutil
 import time
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from genjax import paths
 from genjax.errors import DiskFullError, UserError, disk_full_cause
 
 TMP_MARK = ".orbax-checkpoint-tmp"  # orbax writes a step under this name and renames it when complete
@@ -102,7 +101,7 @@ class Checkpointer:
         # Saving overlaps with the next training steps; `wait` joins it.
         enable_async_checkpointing=True,
     )
-    self._directory = os.path.abspath(directory)
+    self._directory = paths.absolute(directory)  # a gs:// one as it is: orbax writes it through tensorstore
     self._read_only = read_only
     self._in_flight: int | None = None  # the step whose asynchronous save has not been joined yet
     self._last_started: int | None = None  # the step of the last save started (the one close() can still find failed)
@@ -204,7 +203,7 @@ class Checkpointer:
     # The failed save's other writes may still be finishing on orbax's threads and recreate a file or two.
     for attempt in range(6):
       try:
-        partial = [name for name in os.listdir(self._directory) if TMP_MARK in name]
+        partial = [name for name in paths.listdir(self._directory) if TMP_MARK in name]
       except OSError:
         return False
       if not partial:
@@ -212,7 +211,7 @@ class Checkpointer:
       if attempt == 5:
         return False
       for name in partial:
-        shutil.rmtree(os.path.join(self._directory, name), ignore_errors=True)
+        paths.rmtree(paths.join(self._directory, name))
       time.sleep(0.05)
     return False
 
@@ -223,7 +222,7 @@ class Checkpointer:
       return self._manager.latest_step()
     except Exception:  # pylint: disable=broad-except  (only said in a message: the names are enough)
       try:
-        steps = [int(name) for name in os.listdir(self._directory) if name.isdigit()]
+        steps = [int(name) for name in paths.listdir(self._directory) if name.isdigit()]
       except OSError:
         return None
       return max(steps, default=None)
@@ -236,7 +235,7 @@ class Checkpointer:
         that differs) or cannot be read; nothing is written.
     """
     where = f"checkpoint: step {step} in {self._manager.directory}"
-    unreadable = (f"; move {os.path.join(str(self._manager.directory), str(step))} away to resume from the"
+    unreadable = (f"; move {paths.join(str(self._manager.directory), str(step))} away to resume from the"
                   " checkpoint before it, or use a new --workdir")
     try:
       saved = self._manager.item_metadata(step)["state"]
@@ -280,7 +279,7 @@ class Checkpointer:
         return step, self.restore(step, like)
       except UserError:
         newest = self._newest_on_disk()
-        if newest == step and os.path.isdir(os.path.join(self._directory, str(step))):
+        if newest == step and paths.isdir(paths.join(self._directory, str(step))):
           raise
         logging.info("the checkpoint of step %d in %s was replaced while it was read (a live run keeps only the"
                      " newest); reading step %s", step, self._directory, newest)

@@ -10,12 +10,11 @@ samples (mode coverage on a 2-D mixture, FID and KID on images);
 """
 
 import dataclasses
-import os
 
 import jax
 import numpy as np
 
-from genjax import data, images, metrics, quality
+from genjax import data, images, metrics, paths, quality
 from genjax.data import POINT_DATASETS, toy2d
 from genjax.errors import UserError
 
@@ -118,7 +117,7 @@ def visual_grids(visuals_fn, params, key, eval_images: np.ndarray, extra: dict |
 
 def write_grids(grids: dict, directory: str, suffix: str = "") -> list[str]:
   """Writes each grid as `directory/<name><suffix>.png`; returns the paths."""
-  return [images.write_png(os.path.join(directory, f"{name}{suffix}.png"), grid, scale=2)
+  return [images.write_png(paths.join(directory, f"{name}{suffix}.png"), grid, scale=2)
           for name, grid in grids.items()]
 
 

@@ -5,6 +5,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from genjax import paths
+
 
 def tile(images_RxCxHxWxC: np.ndarray, pad: int = 2, fill: int = 255) -> np.ndarray:
   """One uint8 picture [R*(H+pad)+pad, C*(W+pad)+pad, ch] of a grid of images."""
@@ -26,6 +28,9 @@ def write_png(path: str, images_RxCxHxWxC: np.ndarray, scale: int = 1) -> str:
   picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
   if scale > 1:
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+  if paths.is_remote(path):  # one upload of the whole picture: the old one or the new one, never part of it
+    paths.write_atomically(path, paths.png_bytes(picture))
+    return path
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   # Written beside and renamed into place: a full disk leaves the old picture or none, never an empty one.

@@ -3,12 +3,11 @@
 import ast
 import functools
 import math
-import os
 
 import jax
 from absl import logging
 
-from genjax import build, checkpoint, config_checks, evaluation, quality, writers
+from genjax import build, checkpoint, config_checks, evaluation, paths, quality, writers
 from genjax import random as grandom
 from genjax import workdir as workdir_lib
 from genjax.errors import NonFiniteLossError, UserError
@@ -66,7 +65,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
     config_checks.in_range("--num_examples", num_examples, 1, config_checks.MAX_NUM_EXAMPLES)
   if truncation is not None and not truncation > 0:
     raise UserError(f"--truncation: must be > 0, got {truncation}")
-  workdir = os.path.abspath(workdir)
+  workdir = paths.resolve(workdir)  # a gs:// one as it is; another scheme refused
   config = workdir_lib.load_config(workdir)  # validated, or refused naming the file
   spec = family_lib.get(config.family)
   weights = weights or spec.weights[0]
@@ -75,7 +74,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
                     f" {', '.join(spec.weights)}")
   # Checked before anything is restored or compiled: the pictures and eval.json go there.
   default_dir = "sample" if weights == spec.weights[0] else f"sample_{weights}"
-  out_dir = workdir_lib.check_workdir(out_dir or os.path.join(workdir, default_dir), "--workdir")
+  out_dir = workdir_lib.check_workdir(out_dir or paths.join(workdir, default_dir), "--workdir")
   settings = dict(spec.sample_eval)
   if iwae_k is not None:
     if "iwae_k" not in config.model:
@@ -108,7 +107,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
       quality.check_inception_weights(config.eval.inception_weights, f"{workdir}/config.json: eval.inception_weights")
   inception_weights = inception_weights or config.eval.inception_weights
 
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints, read_only=True)
+  ckpt = checkpoint.Checkpointer(paths.join(workdir, "checkpoints"), config.keep_checkpoints, read_only=True)
   try:  # closed on every way out, or orbax's threads complain at exit after the one-line error
     if ckpt.latest_step() is None:
       raise UserError(f"--workdir: {workdir!r} holds no checkpoint yet; train into it first with train.py")
@@ -149,7 +148,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   # What it was sampled and evaluated with: every option of the family's that a run may change.
   result.update({field.split(".")[1]: config[field.split(".")[0]][field.split(".")[1]]
                  for field in (*spec.free, *settings)})
-  workdir_lib.write_atomically(os.path.join(out_dir, "eval.json"), writers.dumps(result, indent=2) + "\n")
+  workdir_lib.write_atomically(paths.join(out_dir, "eval.json"), writers.dumps(result, indent=2) + "\n")
   logging.info("wrote %s", ", ".join(files))
   # What sample.py prints: (label, unit, value) of the family's held-out numbers, then the data's.
   report = {

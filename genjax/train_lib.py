@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from genjax import build, checkpoint, data, evaluation, parallel, quality
+from genjax import build, checkpoint, data, evaluation, parallel, paths, quality
 from genjax import random as grandom
 from genjax.errors import DiskFullError, NonFiniteLossError, Preempted, UserError, disk_full_words
 from genjax.models import family as family_lib
@@ -258,7 +258,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   workdir = check_workdir(workdir)
   with contextlib.ExitStack() as locked:
     # One run per workdir, from the first read of its checkpoints to the last write; process 0 holds it for all.
-    lock = RunLock(workdir) if parallel.is_chief() and os.path.isdir(workdir) else None
+    lock = RunLock(workdir) if parallel.is_chief() and paths.isdir(workdir) else None
     if lock is not None:
       locked.callback(lock.release)
     return _train_and_evaluate(config, workdir, par, lock, locked)
@@ -273,20 +273,20 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
   family = build.family(config)
   keys = grandom.streams(config.seed)
   chief = parallel.is_chief()  # only process 0 writes logs, metrics and pictures
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  if os.path.exists(ckpt_dir) and not os.path.isdir(ckpt_dir):
+  ckpt_dir = paths.join(workdir, "checkpoints")
+  if paths.exists(ckpt_dir) and not paths.isdir(ckpt_dir):
     raise UserError(f"checkpoint: {ckpt_dir} is a file, not a directory of checkpoints; move it away, or use a"
                     " new --workdir")
 
   with contextlib.ExitStack() as cleanup:
     reading = cleanup.enter_context(contextlib.ExitStack())  # closed once restored, or on the way out
     # Read-only until every check has passed: it neither creates the directory nor removes half-written steps.
-    reader = checkpoint.Checkpointer(ckpt_dir, config.keep_checkpoints, read_only=True) if os.path.isdir(
+    reader = checkpoint.Checkpointer(ckpt_dir, config.keep_checkpoints, read_only=True) if paths.isdir(
         ckpt_dir) else None
     if reader is not None:
       reading.callback(reader.close)
     start = (reader.latest_step() if reader is not None else None) or 0
-    if start and not os.path.isfile(os.path.join(workdir, "config.json")):
+    if start and not paths.isfile(paths.join(workdir, "config.json")):
       # Without it nothing says what the checkpoints were trained with, and a resume could not keep it.
       raise UserError(f"--workdir: {workdir!r} holds checkpoints but no config.json, which says what they were"
                       " trained with; put it back (sample.py needs it too), or use a new --workdir")
@@ -375,7 +375,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     if chief and lock is None:  # a new workdir: lock it before the first write
       lock = RunLock(workdir)
       locked.callback(lock.release)
-      if os.path.exists(os.path.join(workdir, "config.json")) or os.path.exists(ckpt_dir):
+      if paths.exists(paths.join(workdir, "config.json")) or paths.exists(ckpt_dir):
         raise UserError(f"--workdir: another run wrote into {workdir!r} while this one checked its input; run the"
                         " same command again to resume it, or use another --workdir")
     if chief:
@@ -403,7 +403,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     if writer is not None:
       cleanup.callback(writer.close)
       writer.write_info(start, "start", par.describe())  # what this (part of the) run trained on
-    samples_dir = os.path.join(workdir, "samples")
+    samples_dir = paths.join(workdir, "samples")
 
     def evaluate(step: int) -> dict[str, float]:
       # Every process evaluates its own local copy (no collectives, the same numbers), so none of them

@@ -17,7 +17,7 @@ from typing import Any
 
 import ml_collections
 
-from genjax import build, options
+from genjax import build, options, paths
 from genjax.errors import UserError
 from genjax.models import family as family_lib
 
@@ -31,9 +31,12 @@ def check_workdir(workdir: str, flag: str = "--workdir") -> str:
 
   An existing directory is proven writable with a temporary file that is
   removed at once; a missing one needs its nearest existing parent to be a
-  writable directory.
+  writable directory. A gs:// workdir (`genjax.paths`) is proven writable
+  with a probe object, removed at once; another scheme is refused.
   """
-  path = os.path.abspath(os.path.expanduser(workdir))
+  path = paths.resolve(workdir, flag)
+  if paths.is_remote(path):
+    return _check_remote(workdir, path, flag)
   probe = path
   while not os.path.exists(probe):
     probe = os.path.dirname(probe)
@@ -47,11 +50,26 @@ def check_workdir(workdir: str, flag: str = "--workdir") -> str:
   return path
 
 
+def _check_remote(workdir: str, path: str, flag: str) -> str:
+  """`check_workdir` of a bucket's path: an object of that name is no directory, and a probe object is written
+  and removed (a missing bucket or permission is one line here, before anything is compiled)."""
+  if paths.isfile(path):
+    raise UserError(f"{flag}: cannot write to {workdir!r} ({path} is a file, not a directory)")
+  probe = paths.join(path, f".genjax-probe-{socket.gethostname()}-{os.getpid()}")
+  try:
+    paths.write_atomically(probe, b"")
+    paths.remove(probe)
+  except Exception as e:  # pylint: disable=broad-except  (gcsfs, gfile and google-api-core each have their own)
+    text = " ".join(str(e).split())[:300] or type(e).__name__
+    raise UserError(f"{flag}: cannot write to {workdir!r} ({text})") from e
+  return path
+
+
 def prepare_workdir(workdir: str, flag: str = "--workdir") -> str:
   """Creates `workdir` (after `check_workdir`); UserError when it cannot."""
   path = check_workdir(workdir, flag)
   try:
-    os.makedirs(path, exist_ok=True)
+    paths.makedirs(path)
   except OSError as e:
     raise UserError(f"{flag}: cannot write to {workdir!r} ({e.strerror or e})") from e
   return path
@@ -79,12 +97,11 @@ def _migrated(saved: dict) -> dict:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a workdir was trained with, validated; UserError naming the file when it is missing or bad."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.isfile(path):
+  path = paths.join(workdir, CONFIG_FILE)
+  if not paths.isfile(path):
     raise UserError(f"--workdir: {workdir!r} holds no {CONFIG_FILE}; train into it first with train.py")
   try:
-    with open(path, encoding="utf-8") as f:
-      saved = json.load(f)
+    saved = json.loads(paths.read_text(path))
   except json.JSONDecodeError as e:
     raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); train.py writes"
                     " this file: restore it, or train into a new --workdir") from e
@@ -127,7 +144,7 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   A field the saved config lacks was added to genjax after that run started: `load_config` gives it the value
   the run had where the field's family declares one (`added`), and it is not compared otherwise.
   """
-  if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+  if not paths.isfile(paths.join(workdir, CONFIG_FILE)):
     return
   saved_config = load_config(workdir)
   saved, new = _flat(saved_config), _flat(ml_collections.ConfigDict(_freeze(json.loads(config.to_json()))))
@@ -145,10 +162,22 @@ class RunLock:
   releases it when the process ends however it ends, so a SIGKILL leaves nothing stale. The holder's pid,
   host and start time go to HOLDER_FILE once its checks have passed (`announce`), so that a second run can
   name it; that file is only a label, never the lock.
+
+  A bucket has no flock: there HOLDER_FILE is the lock itself (`genjax.paths.BucketLock`: created only while
+  absent, renewed by its holder, taken over once a dead run has left it unrenewed for `paths.LEASE_S`).
   """
 
   def __init__(self, workdir: str):
     self.workdir = workdir
+    self._fd = None
+    self._bucket = None
+    if paths.is_remote(workdir):
+      self._bucket = paths.BucketLock(paths.join(workdir, HOLDER_FILE), self._label())
+      if not self._bucket.acquire():
+        raise UserError(f"--workdir: {workdir!r} is in use by {self._describe(self._bucket.holder)}; one train.py"
+                        " per workdir: wait for it to finish or stop it (the same command then resumes), or use"
+                        " another --workdir")
+      return
     self._fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
     try:
       fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -159,22 +188,39 @@ class RunLock:
       raise UserError(f"--workdir: {workdir!r} is in use by {self._holder()}; one train.py per workdir: wait for"
                       " it to finish or stop it (the same command then resumes), or use another --workdir") from None
 
+  @staticmethod
+  def _label() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+
+  @staticmethod
+  def _describe(holder) -> str:
+    try:
+      return (f"another train.py (pid {int(holder['pid'])} on {holder['host']}, started"
+              f" {holder['started']})")
+    except (ValueError, KeyError, TypeError):
+      return "another train.py"  # still checking its input, or from a genjax that wrote no label
+
   def _holder(self) -> str:
     try:
       with open(os.path.join(self.workdir, HOLDER_FILE), encoding="utf-8") as f:
         holder = json.load(f)
-      return (f"another train.py (pid {int(holder['pid'])} on {holder['host']}, started"
-              f" {holder['started']})")
-    except (OSError, ValueError, KeyError, TypeError):
-      return "another train.py"  # still checking its input, or from a genjax that wrote no label
+    except (OSError, ValueError):
+      return "another train.py"
+    return self._describe(holder)
 
   def announce(self) -> None:
     """Labels the workdir with this process (atomically), for the refusal of a second run."""
-    label = {"pid": os.getpid(), "host": socket.gethostname(),
-             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    write_atomically(os.path.join(self.workdir, HOLDER_FILE), json.dumps(label) + "\n")
+    if self._bucket is not None:
+      self._bucket.announce(self._label())
+      return
+    write_atomically(os.path.join(self.workdir, HOLDER_FILE), json.dumps(self._label()) + "\n")
 
   def release(self) -> None:
+    if self._bucket is not None:
+      self._bucket.release()
+      self._bucket = None
+      return
     if self._fd is None:
       return
     try:
@@ -186,26 +232,13 @@ class RunLock:
 
 
 def write_atomically(path: str, text: str) -> None:
-  """Writes `text` to `path` through a temporary file and a rename: a crash leaves the old file or the new one."""
-  directory, name = os.path.split(path)
-  fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
-  try:
-    # Unbuffered: a write that fails fails here, once (a buffered file would fail again when closed, past the
-    # cleanup), and the temporary file goes.
-    data = memoryview(text.encode("utf-8"))
-    while data:
-      data = data[os.write(fd, data):]
-    os.fsync(fd)
-  except OSError as e:  # a full disk: no half file left behind, and the error names the file
-    os.close(fd)
-    os.remove(temporary)
-    raise OSError(e.errno, e.strerror, path) from e
-  os.close(fd)
-  os.replace(temporary, path)
+  """Writes `text` to `path` through a temporary file and a rename: a crash leaves the old file or the new one
+  (on a bucket, one upload of the whole object: `genjax.paths.write_atomically`)."""
+  paths.write_atomically(path, text)
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Writes `config.json` atomically (a crash leaves the old file or the new one, never half of one), with the
   version of its layout, which `load_config` reads it by."""
   saved = {options.VERSION_KEY: options.VERSION, **json.loads(config.to_json())}
-  write_atomically(os.path.join(workdir, CONFIG_FILE), json.dumps(saved, indent=2, sort_keys=True))
+  write_atomically(paths.join(workdir, CONFIG_FILE), json.dumps(saved, indent=2, sort_keys=True))

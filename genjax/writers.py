@@ -1,11 +1,18 @@
-"""One metrics writer: a JSONL file and TensorBoard event files, side by side."""
+"""One metrics writer: a JSONL file and TensorBoard event files, side by side.
 
+Both grow at their end through `genjax.paths.Appender`: a local file in append mode, or on a bucket (which has
+no append) the whole object uploaded again at most every few seconds and on close.
+"""
+
+import io
 import json
 import os
 import socket
 import time
 
 import numpy as np
+
+from genjax import paths
 
 
 class EventFile:
@@ -20,9 +27,9 @@ class EventFile:
     from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
     from tensorboard.summary.writer import record_writer  # pylint: disable=g-import-not-at-top
     self._event, self._summary = event_pb2.Event, summary_pb2.Summary
-    os.makedirs(logdir, exist_ok=True)
+    paths.makedirs(logdir)
     name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.0"
-    self._file = open(os.path.join(logdir, name), "wb")  # pylint: disable=consider-using-with
+    self._file = paths.Appender(paths.join(logdir, name), binary=True, truncate=True)
     self._records = record_writer.RecordWriter(self._file)
     self._write(self._event(wall_time=time.time(), file_version="brain.Event:2"))
 
@@ -67,28 +74,28 @@ def _rows(path: str) -> list[dict]:
   """The whole rows of a metrics.jsonl (a last line cut short by a crash is not one)."""
   rows = []
   try:
-    with open(path, encoding="utf-8") as f:
-      for line in f:
-        try:
-          row = json.loads(line)
-        except ValueError:
-          continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
-          rows.append(row)
+    text = paths.read_text(path)
   except FileNotFoundError:
-    pass
+    return rows
+  for line in io.StringIO(text):  # lines as a file gives them
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(row, dict) and isinstance(row.get("step"), int):
+      rows.append(row)
   return rows
 
 
 def has_row(workdir: str, split: str, step: int) -> bool:
   """Whether the workdir's metrics.jsonl holds a whole `split` row of `step` (an evaluation's is written last)."""
   return any(row["step"] == step and row.get("split") == split
-             for row in _rows(os.path.join(workdir, METRICS_FILE)))
+             for row in _rows(paths.join(workdir, METRICS_FILE)))
 
 
 def last_row(workdir: str, split: str, step: int) -> dict[str, float]:
   """The scalars of the last `split` row of `step` in the workdir's metrics.jsonl; {} when there is none."""
-  for row in reversed(_rows(os.path.join(workdir, METRICS_FILE))):
+  for row in reversed(_rows(paths.join(workdir, METRICS_FILE))):
     if row["step"] == step and row.get("split") == split:
       return {k: _NON_FINITE.get(v, v) if isinstance(v, str) else v
               for k, v in row.items() if k not in ("step", "split", "time")}
@@ -107,19 +114,22 @@ class MetricWriter:
     A run resumed from the checkpoint of step s retrains the steps after s, and logs them again: the rows
     that the stopped run logged for them would be duplicates of other values.
     """
-    self.jsonl_path = os.path.join(workdir, METRICS_FILE)
-    if resume_step is not None and os.path.exists(self.jsonl_path):
+    self.jsonl_path = paths.join(workdir, METRICS_FILE)
+    if resume_step is not None and paths.exists(self.jsonl_path):
       rows = _rows(self.jsonl_path)
       kept = [row for row in rows if row["step"] <= resume_step]
-      with open(self.jsonl_path, encoding="utf-8") as f:
-        text = f.read()
+      text = paths.read_text(self.jsonl_path)
       if len(kept) < len(rows) or len(rows) < text.count("\n") or (text and not text.endswith("\n")):
-        temporary = f"{self.jsonl_path}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8") as f:
-          f.writelines(dumps(row) + "\n" for row in kept)
-        os.replace(temporary, self.jsonl_path)
-    self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
-    self._tb = EventFile(os.path.join(workdir, "tensorboard")) if tensorboard else None
+        kept_text = "".join(dumps(row) + "\n" for row in kept)
+        if paths.is_remote(self.jsonl_path):
+          paths.write_atomically(self.jsonl_path, kept_text)  # one upload: the old object or the new one
+        else:
+          temporary = f"{self.jsonl_path}.{os.getpid()}.tmp"
+          with open(temporary, "w", encoding="utf-8") as f:
+            f.write(kept_text)
+          os.replace(temporary, self.jsonl_path)
+    self._jsonl = paths.Appender(self.jsonl_path)
+    self._tb = EventFile(paths.join(workdir, "tensorboard")) if tensorboard else None
 
   def write(self, step: int, split: str, scalars: dict) -> None:
     values = {k: float(np.asarray(v)) for k, v in scalars.items()}

@@ -52,6 +52,11 @@ NOT_RUN = {
     "pip install -e .": "installs packages (the suite runs where genjax is installed)",
     "pip install -e '.[test]'": "installs packages (the test extras; checked to exist in pyproject.toml)",
     "pip install -e '.[bench]'": "installs packages (the bench extras; checked to exist in pyproject.toml)",
+    "pip install -e '.[gcs]'": "installs packages (the gcs extras; checked to exist in pyproject.toml)",
+    "python train.py --config=configs/vae_mnist5k.py --workdir=gs://my-bucket/runs/vae_mnist5k":
+        "needs a Google Cloud Storage bucket (tests/test_bucket_workdir.py trains into an emulated one)",
+    "python sample.py --workdir=gs://my-bucket/runs/vae_mnist5k":
+        "needs a Google Cloud Storage bucket (tests/test_bucket_workdir.py samples from an emulated one)",
     "pip install -U \"jax[cuda13]\"": "installs JAX's build for NVIDIA GPUs; needs a GPU",
     "pip install -U \"jax[tpu]\"": "installs JAX's build for Cloud TPU VMs; needs a TPU",
     "python -m pytest -q": "is this test suite; checked to be the line that .ci/run runs",

@@ -46,11 +46,14 @@ ALLOWED = [
     # The diffusion objectives' math: numbers only, the net handed in; no nets, devices or config.
     ("models/diffusion_param.py", ("genjax.losses",)),
     ("metrics", ("genjax.metrics", "genjax.nets")),
-    ("workdir.py", ("genjax.build", "genjax.errors", "genjax.models.family", "genjax.options")),
+    # Where files go (local or a bucket): the layer every writer of a workdir calls; it knows only genjax's errors.
+    ("paths.py", ("genjax.errors",)),
+    ("workdir.py", ("genjax.build", "genjax.errors", "genjax.models.family", "genjax.options", "genjax.paths")),
     # The evaluation the loop and sample.py share: data, metrics, pictures; never a checkpoint or the loop.
-    ("evaluation.py", ("genjax.data", "genjax.images", "genjax.metrics", "genjax.quality", "genjax.errors")),
+    ("evaluation.py", ("genjax.data", "genjax.images", "genjax.metrics", "genjax.quality", "genjax.errors",
+                       "genjax.paths")),
     ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.random", "genjax.workdir",
-                       "genjax.evaluation", "genjax.writers", "genjax.errors", "genjax.models.family",
+                       "genjax.paths", "genjax.evaluation", "genjax.writers", "genjax.errors", "genjax.models.family",
                        "genjax.quality", "genjax.config_checks")),
     ("quality.py", ("genjax.data", "genjax.metrics", "genjax.errors")),
 ]
