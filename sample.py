@@ -39,7 +39,7 @@ signal.signal(signal.SIGTERM, lambda signum, frame: (
 
 from absl import flags  # noqa: E402
 
-from genjax import cli  # noqa: E402
+from genjax import cli, config_flag  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by train.py.", required=True)
 _IWAE_K = flags.DEFINE_integer("iwae_k", None, "VAE: importance samples of the IWAE NLL estimate; default 1000.")
@@ -67,7 +67,7 @@ def main(argv):
     result = sample_lib.sample_and_evaluate(cli.workdir_flag(_WORKDIR.value), iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value,
                                             truncation=_TRUNCATION.value, quality_samples=_QUALITY_SAMPLES.value,
                                             inception_weights=_INCEPTION_WEIGHTS.value, weights=_WEIGHTS.value,
-                                            options=cli.field_values("--set", _SET.value))
+                                            options=config_flag.field_values("--set", _SET.value))
   report = result["report"]
   print(f"checkpoint step {result['step']}, {result['weights']} weights:")
   if report["held_out"]:

@@ -41,7 +41,7 @@ signal.signal(signal.SIGTERM, lambda signum, frame: (
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from genjax import cli  # noqa: E402
+from genjax import cli, config_flag  # noqa: E402
 from genjax.errors import UserError  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,12 +61,12 @@ def main(argv):
   config_name = os.path.splitext(os.path.basename(config_file))[0]
   with cli.user_errors_exit():
     workdir = cli.workdir_flag(_WORKDIR.value) or os.path.join("runs", config_name)
-    if "family" in cli.overridden_fields(sys.argv):
+    if "family" in config_flag.overridden_fields(sys.argv):
       raise UserError("--config.family: a config file fixes its family (its fields are the family's); allowed: a"
                       " config file of the family you want, e.g. --config=configs/gan_ring8.py")
     from configs import base  # pylint: disable=g-import-not-at-top
     # A field the file sets that no config has would be saved and never read: refused as an override is.
-    cli.check_fields(_CONFIG.value, base.get_config(_CONFIG.value.family), config_file)
+    config_flag.check_fields(_CONFIG.value, base.get_config(_CONFIG.value.family), config_file)
     from genjax import parallel, train_lib  # pylint: disable=g-import-not-at-top
     # Before anything else touches JAX: the distributed runtime must start first.
     parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, auto=_DISTRIBUTED.value)

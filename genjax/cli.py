@@ -2,22 +2,19 @@
 
 import contextlib
 import ctypes
-import difflib
 import errno
-import importlib.util
 import os
 import platform
 import re
 import signal
 import sys
 import logging as std_logging
-import traceback
 from typing import NoReturn
 
-import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from genjax import config_flag
 from genjax.errors import (DiskFullError, NonFiniteLossError, Preempted, UserError, disk_full_cause, disk_full_words,
                            says_disk_full)
 
@@ -64,7 +61,7 @@ def start_jax() -> None:
   except Exception as e:  # pylint: disable=broad-except  (RuntimeError, or an assertion of a plugin)
     platforms = os.environ.get("JAX_PLATFORMS")
     where = f"JAX_PLATFORMS={platforms}" if platforms else "JAX"
-    raise UserError(f"{where}: no backend could start ({type(e).__name__}: {_first_line(e)}); allowed: a"
+    raise UserError(f"{where}: no backend could start ({type(e).__name__}: {config_flag.first_line(e)}); allowed: a"
                     " platform this machine has and the JAX build for it (cpu always works)") from None
 
 
@@ -108,114 +105,6 @@ def user_errors_exit():
          " complete")
 
 
-def field_values(flag: str, items: list[str]) -> dict[str, str]:
-  """{'block.field': 'value'} of repeated FIELD=VALUE flags; one line naming the flag for a malformed one."""
-  out = {}
-  for item in items:
-    field, sep, value = item.partition("=")
-    if not sep or field.count(".") != 1 or not all(field.split(".")):
-      raise UserError(f"{flag}: expected BLOCK.FIELD=VALUE (e.g. diffusion.sampler=heun), got {item!r}")
-    out[field] = value
-  return out
-
-
-# ------------------------------------------------------------------ the config flag
-
-
-def _argv_config_paths(argv: list[str]) -> list[str]:
-  """Every --config value on the command line, in order."""
-  paths = []
-  for i, arg in enumerate(argv):
-    if arg.startswith(("--config=", "-config=")):
-      paths.append(arg.split("=", 1)[1])
-    elif arg in ("--config", "-config") and i + 1 < len(argv):
-      paths.append(argv[i + 1])
-  return paths
-
-
-def _argv_config_path(argv: list[str], default: str) -> str:
-  """The --config value on the command line (the last one), or `default`."""
-  paths = _argv_config_paths(argv)
-  return paths[-1] if paths else default
-
-
-def overridden_fields(argv: list[str]) -> list[str]:
-  """The field paths of every --config.FIELD[=VALUE] on the command line."""
-  return _overrides(argv)
-
-
-def _overrides(argv: list[str]) -> list[str]:
-  """The field paths of every --config.FIELD[=VALUE] on the command line."""
-  out = []
-  for arg in argv:
-    match = re.match(r"^--?(?:no)?config\.([^=]+)", arg)
-    if match:
-      out.append(match.group(1))
-  return out
-
-
-def _fields(config, prefix: str = "") -> list[str]:
-  names = []
-  for key, value in config.items():
-    names.append(prefix + key)
-    if isinstance(value, ml_collections.ConfigDict):
-      names.extend(_fields(value, prefix + key + "."))
-  return names
-
-
-def _line_in(path: str, error: BaseException) -> str:
-  """', line N' of the innermost frame of `error`'s traceback that ran `path`, or ''."""
-  if isinstance(error, SyntaxError) and error.lineno:
-    return f", line {error.lineno}"
-  lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
-           if os.path.abspath(frame.filename) == os.path.abspath(path)]
-  return f", line {lines[-1]}" if lines else ""
-
-
-def describe_config_error(argv: list[str], default: str, error: BaseException) -> str:
-  """One line that says why `--config` (its file, or an override of it) could not be used.
-
-  ml_collections reports these as tracebacks from deep in its flag parser;
-  here the file is loaded again, step by step, to find the first thing wrong.
-  """
-  path = _argv_config_path(argv, default)
-  file_path, _, arg = path.partition(":")
-  if not os.path.isfile(file_path):
-    return f"--config: no such file {file_path!r}; allowed: a Python file with get_config(), e.g. configs/vae_mnist5k.py"
-  try:
-    spec = importlib.util.spec_from_file_location("genjax_user_config", file_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-  except BaseException as e:  # pylint: disable=broad-except  (the user's file may raise anything)
-    text = e.msg if isinstance(e, SyntaxError) else _first_line(e)
-    return f"--config: {file_path}{_line_in(file_path, e)}: {type(e).__name__}: {text}"
-  if not callable(getattr(module, "get_config", None)):
-    return f"--config: {file_path} defines no get_config(); a config file returns its ConfigDict from get_config()"
-  call = f"get_config({arg!r})" if arg else "get_config()"
-  try:
-    config = module.get_config(*([arg] if arg else []))
-  except BaseException as e:  # pylint: disable=broad-except
-    why = f"{type(e).__name__}: {_first_line(e)}"
-    if arg and isinstance(e, TypeError) and "positional argument" in str(e):
-      why = (f"{why} (the text after ':' in --config=FILE:ARG is get_config's argument, and this get_config"
-             " takes none)")
-    return f"--config: {call} in {file_path}{_line_in(file_path, e)}: {why}"
-  if not isinstance(config, ml_collections.ConfigDict):
-    return f"--config: {call} in {file_path} returned {type(config).__name__}, not an ml_collections.ConfigDict"
-  fields = _fields(config)
-  for field in _overrides(argv):
-    if field not in fields:
-      near = difflib.get_close_matches(field, fields, n=1)
-      hint = f"did you mean --config.{near[0]}?" if near else "allowed: the fields of configs/base.py"
-      return f"--config.{field}: no such field in {file_path}; {hint}"
-  return f"--config: {_first_line(error)}"
-
-
-def _first_line(error: BaseException) -> str:
-  text = str(error).strip()
-  return text.splitlines()[0] if text else type(error).__name__
-
-
 def define_config(default: str, help_string: str):
   """`config_flags.DEFINE_config_file('config', default, lock_config=True)`, refusing a bad file or override in one line.
 
@@ -225,12 +114,12 @@ def define_config(default: str, help_string: str):
   try:
     return config_flags.DEFINE_config_file("config", default, help_string, lock_config=True)
   except Exception as e:  # pylint: disable=broad-except
-    fail(describe_config_error(sys.argv, default, e))
+    fail(config_flag.describe_config_error(sys.argv, default, e))
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with every error one line and exit status 2 (absl prints usage and exits 1)."""
-  paths = _argv_config_paths(argv)
+  paths = config_flag.argv_config_paths(argv)
   if _config_flags() and len(paths) > 1:  # absl would take the last one, and drop the others unsaid
     fail(f"--config: given {len(paths)} times ({', '.join(paths)}); allowed: one config file, changed by"
          " --config.FIELD=VALUE")
@@ -241,11 +130,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as e:
     if _config_flags() and isinstance(e, flags.IllegalFlagValueError) and "--config=" in str(e).split(":")[0]:
       defaults = [f.default for f in _config_flags() if isinstance(f.default, str)]
-      fail(describe_config_error(argv, defaults[0] if defaults else "", e))  # ml_collections's text says no why
+      fail(config_flag.describe_config_error(argv, defaults[0] if defaults else "", e))  # ml_collections's text says no why
     fail(_flag_error(e))
   except Exception as e:  # pylint: disable=broad-except  (a config file runs as Python and may raise anything)
     defaults = [f.default for f in _config_flags() if isinstance(f.default, str)]
-    fail(describe_config_error(argv, defaults[0] if defaults else "", e))
+    fail(config_flag.describe_config_error(argv, defaults[0] if defaults else "", e))
   if len(rest) > 1:
     fail(f"unexpected arguments: {' '.join(rest[1:])}; allowed: flags only (--helpshort lists them)")
   return rest
@@ -253,20 +142,6 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def _config_flags() -> list:
   return [flags.FLAGS["config"]] if "config" in flags.FLAGS else []
-
-
-def check_fields(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict, path: str) -> None:
-  """Refuses a config (file) with a field that `schema` lacks, naming the nearest one, as an override is refused.
-
-  A config file may set any field of a ConfigDict it has not locked, so a misspelt one would be added and
-  silently never read.
-  """
-  known = _fields(schema)
-  for field in _fields(config):
-    if field not in known:
-      near = difflib.get_close_matches(field, known, n=1)
-      hint = f"did you mean {near[0]}?" if near else "allowed: the fields of configs/base.py"
-      raise UserError(f"{field}: no such field of a {config.family} config (set in {path}); {hint}")
 
 
 def workdir_flag(value: str | None, flag: str = "--workdir") -> str | None:
@@ -277,7 +152,7 @@ def workdir_flag(value: str | None, flag: str = "--workdir") -> str | None:
 
 
 def _flag_error(error: flags.Error) -> str:
-  text = _first_line(error)
+  text = config_flag.first_line(error)
   if isinstance(error, flags.UnrecognizedFlagError):
     near = re.search(r"Did you mean: ([\w.]+)", text)
     hint = f"did you mean --{near.group(1)}?" if near else "--helpshort lists the flags"

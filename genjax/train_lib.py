@@ -11,12 +11,7 @@ import collections
 import contextlib
 import errno
 import itertools
-import os
-import signal
-import sys
-import threading
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from genjax import build, checkpoint, data, evaluation, parallel, paths, quality
+from genjax import build, checkpoint, data, evaluation, memory, parallel, paths, quality, stopping
 from genjax import random as grandom
 from genjax.errors import DiskFullError, NonFiniteLossError, Preempted, UserError, disk_full_words
 from genjax.models import family as family_lib
@@ -82,153 +77,6 @@ def prefetch(iterator, size: int = 2):
       yield queue.popleft()
   while queue:
     yield queue.popleft()
-
-
-class _Abort(BaseException):
-  """Raised by the signal handler inside `_StopRequest.abortable()`: the work there can be dropped.
-
-  A BaseException, so that no `except Exception` on the way out (orbax's, TensorFlow's) swallows it.
-  """
-
-
-class _StopRequest:
-  """Notices a request to stop: SIGTERM or Ctrl-C in a one-process run, orbax's preemption sync point across processes.
-
-  A TPU VM maintenance event sends SIGTERM, and Ctrl-C sends SIGINT. With one
-  process either handler only sets a flag, and the loop saves and stops after
-  the step in flight; a second Ctrl-C exits at once (status 130), which loses
-  at most the save in flight (orbax renames a step's directory only when it is
-  complete). Inside `abortable()` (an evaluation: nothing of it is needed to
-  resume) the handler also stops that work at once (`_Abort`), and the loop
-  saves what is unsaved and stops. With several processes, JAX's distributed
-  runtime owns SIGTERM and agrees with every process on the step at which all
-  of them save (`reached_preemption`); Ctrl-C there stops the process without a save.
-  """
-
-  def __init__(self, ckpt: checkpoint.Checkpointer):
-    self._ckpt = ckpt
-    self._signal: int | None = None
-    self._previous: dict[int, Any] = {}
-    self._abortable = False
-    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-      for signum in (signal.SIGTERM, signal.SIGINT):
-        # A process started with SIGINT ignored (a background job of a script) keeps ignoring it.
-        if signal.getsignal(signum) is not signal.SIG_IGN:
-          self._previous[signum] = signal.signal(signum, self._on_signal)
-
-  def _on_signal(self, signum, frame) -> None:
-    del frame
-    if signum == signal.SIGINT and self._signal == signal.SIGINT:
-      print("error: interrupted again (Ctrl-C): exiting at once; the last complete checkpoint is kept",
-            file=sys.stderr, flush=True)
-      os._exit(130)  # pylint: disable=protected-access
-    if signum == signal.SIGINT:
-      what = ("stopping the evaluation, then exiting" if self._abortable
-              else "saving a checkpoint of the step in flight, then stopping")
-      print(f"interrupt: {what} (Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
-    self._signal = self._signal or signum
-    if self._abortable:
-      self._abortable = False
-      raise _Abort()
-
-  @contextlib.contextmanager
-  def abortable(self):
-    """Work that a stop request ends at once (`_Abort`); a request that came before it ends it as it starts."""
-    if self._signal is not None and jax.process_count() == 1:
-      raise _Abort()
-    self._abortable = self._previous != {}
-    try:
-      yield
-    finally:
-      self._abortable = False
-
-  @property
-  def interrupted(self) -> bool:
-    return self._signal == signal.SIGINT
-
-  def requested(self, step: int) -> bool:
-    if jax.process_count() > 1:
-      return self._ckpt.reached_preemption(step)
-    return self._signal is not None
-
-  def close(self) -> None:
-    for signum, previous in self._previous.items():
-      signal.signal(signum, previous)
-    self._previous = {}
-
-
-class _AheadOfTime:
-  """A jitted (or pmapped) step compiled ahead of time, once per shape of its batch argument.
-
-  Compiling before the first call lets the loop read the step's memory needs
-  (`memory_analysis`) before it allocates the state or writes anything; the
-  compiled executable is the one every call then runs.
-  """
-
-  def __init__(self, fn):
-    self._fn = fn
-    self._compiled: dict[tuple, Any] = {}
-
-  def compile(self, *args):
-    signature = tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(args[1]))
-    if signature not in self._compiled:
-      self._compiled[signature] = self._fn.lower(*args).compile()
-    return self._compiled[signature]
-
-  def __call__(self, *args):
-    return self.compile(*args)(*args)
-
-
-_GiB = float(1 << 30)
-
-
-def _needs(compiled) -> tuple[int, int] | None:
-  """(bytes of its arguments, bytes of its outputs and temporaries) of a compiled program, from XLA; None if unknown."""
-  stats = compiled.memory_analysis()
-  if stats is None:
-    return None
-  return (stats.argument_size_in_bytes,
-          stats.output_size_in_bytes - stats.alias_size_in_bytes + stats.temp_size_in_bytes)
-
-
-def check_memory(compiled, par: parallel.DataParallel, batch_size: int) -> None:
-  """Refuses a step whose compiled program needs more memory than its devices have (an estimate from XLA)."""
-  needs, (available, shared) = _needs(compiled), par.memory_available()
-  if needs is None or available is None:
-    return
-  state, work = needs
-  # Devices that share the host's memory (CPU devices) need it all at once.
-  copies = par.num_local_devices if shared else 1
-  if (state + work) * copies > available:
-    where = f"{par.num_local_devices} CPU devices together" if shared and copies > 1 else "each device"
-    raise UserError(
-        f"model: one training step needs {(state + work) * copies / _GiB:.1f} GiB on {where} (state and batch"
-        f" {state * copies / _GiB:.1f} GiB, activations and temporaries {work * copies / _GiB:.1f} GiB),"
-        f" {available / _GiB:.1f} GiB are available; allowed: a smaller model.* width or batch_size"
-        f" {batch_size}")
-
-
-def check_evaluation_memory(programs: dict[str, Any], state_bytes: int, par: parallel.DataParallel) -> None:
-  """Refuses an evaluation whose compiled programs, beside the train state, need more memory than a device has.
-
-  `programs` maps (the field a user would change, what the program does, what is allowed) to a compiled program
-  of the evaluation; each runs on one local device while the train state stays on every device.
-  """
-  available, shared = par.memory_available()
-  if available is None:
-    return
-  copies = par.num_local_devices if shared else 1
-  for (field, what, allowed), compiled in programs.items():
-    needs = _needs(compiled)
-    if needs is None:
-      continue
-    inputs, work = needs
-    need = state_bytes * copies + inputs + work
-    if need > available:
-      raise UserError(
-          f"{field}: {what} needs {need / _GiB:.1f} GiB with the train state ({inputs / _GiB:.1f} GiB of inputs,"
-          f" {work / _GiB:.1f} GiB of outputs and temporaries, the state {state_bytes * copies / _GiB:.1f} GiB),"
-          f" {available / _GiB:.1f} GiB are available; allowed: {allowed}")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -315,7 +163,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     per_call = config.steps_per_call
     abstract_state = par.abstract_state(family.init, keys.init)
     if per_call == 1:
-      step_fn = _AheadOfTime(par.compile_step(family.train_step))
+      step_fn = memory.AheadOfTime(par.compile_step(family.train_step))
       step_key = par.step_keys(keys.train)  # the key of step s is fold_in(train, s - 1), placed for the step
 
       def compile_first():
@@ -324,7 +172,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
       def train_call(state, first, device_batch):
         return step_fn(state, device_batch, step_key(first - 1))
     else:
-      steps_fn = _AheadOfTime(par.compile_steps(family.train_step))
+      steps_fn = memory.AheadOfTime(par.compile_steps(family.train_step))
       train_key = par.replicate(keys.train)
 
       def compile_first():
@@ -341,7 +189,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     sample_fn = jax.jit(family.sample, static_argnums=2)
     unscale_fn = jax.jit(family.unscale)
 
-    check_memory(compile_first(), par, config.batch_size)
+    memory.check_memory(compile_first(), par, config.batch_size)
     # The evaluation's programs, compiled now (jit keeps them for the calls): their memory is checked like the
     # step's, before anything is written, rather than found short at the first evaluation.
     params_shape = jax.eval_shape(lambda state, key: family.eval_params(state, key, default_weights),
@@ -358,7 +206,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
           *([] if eval_labels is None else [jax.ShapeDtypeStruct((quality.BATCH,), jnp.int32)])).compile()
     state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(abstract_state))
     state_bytes //= par.num_local_devices if config.parallel == "pmap" else 1  # pmap's state has a device axis
-    check_evaluation_memory(programs, state_bytes, par)
+    memory.check_evaluation_memory(programs, state_bytes, par)
 
     state = par.init(family.init, keys.init)
     if start:
@@ -386,7 +234,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     ckpt = checkpoint.Checkpointer(ckpt_dir, config.keep_checkpoints)
     # From here on SIGTERM and Ctrl-C only ask to stop, until the last save is complete (callbacks run last-in
     # first-out).
-    stop = _StopRequest(ckpt)
+    stop = stopping.StopRequest(ckpt)
     cleanup.callback(stop.close)
     cleanup.callback(ckpt.close)
 
@@ -482,7 +330,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
       logging.info("evaluating step %d first: its evaluation was not written", start)
       try:
         result = evaluate(start)
-      except _Abort:
+      except stopping.Abort:
         raise Preempted(start, interrupted=stop.interrupted, complete=start >= config.num_steps) from None
     pending = None  # (first step, metrics on device) of the last call: fetched one call late, so the host never waits
     t_log, step_log = time.perf_counter(), start
@@ -497,9 +345,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
       if pending is not None:
         check_finite(pending[0], par.fetch(pending[1]), last_saved)
       pending = (first, metrics)
-      stopping = stop.requested(step)
+      stop_now = stop.requested(step)
       log_now = step % config.log_every == 0 or step == config.num_steps
-      save_now = step % config.checkpoint_every == 0 or step == config.num_steps or stopping
+      save_now = step % config.checkpoint_every == 0 or step == config.num_steps or stop_now
       eval_now = step % config.eval_every == 0 or step == config.num_steps
       if log_now or save_now or eval_now:
         # Waits for this call: done only when logging, saving or evaluating needs its values,
@@ -521,12 +369,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
                      rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
       if save_now and save(step):
         last_saved = step
-      if stopping:
+      if stop_now:
         raise Preempted(step, interrupted=stop.interrupted)
       if eval_now:
         try:
           result = evaluate(step)
-        except _Abort:
+        except stopping.Abort:
           if last_saved != step and save(step):
             last_saved = step
           raise Preempted(step, interrupted=stop.interrupted, complete=step == config.num_steps) from None

@@ -182,8 +182,8 @@ def test_a_second_ctrl_c_exits_at_once_with_status_130(tmp_path):
   """The loop's handler: the first SIGINT asks for a save, the second leaves at once (no save, no traceback)."""
   code = """
 import os, signal, sys, time
-from genjax import train_lib
-stop = train_lib._StopRequest(None)
+from genjax import stopping
+stop = stopping.StopRequest(None)
 os.kill(os.getpid(), signal.SIGINT)
 assert stop.requested(1) and stop.interrupted
 print("asked", flush=True)
