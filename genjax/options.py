@@ -232,8 +232,9 @@ def migrate(saved: dict, blocks: dict[str, Block], others: set[str]) -> dict:
 
 
 def _move(out: dict, old: str, new: str) -> None:
-  (old_block, old_name), (new_block, new_name) = old.split("."), new.split(".")
-  source, target = out.get(old_block), out.get(new_block)
+  (old_block, _, old_name), (new_block, _, new_name) = old.rpartition("."), new.rpartition(".")
+  source = out.get(old_block) if old_block else out
+  target = out.get(new_block) if new_block else out
   if isinstance(source, dict) and old_name in source and isinstance(target, dict) and new_name not in target:
     target[new_name] = source.pop(old_name)
 

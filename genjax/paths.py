@@ -18,6 +18,8 @@ Only process 0 of a multi-host run writes these files (the callers check `parall
 coordinates its own writes across hosts.
 """
 
+import contextlib
+import errno
 import importlib.util
 import io
 import json
@@ -100,6 +102,23 @@ def _epath(path: str):
   return epath.Path(path)
 
 
+@contextlib.contextmanager
+def _remote_errors(path: str):
+  """TensorFlow's gfile (epath's backend where TensorFlow is installed, as it is with genjax) raises tf.errors,
+  which are not OSErrors: the callers' `except OSError` (a missing checkpoint, a file that cannot be read) sees
+  them as the OSError `open` would give."""
+  try:
+    yield
+  except OSError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    if not type(e).__module__.startswith("tensorflow"):
+      raise
+    missing = type(e).__name__ == "NotFoundError"
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise (FileNotFoundError if missing else OSError)(errno.ENOENT if missing else errno.EIO, text, path) from e
+
+
 def join(path: str, *parts: str) -> str:
   return posixpath.join(path, *parts) if is_remote(path) else os.path.join(path, *parts)
 
@@ -109,21 +128,31 @@ def dirname(path: str) -> str:
 
 
 def exists(path: str) -> bool:
-  return _epath(path).exists() if is_remote(path) else os.path.exists(path)
+  if is_remote(path):
+    with _remote_errors(path):
+      return _epath(path).exists()
+  return os.path.exists(path)
 
 
 def isdir(path: str) -> bool:
   """On a bucket: whether any object lies under `path` (an object store has no directories)."""
-  return _epath(path).is_dir() if is_remote(path) else os.path.isdir(path)
+  if is_remote(path):
+    with _remote_errors(path):
+      return _epath(path).is_dir()
+  return os.path.isdir(path)
 
 
 def isfile(path: str) -> bool:
-  return _epath(path).is_file() if is_remote(path) else os.path.isfile(path)
+  if is_remote(path):
+    with _remote_errors(path):
+      return _epath(path).is_file()
+  return os.path.isfile(path)
 
 
 def listdir(path: str) -> list[str]:
   if is_remote(path):
-    return [child.name for child in _epath(path).iterdir()]
+    with _remote_errors(path):
+      return [child.name for child in _epath(path).iterdir()]
   return os.listdir(path)
 
 
@@ -136,7 +165,8 @@ def makedirs(path: str) -> None:
 def remove(path: str) -> None:
   """Removes a file; FileNotFoundError when it is absent."""
   if is_remote(path):
-    _epath(path).unlink()
+    with _remote_errors(path):
+      _epath(path).unlink()
   else:
     os.remove(path)
 
@@ -145,7 +175,8 @@ def rmtree(path: str) -> None:
   """Removes a directory and everything under it, ignoring errors (what is left is removed next time)."""
   if is_remote(path):
     try:
-      _epath(path).rmtree(missing_ok=True)
+      with _remote_errors(path):
+        _epath(path).rmtree(missing_ok=True)
     except OSError:
       pass
   else:
@@ -155,14 +186,16 @@ def rmtree(path: str) -> None:
 def read_text(path: str) -> str:
   """The text of a UTF-8 file; FileNotFoundError, OSError or UnicodeDecodeError as `open` gives them."""
   if is_remote(path):
-    return _epath(path).read_bytes().decode("utf-8")
+    with _remote_errors(path):
+      return _epath(path).read_bytes().decode("utf-8")
   with open(path, encoding="utf-8") as f:
     return f.read()
 
 
 def read_bytes(path: str) -> bytes:
   if is_remote(path):
-    return _epath(path).read_bytes()
+    with _remote_errors(path):
+      return _epath(path).read_bytes()
   with open(path, "rb") as f:
     return f.read()
 
@@ -175,7 +208,8 @@ def write_atomically(path: str, data: str | bytes) -> None:
   """
   payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
   if is_remote(path):
-    _epath(path).write_bytes(payload)
+    with _remote_errors(path):
+      _epath(path).write_bytes(payload)
     return
   directory, name = os.path.split(path)
   fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
@@ -252,8 +286,11 @@ class BucketLock:
     from google.api_core import exceptions  # pylint: disable=g-import-not-at-top
     from google.cloud import storage  # pylint: disable=g-import-not-at-top
     self._precondition_failed = exceptions.PreconditionFailed
+    self._not_found = exceptions.NotFound
     bucket, name = path[len("gs://"):].split("/", 1)
-    self._blob = storage.Client().bucket(bucket).blob(name)
+    # project=None: no project is needed for one bucket's objects, and Application Default Credentials
+    # without one would otherwise fail to construct the client.
+    self._blob = storage.Client(project=None).bucket(bucket).blob(name)
     self.path, self.label = path, dict(label)
     self.holder: dict | None = None  # the other run's label, when refused
     self._generation: int | None = None
@@ -266,9 +303,12 @@ class BucketLock:
     blob = self._blob
     current = None
     # Read first: the emulators that tests use do not all honour preconditions, and the holder is named.
-    if blob.exists():
-      blob.reload()
+    try:
+      blob.reload()  # absent: NotFound, as when the holder released it between two reads
       current = blob.generation
+    except self._not_found:
+      pass
+    if current is not None:
       try:
         self.holder = json.loads(blob.download_as_bytes(if_generation_match=current))
       except Exception:  # pylint: disable=broad-except  (replaced or unreadable: the precondition decides)

@@ -90,8 +90,10 @@ def _migrated(saved: dict) -> dict:
     own = build.blocks_of(saved.get("family"))
   except UserError:
     return saved  # validation names the field
+  # Other families' fields, where they are now and where they were (a GAN's old eval.iwae_k).
   others = {field for name in family_lib.names() if name != saved["family"]
-            for field in options.every(family_lib.get(name).options)}
+            for new, option in options.every(family_lib.get(name).options).items()
+            for field in (new, option.moved_from) if field}
   return options.migrate(saved, own, others)
 
 
@@ -172,11 +174,17 @@ class RunLock:
     self._fd = None
     self._bucket = None
     if paths.is_remote(workdir):
-      self._bucket = paths.BucketLock(paths.join(workdir, HOLDER_FILE), self._label())
-      if not self._bucket.acquire():
+      try:
+        self._bucket = paths.BucketLock(paths.join(workdir, HOLDER_FILE), self._label())
+        acquired = self._bucket.acquire()
+      except Exception as e:  # pylint: disable=broad-except  (credentials, permissions, network: google's errors)
+        raise UserError(f"--workdir: cannot lock {workdir!r} for this run ({type(e).__name__}:"
+                        f" {str(e).strip().splitlines()[0] if str(e).strip() else e!r})") from None
+      if not acquired:
         raise UserError(f"--workdir: {workdir!r} is in use by {self._describe(self._bucket.holder)}; one train.py"
                         " per workdir: wait for it to finish or stop it (the same command then resumes), or use"
-                        " another --workdir")
+                        f" another --workdir (a run that died without releasing a bucket's lock is taken over once"
+                        f" it has gone {paths.LEASE_S:.0f} s unrenewed)")
       return
     self._fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
     try:

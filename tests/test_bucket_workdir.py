@@ -212,3 +212,20 @@ def test_train_py_and_sample_py_on_a_bucket_from_the_command_line(bucket, tmp_pa
       "error: --workdir: 's3://bucket/run': s3:// is not a place genjax can keep checkpoints; allowed: a local"
       " directory or gs://BUCKET/PATH"], refused.stderr[-3000:]
   assert os.listdir(tmp_path) == []
+
+
+def test_gfile_errors_reach_the_callers_as_the_oserrors_open_gives():
+  """epath's backend is TensorFlow's gfile where TensorFlow is installed; its tf.errors are not OSErrors, which
+  every `except OSError` of the callers (a missing checkpoint, an unreadable config.json) expects."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with pytest.raises(FileNotFoundError) as missing:
+    with paths._remote_errors("gs://b/run/config.json"):  # pylint: disable=protected-access
+      raise tf.errors.NotFoundError(None, None, "gs://b/run/config.json: not found")
+  assert missing.value.filename == "gs://b/run/config.json"
+  with pytest.raises(OSError) as denied:
+    with paths._remote_errors("gs://b/run"):  # pylint: disable=protected-access
+      raise tf.errors.PermissionDeniedError(None, None, "403 forbidden")
+  assert not isinstance(denied.value, FileNotFoundError) and "403 forbidden" in str(denied.value)
+  with pytest.raises(KeyError):  # anything else passes through
+    with paths._remote_errors("gs://b/run"):  # pylint: disable=protected-access
+      raise KeyError("x")
