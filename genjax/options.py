@@ -60,6 +60,7 @@ class Option:
     added: (config version that added the field, the value runs written before had).
     moved_from: the dotted field that held it before (a config.json with that field still loads).
     block: where a dataclass's fields span config blocks, the block of this one's (see `of`).
+    flag: a flag of sample.py that sets this free field, as --set=FIELD=VALUE does (`iwae_k`: --iwae_k).
   """
 
   default: Any
@@ -71,6 +72,7 @@ class Option:
   added: tuple[int, Any] | None = None
   moved_from: str | None = None
   block: str | None = None
+  flag: str | None = None
 
   def field(self) -> Any:
     """A dataclass field whose default is this option's and whose metadata declares it (see `of`)."""

@@ -41,8 +41,8 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   samples ('modes', 'high_quality', 'reverse_kl'); 'report' holds them as
   (label, unit, value) rows for printing.
   The evaluation uses the family's `sample_eval` settings (a VAE's 1,000
-  importance samples); `iwae_k` overrides model.iwae_k where the family has
-  it. `truncation` adds grids from the truncated prior, for a family whose
+  importance samples); `iwae_k` sets the field that declares the flag
+  `iwae_k` (a VAE's model.iwae_k). `truncation` adds grids from the truncated prior, for a family whose
   `sample` and `visuals` take one (the GAN). `quality_samples` samples give
   FID, KID, precision/recall and density/coverage (genjax.quality), with the
   Inception-v3 of `inception_weights` (default: the run's
@@ -76,11 +76,11 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   default_dir = "sample" if weights == spec.weights[0] else f"sample_{weights}"
   out_dir = workdir_lib.check_workdir(out_dir or paths.join(workdir, default_dir), "--workdir")
   settings = dict(spec.sample_eval)
-  if iwae_k is not None:
-    if "iwae_k" not in config.model:
+  if iwae_k is not None:  # the field that declares the flag (genjax.options), not a field found by its name
+    if "iwae_k" not in spec.sample_flags:
       raise UserError(f"--iwae_k: the {config.family} family draws no importance samples; {workdir!r} holds a"
                       f" {config.family}")
-    settings["model.iwae_k"] = iwae_k
+    settings[spec.sample_flags["iwae_k"]] = iwae_k
   for field, text in (options or {}).items():
     if field not in spec.free:
       raise UserError(f"--set: {field} is not a sampling or evaluation option of the {config.family} family (a"

@@ -51,6 +51,13 @@ def test_the_sampler_and_its_steps_are_chosen_at_sampling_time(trained, tmp_path
     assert f.read() == config_json
 
 
+def test_a_flag_of_another_familys_option_is_one_line(trained, tmp_path):
+  """--iwae_k sets the option that declares it (a VAE's); a diffusion model declares none."""
+  with pytest.raises(UserError, match=r"^--iwae_k: the diffusion family draws no importance samples"):
+    sample_lib.sample_and_evaluate(trained, iwae_k=5, out_dir=str(tmp_path / "out"))
+  assert not os.path.exists(tmp_path / "out")
+
+
 @pytest.mark.parametrize("options,message", [
     ({"diffusion.objective": "v"}, "--set: diffusion.objective is not a sampling or evaluation option of the"
                                    " diffusion family (a resume could not keep it); allowed: diffusion.sampler, "),

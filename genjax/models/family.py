@@ -161,6 +161,11 @@ class FamilySpec:
     return tuple(field for field, option in options_lib.every(self.options).items() if option.free)
 
   @property
+  def sample_flags(self) -> dict[str, str]:
+    """{sample.py flag: the dotted field it sets}, of the free options that declare one (a VAE's --iwae_k)."""
+    return {option.flag: field for field, option in options_lib.every(self.options).items() if option.flag}
+
+  @property
   def sample_eval(self) -> dict[str, Any]:
     """{dotted field: value} that sample.py evaluates with (a VAE's 1,000 importance samples)."""
     return {field: option.sample for field, option in options_lib.every(self.options).items() if option.has_sample}

@@ -75,7 +75,8 @@ class VAE:
                                      "any").field()
   # Free: only the evaluation's bound; sample.py evaluates with 1,000 (64 while training, for its time).
   iwae_k: int = options.count(64, "importance samples per held-out example of the evaluation",
-                              most=checks.MAX_IWAE_K, free=True, sample=1000, moved_from="eval.iwae_k").field()
+                              most=checks.MAX_IWAE_K, free=True, sample=1000, moved_from="eval.iwae_k",
+                              flag="iwae_k").field()
   eval_chunk: int = 100
   axis_name: str | None = None
   num_classes: int = 0  # unconditional: labels are ignored
