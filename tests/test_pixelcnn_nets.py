@@ -1,6 +1,6 @@
 """The Gated PixelCNN: causality read from exact Jacobians (what each output depends on is exactly the values
-before it within the documented receptive field, with no blind spot, and nothing of other examples), the
-conditioning bias, and the shapes, dtypes and parameter counts of the heads.
+before it within the documented receptive field, with no blind spot, and nothing of other examples), masks A
+and B read from the kernels' gradients, the conditioning bias, and the heads' shapes, dtypes and parameter counts.
 
 The Jacobians are float32: a masked dependence is a product with a weight of exactly 0, so its entry is
 exactly 0 (on the CPU, whose convolutions sum the products directly), and any other entry is generically not."""
@@ -71,6 +71,24 @@ def test_per_pixel_features_read_every_channel_of_earlier_pixels_and_nothing_of_
   expected = _expected(shape, 2, per_pixel=True)[:, :, :, 0]
   for k in range(5):
     assert np.array_equal(jac[:, :, :, k] != 0, expected)
+
+
+def test_the_current_pixels_tap_reads_earlier_groups_in_the_first_layer_and_its_own_group_too_later():
+  # The Jacobians cannot tell mask B from mask A after the first layer: the residual path carries a group's own
+  # channel past a layer that drops it. The kernels' gradients can: a masked entry's is exactly 0, a live one's
+  # generically not. Groups of F = 6 features (and of 2F gate inputs) over C = 3 channels: f * 3 // 6.
+  shape = (2, 5, 5, 3)
+  net = GatedPixelCNN(features=6, num_layers=3, first_kernel_size=3, kernel_size=3, out_features=2)
+  x = jax.random.normal(jax.random.key(1), shape)
+  variables = net.init(jax.random.key(0), x)
+  weights = jax.random.normal(jax.random.key(2), (*shape, 2))
+  grads = jax.grad(lambda p: jnp.sum(net.apply({"params": p}, x) * weights))(variables["params"])
+  gate_groups = np.tile(np.arange(6) // 2, 2)
+  for layer, in_groups in ((0, np.arange(3)), (1, np.arange(6) // 2), (2, np.arange(6) // 2)):
+    live = np.asarray(grads[f"h_conv_{layer}"]["kernel"]) != 0  # [1, 2, in, 2F]: taps j - 1, j
+    assert live[0, 0].all()  # the pixel to the left: every channel
+    own = in_groups[:, None] <= gate_groups[None, :] if layer else in_groups[:, None] < gate_groups[None, :]
+    assert np.array_equal(live[0, 1], own), f"layer {layer}"
 
 
 def test_conditioning_biases_both_stacks_per_example_and_zeros_are_no_cond():
