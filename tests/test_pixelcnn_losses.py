@@ -359,6 +359,24 @@ def test_coupled_draws_follow_r_and_g_given_r():
   assert np.all(np.abs(draws) <= 1.0)
 
 
+def test_coupled_draws_follow_b_given_r_and_g():
+  """K = 2, C = 3: R and G narrow (s = e^-7, centred on levels 200 and 60), so that most draws share one (r, g);
+  B's draws there follow p(r, g, b) / sum_b p(r, g, b), the scoring function's conditional, which beta r + gamma g
+  moves differently in each component."""
+  r, g = GRID[200], GRID[60]
+  params = _pack(np.array([0.3, -0.2]), np.array([[r, r], [g - 0.4 * r, g + 0.2 * r], [0.1, -0.3]]),
+                 np.array([[-7.0, -7.0], [-7.0, -7.0], [-2.5, -3.0]]),
+                 np.arctanh(np.array([[0.4, -0.2], [0.7, -0.5], [-0.6, 0.9]])))
+  draws = np.asarray(sample_mix(jax.random.key(21), jnp.broadcast_to(jnp.asarray(params), (NUM_DRAWS, 20)),
+                                num_channels=3))
+  levels = _to_levels(draws)
+  at_rg = (levels[:, 0] == 200) & (levels[:, 1] == 60)
+  assert at_rg.mean() > 0.8
+  every_b = np.stack([np.full(256, r), np.full(256, g), GRID], axis=-1).astype(np.float32)
+  joint = np.exp(np.asarray(mix_log_prob(jnp.asarray(every_b), jnp.asarray(params)[None]), np.float64))
+  _assert_draws_follow(levels[at_rg, 2], joint / joint.sum())
+
+
 def test_mixture_sampling_is_the_keys_grid_and_t0_mode():
   params = jnp.asarray(_random_params(np.random.default_rng(18), 4, 3, (300,)))
   first = sample_mix(jax.random.key(19), params, num_channels=3)
