@@ -13,6 +13,7 @@ from genjax.losses import gan
 from genjax.losses import diffusion
 from genjax.losses import distributions
 from genjax.losses import ema
+from genjax.losses import pixelcnn
 from genjax.losses.distributions import bernoulli_log_prob
 from genjax.losses.distributions import gaussian_log_prob
 from genjax.losses.distributions import kl_normal
