@@ -12,5 +12,6 @@ from genjax.models.vae import VAE, VAEState  # isort: skip
 from genjax.models.gan import GAN, GANState  # isort: skip
 from genjax.models import gan_config  # noqa: F401  isort: skip  (the GAN's config and registration)
 from genjax.models.diffusion import Diffusion, DiffusionState  # isort: skip
+from genjax.models.pixelcnn import PixelCNN, PixelCNNState  # isort: skip
 
-__all__ = ["Diffusion", "DiffusionState", "GAN", "GANState", "VAE", "VAEState", "Family", "FamilySpec", "family"]
+__all__ = ["Diffusion", "DiffusionState", "GAN", "GANState", "PixelCNN", "PixelCNNState", "VAE", "VAEState", "Family", "FamilySpec", "family"]

@@ -34,6 +34,19 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 ARCHS = ("conv", "mlp")
 
 
+def binarize(x_BxHxWxC: jax.Array, keys_B: jax.Array) -> jax.Array:
+  """x ~ Bernoulli(pixel intensity in [0, 1]), example b from keys_B[b]: the binarisation every family that
+  scores binarised digits uses (the pixelcnn family's too), so that their held-out numbers compare."""
+  draw = jax.vmap(lambda k, p: jax.random.bernoulli(k, p).astype(p.dtype))
+  return draw(keys_B, x_BxHxWxC)
+
+
+def held_out_keys(key: jax.Array, batch: int, offset: int) -> jax.Array:
+  """The keys that binarise held-out examples offset .. offset + batch - 1 in `evaluate` (the first of a split of
+  each example's key; the second draws the VAE's latents)."""
+  return jax.vmap(jax.random.split)(grandom.example_keys(key, batch, offset))[:, 0]
+
+
 class VAEState(struct.PyTreeNode):
   """Everything a VAE training step reads and writes."""
 
@@ -101,8 +114,7 @@ class VAE:
     """The data the likelihood scores: binarised per example when asked."""
     if not self.binarize:
       return x_BxHxWxC
-    draw = jax.vmap(lambda k, p: jax.random.bernoulli(k, p).astype(p.dtype))
-    return draw(keys_B, x_BxHxWxC)
+    return binarize(x_BxHxWxC, keys_B)
 
   # ------------------------------------------------------------ the model
 
