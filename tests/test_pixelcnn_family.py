@@ -1,0 +1,156 @@
+"""The pixelcnn family: its exact NLL is the sum of per-position conditionals, its naive sampler draws from them,
+and its held-out digits are the VAE's."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from genjax.models import pixelcnn as pixelcnn_lib
+from genjax.models import vae as vae_lib
+from genjax.nets import pixelcnn as pixelcnn_nets
+
+SHAPE = (6, 5, 1)
+
+
+def _family(temperature=1.0, shape=SHAPE):
+  net = pixelcnn_nets.GatedPixelCNN(features=4, num_layers=2, first_kernel_size=3, kernel_size=3, out_features=1)
+  return pixelcnn_lib.PixelCNN(net=net, optimizer=optax.adam(1e-3), image_shape=shape, temperature=temperature)
+
+
+def _params(model, seed=0):
+  """Random weights, every bias too, so that each position's conditional differs from the others'."""
+  params = model.init(jax.random.PRNGKey(seed)).params
+  leaves, tree = jax.tree_util.tree_flatten(params)
+  keys = jax.random.split(jax.random.PRNGKey(seed + 1), len(leaves))
+  return jax.tree_util.tree_unflatten(tree, [0.5 * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
+
+
+def _constant_params(model, logit):
+  """Zero weights and a head bias of `logit`: every position ~ Bernoulli(sigmoid(logit)) whatever came before."""
+  params = jax.tree_util.tree_map(jnp.zeros_like, model.init(jax.random.PRNGKey(0)).params)
+  params["head_1"]["bias"] = jnp.full_like(params["head_1"]["bias"], logit)
+  return params
+
+
+def _digits(n, shape=SHAPE, seed=3):
+  return jax.random.randint(jax.random.PRNGKey(seed), (n, *shape), 0, 256).astype(jnp.uint8)
+
+
+def _nll_one_position_at_a_time(model, params, x):
+  """-sum_p log p(x_p | x_<p): position p's conditional from the net run on x with every position >= p zeroed
+  (what the net has seen when it draws p), in float64."""
+  height, width, channels = model.image_shape
+  flat = np.asarray(x).reshape(x.shape[0], -1)
+  total = np.zeros(x.shape[0])
+  for p in range(flat.shape[1]):
+    seen = flat.copy()
+    seen[:, p:] = 0.0
+    logits = np.asarray(model.logits(params, jnp.asarray(seen.reshape(x.shape))), np.float64)
+    logit = logits.reshape(x.shape[0], -1)[:, p]
+    value = flat[:, p]
+    total -= value * logit - np.logaddexp(0.0, logit)
+  return total
+
+
+def test_the_exact_nll_of_evaluate_is_the_sum_of_conditionals_computed_one_position_at_a_time():
+  model = _family()
+  params = _params(model)
+  images = _digits(4)
+  key = jax.random.PRNGKey(7)
+  got = np.asarray(model.evaluate(params, images, key)["nll"])
+  want = _nll_one_position_at_a_time(model, params, model.held_out(images, key))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  assert np.all(got > 0)
+
+
+def test_the_nll_of_an_image_is_its_positions_summed_with_several_channels():
+  model = _family(shape=(4, 3, 2))
+  params = _params(model, seed=5)
+  x = model.held_out(_digits(3, shape=(4, 3, 2)), jax.random.PRNGKey(2))
+  np.testing.assert_allclose(np.asarray(model.nll(params, x)), _nll_one_position_at_a_time(model, params, x),
+                             rtol=1e-5)
+
+
+def test_evaluate_binarises_the_held_out_digits_as_the_vae_does():
+  model = _family()
+  images = _digits(5)
+  key, offset = jax.random.PRNGKey(11), 40
+  vae_keys = jax.vmap(jax.random.split)(jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, offset + jnp.arange(5)))
+  vae = vae_lib.VAE(encoder=None, decoder=None, optimizer=None, image_shape=SHAPE)
+  want = vae.observe(vae.scale(images), vae_keys[:, 0])
+  got = model.held_out(images, key, offset)
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  assert set(np.unique(np.asarray(got))) <= {0.0, 1.0}
+
+
+def test_the_sampler_draws_every_position_from_its_conditional():
+  p = 0.3
+  model = _family()
+  params = _constant_params(model, np.log(p / (1 - p)))
+  n = 400
+  x = np.asarray(jax.jit(model.sample, static_argnums=2)(params, jax.random.PRNGKey(0), n))
+  assert set(np.unique(x)) <= {0.0, 1.0}
+  count = x.size
+  assert abs(x.mean() - p) < 4 * np.sqrt(p * (1 - p) / count)
+  per_position = x.mean(axis=0)  # each position too, not only on average
+  assert np.all(np.abs(per_position - p) < 5 * np.sqrt(p * (1 - p) / n))
+
+
+def test_the_temperature_sharpens_the_conditionals():
+  p, temperature = 0.3, 0.5
+  model = _family(temperature=temperature)
+  logit = np.log(p / (1 - p))
+  x = np.asarray(model.sample(_constant_params(model, logit), jax.random.PRNGKey(1), 400))
+  q = 1 / (1 + np.exp(-logit / temperature))
+  assert abs(x.mean() - q) < 4 * np.sqrt(q * (1 - q) / x.size)
+
+
+def test_the_sampler_follows_the_conditionals_of_a_net_that_reads_the_past():
+  """A net of random weights: each sampled position's conditional is the net's on the sample so far, so the
+  sampled images' positions agree with a draw by hand, position by position, from the same uniforms."""
+  model = _family()
+  params = _params(model, seed=9)
+  key, n = jax.random.PRNGKey(4), 3
+  got = np.asarray(model.sample(params, key, n))
+  canvas = np.zeros((n, *SHAPE), np.float32)
+  flat = canvas.reshape(n, -1)
+  for p in range(flat.shape[1]):
+    logit = np.asarray(model.logits(params, jnp.asarray(flat.reshape(canvas.shape)))).reshape(n, -1)[:, p]
+    u = np.asarray(jax.random.uniform(jax.random.fold_in(key, p), (n,)))
+    flat[:, p] = (u < np.asarray(jax.nn.sigmoid(jnp.asarray(logit)))).astype(np.float32)
+  np.testing.assert_array_equal(got, flat.reshape(canvas.shape))
+
+
+def test_the_same_key_gives_the_same_samples_and_the_loop_is_traced_once_per_n():
+  model = _family()
+  params = _params(model)
+  traces = []
+
+  def sample(params, key, n):
+    traces.append(n)
+    return model.sample(params, key, n)
+
+  compiled = jax.jit(sample, static_argnums=2)
+  first = np.asarray(compiled(params, jax.random.PRNGKey(0), 8))
+  for seed in (0, 1, 2):
+    again = np.asarray(compiled(params, jax.random.PRNGKey(seed), 8))
+  np.testing.assert_array_equal(first, np.asarray(compiled(params, jax.random.PRNGKey(0), 8)))
+  assert not np.array_equal(first, again)
+  assert traces == [8]
+  # One fori_loop, not a loop unrolled per position: the net's convolutions appear once in the program.
+  text = jax.jit(model.sample, static_argnums=2).lower(params, jax.random.PRNGKey(0), 8).as_text()
+  assert text.count("convolution") < 40
+
+
+def test_visuals_give_a_sample_grid_and_completions_that_keep_the_top_half():
+  model = _family()
+  params = _params(model)
+  images = _digits(8)
+  grids = model.visuals(params, jax.random.PRNGKey(0), images)
+  assert grids["samples"].shape == (8, 8, *SHAPE) and grids["samples"].dtype == jnp.uint8
+  completions = np.asarray(grids["completions"])
+  assert completions.shape == (4, 8, *SHAPE)
+  top = SHAPE[0] // 2
+  for row in completions[1:]:
+    np.testing.assert_array_equal(row[:, :top], completions[0][:, :top])
