@@ -3,7 +3,8 @@
 Command: python train.py --config=configs/pixelcnn_mnist5k.py --workdir=runs/pixelcnn_mnist5k
 A first size, not yet tuned: a small net (F=16, 4 layers) and 2,000 steps of 64, meant for CPU minutes. Its
 numbers, and how they compare with configs/vae_mnist5k.py's IWAE NLL at equal CPU time, are still to be
-measured. Sampling is the naive loop (the whole net per pixel: 784 passes for 64 digits; measured at F=32, L=5 on 2 busy CPU cores: 126 s, hence F=16 here).
+measured. Sampling is the naive loop (the whole net per pixel: 784 passes for 64 digits); at F=32, L=5 it took
+126 s for 64 digits on 2 busy CPU cores, hence F=16 here.
 """
 
 from configs import base
