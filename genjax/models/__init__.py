@@ -14,4 +14,5 @@ from genjax.models import gan_config  # noqa: F401  isort: skip  (the GAN's conf
 from genjax.models.diffusion import Diffusion, DiffusionState  # isort: skip
 from genjax.models.pixelcnn import PixelCNN, PixelCNNState  # isort: skip
 
-__all__ = ["Diffusion", "DiffusionState", "GAN", "GANState", "PixelCNN", "PixelCNNState", "VAE", "VAEState", "Family", "FamilySpec", "family"]
+__all__ = ["Diffusion", "DiffusionState", "GAN", "GANState", "PixelCNN", "PixelCNNState", "VAE", "VAEState",
+           "Family", "FamilySpec", "family"]

@@ -151,7 +151,7 @@ class PixelCNN:
 
   def held_out(self, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0) -> jax.Array:
     """The binary digits that `evaluate` scores: example i binarised as the VAE's evaluation binarises it."""
-    keys_B = vae_lib.held_out_keys(key, image_BxHxWxC.shape[0], offset)
+    keys_B = vae_lib.held_out_keys(key, image_BxHxWxC.shape[0], offset)[:, 0]
     return vae_lib.binarize(self.scale(image_BxHxWxC), keys_B)
 
   def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0,

@@ -42,9 +42,9 @@ def binarize(x_BxHxWxC: jax.Array, keys_B: jax.Array) -> jax.Array:
 
 
 def held_out_keys(key: jax.Array, batch: int, offset: int) -> jax.Array:
-  """The keys that binarise held-out examples offset .. offset + batch - 1 in `evaluate` (the first of a split of
-  each example's key; the second draws the VAE's latents)."""
-  return jax.vmap(jax.random.split)(grandom.example_keys(key, batch, offset))[:, 0]
+  """[batch, 2] keys of held-out examples offset .. offset + batch - 1 in `evaluate`: the first binarises the
+  example (every family that scores binarised digits uses it), the second draws the VAE's latents."""
+  return jax.vmap(jax.random.split)(grandom.example_keys(key, batch, offset))
 
 
 class VAEState(struct.PyTreeNode):
@@ -208,7 +208,7 @@ class VAE:
     index alone, so the numbers do not depend on the evaluation batch size.
     """
     del labels  # unconditional
-    keys_Bx2 = jax.vmap(jax.random.split)(grandom.example_keys(key, image_BxHxWxC.shape[0], offset))
+    keys_Bx2 = held_out_keys(key, image_BxHxWxC.shape[0], offset)
     x_BxHxWxC = self.observe(self.scale(image_BxHxWxC), keys_Bx2[:, 0])
     mean_BxZ, logvar_BxZ = self.encode(params, x_BxHxWxC)
 
