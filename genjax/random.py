@@ -43,6 +43,20 @@ def example_keys(key: jax.Array, batch_size: int, offset: int | jax.Array = 0) -
   return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index_B)
 
 
+def held_out_keys(key: jax.Array, batch: int, offset: int | jax.Array = 0) -> jax.Array:
+  """[batch, 2] keys of held-out examples offset .. offset + batch - 1 in a family's `evaluate`: the first
+  binarises the example (every family that scores binarised digits uses it, so that their held-out numbers
+  score the same digits), the second is the example's own (the VAE's latents, the PixelCNN's completion)."""
+  return jax.vmap(jax.random.split)(example_keys(key, batch, offset))
+
+
+def binarize(x_BxHxWxC: jax.Array, keys_B: jax.Array) -> jax.Array:
+  """x ~ Bernoulli(pixel intensity in [0, 1]), example b from keys_B[b]: the binarisation of every family that
+  models binarised digits."""
+  draw = jax.vmap(lambda k, p: jax.random.bernoulli(k, p).astype(p.dtype))
+  return draw(keys_B, x_BxHxWxC)
+
+
 # The eval stream folded with this gives the key of a family's eval_params (a GAN's standing statistics):
 # apart from the eval stream's other uses, fold_in(eval, i) for held-out example i or sample batch i.
 EVAL_PARAMS = 2**31 - 1

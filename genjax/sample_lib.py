@@ -14,7 +14,7 @@ from genjax.errors import NonFiniteLossError, UserError
 from genjax.models import family as family_lib
 
 
-QUALITY_ORDER = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")
+QUALITY_ORDER = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "completion_kept")
 
 
 def _parse_value(text: str, old):
@@ -135,10 +135,12 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
             **evaluation.evaluate_dataset(jax.jit(family.evaluate), params, held.images, keys.eval,
                                           config.eval.batch_size, held.labels),
             **evaluation.sample_numbers(sample_fn, jax.jit(family.unscale), params, keys.eval, ds, quality_samples,
-                                        held=held, inception_weights=inception_weights, full=True),
+                                        held=held, inception_weights=inception_weights, full=True,
+                                        completions_fn=evaluation.completions_of(family),
+                                        batch_size=config.eval.batch_size),
             "num_examples": held.num_examples}
   _require_finite(result, spec, config, step)
-  if any(name in result for name in QUALITY_ORDER):
+  if "fid" in result:
     result.update(quality_samples=quality_samples,
                   quality_protocol=quality.describe(ds.name, quality_samples, config.seed, inception_weights))
   workdir_lib.prepare_workdir(out_dir, "--workdir")

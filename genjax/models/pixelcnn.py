@@ -1,20 +1,33 @@
 """The autoregressive family: a Gated PixelCNN (van den Oord et al. 2016) with an exact likelihood.
 
-p(x) = prod_i p(x_i | x_<i) over the H W C values of an image in raster order, the channels of a pixel in
-order (genjax/nets/pixelcnn.py's masks make the net's output at position i depend on x_<i alone). So the
-exact negative log-likelihood of an image is one pass of the net: the sum over positions of
--log p(x_i | x_<i), in nats per image.
+p(x) = prod_i p(x_i | x_<i) over the positions of an image in raster order, the channels of a pixel in order
+(genjax/nets/pixelcnn.py's masks make the net's output at position i depend on x_<i alone). So the exact
+negative log-likelihood of an image is one pass of the net: the sum over positions of -log p(x_i | x_<i), in
+nats per image ('nll', the number binarised digits are compared by) and in bits per dimension ('bits_per_dim',
+the number of 8-bit images).
 
-This first increment models binarised digits with a Bernoulli per position:
+Three likelihoods (`likelihood`), each with its own range of the net's input, which is also the canvas the
+samplers fill:
 
-- Ranges: `scale` maps uint8 0..255 to intensities in [0, 1], as the VAE's does; training binarises them
-  afresh at every step (dynamic binarisation, a Bernoulli draw per pixel from the example's key), and
-  `evaluate` binarises held-out example i with the key of its global index, the VAE's own helper and key
-  derivation (`vae.binarize`, `vae.held_out_keys`): the two families' held-out NLLs score the same binary
-  digits. `unscale` maps {0, 1} (or [0, 1]) to uint8 0..255.
-- Sampling is the naive loop: one `jax.lax.fori_loop` over the H W C positions, each iteration running the
-  whole net on the canvas so far and drawing its position from its conditional, Bernoulli(sigmoid(l / T)) at
-  the temperature T. One compiled loop for every n; a cached sampler (issue 26) is to come.
+- 'bernoulli': binarised digits, x in {0, 1}, one logit per position. `scale` maps uint8 0..255 to intensities
+  in [0, 1]; training binarises them afresh at every step (dynamic binarisation, a Bernoulli draw per pixel
+  from the example's key), and `evaluate` binarises held-out example i with the key of its global index
+  (`random.held_out_keys`, `random.binarize`): the VAE's binarisation of the same digits, so that the two
+  families' held-out NLLs compare.
+- 'softmax': 8-bit images, x = v / 127.5 - 1 on the 256 levels, a 256-way softmax per channel (van den Oord et
+  al. 2016, "Pixel Recurrent Neural Networks"); a pixel's channels in order R, G, B.
+- 'logistic_mixture': 8-bit images on the same grid, PixelCNN++'s discretised mixture of `num_mixtures`
+  logistics per pixel (Salimans et al. 2017): the net reads every channel of the earlier pixels and none of
+  the current one (per_pixel_features), and the mixture couples the pixel's channels itself.
+
+Sampling (`sample`, `complete`) uses the cached sampler: the vertical stack once per row, the horizontal stack
+and the head once per position (nets.pixelcnn.complete_cached); `sample_naive` runs the whole net per position,
+the reference the cached one reproduces bit for bit. Position p of example b is drawn with
+fold_in(key_b, p), so an example's draws depend on its key alone, never on the batch it shares. T is the
+temperature of every likelihood's sampler.
+
+Completion: `completions` draws the lower halves of held-out images given their upper halves; on digits the
+evaluation scores them with the shipped classifier ('completion_kept', genjax.evaluation.completion_numbers).
 
 Devices: under pmap each device binarises its rows with the keys of their global indices and averages
 gradients and metrics over the axis, as the VAE does.
@@ -30,14 +43,33 @@ import optax
 from flax import struct
 
 from genjax import config_checks as checks
-from genjax import losses, options, parallel
+from genjax import options, parallel
 from genjax import random as grandom
+from genjax.losses import pixelcnn as pixel_losses
 from genjax.models import family, update
-from genjax.models import vae as vae_lib
 from genjax.nets import pixelcnn as pixelcnn_nets
 
-LIKELIHOODS = ("bernoulli",)
+LIKELIHOODS = ("bernoulli", "softmax", "logistic_mixture")
 ARCHS = ("gated",)
+
+
+def out_features(likelihood: str, num_mixtures: int, channels: int) -> int:
+  """The net's outputs per channel (per pixel for the mixture) for `likelihood`."""
+  if likelihood == "bernoulli":
+    return 1
+  if likelihood == "softmax":
+    return pixel_losses.NUM_VALUES
+  return pixel_losses.mixture_num_params(num_mixtures, channels)
+
+
+def _grid(v):
+  """uint8 values 0..255 -> the levels v / 127.5 - 1 in [-1, 1]."""
+  return v.astype(jnp.float32) / 127.5 - 1.0
+
+
+def _levels(x):
+  """Levels in [-1, 1] -> int32 values 0..255."""
+  return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.int32)
 
 
 class PixelCNNState(struct.PyTreeNode):
@@ -50,24 +82,28 @@ class PixelCNNState(struct.PyTreeNode):
 
 @dataclasses.dataclass(frozen=True)
 class PixelCNN:
-  """An autoregressive model of binarised images.
+  """An autoregressive model of images with an exact likelihood.
 
   Attributes:
-    net: maps x_BxHxWxC in {0, 1} to logits [B, H, W, C, 1], causal in raster and channel order.
+    net: a GatedPixelCNN with out_features (and per_pixel_features) as `likelihood` needs them.
     optimizer: the optax transformation applied to the gradient of the mean NLL.
     image_shape: (H, W, C).
-    likelihood, temperature: the options of the config's 'model' block, declared (and commented) below.
+    likelihood, temperature, num_mixtures: the options of the config's 'model' block, declared below.
     axis_name: pmap's device axis; None under jit or on one device.
   """
 
   net: nn.Module
   optimizer: optax.GradientTransformation
   image_shape: tuple[int, int, int]
-  likelihood: str = options.choice("bernoulli", LIKELIHOODS,
-                                   "'bernoulli': binarised images, one logit per position (the only one yet)").field()
+  likelihood: str = options.choice(
+      "bernoulli", LIKELIHOODS, "'bernoulli': binarised images, one logit per position; 'softmax': 8-bit, 256 "
+      "logits per channel; 'logistic_mixture': 8-bit, PixelCNN++'s discretised logistic mixture per pixel").field()
+  num_mixtures: int = options.count(10, "K, the logistics of the mixture (likelihood='logistic_mixture')",
+                                    most=100).field()
   # Free: it only shapes sampling.
-  temperature: float = options.number(1.0, "sampling temperature T: each position ~ Bernoulli(sigmoid(logit / T))",
-                                      "> 0", free=True).field()
+  temperature: float = options.number(1.0, "sampling temperature T (bernoulli: sigmoid(logit / T); softmax: "
+                                      "softmax(logits / T); mixture: its logits / T and spread T s)", "> 0",
+                                      free=True).field()
   axis_name: str | None = None
   num_classes: int = 0  # unconditional: labels are ignored
 
@@ -76,16 +112,30 @@ class PixelCNN:
       raise ValueError(f"likelihood: unknown {self.likelihood!r}; allowed: {', '.join(LIKELIHOODS)}")
     if not self.temperature > 0:
       raise ValueError(f"temperature: must be > 0, got {self.temperature}")
+    want = out_features(self.likelihood, self.num_mixtures, self.image_shape[-1])
+    per_pixel = self.likelihood == "logistic_mixture"
+    if (self.net.out_features, self.net.per_pixel_features) != (want, per_pixel):
+      raise ValueError(f"net: likelihood {self.likelihood!r} needs out_features={want} and per_pixel_features="
+                       f"{per_pixel}, got {self.net.out_features} and {self.net.per_pixel_features}")
+
+  @property
+  def binary(self) -> bool:
+    return self.likelihood == "bernoulli"
 
   # ----------------------------------------------------------------- ranges
 
   def scale(self, image_BxHxWxC: jax.Array) -> jax.Array:
-    """uint8 0..255 -> float32 intensities in [0, 1] (binarised where the likelihood scores them)."""
-    return image_BxHxWxC.astype(jnp.float32) / 255.0
+    """uint8 0..255 -> float32: intensities in [0, 1] (binarised where they are scored) for 'bernoulli', the
+    levels v / 127.5 - 1 otherwise."""
+    if self.binary:
+      return image_BxHxWxC.astype(jnp.float32) / 255.0
+    return _grid(image_BxHxWxC)
 
   def unscale(self, x_BxHxWxC: jax.Array) -> jax.Array:
-    """{0, 1} (or [0, 1]) -> uint8 0..255 (clipped, rounded)."""
-    return jnp.round(jnp.clip(x_BxHxWxC, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+    """The model's range -> uint8 0..255 (clipped, rounded)."""
+    if self.binary:
+      return jnp.round(jnp.clip(x_BxHxWxC, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+    return _levels(x_BxHxWxC).astype(jnp.uint8)
 
   # ------------------------------------------------------------ the model
 
@@ -94,13 +144,29 @@ class PixelCNN:
     params = self.net.init(key, jnp.zeros((1, *self.image_shape), jnp.float32))["params"]
     return PixelCNNState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.optimizer.init(params))
 
+  def outputs(self, params, x_BxHxWxC: jax.Array) -> jax.Array:
+    """The net's outputs at every position given the positions before it: [B, H, W, C, out] per channel, or
+    [B, H, W, P] for the mixture."""
+    return self.net.apply({"params": params}, x_BxHxWxC)
+
   def logits(self, params, x_BxHxWxC: jax.Array) -> jax.Array:
-    """The logit of every position given the positions before it: [B, H, W, C]."""
-    return self.net.apply({"params": params}, x_BxHxWxC)[..., 0]
+    """'bernoulli': the logit of every position given the positions before it, [B, H, W, C]."""
+    return self.outputs(params, x_BxHxWxC)[..., 0]
 
   def nll(self, params, x_BxHxWxC: jax.Array) -> jax.Array:
-    """The exact -log p(x) of binary images, nats per image [B]: one pass of the net."""
-    return losses.pixelcnn.bernoulli_nll(x_BxHxWxC, self.logits(params, x_BxHxWxC))
+    """The exact -log p(x) of images in the model's range (binary for 'bernoulli'), nats per image [B]: one
+    pass of the net."""
+    out = self.outputs(params, x_BxHxWxC)
+    if self.binary:
+      return pixel_losses.bernoulli_nll(x_BxHxWxC, out[..., 0])
+    if self.likelihood == "softmax":
+      return pixel_losses.categorical_nll(_levels(x_BxHxWxC), out)
+    return pixel_losses.discretized_mix_logistic_nll(x_BxHxWxC, out)
+
+  def observe(self, image_BxHxWxC: jax.Array, keys_B: jax.Array) -> jax.Array:
+    """uint8 images -> what the likelihood scores: binarised with one key per example for 'bernoulli'."""
+    x_BxHxWxC = self.scale(image_BxHxWxC)
+    return grandom.binarize(x_BxHxWxC, keys_B) if self.binary else x_BxHxWxC
 
   # -------------------------------------------------------------- training
 
@@ -108,8 +174,7 @@ class PixelCNN:
     """The mean exact NLL of the batch, binarised afresh with the keys of the examples' global indices."""
     batch = image_BxHxWxC.shape[0]
     keys_B = grandom.example_keys(key, batch, parallel.batch_offset(batch, self.axis_name))
-    x_BxHxWxC = vae_lib.binarize(self.scale(image_BxHxWxC), keys_B)
-    loss = jnp.mean(self.nll(params, x_BxHxWxC))
+    loss = jnp.mean(self.nll(params, self.observe(image_BxHxWxC, keys_B)))
     return loss, {"loss": loss, "nll": loss}
 
   def train_step(self, state: PixelCNNState, batch: dict, key: jax.Array) -> tuple[PixelCNNState, dict]:
@@ -126,55 +191,83 @@ class PixelCNN:
 
   # -------------------------------------------------------------- sampling
 
-  def complete(self, params, key: jax.Array, canvas_NxHxWxC: jax.Array, start: int = 0) -> jax.Array:
-    """Draws positions start .. H W C - 1 (raster, then channel order) of `canvas` given those before: the
-    naive sampler. Position p is drawn with fold_in(key, p) for every example at once; one fori_loop whose
-    body runs the whole net, so n and `start` change only the traced shapes and bounds, never per pixel."""
-    _, width, channels = self.image_shape
-    total = self.image_shape[0] * width * channels
+  def _draw(self, keys_N: jax.Array):
+    """draw(p, out) for the samplers: position p of example b from fold_in(keys_N[b], p), at temperature T."""
+    channels, temperature = self.image_shape[-1], self.temperature
 
-    def draw(p, canvas):
-      i, j, c = p // (width * channels), (p // channels) % width, p % channels
-      logit_N = self.logits(params, canvas)[:, i, j, c]
-      u_N = jax.random.uniform(jax.random.fold_in(key, p), logit_N.shape)
-      value_N = (u_N < jax.nn.sigmoid(logit_N / self.temperature)).astype(canvas.dtype)
-      return canvas.at[:, i, j, c].set(value_N)
+    def one(key, out):
+      if self.binary:
+        return (jax.random.uniform(key, ()) < jax.nn.sigmoid(out[0] / temperature)).astype(jnp.float32)
+      if self.likelihood == "softmax":
+        return _grid(pixel_losses.sample_categorical(key, out, temperature))
+      return pixel_losses.sample_discretized_mix_logistic(key, out, channels, temperature)
 
-    return jax.lax.fori_loop(start, total, draw, canvas_NxHxWxC.astype(jnp.float32))
+    def draw(p, out):
+      return jax.vmap(lambda k, o: one(jax.random.fold_in(k, p), o))(keys_N, out)
 
-  def sample(self, params, key: jax.Array, n: int, labels: jax.Array | None = None) -> jax.Array:
-    """n binary images in {0, 1} (float32), drawn position by position (unconditional: `labels` are ignored)."""
+    return draw
+
+  def complete(self, params, keys_N: jax.Array, canvas_NxHxWxC: jax.Array, start=0, cached: bool = True):
+    """Draws positions start onwards (raster, then channel order; pixels for the mixture) of `canvas` given those
+    before, example b from keys_N[b]; the positions before `start` are returned unchanged. One compiled loop:
+    n and `start` change only the traced shapes and bounds."""
+    fill = pixelcnn_nets.complete_cached if cached else pixelcnn_nets.complete_naive
+    return fill(self.net, params, canvas_NxHxWxC.astype(jnp.float32), self._draw(keys_N), start)
+
+  def sample(self, params, key: jax.Array, n: int, labels: jax.Array | None = None, cached: bool = True):
+    """n images in the model's range, drawn position by position (unconditional: `labels` are ignored), with
+    the cached sampler (`cached=False`: the naive one, the same images)."""
     del labels
-    return self.complete(params, key, jnp.zeros((n, *self.image_shape), jnp.float32))
+    canvas = jnp.zeros((n, *self.image_shape), jnp.float32)
+    return self.complete(params, grandom.example_keys(key, n), canvas, cached=cached)
+
+  def sample_naive(self, params, key: jax.Array, n: int) -> jax.Array:
+    """`sample` by the naive loop: the whole net per position."""
+    return self.sample(params, key, n, cached=False)
 
   # ------------------------------------------------------------ evaluation
 
   def held_out(self, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0) -> jax.Array:
-    """The binary digits that `evaluate` scores: example i binarised as the VAE's evaluation binarises it."""
-    keys_B = vae_lib.held_out_keys(key, image_BxHxWxC.shape[0], offset)[:, 0]
-    return vae_lib.binarize(self.scale(image_BxHxWxC), keys_B)
+    """The images that `evaluate` scores: for 'bernoulli', example i binarised as the VAE's evaluation does."""
+    return self.observe(image_BxHxWxC, grandom.held_out_keys(key, image_BxHxWxC.shape[0], offset)[:, 0])
+
+  def completions(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0):
+    """(held-out images as `evaluate` scores them, the same with their lower halves drawn given their upper
+    halves), example i's draws from the second of its held-out keys: what evaluation.completion_numbers scores."""
+    keys_Bx2 = grandom.held_out_keys(key, image_BxHxWxC.shape[0], offset)
+    x_BxHxWxC = self.observe(image_BxHxWxC, keys_Bx2[:, 0])
+    return x_BxHxWxC, self.complete_lower_half(params, keys_Bx2[:, 1], x_BxHxWxC)
+
+  def complete_lower_half(self, params, keys_N: jax.Array, x_NxHxWxC: jax.Array) -> jax.Array:
+    """The images with rows H // 2 onwards drawn given the rows above (what they held there is never read)."""
+    height, width, channels = self.image_shape
+    start = (height // 2) * width * (1 if self.likelihood == "logistic_mixture" else channels)
+    return self.complete(params, keys_N, x_NxHxWxC.at[:, height // 2:].set(0.0), start=start)
 
   def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0,
                labels: jax.Array | None = None) -> dict[str, jax.Array]:
-    """Per-example exact NLL in nats ('nll'), of the held-out digits binarised with their global indices' keys
-    (the VAE's binarisation of the same examples, so its IWAE NLL and this compare)."""
+    """Per-example exact NLL in nats ('nll') and in bits per dimension of the held-out images,
+    binarised with their global indices' keys for 'bernoulli' (the VAE's binarisation of the same examples, so
+    its IWAE NLL and this compare)."""
     del labels  # unconditional
-    return {"nll": self.nll(params, self.held_out(image_BxHxWxC, key, offset))}
+    x_BxHxWxC = self.held_out(image_BxHxWxC, key, offset)
+    nll_B = self.nll(params, x_BxHxWxC)
+    numbers = {"nll": nll_B, "bits_per_dim": pixel_losses.nats_to_bits_per_dim(nll_B, x_BxHxWxC[0].size)}
+    return numbers
 
   def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array,
               labels: jax.Array | None = None) -> dict[str, jax.Array]:
     """Picture grids as uint8 [rows, cols, H, W, C]: 64 samples (8x8) and, given held-out images, completions:
-    a row of up to 8 binarised digits, then 3 rows of their bottom halves drawn given their top halves."""
+    a row of up to 8 held-out images (binarised for 'bernoulli'), then 3 rows of their lower halves drawn given
+    their upper halves."""
     del labels  # unconditional
-    sample_key, complete_key, binarize_key = jax.random.split(key, 3)
+    sample_key, complete_key, observe_key = jax.random.split(key, 3)
     images = {"samples": self.unscale(self.sample(params, sample_key, 64)).reshape(8, 8, *self.image_shape)}
     n = min(8, image_NxHxWxC.shape[0])
     if n:
-      height, width, channels = self.image_shape
-      top = height // 2
-      x_NxHxWxC = self.held_out(image_NxHxWxC[:n], binarize_key)
-      canvas = jnp.tile(x_NxHxWxC, (3, 1, 1, 1)).at[:, top:].set(0.0)
-      completed = self.complete(params, complete_key, canvas, start=top * width * channels)
+      x_NxHxWxC = self.held_out(image_NxHxWxC[:n], observe_key)
+      completed = self.complete_lower_half(params, grandom.example_keys(complete_key, 3 * n),
+                                           jnp.tile(x_NxHxWxC, (3, 1, 1, 1)))
       rows = jnp.concatenate([x_NxHxWxC, completed]).reshape(4, n, *self.image_shape)
       images["completions"] = self.unscale(rows)
     return images
@@ -204,24 +297,31 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
   checks.require(len(example_shape) == 3,
                  f"dataset.name: {dataset!r} holds {example_shape[0]}-D points; the pixelcnn family models images")
   channels = example_shape[-1]
-  checks.require(config.model.features % channels == 0,
-                 f"model.features: must be a multiple of the {channels} channels of dataset {dataset!r}'s images"
-                 f" (each channel its own group of features), got {config.model.features}")
+  model = config.model
+  if model.likelihood == "logistic_mixture":
+    checks.require(channels in (1, 3), f"model.likelihood: the logistic mixture models 1 or 3 channels; dataset "
+                                       f"{dataset!r} has {channels}")
+  else:
+    checks.require(model.features % channels == 0,
+                   f"model.features: must be a multiple of the {channels} channels of dataset {dataset!r}'s images"
+                   f" (each channel its own group of features), got {model.features}")
 
 
 def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, optimizer_for) -> PixelCNN:
   """The PixelCNN of a validated config."""
   model = config.model
-  net = pixelcnn_nets.GatedPixelCNN(features=model.features, num_layers=model.num_layers,
-                                    first_kernel_size=model.first_kernel_size, kernel_size=model.kernel_size,
-                                    out_features=1)
+  values = options.values(model, options.of(PixelCNN))
+  net = pixelcnn_nets.GatedPixelCNN(
+      features=model.features, num_layers=model.num_layers, first_kernel_size=model.first_kernel_size,
+      kernel_size=model.kernel_size, per_pixel_features=model.likelihood == "logistic_mixture",
+      out_features=out_features(model.likelihood, model.num_mixtures, example_shape[-1]))
   return PixelCNN(net=net, optimizer=optimizer_for(config.optim.learning_rate), image_shape=tuple(example_shape),
-                  axis_name=axis_name, **options.values(model, options.of(PixelCNN)))
+                  axis_name=axis_name, **values)
 
 
 family.register(family.FamilySpec(
     name="pixelcnn", archs=ARCHS, options={"model": {**NETS, **options.of(PixelCNN)}},
     validate_config=validate_config, from_config=from_config,
-    units={"nll": "nats"}, labels={"nll": "exact NLL"},
+    units={"nll": "nats", "bits_per_dim": "bits/dim"}, labels={"nll": "exact NLL", "bits_per_dim": "exact NLL"},
     smoke={"gated": {"model.arch": "gated", "model.features": 4, "model.num_layers": 2,
                      "model.first_kernel_size": 3, "model.kernel_size": 3}}))

@@ -34,19 +34,6 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 ARCHS = ("conv", "mlp")
 
 
-def binarize(x_BxHxWxC: jax.Array, keys_B: jax.Array) -> jax.Array:
-  """x ~ Bernoulli(pixel intensity in [0, 1]), example b from keys_B[b]: the binarisation every family that
-  scores binarised digits uses (the pixelcnn family's too), so that their held-out numbers compare."""
-  draw = jax.vmap(lambda k, p: jax.random.bernoulli(k, p).astype(p.dtype))
-  return draw(keys_B, x_BxHxWxC)
-
-
-def held_out_keys(key: jax.Array, batch: int, offset: int) -> jax.Array:
-  """[batch, 2] keys of held-out examples offset .. offset + batch - 1 in `evaluate`: the first binarises the
-  example (every family that scores binarised digits uses it), the second draws the VAE's latents."""
-  return jax.vmap(jax.random.split)(grandom.example_keys(key, batch, offset))
-
-
 class VAEState(struct.PyTreeNode):
   """Everything a VAE training step reads and writes."""
 
@@ -114,7 +101,7 @@ class VAE:
     """The data the likelihood scores: binarised per example when asked."""
     if not self.binarize:
       return x_BxHxWxC
-    return binarize(x_BxHxWxC, keys_B)
+    return grandom.binarize(x_BxHxWxC, keys_B)
 
   # ------------------------------------------------------------ the model
 
@@ -208,7 +195,7 @@ class VAE:
     index alone, so the numbers do not depend on the evaluation batch size.
     """
     del labels  # unconditional
-    keys_Bx2 = held_out_keys(key, image_BxHxWxC.shape[0], offset)
+    keys_Bx2 = grandom.held_out_keys(key, image_BxHxWxC.shape[0], offset)
     x_BxHxWxC = self.observe(self.scale(image_BxHxWxC), keys_Bx2[:, 0])
     mean_BxZ, logvar_BxZ = self.encode(params, x_BxHxWxC)
 

@@ -45,6 +45,7 @@ initialised without one has none, and cannot take one.
 """
 
 import flax.linen as nn
+from flax import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,10 +91,40 @@ class GatedPixelCNN(nn.Module):
   head_features: int | None = None
   per_pixel_features: bool = False
 
-  @nn.compact
-  def __call__(self, x_BxHxWxC: jax.Array, cond_BxE: jax.Array | None = None) -> jax.Array:
-    b, height, width, c = x_BxHxWxC.shape
-    groups = 1 if self.per_pixel_features else c
+  def masks(self, channels: int) -> dict[str, np.ndarray]:
+    """The kernel masks of a net on `channels`-channel images, by parameter name (the convolutions without one
+    read every input): each layer's h_conv (mask A in the first, B later, at the current pixel's tap only), the
+    residual h_out and the head's two (mask B). Shared by __call__ and the cached sampler."""
+    groups = 1 if self.per_pixel_features else channels
+    f, hf = self.features, self.head_features or self.features
+    feature_groups = channel_groups(f, groups)
+    gate_groups = np.tile(feature_groups, 2)  # the a and b halves of a gate in the same group
+    masks = {}
+    h_groups, width = channel_groups(channels, groups), channels
+    for layer, k in enumerate(self.kernel_sizes()):
+      r = k // 2
+      h_mask = np.ones((1, r + 1, width, 2 * f), np.float32)
+      h_mask[0, r] = group_mask(h_groups, gate_groups, include_own=layer > 0)  # the current pixel's tap
+      masks[f"h_conv_{layer}"] = h_mask
+      masks[f"h_out_{layer}"] = group_mask(feature_groups, feature_groups, include_own=True)[None, None]
+      h_groups, width = feature_groups, f
+    head_groups = channel_groups(hf, groups)
+    masks["head_0"] = group_mask(feature_groups, head_groups, True)[None, None]
+    out_groups = channel_groups(self.num_outputs(channels), groups)  # channel c's out_features in group c
+    masks["head_1"] = group_mask(head_groups, out_groups, True)[None, None]
+    return masks
+
+  def kernel_sizes(self) -> list[int]:
+    """k of each layer's convolutions."""
+    return [self.first_kernel_size] + [self.kernel_size] * (self.num_layers - 1)
+
+  def num_outputs(self, channels: int) -> int:
+    """The head's output width on `channels`-channel images."""
+    return self.out_features * (1 if self.per_pixel_features else channels)
+
+  def check(self, channels: int) -> None:
+    """Refuses hyper-parameters the net cannot be built with, in one line."""
+    groups = 1 if self.per_pixel_features else channels
     f, hf = self.features, self.head_features or self.features
     for name, k in (("first_kernel_size", self.first_kernel_size), ("kernel_size", self.kernel_size)):
       if k < 1 or k % 2 == 0:
@@ -103,34 +134,190 @@ class GatedPixelCNN(nn.Module):
                        "must be positive")
     if f % groups or hf % groups:
       raise ValueError(f"GatedPixelCNN: features ({f}) and head_features ({hf}) must be multiples of the "
-                       f"{groups} channel groups of a {c}-channel image")
-    feature_groups = channel_groups(f, groups)
-    gate_groups = np.tile(feature_groups, 2)  # the a and b halves of a gate in the same group
-    residual_mask = group_mask(feature_groups, feature_groups, include_own=True)[None, None]
+                       f"{groups} channel groups of a {channels}-channel image")
 
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array, cond_BxE: jax.Array | None = None) -> jax.Array:
+    b, height, width, c = x_BxHxWxC.shape
+    self.check(c)
+    f, hf = self.features, self.head_features or self.features
+    masks = self.masks(c)
     v = h = x_BxHxWxC
-    h_groups = channel_groups(c, groups)
-    for layer in range(self.num_layers):
-      k = self.first_kernel_size if layer == 0 else self.kernel_size
+    for layer, k in enumerate(self.kernel_sizes()):
       r = k // 2
       v_pre = nn.Conv(2 * f, (r + 1, k), padding=((r, 0), (r, r)), name=f"v_conv_{layer}")(v)
-      h_mask = np.ones((1, r + 1, h.shape[-1], 2 * f), np.float32)
-      h_mask[0, r] = group_mask(h_groups, gate_groups, include_own=layer > 0)  # the current pixel's tap
-      h_pre = nn.Conv(2 * f, (1, r + 1), padding=((0, 0), (r, 0)), mask=h_mask, name=f"h_conv_{layer}")(h)
+      h_pre = nn.Conv(2 * f, (1, r + 1), padding=((0, 0), (r, 0)), mask=masks[f"h_conv_{layer}"],
+                      name=f"h_conv_{layer}")(h)
       h_pre = h_pre + nn.Conv(2 * f, (1, 1), name=f"v_to_h_{layer}")(_down_shift(v_pre))
       if cond_BxE is not None:
         v_pre = v_pre + nn.Dense(2 * f, use_bias=False, name=f"cond_v_{layer}")(cond_BxE)[:, None, None]
         h_pre = h_pre + nn.Dense(2 * f, use_bias=False, name=f"cond_h_{layer}")(cond_BxE)[:, None, None]
       v = _gate(v_pre)
-      h_new = nn.Conv(f, (1, 1), mask=residual_mask, name=f"h_out_{layer}")(_gate(h_pre))
+      h_new = nn.Conv(f, (1, 1), mask=masks[f"h_out_{layer}"], name=f"h_out_{layer}")(_gate(h_pre))
       h = h_new if layer == 0 else h + h_new
-      h_groups = feature_groups
 
-    head_groups = channel_groups(hf, groups)
-    n_out = self.out_features * (1 if self.per_pixel_features else c)
-    y = nn.Conv(hf, (1, 1), mask=group_mask(feature_groups, head_groups, True)[None, None], name="head_0")(nn.relu(h))
-    out_groups = channel_groups(n_out, groups)  # channel c's out_features logits in group c
-    y = nn.Conv(n_out, (1, 1), mask=group_mask(head_groups, out_groups, True)[None, None], name="head_1")(nn.relu(y))
+    y = nn.Conv(hf, (1, 1), mask=masks["head_0"], name="head_0")(nn.relu(h))
+    y = nn.Conv(self.num_outputs(c), (1, 1), mask=masks["head_1"], name="head_1")(nn.relu(y))
     if self.per_pixel_features:
       return y
     return y.reshape(b, height, width, c, self.out_features)
+
+
+# ------------------------------------------------------------------ sampling: the naive loop and the cached one
+#
+# Both fill a canvas position by position from `start` on, in raster order; a position is one (i, j, c) or, with
+# per_pixel_features, one pixel (all of its channels drawn together). `draw(p, out)` gets the net's output at
+# position p ([N, out_features] for the channel, [N, out_features] for the pixel with per_pixel_features) and
+# returns its values ([N], or [N, C] for a pixel). Each is one jax.lax.fori_loop over the positions: n and
+# `start` change the traced shapes and bounds only, never one compilation per pixel.
+
+
+def _conv(x, param, mask=None, padding="VALID"):
+  """nn.Conv's arithmetic on a parameter dict: the kernel times its mask, the convolution, then the bias."""
+  kernel = param["kernel"] if mask is None else param["kernel"] * mask
+  y = jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return y + param["bias"]
+
+
+def _position(p, width: int, per_pixel: int):
+  """(i, j, c) of raster position p, with `per_pixel` positions per pixel (C, or 1 for whole pixels)."""
+  return p // (width * per_pixel), (p // per_pixel) % width, p % per_pixel
+
+
+def _write(canvas, i, j, c, value, whole_pixel: bool):
+  return canvas.at[:, i, j].set(value) if whole_pixel else canvas.at[:, i, j, c].set(value)
+
+
+def _positions_per_pixel(net: GatedPixelCNN, channels: int) -> int:
+  return 1 if net.per_pixel_features else channels
+
+
+def complete_naive(net: GatedPixelCNN, params, canvas_NxHxWxC: jax.Array, draw, start=0,
+                   cond_NxE: jax.Array | None = None) -> jax.Array:
+  """The reference sampler: the whole net on the whole canvas for every position."""
+  _, height, width, channels = canvas_NxHxWxC.shape
+  per = _positions_per_pixel(net, channels)
+  variables = {"params": params}
+
+  def body(p, canvas):
+    i, j, c = _position(p, width, per)
+    out = net.apply(variables, canvas, cond_NxE)[:, i, j]
+    if not net.per_pixel_features:
+      out = out[:, c]
+    return _write(canvas, i, j, c, draw(p, out).astype(canvas.dtype), net.per_pixel_features)
+
+  return jax.lax.fori_loop(start, height * width * per, body, canvas_NxHxWxC)
+
+
+class _Cache(struct.PyTreeNode):
+  """What the cached sampler keeps between positions. Per layer l (r_l = k_l // 2):
+
+  v_in[l]: [N, r_l + H, W, F] (l >= 1; layer 0 reads the canvas): the vertical stack's input rows, r_l rows of
+    zero padding on top, the rows above the current one filled in;
+  v_to_h[l]: [N, 1, W, 2F]: the vertical pre-activations of the row above the current one, through v_to_h;
+  h_in[l]: [N, r_l + W, F] (l >= 1): the horizontal stack's input along the current row, r_l columns of zero
+    padding on the left, the columns up to the current one filled in;
+  cond_v[l], cond_h[l]: [N, 2F]: the conditioning biases (empty without a cond).
+  """
+
+  v_in: tuple
+  v_to_h: tuple
+  h_in: tuple
+  cond_v: tuple
+  cond_h: tuple
+
+
+def _cache_init(net: GatedPixelCNN, params, canvas, cond) -> _Cache:
+  n, height, width, _ = canvas.shape
+  f, sizes = net.features, net.kernel_sizes()
+  zeros = lambda *shape: jnp.zeros(shape, canvas.dtype)
+  cond_v = cond_h = ()
+  if cond is not None:  # nn.Dense(use_bias=False)'s product, as the net computes it
+    cond_v = tuple(cond @ params[f"cond_v_{l}"]["kernel"] for l in range(net.num_layers))
+    cond_h = tuple(cond @ params[f"cond_h_{l}"]["kernel"] for l in range(net.num_layers))
+  return _Cache(v_in=(None,) + tuple(zeros(n, k // 2 + height, width, f) for k in sizes[1:]),
+                v_to_h=tuple(zeros(n, 1, width, 2 * f) for _ in sizes),
+                h_in=(None,) + tuple(zeros(n, k // 2 + width, f) for k in sizes[1:]),
+                cond_v=cond_v, cond_h=cond_h)
+
+
+def _cache_row(net: GatedPixelCNN, params, cache: _Cache, canvas, i) -> _Cache:
+  """Row i begins: the vertical stack of row i - 1 (every row above i is final), once per row. Row 0 has none
+  (the net's down shift reads zeros there); its v_in row is written from the empty canvas and overwritten when
+  row 1 begins, before anything reads it."""
+  above = jnp.maximum(i - 1, 0)
+  v_in, v_to_h = list(cache.v_in), list(cache.v_to_h)
+  for layer, k in enumerate(net.kernel_sizes()):
+    r = k // 2
+    source = jnp.pad(canvas, ((0, 0), (r, 0), (0, 0), (0, 0))) if layer == 0 else v_in[layer]
+    rows = jax.lax.dynamic_slice_in_dim(source, above, r + 1, axis=1)  # rows above - r .. above
+    v_pre = _conv(rows, params[f"v_conv_{layer}"], padding=((0, 0), (r, r)))  # [N, 1, W, 2F]
+    v_to_h[layer] = _conv(jnp.where(i > 0, v_pre, 0.0), params[f"v_to_h_{layer}"])
+    if cache.cond_v:
+      v_pre = v_pre + cache.cond_v[layer][:, None, None]
+    if layer + 1 < net.num_layers:
+      r_next = net.kernel_size // 2
+      v_in[layer + 1] = jax.lax.dynamic_update_slice_in_dim(v_in[layer + 1], _gate(v_pre), r_next + above, axis=1)
+  return cache.replace(v_in=tuple(v_in), v_to_h=tuple(v_to_h))
+
+
+def _cache_pixel(net: GatedPixelCNN, params, masks, cache: _Cache, canvas, i, j):
+  """The horizontal stack and the head at pixel (i, j) of the current row, from the canvas as it is (the pixel's
+  channels drawn so far): (cache, out [N, C, out_features] or [N, out_features])."""
+  n, _, width, channels = canvas.shape
+  h_in = list(cache.h_in)
+  h = None
+  for layer, k in enumerate(net.kernel_sizes()):
+    r = k // 2
+    if layer == 0:
+      row = jax.lax.dynamic_index_in_dim(canvas, i, axis=1, keepdims=False)  # [N, W, C]
+      source = jnp.pad(row, ((0, 0), (r, 0), (0, 0)))
+    else:
+      source = h_in[layer]
+    columns = jax.lax.dynamic_slice_in_dim(source, j, r + 1, axis=1)[:, None]  # [N, 1, r + 1, F]: j - r .. j
+    h_pre = _conv(columns, params[f"h_conv_{layer}"], masks[f"h_conv_{layer}"])
+    h_pre = h_pre + jax.lax.dynamic_slice_in_dim(cache.v_to_h[layer], j, 1, axis=2)
+    if cache.cond_h:
+      h_pre = h_pre + cache.cond_h[layer][:, None, None]
+    h_new = _conv(_gate(h_pre), params[f"h_out_{layer}"], masks[f"h_out_{layer}"])  # [N, 1, 1, F]
+    h = h_new if layer == 0 else h + h_new
+    if layer + 1 < net.num_layers:
+      h_in[layer + 1] = jax.lax.dynamic_update_slice_in_dim(h_in[layer + 1], h[:, 0], net.kernel_size // 2 + j,
+                                                             axis=1)
+  y = _conv(nn.relu(h), params["head_0"], masks["head_0"])
+  y = _conv(nn.relu(y), params["head_1"], masks["head_1"])[:, 0, 0]
+  out = y if net.per_pixel_features else y.reshape(n, channels, net.out_features)
+  return cache.replace(h_in=tuple(h_in)), out
+
+
+def complete_cached(net: GatedPixelCNN, params, canvas_NxHxWxC: jax.Array, draw, start=0,
+                    cond_NxE: jax.Array | None = None) -> jax.Array:
+  """The sampler that computes only what a new position changes (Ramachandran et al. 2017's caching): the
+  vertical stack once per row (its row above is final by then), the horizontal stack and the head once per
+  position, over the kernel's columns of the current row. The same positions, outputs (to float rounding) and
+  draws as complete_naive: the same key gives the same samples.
+
+  A `start` inside the canvas first replays the rows above it and the columns before it, without drawing."""
+  _, height, width, channels = canvas_NxHxWxC.shape
+  net.check(channels)
+  per = _positions_per_pixel(net, channels)
+  masks = net.masks(channels)
+  canvas = canvas_NxHxWxC
+  start = jnp.asarray(start)
+  first_row, first_column, _ = _position(start, width, per)
+  cache = _cache_init(net, params, canvas, cond_NxE)
+  cache = jax.lax.fori_loop(0, first_row + 1, lambda i, c: _cache_row(net, params, c, canvas, i), cache)
+  cache = jax.lax.fori_loop(0, first_column,
+                            lambda j, c: _cache_pixel(net, params, masks, c, canvas, first_row, j)[0], cache)
+
+  def body(p, carry):
+    canvas, cache = carry
+    i, j, c = _position(p, width, per)
+    cache = jax.lax.cond((j == 0) & (c == 0) & (p > start), lambda: _cache_row(net, params, cache, canvas, i),
+                         lambda: cache)
+    cache, out = _cache_pixel(net, params, masks, cache, canvas, i, j)
+    if not net.per_pixel_features:
+      out = out[:, c]
+    return _write(canvas, i, j, c, draw(p, out).astype(canvas.dtype), net.per_pixel_features), cache
+
+  return jax.lax.fori_loop(start, height * width * per, body, (canvas, cache))[0]

@@ -1,0 +1,48 @@
+"""The evaluation's numbers of completions: the share of held-out digits whose completion the shipped digit
+classifier labels as it labels the whole digit, over the whole split in padded batches."""
+
+import jax.numpy as jnp
+import numpy as np
+
+from genjax import data, evaluation, quality
+
+
+def _held(rows):
+  examples = data.eval_examples("mnist5k", 500)
+  return evaluation.HeldOut(examples["image"][rows], None, None), examples["label"][rows]
+
+
+def _unscale(x):
+  return jnp.round(x * 255.0).astype(jnp.uint8)
+
+
+def test_a_completion_that_keeps_the_digit_keeps_every_label_and_one_by_another_keeps_the_shared_labels():
+  rows = np.arange(45) * 11  # the split is sorted by class: every class, and neighbours of the same one
+  held, labels = _held(rows)
+  calls = []
+
+  def same(params, images, key, offset):
+    calls.append((images.shape[0], offset))
+    x = images.astype(jnp.float32) / 255.0
+    return x, x
+
+  def neighbour(params, images, key, offset):  # each digit completed as the one before it in the split
+    x = images.astype(jnp.float32) / 255.0
+    previous = jnp.asarray(held.images[(np.arange(offset, offset + images.shape[0]) - 1) % 45], jnp.float32) / 255.0
+    return x, previous
+
+  got = evaluation.completion_numbers(same, _unscale, None, None, "mnist5k", held, batch_size=20)
+  assert got == {"completion_kept": 1.0}
+  assert calls == [(20, 0), (20, 20), (20, 40)]  # padded batches: one compilation
+  predicted = quality.digit_labels("mnist5k", held.images)
+  assert np.mean(predicted == labels) > 0.95  # the classifier reads these digits
+  want = np.mean(predicted == np.roll(predicted, 1))
+  assert 0.5 < want < 0.95
+  got = evaluation.completion_numbers(neighbour, _unscale, None, None, "mnist5k", held, batch_size=20)
+  np.testing.assert_allclose(got["completion_kept"], want)
+
+
+def test_no_number_without_completions_or_off_digits():
+  held, _ = _held(np.arange(4))
+  assert evaluation.completion_numbers(None, _unscale, None, None, "mnist5k", held, 4) == {}
+  assert evaluation.completion_numbers(lambda *a, **k: 1 / 0, _unscale, None, None, "cifar10", held, 4) == {}
