@@ -10,10 +10,9 @@ override it), with genjax's random initial parameters, or the latest checkpoint 
 on one batch of binary digits are checked to agree.
 
 Contenders, each drawing --n digits:
-- genjax naive: one compiled fori_loop over the 784 positions, each iteration running the whole net on the canvas
-  (`sample_naive` where the family has it, else `complete` on a zero canvas: what `sample` was before a cached
-  sampler came);
-- genjax cached: `sample`, timed only where the family also has `sample_naive` (then `sample` is the cached one);
+- genjax naive: `sample_naive`, one compiled fori_loop over the 784 positions, each iteration running the whole
+  net on the canvas;
+- genjax cached: `sample`, the same loop computing only what each new position changes (the same digits);
 - PyTorch naive: the same loop in Python under no_grad, the whole net per position, torch's RNG.
 Each is run once first (genjax's compile timed apart from that run; both in their own columns), then in
 --rounds rounds in which the contenders alternate after a second's idle (benchmarks/speed.py); the table gives the
@@ -161,7 +160,6 @@ def main(argv):
   from genjax import cli  # pylint: disable=g-import-not-at-top
   cli.set_up_process()
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   model, params, source = model_and_params()
@@ -172,15 +170,9 @@ def main(argv):
         f"{net.kernel_size}, {sum(p.size for p in jax.tree.leaves(params)):,} parameters ({source});"
         f" {n} images {model.image_shape}, T={model.temperature}", flush=True)
   key = jax.random.key(1)
-  contenders = []
-  if hasattr(model, "sample_naive"):
-    # n closed over, not passed: a compiled function takes only its traced arguments.
-    contenders.append(genjax_contender("genjax naive", jax.jit(lambda p, k: model.sample_naive(p, k, n)), params, key))
-    contenders.append(genjax_contender("genjax cached", jax.jit(lambda p, k: model.sample(p, k, n)), params, key))
-  else:
-    canvas = jnp.zeros((n, *model.image_shape), jnp.float32)
-    contenders.append(genjax_contender("genjax naive", jax.jit(model.complete), params, key, canvas))
-    print("(no sample_naive: the family has no cached sampler yet; genjax naive is `complete` on a zero canvas)")
+  # n closed over, not passed: a compiled function takes only its traced arguments.
+  contenders = [genjax_contender("genjax naive", jax.jit(lambda p, k: model.sample_naive(p, k, n)), params, key),
+                genjax_contender("genjax cached", jax.jit(lambda p, k: model.sample(p, k, n)), params, key)]
   with_torch = _TORCH.value
   if with_torch:
     try:

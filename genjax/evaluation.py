@@ -56,6 +56,10 @@ def sample_numbers(sample_fn, unscale_fn, params, key, dataset, quality_samples:
           **completion_numbers(completions_fn, unscale_fn, params, key, dataset.name, held, batch_size)}
 
 
+# (label, unit) of each number of `completion_numbers`.
+COMPLETION_METRICS = {"completion_kept": ("completion keeps label", "")}
+
+
 def completions_of(family):
   """The family's `completions`, compiled; None for a family that cannot complete images."""
   completions = getattr(family, "completions", None)

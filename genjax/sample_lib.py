@@ -14,7 +14,7 @@ from genjax.errors import NonFiniteLossError, UserError
 from genjax.models import family as family_lib
 
 
-QUALITY_ORDER = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "completion_kept")
+QUALITY_ORDER = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")
 
 
 def _parse_value(text: str, old):
@@ -140,7 +140,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
                                         batch_size=config.eval.batch_size),
             "num_examples": held.num_examples}
   _require_finite(result, spec, config, step)
-  if "fid" in result:
+  if any(name in result for name in QUALITY_ORDER):
     result.update(quality_samples=quality_samples,
                   quality_protocol=quality.describe(ds.name, quality_samples, config.seed, inception_weights))
   workdir_lib.prepare_workdir(out_dir, "--workdir")
@@ -155,7 +155,9 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   # What sample.py prints: (label, unit, value) of the family's held-out numbers, then the data's.
   report = {
       "held_out": [(spec.labels.get(name, name).format(**config.model), spec.units.get(name, ""), result[name])
-                   for name in sorted(set(result) & set(spec.units))],
+                   for name in sorted(set(result) & set(spec.units))]
+                  + [(label, unit, result[name]) for name, (label, unit) in evaluation.COMPLETION_METRICS.items()
+                     if name in result],
       "points": [(label, unit, result[name]) for name, (label, unit) in evaluation.POINT_METRICS.items()
                  if name in result],
       "num_points": evaluation.POINT_SAMPLES,

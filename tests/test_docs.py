@@ -87,6 +87,8 @@ NOT_RUN = {
     " --num_samples=5000 --step=1000 --plot= --json=": _MEASUREMENT,
     "python benchmarks/diffusion_steps.py --workdir=runs/diffusion_mnist5k --step=3500 --steps=3,5,10,20,50"
     " --num_samples=1000": _MEASUREMENT,
+    "python benchmarks/pixelcnn_vs_vae.py": _MEASUREMENT,
+    "python benchmarks/pixelcnn_sampling.py --rounds=3": _MEASUREMENT,
     "python benchmarks/dcgan_speed.py": _MEASUREMENT,
     "python benchmarks/vae_speed.py": _MEASUREMENT,
     "python benchmarks/layer_speed.py": _MEASUREMENT,
@@ -110,6 +112,7 @@ TINY_MODELS = {  # (family, arch) -> fields of a model small enough to compile i
     ("gan", "mlp"): {"model.g_hidden": "(16, 16)", "model.d_hidden": "(16, 16)"},
     ("diffusion", "mlp"): {"model.hidden": "(16, 16)", "model.emb_dim": "8", "diffusion.sample_steps": "2",
                            "diffusion.eval_steps": "2"},
+    ("pixelcnn", "gated"): {"model.features": "4", "model.num_layers": "2", "model.first_kernel_size": "3"},
 }
 OFFLINE_DATASETS = ("mnist5k", "ring8", "grid25")
 SAMPLE_OVERRIDES = {"--quality_samples": "0", "--num_examples": "32"}

@@ -242,3 +242,36 @@ def test_completions_keep_the_upper_half_of_the_held_out_digits_and_draw_the_low
   # Example i's completion is its own: the same in a batch of 2 at offset 7 as in the batch of 6 at offset 3.
   _, pair = model.completions(params, images[4:], key, offset=7)
   np.testing.assert_array_equal(np.asarray(pair), np.asarray(completed[4:]))
+
+
+@pytest.mark.parametrize("name", ["pixelcnn_mnist5k", "pixelcnn_mnist", "pixelcnn_cifar10"])
+def test_the_configs_validate_and_build_the_net_they_describe(name):
+  import importlib
+  from genjax import build
+  config = importlib.import_module(f"configs.{name}").get_config()
+  build.validate(config)
+  model = build.family(config)
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0)).params
+  channels = model.image_shape[-1]
+  last = params["head_1"]["kernel"].shape[-1]
+  if config.model.likelihood == "logistic_mixture":
+    assert last == pixelcnn.mixture_num_params(config.model.num_mixtures, channels) and model.net.per_pixel_features
+  else:
+    assert last == channels * pixelcnn_lib.out_features(config.model.likelihood, 0, channels)
+  assert len([k for k in params if k.startswith("v_conv_")]) == config.model.num_layers
+
+
+def test_the_loop_and_sample_py_report_the_completions_kept_label(tmp_path):
+  import json
+  from genjax import sample_lib, train_lib
+  from tests.helpers import tiny_config
+  config = tiny_config("pixelcnn_mnist5k", num_steps=2, eval_every=2, **{
+      "eval.quality_samples": 0, "model.features": 4, "model.num_layers": 2, "model.first_kernel_size": 3})
+  workdir = str(tmp_path / "run")
+  train_lib.train_and_evaluate(config, workdir)
+  with open(f"{workdir}/metrics.jsonl", encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f if '"eval"' in line]
+  assert 0.0 <= rows[-1]["completion_kept"] <= 1.0
+  result = sample_lib.sample_and_evaluate(workdir, quality_samples=0, num_examples=32)
+  assert ("completion keeps label", "", result["completion_kept"]) in result["report"]["held_out"]
+  assert result["completion_kept"] * 32 == round(result["completion_kept"] * 32)  # a share of the 32 digits

@@ -322,6 +322,7 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
 family.register(family.FamilySpec(
     name="pixelcnn", archs=ARCHS, options={"model": {**NETS, **options.of(PixelCNN)}},
     validate_config=validate_config, from_config=from_config,
-    units={"nll": "nats", "bits_per_dim": "bits/dim"}, labels={"nll": "exact NLL", "bits_per_dim": "exact NLL"},
+    units={"nll": "nats", "bits_per_dim": "bits/dim"},
+    labels={"nll": "exact NLL", "bits_per_dim": "exact NLL per dimension"},
     smoke={"gated": {"model.arch": "gated", "model.features": 4, "model.num_layers": 2,
                      "model.first_kernel_size": 3, "model.kernel_size": 3}}))
