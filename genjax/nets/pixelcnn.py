@@ -167,7 +167,7 @@ class GatedPixelCNN(nn.Module):
 #
 # Both fill a canvas position by position from `start` on, in raster order; a position is one (i, j, c) or, with
 # per_pixel_features, one pixel (all of its channels drawn together). `draw(p, out)` gets the net's output at
-# position p ([N, out_features] for the channel, [N, out_features] for the pixel with per_pixel_features) and
+# position p ([N, out_features]: the channel's outputs, or the whole pixel's with per_pixel_features) and
 # returns its values ([N], or [N, C] for a pixel). Each is one jax.lax.fori_loop over the positions: n and
 # `start` change the traced shapes and bounds only, never one compilation per pixel.
 
