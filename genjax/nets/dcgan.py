@@ -59,6 +59,30 @@ def batch_norm(train: bool, axis_name: str | None = None, scale_init=bn_scale_in
                       scale_init=scale_init, axis_name=axis_name)
 
 
+def _check_labels(num_classes: int, labels_B) -> None:
+  if num_classes and labels_B is None:
+    raise ValueError(f"labels_B: a class-conditional net ({num_classes} classes) needs the class of every example")
+
+
+class ClassBatchNorm(nn.Module):
+  """BatchNorm whose scale and offset are those of each example's class (BigGAN's class-conditional BatchNorm,
+  with one learned row per class): statistics shared by every class, then x_hat * scale[y] + bias[y], the rows
+  initialised as the DCGAN's BatchNorm (scale ~ N(1, 0.02), bias 0)."""
+
+  num_classes: int
+  axis_name: str | None = None
+  momentum: float = BN_MOMENTUM
+
+  @nn.compact
+  def __call__(self, h: jax.Array, labels_B: jax.Array, train: bool = True) -> jax.Array:
+    features = h.shape[-1]
+    x_hat = nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=BN_EPSILON,
+                         use_scale=False, use_bias=False, axis_name=self.axis_name)(h)
+    scale = nn.Embed(self.num_classes, features, embedding_init=bn_scale_init, name="scale")(labels_B)
+    bias = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.zeros, name="bias")(labels_B)
+    return x_hat * scale[:, None, None] + bias[:, None, None]
+
+
 class DCGANGenerator(nn.Module):
   """z_BxZ -> images in [-1, 1] of `image_shape` (28, 32 or 64 pixels square).
 
@@ -69,6 +93,9 @@ class DCGANGenerator(nn.Module):
     conv_impl: how the transposed convolutions run (genjax.nets.layers.IMPLS).
     bn_momentum: Flax's decay of the running statistics in training mode; 0 makes them the batch's own
       (the EMA generator's statistics, genjax.models.gan).
+    num_classes: 0, or the classes of a class-conditional generator: every BatchNorm's scale and offset are
+      then the example's class's (class-conditional BatchNorm, as BigGAN's; the statistics stay shared), and
+      `labels_B` is required. 0 leaves the parameters of an unconditional generator.
   """
 
   image_shape: Sequence[int]
@@ -76,9 +103,16 @@ class DCGANGenerator(nn.Module):
   axis_name: str | None = None
   conv_impl: str = "auto"
   bn_momentum: float = BN_MOMENTUM
+  num_classes: int = 0
+
+  def _norm(self, h, train, labels_B):
+    if not self.num_classes:
+      return batch_norm(train, self.axis_name, momentum=self.bn_momentum)(h)
+    return ClassBatchNorm(self.num_classes, self.axis_name, self.bn_momentum)(h, labels_B, train)
 
   @nn.compact
-  def __call__(self, z_BxZ: jax.Array, train: bool = True) -> jax.Array:
+  def __call__(self, z_BxZ: jax.Array, train: bool = True, labels_B: jax.Array | None = None) -> jax.Array:
+    _check_labels(self.num_classes, labels_B)
     size, _, channels = self.image_shape
     n = num_stride2_layers(size)
     base = size // 2**n
@@ -86,11 +120,11 @@ class DCGANGenerator(nn.Module):
     # Project to base x base with a VALID transposed conv, as the example's first layer.
     h = layers.ConvTranspose(self.width * 2**(n - 1), (base, base), padding="VALID", use_bias=False,
                              kernel_init=conv_init, impl=self.conv_impl)(h)
-    h = nn.relu(batch_norm(train, self.axis_name, momentum=self.bn_momentum)(h))
+    h = nn.relu(self._norm(h, train, labels_B))
     for i in range(n - 1):
       h = layers.ConvTranspose(self.width * 2**(n - 2 - i), (4, 4), strides=(2, 2), padding=_TCONV_PAD,
                                use_bias=False, kernel_init=conv_init, impl=self.conv_impl)(h)
-      h = nn.relu(batch_norm(train, self.axis_name, momentum=self.bn_momentum)(h))
+      h = nn.relu(self._norm(h, train, labels_B))
     h = layers.ConvTranspose(channels, (4, 4), strides=(2, 2), padding=_TCONV_PAD, use_bias=False,
                              kernel_init=conv_init, impl=self.conv_impl)(h)
     return jnp.tanh(h)
@@ -106,15 +140,20 @@ class DCGANDiscriminator(nn.Module):
       'none'.
     axis_name: pmap's device axis, over which BatchNorm averages; None under jit.
     conv_impl: how the strided convolutions run (genjax.nets.layers.IMPLS).
+    num_classes: 0, or the classes of a projection discriminator (Miyato & Koyama 2018): with phi(x) the last
+      feature map flattened and psi the final convolution (a linear map of phi), the logit is
+      psi(phi(x)) + <embed(y), phi(x)>, and `labels_B` is required. 0 leaves an unconditional D's parameters.
   """
 
   width: int = 64
   norm: str = "batch"
   axis_name: str | None = None
   conv_impl: str = "auto"
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x_BxHxWxC: jax.Array, train: bool = True) -> jax.Array:
+  def __call__(self, x_BxHxWxC: jax.Array, train: bool = True, labels_B: jax.Array | None = None) -> jax.Array:
+    _check_labels(self.num_classes, labels_B)
     if self.norm not in D_NORMS:
       raise ValueError(f"norm: unknown {self.norm!r}; allowed: {', '.join(D_NORMS)}")
     n = num_stride2_layers(x_BxHxWxC.shape[1])
@@ -129,5 +168,9 @@ class DCGANDiscriminator(nn.Module):
       h = nn.leaky_relu(h, 0.2)
     base = h.shape[1]
     logits = layers.Conv(1, (base, base), padding="VALID", use_bias=False, kernel_init=conv_init,
-                         impl=self.conv_impl)(h)
-    return logits.reshape(x_BxHxWxC.shape[0])
+                         impl=self.conv_impl)(h).reshape(x_BxHxWxC.shape[0])
+    if self.num_classes:
+      phi_BxD = h.reshape(h.shape[0], -1)
+      embed_BxD = nn.Embed(self.num_classes, phi_BxD.shape[-1], embedding_init=conv_init, name="projection")(labels_B)
+      logits = logits + jnp.sum(embed_BxD * phi_BxD, axis=-1)
+    return logits
