@@ -239,3 +239,41 @@ def test_guidance_scale_is_an_array_and_moves_the_mean_as_the_affine_denoiser_sa
     se = np.sqrt(np.diag(SIGMA) / x.shape[0])
     assert np.all(np.abs(x.mean(0) - (MU + scale * delta)) <= 5 * se + 2e-3), (scale, x.mean(0))
   assert len(traces) == 1
+
+
+def test_guidance_is_ho_and_salimans_with_scale_1_plus_w_and_the_interval_guides_only_inside():
+  """The stated convention: scale = 1 + w gives (1 + w) eps_c - w eps_u; scale 0 and 1 give the unconditional
+  and the conditional denoisers exactly; with an interval (lo, hi] of EDM's sigma = sigma / alpha, guidance
+  applies inside it and the conditional denoiser outside, the boundaries as stated."""
+  def cond(z, alpha, sigma):
+    return 0.7 * z + 0.3
+
+  def uncond(z, alpha, sigma):
+    return -0.2 * z + 1.1
+
+  z = jnp.asarray([0.5, -1.0, 2.0])
+  alpha, sigma = jnp.float32(0.6), jnp.float32(0.8)  # EDM's sigma = 4/3
+  eps = lambda x_hat: dm.eps_from_x(z, x_hat, alpha, sigma)
+  for w in (0.0, 0.5, 3.0):
+    want_eps = (1 + w) * eps(cond(z, alpha, sigma)) - w * eps(uncond(z, alpha, sigma))
+    got = ds.guided(cond, uncond, 1 + w)(z, alpha, sigma)
+    np.testing.assert_allclose(np.asarray(eps(got)), np.asarray(want_eps), rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(ds.guided(cond, uncond, 0.0)(z, alpha, sigma)),
+                                np.asarray(uncond(z, alpha, sigma)))
+  np.testing.assert_array_equal(np.asarray(ds.guided(cond, uncond, 1.0)(z, alpha, sigma)),
+                                np.asarray(cond(z, alpha, sigma)))
+  traces = []
+
+  def f(scale, lo, hi):
+    traces.append(1)
+    return ds.guided(cond, uncond, scale, (lo, hi))(z, alpha, sigma)
+
+  f = jax.jit(f)
+  inside = ds.guided(cond, uncond, 2.5)(z, alpha, sigma)
+  level = float(np.float32(0.8) / np.float32(0.6))  # as the sampler computes it, in float32
+  for lo, hi, guides in ((1.0, 2.0, True), (level, 2.0, False), (0.5, level, True), (1.5, 9.0, False),
+                         (0.1, 1.2, False)):
+    got = f(jnp.float32(2.5), jnp.float32(lo), jnp.float32(hi))
+    want = inside if guides else cond(z, alpha, sigma)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, err_msg=str((lo, hi)))
+  assert len(traces) == 1

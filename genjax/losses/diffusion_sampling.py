@@ -88,18 +88,24 @@ def ddim_encode(denoise, x, alphas, sigmas):
   return z
 
 
-def guided(denoise_cond, denoise_uncond, scale):
+def guided(denoise_cond, denoise_uncond, scale, interval=(0.0, float("inf"))):
   """Classifier-free guidance (Ho & Salimans 2022) in the data prediction: x_u + scale (x_c - x_u).
 
-  scale = 1 is the conditional denoiser, 0 the unconditional one, and scale = 1 + w is Ho & Salimans'
-  (1 + w) eps_c - w eps_u, since x_hat is affine in eps_hat at a given z. `scale` is an array (or a traced
-  scalar), so a sampler compiled once serves every scale.
+  The convention: scale = 1 is the conditional denoiser and 0 the unconditional one; scale = 1 + w is Ho &
+  Salimans' (1 + w) eps_c - w eps_u (x_hat is affine in eps_hat at a given z), and it is the guidance scale of
+  EDM2 and diffusers as they write it. `interval` = (lo, hi) applies guidance only at noise levels
+  lo < sigma / alpha <= hi (EDM's sigma; Kynkäänniemi et al. 2024), the conditional denoiser elsewhere; the
+  default, (0, inf), guides everywhere. Scale and interval are arrays (or traced scalars): a sampler compiled
+  once serves every scale and interval.
   """
   scale = jnp.asarray(scale, jnp.float32)
+  lo, hi = (jnp.asarray(v, jnp.float32) for v in interval)
 
   def denoise(z, alpha, sigma):
     x_u = denoise_uncond(z, alpha, sigma)
-    return x_u + scale * (denoise_cond(z, alpha, sigma) - x_u)
+    level = sigma / alpha
+    s = jnp.where((level > lo) & (level <= hi), scale, 1.0)
+    return x_u + s * (denoise_cond(z, alpha, sigma) - x_u)
   return denoise
 
 
