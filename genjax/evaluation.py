@@ -82,7 +82,7 @@ def completion_numbers(completions_fn, unscale_fn, params, key, dataset: str, he
   for start in range(0, held.num_examples, batch_size):
     chunk = held.images[start:start + batch_size]
     whole, completed = completions_fn(params, _padded(chunk, batch_size), key, offset=start)
-    labels = [quality.digit_labels(dataset, np.asarray(unscale_fn(x))[:chunk.shape[0]]) for x in (whole, completed)]
+    labels = [quality.digit_labels(np.asarray(unscale_fn(x))[:chunk.shape[0]]) for x in (whole, completed)]
     kept.append(labels[0] == labels[1])
   return {"completion_kept": float(np.mean(np.concatenate(kept)))}
 

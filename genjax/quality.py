@@ -107,18 +107,19 @@ def network(dataset: str, inception_weights: str | None = None) -> Network | Non
   return _digit_network() if dataset in DIGIT_DATASETS else None
 
 
-def digit_labels(dataset: str, images_NxHxWxC: np.ndarray) -> np.ndarray | None:
-  """The shipped digit classifier's labels [N] of uint8 images of a digit dataset; None for another dataset."""
-  if dataset not in DIGIT_DATASETS:
-    return None
-  net = _digit_network()
-  return np.concatenate([np.argmax(np.asarray(features.digit_logits(net.params, images_NxHxWxC[i:i + BATCH])), -1)
+def _batched(fn, params, images_NxHxWxC: np.ndarray) -> np.ndarray:
+  """fn(params, batch) over `images` in batches of BATCH, concatenated."""
+  return np.concatenate([np.asarray(fn(params, images_NxHxWxC[i:i + BATCH]))
                          for i in range(0, images_NxHxWxC.shape[0], BATCH)])
+
+
+def digit_labels(images_NxHxWxC: np.ndarray) -> np.ndarray:
+  """The shipped digit classifier's labels [N] of uint8 28x28x1 images."""
+  return np.argmax(_batched(features.digit_logits, _digit_network().params, images_NxHxWxC), axis=-1)
 
 
 def _features(net: Network, images_NxHxWxC: np.ndarray) -> np.ndarray:
-  return np.concatenate([np.asarray(net.features(net.params, images_NxHxWxC[i:i + BATCH]))
-                         for i in range(0, images_NxHxWxC.shape[0], BATCH)])
+  return _batched(net.features, net.params, images_NxHxWxC)
 
 
 def _why(error: BaseException) -> str:

@@ -34,7 +34,7 @@ def test_a_completion_that_keeps_the_digit_keeps_every_label_and_one_by_another_
   got = evaluation.completion_numbers(same, _unscale, None, None, "mnist5k", held, batch_size=20)
   assert got == {"completion_kept": 1.0}
   assert calls == [(20, 0), (20, 20), (20, 40)]  # padded batches: one compilation
-  predicted = quality.digit_labels("mnist5k", held.images)
+  predicted = quality.digit_labels(held.images)
   assert np.mean(predicted == labels) > 0.95  # the classifier reads these digits
   want = np.mean(predicted == np.roll(predicted, 1))
   assert 0.5 < want < 0.95
