@@ -157,7 +157,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
                                     f" configs/base.get_config({spec.name!r}), which has every field of its family")
   for block_name, block in blocks_of(spec.name).items():
     options.check_block(config, block_name, block)
+  if "num_classes" in options.flat(spec.options.get("model", {})):
+    _num_classes_of_the_dataset(config.model.num_classes, config.dataset.name)
   spec.validate_config(config, config.dataset.name, data.image_shape(config.dataset.name))
+
+
+def _num_classes_of_the_dataset(value: int, dataset: str) -> None:
+  """A conditional model's `model.num_classes` is its dataset's class count (family.num_classes_option)."""
+  have = data.num_classes(dataset)
+  checks.require(have or not value, f"model.num_classes: {dataset!r} has no labels to condition on; 0"
+                                    f" (unconditional) is the only choice, got {value}")
+  checks.require(value in (0, have), f"model.num_classes: {dataset!r} has {have} classes; must be {have}"
+                                     f" (conditional) or 0 (unconditional), got {value}")
 
 
 def learning_rate(value: float, schedule: str, num_steps: int) -> optax.ScalarOrSchedule:

@@ -25,10 +25,11 @@ PLACEMENTS = (("jit", 1), ("jit", 2), ("jit", 8), ("pmap", 8))
 
 
 def cases() -> list[tuple[str, str]]:
-  """(family, arch) of every registered family and architecture, the test family included."""
+  """(family, case) of every registered family and smoke case (each architecture, and variants such as a
+  conditional one), the test family included."""
   import tests.gauss_family  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import  (registers 'gauss')
   from genjax.models import family  # pylint: disable=g-import-not-at-top
-  return [(name, arch) for name in family.names() for arch in family.get(name).archs]
+  return [(name, arch) for name in family.names() for arch in family.get(name).smoke]
 
 
 def config_of(name: str, arch: str, **overrides):

@@ -111,29 +111,25 @@ ARCHS = ("diag", "class")
 
 
 OPTIONS = {"model": {"arch": options.choice("diag", ARCHS, "'diag': one diagonal Gaussian over 2-D points; 'class':"
-                                            " one per class, over images")}}
+                                            " over images, one per class where num_classes > 0"),
+                     "num_classes": family.num_classes_option()}}
 
 
 def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> None:
-  from genjax import data  # pylint: disable=g-import-not-at-top
-  if config.model.arch == "diag":
-    checks.require(len(example_shape) == 1,
-                   f"dataset.name: the gauss family's 'diag' models points; {dataset!r} holds images")
-  else:
-    checks.require(data.num_classes(dataset) > 0,
-                   f"dataset.name: the gauss family's 'class' is conditioned on labels; {dataset!r} has none")
+  points = config.model.arch == "diag"
+  checks.require(points == (len(example_shape) == 1),
+                 f"dataset.name: the gauss family's {config.model.arch!r} models {'points' if points else 'images'};"
+                 f" {dataset!r} does not hold them")
 
 
 def from_config(config, example_shape, axis_name, optimizer_for, cls=Gauss) -> Gauss:
   """`cls`: Gauss, or a variant of it with more options (tests/test_options.py adds one)."""
-  from genjax import data  # pylint: disable=g-import-not-at-top
   return cls(optimizer=optimizer_for(config.optim.learning_rate), data_shape=tuple(example_shape),
-             axis_name=axis_name,
-             num_classes=data.num_classes(config.dataset.name) if config.model.arch == "class" else 0,
-             **options.values(config.model, options.of(cls)))
+             axis_name=axis_name, num_classes=config.model.num_classes, **options.values(config.model, options.of(cls)))
 
 
 SPEC = family.register(family.FamilySpec(
     name="gauss", archs=ARCHS, options=OPTIONS, validate_config=validate_config, from_config=from_config,
     units={"nll": "nats"}, smoke={"diag": {"dataset.name": "ring8", "model.arch": "diag"},
-                                  "class": {"dataset.name": "mnist5k", "model.arch": "class"}}))
+                                  "class": {"dataset.name": "mnist5k", "model.arch": "class",
+                                            "model.num_classes": 10}}))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genjax import build, checkpoint, cli, data, evaluation, train_lib
+from genjax import build, checkpoint, cli, data, evaluation, options, train_lib
 from genjax import random as grandom
 from genjax import workdir as workdir_lib
 from genjax.errors import UserError
@@ -85,6 +85,30 @@ def test_labels_reach_every_method_of_a_conditional_family(name, arch):
   a = visuals(params, keys.sample, batch["image"][:8], labels=zeros)
   b = visuals(params, keys.sample, batch["image"][:8], labels=ones)
   assert a and any(not np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+
+
+DECLARE_NUM_CLASSES = [(n, a) for n, a in CASES
+                       if "num_classes" in options.flat(family_lib.get(n).options.get("model", {}))]
+
+
+@pytest.mark.parametrize("name,arch", DECLARE_NUM_CLASSES, ids=[f"{n}-{a}" for n, a in DECLARE_NUM_CLASSES])
+def test_num_classes_is_the_datasets_class_count_or_zero(name, arch):
+  """`model.num_classes` (family.num_classes_option) is checked against the dataset by the shared validation,
+  in one line: another count, or labels where the dataset has none, or a negative count is refused."""
+  config = conformance.config_of(name, arch)
+  have = data.num_classes(config.dataset.name)
+  build.validate(conformance.config_of(name, arch, **{"model.num_classes": 0}))
+  if have:
+    build.validate(conformance.config_of(name, arch, **{"model.num_classes": have}))
+    with pytest.raises(UserError, match=rf"^model.num_classes: '{config.dataset.name}' has {have} classes; must be"
+                                        rf" {have} \(conditional\) or 0 \(unconditional\), got 3$"):
+      build.validate(conformance.config_of(name, arch, **{"model.num_classes": 3}))
+  else:
+    with pytest.raises(UserError, match=rf"^model.num_classes: '{config.dataset.name}' has no labels to condition"
+                                        " on; 0 \\(unconditional\\) is the only choice, got 10$"):
+      build.validate(conformance.config_of(name, arch, **{"model.num_classes": 10}))
+  with pytest.raises(UserError, match="^model.num_classes: must be 0 \\(unconditional\\) or the dataset's number"):
+    build.validate(conformance.config_of(name, arch, **{"model.num_classes": -1}))
 
 
 @pytest.mark.parametrize("name,arch", CASES, ids=IDS)

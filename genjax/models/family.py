@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from genjax import config_checks as checks
 from genjax import options as options_lib
 from genjax.errors import UserError
 
@@ -105,6 +106,29 @@ def from_signed_unit(x: jax.Array, points: bool) -> jax.Array:
   return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
 
+def num_classes_option(block: str | None = None) -> options_lib.Option:
+  """`model.num_classes` of every family that can be class-conditional, declared once: 0 (unconditional, as
+  EDM's `label_dim = 0`) or the dataset's class count, which genjax.build checks against the dataset (a family
+  never reads the data's registry itself). `block`: 'model' where the family's dataclass declares fields of
+  another block too (options.of)."""
+
+  def check(config, field):
+    value = checks.get(config, field)
+    checks.require(checks.is_int(value) and value >= 0,
+                   f"{field}: must be 0 (unconditional) or the dataset's number of classes, got {value!r}")
+
+  return options_lib.Option(0, "classes the model is conditioned on: the dataset's number of classes, or 0 for an"
+                            " unconditional model", check, added=(2, 0), block=block)  # runs before version 2 were unconditional
+
+
+def labels_or_uniform(key: jax.Array, n: int, num_classes: int, labels: jax.Array | None) -> jax.Array:
+  """`labels` as int32 [n], or, where none are given, n classes drawn uniformly from `key` (the protocol's
+  `sample` of a conditional model given no labels)."""
+  if labels is None:
+    return jax.random.randint(key, (n,), 0, num_classes, jnp.int32)
+  return jnp.asarray(labels, jnp.int32)
+
+
 # optimizer_for(learning_rate) -> the shared optimizer (schedule, Adam's betas, clipping) at that step size.
 OptimizerFor = Callable[[float], optax.GradientTransformation]
 
@@ -130,7 +154,10 @@ class FamilySpec:
     labels: how sample.py names each of them, formatted with the fields of
       the config's model block (e.g. 'IWAE NLL (k={iwae_k})').
     smoke: for each architecture, overrides of configs/base.py that make a
-      small model of it that trains in seconds (the conformance suite's).
+      small model of it that trains in seconds; the conformance suite runs
+      every entry, so a family adds variants of an architecture under names
+      of their own (a class-conditional one: 'conv_class', which sets
+      `model.arch` and `model.num_classes`).
     weights: what `eval_params` can give, the default first: ('ema', 'raw')
       for a family that keeps an EMA of its weights. The loop measures sample
       quality of each (the default's numbers plain, the others' with the
