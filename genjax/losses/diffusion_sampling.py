@@ -98,15 +98,17 @@ def guided(denoise_cond, denoise_uncond, scale, interval=(0.0, float("inf"))):
   default, (0, inf), guides everywhere. Scale and interval are arrays (or traced scalars): a sampler compiled
   once serves every scale and interval.
   """
-  scale = jnp.asarray(scale, jnp.float32)
-  lo, hi = (jnp.asarray(v, jnp.float32) for v in interval)
-
   def denoise(z, alpha, sigma):
-    x_u = denoise_uncond(z, alpha, sigma)
-    level = sigma / alpha
-    s = jnp.where((level > lo) & (level <= hi), scale, 1.0)
-    return x_u + s * (denoise_cond(z, alpha, sigma) - x_u)
+    return guide(denoise_cond(z, alpha, sigma), denoise_uncond(z, alpha, sigma), sigma / alpha, scale, interval)
   return denoise
+
+
+def guide(x_cond, x_uncond, level, scale, interval=(0.0, float("inf"))):
+  """`guided`'s mix of the two predictions at noise level `level` = sigma / alpha: x_u + scale (x_c - x_u)
+  where lo < level <= hi, x_c elsewhere; for a caller that computes both predictions in one batch."""
+  lo, hi = (jnp.asarray(v, jnp.float32) for v in interval)
+  s = jnp.where((level > lo) & (level <= hi), jnp.asarray(scale, jnp.float32), 1.0)
+  return x_uncond + s * (x_cond - x_uncond)
 
 
 def edm_denoiser_from_vp(denoise):

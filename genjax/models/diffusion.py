@@ -123,9 +123,23 @@ class Diffusion:
   eval_steps: int = options.count(100, "levels of the model whose bound (bits/dim) the evaluation reports (>= 2)",
                                   most=10_000, free=True).field()
   ema: update.EMA = update.ema_options(0.9999).field()
+  # Class conditioning (model.num_classes > 0): the label's embedding in the net, with a null label that training
+  # puts in place of `label_dropout` of the labels, so that one net is both the conditional and the unconditional
+  # denoiser of classifier-free guidance (Ho & Salimans 2022).
+  label_dropout: float = options.number(0.1, "conditional: the share of training labels replaced by the null"
+                                        " label (Ho & Salimans' p_uncond)", "[0, 1)", added=(2, 0.1)).field()
+  guidance: float = options.number(1.0, "conditional: classifier-free guidance scale s, sampling x_u + s (x_c -"
+                                   " x_u) (1: the conditional model, 0: the unconditional one; Ho & Salimans' w"
+                                   " is s - 1)", ">= 0", free=True, added=(2, 1.0), flag="guidance").field()
+  guidance_lo: float = options.number(0.0, "conditional: guidance only at noise levels sigma / alpha above this"
+                                      " (Kynkäänniemi et al.'s interval)", ">= 0", free=True, added=(2, 0.0),
+                                      flag="guidance_lo").field()
+  guidance_hi: float | None = options.number(None, "conditional: ... and at or below this; None: no upper limit",
+                                             "> 0", optional=True, free=True, added=(2, None),
+                                             flag="guidance_hi").field()
+  num_classes: int = family.num_classes_option(block="model").field()
   points: bool = False
   axis_name: str | None = None
-  num_classes: int = 0  # unconditional: labels are ignored
 
   def __post_init__(self):
     for field, allowed in (("objective", OBJECTIVES), ("schedule", SCHEDULES), ("sampler", SAMPLERS)):
@@ -159,29 +173,61 @@ class Diffusion:
     """The net's noise input c_B at (alpha, sigma): the (fractional) step index, or EDM's 1000 ln(s) / 4."""
     return self.parametrisation.noise_input(alpha_B, sigma_B)
 
-  def apply_net(self, params, x, c_B: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
-    """The net on x at noise inputs c_B; with `dropout_key` (keys [B]) in training mode.
+  def apply_net(self, params, x, c_B: jax.Array, dropout_key: jax.Array | None = None,
+                labels_B: jax.Array | None = None) -> jax.Array:
+    """The net on x at noise inputs c_B (and labels, the null label included, of a conditional net); with
+    `dropout_key` (keys [B]) in training mode.
 
     Each example's dropout is drawn from its own key (the net runs vmapped over the examples), so it does
     not depend on the batch or device it is in. That costs: 22% of a training step of the mnist5k U-Net on
     CPU, measured against one draw for the whole batch, so a net without dropout runs unvmapped.
     """
+    labels = {} if labels_B is None else {"labels_B": labels_B}
     if dropout_key is None or not getattr(self.net, "dropout", 0.0):
-      return self.net.apply({"params": params}, x, c_B, train=dropout_key is not None)
+      return self.net.apply({"params": params}, x, c_B, train=dropout_key is not None, **labels)
 
-    def one(x_i, c_i, key_i):
-      return self.net.apply({"params": params}, x_i[None], c_i[None], train=True, rngs={"dropout": key_i})[0]
+    def one(x_i, c_i, key_i, labels_i):
+      return self.net.apply({"params": params}, x_i[None], c_i[None], train=True, rngs={"dropout": key_i},
+                            **jax.tree.map(lambda v: v[None], labels_i))[0]
 
-    return jax.vmap(one)(x, c_B, dropout_key)
+    return jax.vmap(one)(x, c_B, dropout_key, labels)
 
-  def denoise(self, params, z, alpha, sigma) -> jax.Array:
-    """x_hat(z) at z = alpha x + sigma eps (scalars or [B]), from the net in inference mode."""
-    return self.parametrisation.denoise(functools.partial(self.apply_net, params), z, alpha, sigma)
+  def denoise(self, params, z, alpha, sigma, labels_B: jax.Array | None = None) -> jax.Array:
+    """x_hat(z) at z = alpha x + sigma eps (scalars or [B]), from the net in inference mode; a conditional
+    model's given labels_B (`num_classes`: the null label, the unconditional prediction)."""
+    net = functools.partial(self.apply_net, params, labels_B=labels_B)
+    return self.parametrisation.denoise(net, z, alpha, sigma)
 
-  def sampling_denoiser(self, params):
-    """`denoise` as the samplers call it, clipped to [-1, 1] for images when `clip_denoised`."""
+  def guided_denoiser(self, params, labels_B: jax.Array, scale, interval):
+    """The classifier-free guided `denoise(z, alpha, sigma)` of a conditional model at labels_B: the
+    conditional and the unconditional (null label) predictions in one batch of 2B, mixed by
+    `genjax.losses.diffusion_sampling.guide` (scale and interval may be traced: one compile serves all)."""
+    null_B = jnp.full_like(labels_B, self.num_classes)
+
     def denoise(z, alpha, sigma):
-      x_hat = self.denoise(params, z, alpha, sigma)
+      b = z.shape[0]
+      both = lambda v: jnp.tile(jnp.broadcast_to(jnp.asarray(v, jnp.float32), (b,)), 2)  # noqa: E731
+      x_both = self.denoise(params, jnp.concatenate([z, z]), both(alpha), both(sigma),
+                            jnp.concatenate([labels_B, null_B]))
+      return sampling.guide(x_both[:b], x_both[b:], sigma / alpha, scale, interval)
+    return denoise
+
+  def sampling_denoiser(self, params, labels_B: jax.Array | None = None, guidance=None, interval=None):
+    """`denoise` as the samplers call it, clipped to [-1, 1] for images when `clip_denoised`: unconditional, or
+    at labels_B with classifier-free guidance at `guidance` (default: the model's) within `interval` = (lo, hi)
+    of sigma / alpha (default: the model's). At the model's scale of exactly 1 the unconditional pass is
+    skipped (the guided prediction is the conditional one)."""
+    if labels_B is None:
+      predict = functools.partial(self.denoise, params)
+    elif guidance is None and self.guidance == 1.0:
+      predict = functools.partial(self.denoise, params, labels_B=labels_B)
+    else:
+      if interval is None:
+        interval = (self.guidance_lo, float("inf") if self.guidance_hi is None else self.guidance_hi)
+      predict = self.guided_denoiser(params, labels_B, self.guidance if guidance is None else guidance, interval)
+
+    def denoise(z, alpha, sigma):
+      x_hat = predict(z, alpha, sigma)
       return jnp.clip(x_hat, -1.0, 1.0) if self.clip_denoised and not self.points else x_hat
     return denoise
 
@@ -190,23 +236,35 @@ class Diffusion:
   def init(self, key: jax.Array) -> DiffusionState:
     """Fresh weights and optimizer state; the EMA starts at the weights."""
     x = jnp.zeros((1, *self.data_shape), jnp.float32)
-    params = self.net.init(key, x, jnp.zeros((1,), jnp.float32), train=False)["params"]
+    labels = {"labels_B": jnp.zeros((1,), jnp.int32)} if self.num_classes else {}
+    params = self.net.init(key, x, jnp.zeros((1,), jnp.float32), train=False, **labels)["params"]
     return DiffusionState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.optimizer.init(params),
                           ema_params=jax.tree.map(jnp.copy, params))
 
-  def loss(self, params, x, key: jax.Array) -> tuple[jax.Array, dict]:
-    """The objective's loss over the batch; example i draws (level, noise, dropout) from split(its key, 3)."""
+  def loss(self, params, x, key: jax.Array, labels_B: jax.Array | None = None) -> tuple[jax.Array, dict]:
+    """The objective's loss over the batch; example i draws (level, noise, dropout) from split(its key, 3), and a
+    conditional model's whether its label is dropped (replaced by the null label) from fold_in(its key, 3)."""
     batch = x.shape[0]
     keys_B = grandom.example_keys(key, batch, parallel.batch_offset(batch, self.axis_name))
     keys_Bx3 = jax.vmap(lambda k: jax.random.split(k, 3))(keys_B)
     noise = jax.vmap(lambda k: jax.random.normal(k, x.shape[1:]))(keys_Bx3[:, 1])
-    net = functools.partial(self.apply_net, params, dropout_key=keys_Bx3[:, 2])
+    if labels_B is not None:
+      labels_B = self.training_labels(labels_B, keys_B)
+    net = functools.partial(self.apply_net, params, dropout_key=keys_Bx3[:, 2], labels_B=labels_B)
     return self.parametrisation.loss(net, x, noise, keys_Bx3[:, 0])
 
+  def training_labels(self, labels_B: jax.Array, keys_B: jax.Array) -> jax.Array:
+    """The labels the net trains on: each replaced by the null label (`num_classes`) with probability
+    `label_dropout`, drawn from fold_in(its example's key, 3), so that the same examples are dropped on any
+    device count."""
+    dropped = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, 3), self.label_dropout))(keys_B)
+    return jnp.where(dropped, self.num_classes, jnp.asarray(labels_B, jnp.int32))
+
   def train_step(self, state: DiffusionState, batch: dict, key: jax.Array) -> tuple[DiffusionState, dict]:
-    """One optimizer step on the loss of `batch['image']`, then the EMA."""
+    """One optimizer step on the loss of `batch['image']` (given `batch['label']` where conditional), then the
+    EMA."""
     new = update.apply_gradients(self.loss, state.params, state.opt_state, self.optimizer, self.axis_name,
-                                 self.scale(batch["image"]), key)
+                                 self.scale(batch["image"]), key, batch["label"] if self.num_classes else None)
     ema_params = self.ema(state.ema_params, new.params, state.step + 1)  # n: the updates so far, this one included
     metrics = {**parallel.mean_over(new.aux, self.axis_name), "grad_norm": new.grad_norm}
     return state.replace(step=state.step + 1, params=new.params, opt_state=new.opt_state,
@@ -220,21 +278,26 @@ class Diffusion:
   # -------------------------------------------------------------- sampling
 
   def sample(self, params, key: jax.Array, n: int, labels: jax.Array | None = None, sampler: str | None = None,
-             steps: int | None = None, path: bool = False):
-    """n examples in the model's range from `sampler` (default: the model's) on `steps` levels (unconditional:
-    `labels` are ignored).
+             steps: int | None = None, path: bool = False, guidance=None, interval=None):
+    """n examples in the model's range from `sampler` (default: the model's) on `steps` levels; a conditional
+    model's of `labels` (uniform from `key` where None; an unconditional model ignores them), guided at
+    `guidance` within `interval` (defaults: the model's; arrays, so that changing them does not recompile).
 
     With `path`, also (states, predictions) along the way, each [steps, n, ...] noisiest first, the states
     in the VP form's scale.
     """
-    del labels
     sampler = sampler or self.sampler
     steps = steps or self.sample_steps
     if sampler not in SAMPLERS:
       raise ValueError(f"sampler: unknown {sampler!r}; allowed: {', '.join(SAMPLERS)}")
+    if self.num_classes:
+      label_key, key = jax.random.split(key) if labels is None else (None, key)
+      labels = family.labels_or_uniform(label_key, n, self.num_classes, labels)
+    else:
+      labels = None
     start_key, loop_key = jax.random.split(key)
     noise = jax.random.normal(start_key, (n, *self.data_shape))
-    denoise = self.sampling_denoiser(params)
+    denoise = self.sampling_denoiser(params, labels, guidance, interval)
     if sampler == "heun":
       return sampling.heun_sample_vp(denoise, noise, self.parametrisation.edm_levels(steps), loop_key,
                                      s_churn=self.churn, path=path)
@@ -253,15 +316,18 @@ class Diffusion:
     terms (`genjax.losses.diffusion.diffusion_kl_terms`) and the discretised decoder -log p(x | z_1) with
     mean x_hat(z_1) and standard deviation sigma_1 / alpha_1 (Ho et al. 2020, eq. 5 and section 3.3). Each
     example's noise comes from the key of its global index offset + i. Points are continuous: their decoder
-    is the density N(x; x_hat, (sigma_1 / alpha_1)^2), and their bound, of a density, can be negative.
+    is the density N(x; x_hat, (sigma_1 / alpha_1)^2), and their bound, of a density, can be negative. A
+    conditional model's is the bound of -log p(x | label), from the conditional denoiser (no guidance).
     """
-    del labels  # unconditional
+    if self.num_classes and labels is None:
+      raise ValueError("labels: a conditional model's bound is of each example given its class")
     x = self.scale(image_BxHxWxC)
     alphas, sigmas = (jnp.asarray(v, jnp.float32) for v in self.parametrisation.vp_levels(self.eval_steps))
-    denoise = functools.partial(self.denoise, params)
+    labels = {"labels_i": jnp.asarray(labels, jnp.int32)} if self.num_classes else {}
 
-    def nats(x_i, key_i):
+    def nats(x_i, key_i, labels_i=None):
       x_1 = x_i[None]
+      denoise = functools.partial(self.denoise, params, labels_B=None if labels_i is None else labels_i[None])
       terms_key, decoder_key = jax.random.split(key_i)
       z_1 = dm.diffuse(x_1, alphas[0], sigmas[0], jax.random.normal(decoder_key, x_1.shape))
       log_scale = jnp.log(sigmas[0] / alphas[0])
@@ -273,24 +339,31 @@ class Diffusion:
       terms = dm.diffusion_kl_terms(denoise, x_1, alphas, sigmas, terms_key)[0]
       return dm.prior_kl(x_1, alphas[-1], sigmas[-1])[0] + terms + decoder
 
-    total = jax.vmap(nats)(x, grandom.example_keys(key, x.shape[0], offset))
+    total = jax.vmap(nats)(x, grandom.example_keys(key, x.shape[0], offset), **labels)
     return {"bpd": dm.nats_to_bits_per_dim(total, int(np.prod(self.data_shape)))}
 
   def visuals(self, params, key: jax.Array, image_NxHxWxC: jax.Array,
               labels: jax.Array | None = None) -> dict[str, jax.Array]:
     """Grids as uint8 [rows, cols, H, W, C]: 64 samples; the denoising trajectory of 8 samples and the
-    predictions of the data along it, each at 10 steps from the noisiest to the last. {} for points (the
-    loop draws their scatter)."""
-    del image_NxHxWxC, labels
+    predictions of the data along it, each at 10 steps from the noisiest to the last; a conditional model's of
+    the pictured examples' `labels` (repeated), and a row of 8 samples per class. {} for points (the loop draws
+    their scatter)."""
+    del image_NxHxWxC
     if self.points:
       return {}
-    sample_key, path_key = jax.random.split(key)
+    if self.num_classes and labels is None:
+      raise ValueError("labels: a conditional model's pictures are of the pictured examples' classes")
+    sample_key, path_key, class_key = jax.random.split(key, 3)
     shape = self.data_shape
-    grids = {"samples": self.unscale(self.sample(params, sample_key, 64)).reshape(8, 8, *shape)}
-    _, (states, predictions) = self.sample(params, path_key, TRAJECTORY_ROWS, path=True)
+    take = lambda n: None if not self.num_classes else jnp.resize(jnp.asarray(labels, jnp.int32), (n,))  # noqa: E731
+    grids = {"samples": self.unscale(self.sample(params, sample_key, 64, take(64))).reshape(8, 8, *shape)}
+    _, (states, predictions) = self.sample(params, path_key, TRAJECTORY_ROWS, take(TRAJECTORY_ROWS), path=True)
     cols = np.unique(np.round(np.linspace(0, states.shape[0] - 1, TRAJECTORY_COLS)).astype(np.int64))
     grids["trajectory"] = self.unscale(jnp.swapaxes(states[cols], 0, 1))
     grids["predictions"] = self.unscale(jnp.swapaxes(predictions[cols], 0, 1))
+    if self.num_classes:
+      grids["samples_by_class"] = family.samples_by_class(self.sample, params, class_key, self.num_classes,
+                                                          self.unscale)
     return grids
 
 
@@ -315,7 +388,7 @@ NETS = {
     "hidden": options.counts((256, 256, 256), "mlp: widths of the hidden layers", most=checks.MAX_WIDTH),
     "emb_dim": options.count(64, "mlp: width of the noise level's embedding", most=checks.MAX_WIDTH),
 }
-OPTIONS = {"model": NETS, "diffusion": options.of(Diffusion)}
+OPTIONS = {"model": {**NETS, **options.of(Diffusion, "model")}, "diffusion": options.of(Diffusion)}
 
 
 def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> None:
@@ -326,6 +399,9 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
                  f"model.arch: {model.arch!r} cannot model dataset {dataset!r}; allowed: 'mlp' for 2-D points"
                  " (the mixtures ring8, grid25), 'unet' for images")
   d = config.diffusion
+  checks.require(d.guidance_hi is None or d.guidance_hi > d.guidance_lo,
+                 f"diffusion.guidance_hi: the interval's top must be above guidance_lo = {d.guidance_lo}, got"
+                 f" {d.guidance_hi}")
   checks.require(d.sampler != "heun" or d.sample_steps >= 2,
                  f"diffusion.sample_steps: heun needs at least 2 levels, got {d.sample_steps}")
   checks.require(d.eval_steps >= 2, f"diffusion.eval_steps: must be at least 2, got {d.eval_steps}")
@@ -359,13 +435,13 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
   """The diffusion model of a validated config."""
   model = config.model
   if model.arch == "mlp":
-    net = mlp_denoiser.MLPDenoiser(tuple(model.hidden), model.emb_dim)
+    net = mlp_denoiser.MLPDenoiser(tuple(model.hidden), model.emb_dim, num_classes=model.num_classes)
   else:
     net = unet_nets.UNet(ch=model.ch, out_ch=example_shape[-1], ch_mult=tuple(model.ch_mult),
                          num_res_blocks=model.num_res_blocks, attn_resolutions=tuple(model.attn_resolutions),
-                         dropout=model.dropout)
+                         dropout=model.dropout, num_classes=model.num_classes)
   return Diffusion(net=net, optimizer=optimizer_for(config.optim.learning_rate), data_shape=example_shape,
-                   points=len(example_shape) == 1, axis_name=axis_name,
+                   points=len(example_shape) == 1, axis_name=axis_name, num_classes=model.num_classes,
                    **options.values(config.diffusion, OPTIONS["diffusion"]))
 
 
@@ -382,4 +458,9 @@ family.register(family.FamilySpec(
                     "model.dropout": 0.0,
                     "model.attn_resolutions": (14,), "diffusion.sample_steps": 3, "diffusion.eval_steps": 3},
            "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.hidden": (16, 16), "model.emb_dim": 8,
-                   "diffusion.sample_steps": 3, "diffusion.eval_steps": 3}}))
+                   "diffusion.sample_steps": 3, "diffusion.eval_steps": 3},
+           # Conditional and guided (the guided sampler's batch of 2n, within an interval).
+           "unet_class": {"optim.learning_rate": 2e-6, "model.ch": 64, "model.ch_mult": (1, 1),
+                          "model.num_res_blocks": 1, "model.dropout": 0.0, "model.attn_resolutions": (),
+                          "model.num_classes": 10, "diffusion.guidance": 2.0, "diffusion.guidance_hi": 5.0,
+                          "diffusion.sample_steps": 3, "diffusion.eval_steps": 3}}))

@@ -5,7 +5,9 @@ noise level's sinusoidal embedding (`genjax.nets.unet.timestep_embedding`,
 then dense and SiLU) is added to every hidden layer, so each layer sees the
 level, not only the first; SiLU hidden layers, a linear output of the data's
 width. `train` is accepted for the diffusion family's uniform calls and
-changes nothing (no dropout).
+changes nothing (no dropout). With `num_classes` > 0 the label's embedding
+(`genjax.nets.unet.label_embedding`, null label included) is added to the
+level's, as in the U-Net.
 """
 
 from collections.abc import Sequence
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from genjax.nets.unet import timestep_embedding
+from genjax.nets.unet import label_embedding, timestep_embedding
 
 
 class MLPDenoiser(nn.Module):
@@ -21,11 +23,14 @@ class MLPDenoiser(nn.Module):
 
   hidden: Sequence[int] = (256, 256, 256)
   emb_dim: int = 64
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x_BxD: jax.Array, c_B: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x_BxD: jax.Array, c_B: jax.Array, train: bool = False,
+               labels_B: jax.Array | None = None) -> jax.Array:
     del train
     temb = nn.silu(nn.Dense(self.emb_dim, name="temb_dense")(timestep_embedding(c_B, self.emb_dim)))
+    temb = temb + label_embedding(self.num_classes, self.emb_dim, labels_B)
     h = x_BxD
     for i, width in enumerate(self.hidden):
       h = nn.Dense(width, name=f"dense_{i}")(h) + nn.Dense(width, name=f"temb_proj_{i}")(temb)

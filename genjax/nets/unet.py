@@ -246,11 +246,29 @@ class AttnBlock(nn.Module):
     return x + nn.Dense(c, name="proj_out")(out)
 
 
+def label_embedding(num_classes: int, width: int, labels_B: jax.Array | None) -> jax.Array | float:
+  """The embedding [B, width] of each label in 0..num_classes (num_classes: the null label), added to a
+  conditional net's noise embedding; 0 for an unconditional net (num_classes 0), which takes no labels."""
+  if not num_classes:
+    if labels_B is not None:
+      raise ValueError("labels_B: an unconditional net (num_classes = 0) takes no labels")
+    return 0.0
+  if labels_B is None:
+    raise ValueError(f"labels_B: a net conditioned on {num_classes} classes needs a label (or {num_classes}, the"
+                     " null label) per example")
+  return nn.Embed(num_classes + 1, width, name="label_emb")(jnp.asarray(labels_B, jnp.int32))
+
+
 class UNet(nn.Module):
-  """(x_BxHxWxC, t_B, train) -> [B, H, W, out_ch]; `train` switches dropout (its key: the 'dropout' rng).
+  """(x_BxHxWxC, t_B, train, labels_B) -> [B, H, W, out_ch]; `train` switches dropout (its key: the 'dropout' rng).
 
   `impl` ('auto', 'fast', 'reference'): how GroupNorm, the skip concatenations and the upsampling are
   computed (module docstring); the parameters and the function are the same.
+
+  `num_classes` > 0: class-conditional as ADM's U-Net (Dhariwal & Nichol 2021): a learned embedding of the
+  label, added to the noise level's embedding that every residual block reads; row `num_classes` is the null
+  label of classifier-free guidance (Ho & Salimans 2022), which the model learns where training drops the
+  label. 0: no embedding and the parameter tree of an unconditional U-Net.
   """
 
   ch: int = 128
@@ -260,13 +278,15 @@ class UNet(nn.Module):
   attn_resolutions: Sequence[int] = (16,)
   dropout: float = 0.1
   impl: str = "auto"
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x, t_B, train: bool = False):
+  def __call__(self, x, t_B, train: bool = False, labels_B: jax.Array | None = None):
     impl = resolve_impl(self.impl)
     temb = timestep_embedding(t_B, self.ch)
     temb = nn.Dense(4 * self.ch, name="temb_dense0")(temb)
     temb = nn.Dense(4 * self.ch, name="temb_dense1")(nn.silu(temb))
+    temb = temb + label_embedding(self.num_classes, temb.shape[-1], labels_B)
     hs = [nn.Conv(self.ch, (3, 3), name="conv_in")(x)]
     levels = len(self.ch_mult)
     for level, mult in enumerate(self.ch_mult):
