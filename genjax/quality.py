@@ -268,13 +268,14 @@ def label_marginal(labels_N: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def generated_images(sample_fn, unscale_fn, params, key: jax.Array, n: int,
-                     label_probs: np.ndarray | None = None) -> np.ndarray:
-  """n uint8 samples: `sample_fn(params, fold_in(key, b), batch)` per batch b, quantised by `unscale_fn`.
+                     label_probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+  """(n uint8 samples, the classes they were asked for or None): `sample_fn(params, fold_in(key, b), batch)` per
+  batch b, quantised by `unscale_fn`.
 
   A conditional model's (`label_probs`, the share of each class) are asked for classes drawn from those
   shares, in every batch from a key of its own.
   """
-  out = []
+  out, asked = [], []
   for b, start in enumerate(range(0, n, BATCH)):
     batch_key = jax.random.fold_in(key, b)
     if label_probs is None:
@@ -283,8 +284,20 @@ def generated_images(sample_fn, unscale_fn, params, key: jax.Array, n: int,
       label_key, batch_key = jax.random.split(batch_key)
       labels = jax.random.choice(label_key, len(label_probs), (BATCH,), p=jnp.asarray(label_probs, jnp.float32))
       x = sample_fn(params, batch_key, BATCH, labels.astype(jnp.int32))
+      asked.append(np.asarray(labels)[:n - start])
     out.append(np.asarray(unscale_fn(x))[:n - start])
-  return np.concatenate(out)
+  return np.concatenate(out), (np.concatenate(asked).astype(np.int32) if asked else None)
+
+
+def class_accuracy(images_NxHxWxC: np.ndarray, asked_N: np.ndarray, num_classes: int) -> dict[str, float]:
+  """The share of a conditional model's digits that the shipped classifier labels as the class they were asked
+  for: 'class_accuracy' over all, 'class_accuracy_<c>' of the samples asked for class c (NaN where none was)."""
+  right = digit_labels(images_NxHxWxC) == asked_N
+  out = {"class_accuracy": float(np.mean(right))}
+  for c in range(num_classes):
+    mine = asked_N == c
+    out[f"class_accuracy_{c}"] = float(np.mean(right[mine])) if mine.any() else float("nan")
+  return out
 
 
 def measure(sample_fn, unscale_fn, params, key: jax.Array, dataset: str, num_samples: int, *,
@@ -293,18 +306,22 @@ def measure(sample_fn, unscale_fn, params, key: jax.Array, dataset: str, num_sam
   """FID and KID (and with `full` precision, recall, density and coverage) of `num_samples` samples; {} if none.
 
   `sample_fn(params, key, n[, labels])` and `unscale_fn` are the family's (jitted); a conditional model's
-  samples are of classes drawn from `label_probs` (`label_marginal` of the held-out labels).
+  samples are of classes drawn from `label_probs` (`label_marginal` of the held-out labels), and on digits the
+  same samples give `class_accuracy` (overall and per class).
   """
   net = network(dataset, inception_weights)
   if num_samples <= 0 or net is None:
     return {}
   real = reference_features(dataset, net, data_dir)
-  fake = _features(net, generated_images(sample_fn, unscale_fn, params, key, num_samples, label_probs))
+  generated, asked = generated_images(sample_fn, unscale_fn, params, key, num_samples, label_probs)
+  fake = _features(net, generated)
   stats = [sample_quality.GaussianStats(real.shape[1]).update(x) for x in (real, fake)]
   kid_mean, kid_std = sample_quality.kid(real, fake, num_subsets=50, subset_size=min(1000, num_samples))
   result = {"fid": sample_quality.frechet_distance_of(*stats), "kid": kid_mean, "kid_std": kid_std}
   if full:
     result.update(sample_quality.precision_recall_density_coverage(real, fake))
+  if asked is not None and dataset in DIGIT_DATASETS:
+    result.update(class_accuracy(generated, asked, len(label_probs)))
   return result
 
 

@@ -14,7 +14,7 @@ from genjax.errors import NonFiniteLossError, UserError
 from genjax.models import family as family_lib
 
 
-QUALITY_ORDER = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")
+QUALITY_ORDER = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "class_accuracy")
 
 
 def _parse_value(text: str, old):

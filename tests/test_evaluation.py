@@ -1,6 +1,8 @@
 """The evaluation's numbers of completions: the share of held-out digits whose completion the shipped digit
-classifier labels as it labels the whole digit, over the whole split in padded batches."""
+classifier labels as it labels the whole digit, over the whole split in padded batches; and a conditional
+model's class accuracy."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -46,3 +48,30 @@ def test_no_number_without_completions_or_off_digits():
   held, _ = _held(np.arange(4))
   assert evaluation.completion_numbers(None, _unscale, None, None, "mnist5k", held, 4) == {}
   assert evaluation.completion_numbers(lambda *a, **k: 1 / 0, _unscale, None, None, "cifar10", held, 4) == {}
+
+
+def test_class_accuracy_is_the_share_of_samples_the_classifier_labels_as_asked_overall_and_per_class():
+  """A 'model' whose samples are held-out digits of the class it is asked for (or of the next class): its
+  class accuracy is the classifier's accuracy on those very digits (or about none), counted per class too."""
+  examples = data.eval_examples("mnist5k", 500)
+  bank = jnp.asarray(np.stack([examples["image"][examples["label"] == c][:20] for c in range(10)]))  # [10, 20, ...]
+
+  def sampler(shift):
+    def sample(params, key, n, labels):
+      del params, key
+      return bank[(labels + shift) % 10, jnp.arange(n) % 20].astype(jnp.float32) / 255.0
+    return sample
+
+  probs = np.full(10, 0.1)
+  got = quality.measure(sampler(0), _unscale, None, jax.random.key(0), "mnist5k", 300, label_probs=probs)
+  images, asked = quality.generated_images(sampler(0), _unscale, None, jax.random.key(0), 300, probs)
+  right = quality.digit_labels(images) == asked
+  assert 0.9 < got["class_accuracy"] < 1.0  # a few of the classifier's mistakes: the number is not a constant
+  np.testing.assert_allclose(got["class_accuracy"], right.mean())
+  for c in range(10):
+    np.testing.assert_allclose(got[f"class_accuracy_{c}"], right[asked == c].mean())
+  assert len(set(asked.tolist())) == 10
+  wrong = quality.measure(sampler(1), _unscale, None, jax.random.key(0), "mnist5k", 300, label_probs=probs)
+  assert wrong["class_accuracy"] < 0.05
+  assert "class_accuracy" not in quality.measure(lambda p, k, n: bank[0, :n].astype(jnp.float32) / 255.0, _unscale,
+                                                 None, jax.random.key(0), "mnist5k", 20)
