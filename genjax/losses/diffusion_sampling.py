@@ -44,15 +44,20 @@ def ddim_sample(denoise, z_T, alphas, sigmas, key: jax.Array, eta=0.0, path: boo
 
   def step(z, inputs):
     alpha_t, sigma_t, alpha_s, sigma_s, k = inputs
-    x_hat = denoise(z, alpha_t, sigma_t)
-    eps_hat = dm.eps_from_x(z, x_hat, alpha_t, sigma_t)
-    _, var = dm.posterior(x_hat, z, alpha_s, sigma_s, alpha_t, sigma_t)
-    c2 = jnp.minimum(eta**2 * var, sigma_s**2)
-    z_s = alpha_s * x_hat + jnp.sqrt(sigma_s**2 - c2) * eps_hat + jnp.sqrt(c2) * jax.random.normal(k, z.shape)
-    z_s = jnp.where(sigma_s > 0, z_s, x_hat)
+    z_s, x_hat = _ddim_step(denoise, z, alpha_t, sigma_t, alpha_s, sigma_s, eta, k)
     return z_s, ((z_s, x_hat) if path else None)
 
   return _run(step, z_T, alphas, sigmas, key, path)
+
+
+def _ddim_step(denoise, z, alpha_t, sigma_t, alpha_s, sigma_s, eta, key):
+  """(z_s, x_hat): one step of `ddim_sample` from level t to level s, shared with the inpainting samplers."""
+  x_hat = denoise(z, alpha_t, sigma_t)
+  eps_hat = dm.eps_from_x(z, x_hat, alpha_t, sigma_t)
+  _, var = dm.posterior(x_hat, z, alpha_s, sigma_s, alpha_t, sigma_t)
+  c2 = jnp.minimum(eta**2 * var, sigma_s**2)
+  z_s = alpha_s * x_hat + jnp.sqrt(sigma_s**2 - c2) * eps_hat + jnp.sqrt(c2) * jax.random.normal(key, z.shape)
+  return jnp.where(sigma_s > 0, z_s, x_hat), x_hat
 
 
 def ancestral_sample(denoise, z_T, alphas, sigmas, key: jax.Array, path: bool = False):
