@@ -1,5 +1,5 @@
-"""Diffusion samplers, each one compiled loop (`lax.scan`) over its steps: ancestral (DDPM), DDIM with eta, and
-EDM's Heun sampler with optional churn.
+"""Diffusion samplers, each one compiled loop (`lax.scan`) over its steps: ancestral (DDPM), DDIM with eta,
+EDM's Heun sampler with optional churn, and inpainting by the replacement method and by RePaint.
 
 Every sampler takes a denoiser that predicts the data, `denoise(z, alpha, sigma) -> x_hat` for the VP
 samplers (genjax.losses.diffusion converts eps- and v-predictions), and `D(x, sigma) -> x_hat` in EDM's
@@ -44,15 +44,20 @@ def ddim_sample(denoise, z_T, alphas, sigmas, key: jax.Array, eta=0.0, path: boo
 
   def step(z, inputs):
     alpha_t, sigma_t, alpha_s, sigma_s, k = inputs
-    x_hat = denoise(z, alpha_t, sigma_t)
-    eps_hat = dm.eps_from_x(z, x_hat, alpha_t, sigma_t)
-    _, var = dm.posterior(x_hat, z, alpha_s, sigma_s, alpha_t, sigma_t)
-    c2 = jnp.minimum(eta**2 * var, sigma_s**2)
-    z_s = alpha_s * x_hat + jnp.sqrt(sigma_s**2 - c2) * eps_hat + jnp.sqrt(c2) * jax.random.normal(k, z.shape)
-    z_s = jnp.where(sigma_s > 0, z_s, x_hat)
+    z_s, x_hat = _ddim_step(denoise, z, alpha_t, sigma_t, alpha_s, sigma_s, eta, k)
     return z_s, ((z_s, x_hat) if path else None)
 
   return _run(step, z_T, alphas, sigmas, key, path)
+
+
+def _ddim_step(denoise, z, alpha_t, sigma_t, alpha_s, sigma_s, eta, key):
+  """(z_s, x_hat): one step of `ddim_sample` from level t to level s, shared with the inpainting samplers."""
+  x_hat = denoise(z, alpha_t, sigma_t)
+  eps_hat = dm.eps_from_x(z, x_hat, alpha_t, sigma_t)
+  _, var = dm.posterior(x_hat, z, alpha_s, sigma_s, alpha_t, sigma_t)
+  c2 = jnp.minimum(eta**2 * var, sigma_s**2)
+  z_s = alpha_s * x_hat + jnp.sqrt(sigma_s**2 - c2) * eps_hat + jnp.sqrt(c2) * jax.random.normal(key, z.shape)
+  return jnp.where(sigma_s > 0, z_s, x_hat), x_hat
 
 
 def ancestral_sample(denoise, z_T, alphas, sigmas, key: jax.Array, path: bool = False):
@@ -86,6 +91,130 @@ def ddim_encode(denoise, x, alphas, sigmas):
 
   z, _ = jax.lax.scan(step, alphas[0] * x + sigmas[0] * eps0, (alphas[:-1], sigmas[:-1], alphas[1:], sigmas[1:]))
   return z
+
+
+# ------------------------------------------------------------------ inpainting
+# `known` is a boolean mask that broadcasts against the images (True where a pixel is given) and `x_known` the
+# image whose known pixels are kept; both are arrays, so one compiled sampler serves every image and every mask
+# (boxes, halves, random pixels). Level k = 0..N-1 below is the schedule's step k (alphas[k], sigmas[k]) and
+# level -1 the data (alpha = 1, sigma = 0).
+
+
+def _replace_known(z_s, x_known, known, alpha_s, sigma_s, key):
+  """z_s with its known region replaced by a fresh draw of q(z_s | x_known) = N(alpha_s x_known, sigma_s^2 I)."""
+  return jnp.where(known, dm.diffuse(x_known, alpha_s, sigma_s, jax.random.normal(key, z_s.shape)), z_s)
+
+
+def _inpaint_step(denoise, z, x_known, known, alpha_t, sigma_t, alpha_s, sigma_s, eta, key):
+  """One denoising step of inpainting: DDIM's step (eta = 1: DDPM's) on the whole image, then the known region
+  at the new level drawn afresh from x_known. The step to the data leaves x_known there exactly."""
+  model_key, known_key = jax.random.split(key)
+  z_s, _ = _ddim_step(denoise, z, alpha_t, sigma_t, alpha_s, sigma_s, eta, model_key)
+  return _replace_known(z_s, x_known, known, alpha_s, sigma_s, known_key)
+
+
+def inpaint_replacement(denoise, x_known, known, z_T, alphas, sigmas, key: jax.Array, eta=1.0):
+  """The replacement method (Song et al. 2021, "Score-Based Generative Modeling through SDEs", appendix I.2;
+  score_sde's inpainter): every step is `ddim_sample`'s on the whole image, after which the known region is
+  replaced by a fresh draw of q(z_s | x_known) at the new level; N denoiser evaluations.
+
+  It is an approximation: the known region's noisy values are drawn independently of the unknown region's
+  trajectory, so the denoiser is asked E[x | z_t] at a z_t whose two regions disagree, and the unknown region
+  follows the known pixels only as far as each step's prediction carries them (Lugmayr et al. 2022, section
+  4.2; Ho et al. 2022, "Video Diffusion Models", section 3.1). `inpaint_repaint` resamples to harmonise them.
+  eta is DDIM's (1: the ancestral step, as the paper's; 0: deterministic in the unknown region) and an array.
+  The output's known pixels are x_known's, bit for bit.
+  """
+  eta = jnp.asarray(eta, jnp.float32)
+
+  def step(z, inputs):
+    alpha_t, sigma_t, alpha_s, sigma_s, k = inputs
+    return _inpaint_step(denoise, z, x_known, known, alpha_t, sigma_t, alpha_s, sigma_s, eta, k), None
+
+  return jnp.where(known, x_known, _run(step, z_T, alphas, sigmas, key, False))
+
+
+def _check_jumps(jump_length, jump_count) -> tuple[int, int]:
+  values = {}
+  for name, value in (("jump_length", jump_length), ("jump_count", jump_count)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"{name} = {value!r}: RePaint's {name} is a static int >= 1 (it shapes the schedule)")
+    values[name] = int(value)
+  return values["jump_length"], values["jump_count"]
+
+
+def repaint_schedule(num_steps: int, jump_length: int, jump_count: int) -> np.ndarray:
+  """The levels RePaint visits, from z_T's (num_steps - 1) down to the data (-1), one level per move (Lugmayr
+  et al. 2022, section 4.2, the authors' `get_schedule_jump`).
+
+  It steps down one level at a time; on reaching a jump point (every `jump_length`-th level from 0 that is at
+  least `jump_length` below the top) for one of its first `jump_count` - 1 times, it goes back up
+  `jump_length` levels, one level per move, and steps down again. jump_count = 1 (or jump_length >=
+  num_steps) is the plain schedule. Numpy, from static ints: the sampler's scan is laid out from it at trace
+  time.
+  """
+  jump_length, jump_count = _check_jumps(jump_length, jump_count)
+  jumps_left = {j: jump_count - 1 for j in range(0, num_steps - jump_length, jump_length)}
+  levels, t = [], num_steps - 1
+  levels.append(t)
+  while t >= 1:
+    t -= 1
+    levels.append(t)
+    if jumps_left.get(t, 0) > 0:
+      jumps_left[t] -= 1
+      levels.extend(range(t + 1, t + jump_length + 1))
+      t += jump_length
+  levels.append(-1)
+  return np.asarray(levels, np.int64)
+
+
+def repaint_evaluations(num_steps: int, jump_length: int, jump_count: int) -> int:
+  """Denoiser evaluations of `inpaint_repaint`: one per move down (moves up draw the forward process only);
+  num_steps + (jump points) (jump_count - 1) jump_length."""
+  return int(np.sum(np.diff(repaint_schedule(num_steps, jump_length, jump_count)) < 0))
+
+
+def inpaint_repaint(denoise, x_known, known, z_T, alphas, sigmas, key: jax.Array, jump_length: int = 10,
+                    jump_count: int = 10):
+  """RePaint (Lugmayr et al. 2022, Algorithm 1 with the jumps of section 4.2): the replacement method's step
+  (DDPM's ancestral step on the whole image, the known region drawn afresh from q(z_s | x_known)), and at
+  the jump points of `repaint_schedule` the whole image sent back up `jump_length` levels by the forward
+  process, q(z_t | z_s) = N(alpha_{t|s} z_s, sigma_{t|s}^2 I) one level at a time, and denoised again. Going
+  back lets the unknown region be redrawn from a z_t whose known region it has already been fitted to, which
+  harmonises the two regions; `repaint_evaluations` counts the cost. Neither method samples the exact
+  conditional: on strongly correlated Gaussian data with the exact denoiser RePaint removes most of the
+  replacement method's bias, not all, and with this step's "fixed small" variance more resampling trades the
+  mean's error for the covariance's (measured in tests/test_diffusion_inpainting.py).
+
+  The moves run in one `lax.scan` whose each move is a `lax.cond` between the two kinds, so a move up calls no
+  denoiser. jump_length and jump_count are static ints (they set the number of moves: a new value traces
+  anew); x_known, known and the schedule are arrays. With jump_count = 1 this is `inpaint_replacement`
+  with eta = 1, draw for draw. The output's known pixels are x_known's, bit for bit.
+  """
+  alphas, sigmas = jnp.asarray(alphas, jnp.float32), jnp.asarray(sigmas, jnp.float32)
+  levels = repaint_schedule(alphas.shape[0], jump_length, jump_count)
+  # Index 0 is the data, so level k is entry k + 1.
+  level_alphas = jnp.concatenate([jnp.ones((1,), jnp.float32), alphas])
+  level_sigmas = jnp.concatenate([jnp.zeros((1,), jnp.float32), sigmas])
+  start, end = levels[:-1] + 1, levels[1:] + 1
+  down = jnp.asarray(levels[1:] < levels[:-1])
+  eta = jnp.float32(1.0)  # DDPM's step, as the paper's
+
+  def denoise_move(z, alpha_t, sigma_t, alpha_s, sigma_s, k):
+    return _inpaint_step(denoise, z, x_known, known, alpha_t, sigma_t, alpha_s, sigma_s, eta, k)
+
+  def renoise_move(z, alpha_s, sigma_s, alpha_t, sigma_t, k):
+    alpha_ts, var_ts = dm.transition(alpha_s, sigma_s, alpha_t, sigma_t)
+    return alpha_ts * z + jnp.sqrt(var_ts) * jax.random.normal(k, z.shape)
+
+  def move(z, inputs):
+    is_down, *levels_and_key = inputs
+    return jax.lax.cond(is_down, denoise_move, renoise_move, z, *levels_and_key), None
+
+  moves = (down, level_alphas[start], level_sigmas[start], level_alphas[end], level_sigmas[end],
+           jax.random.split(key, len(start)))
+  z, _ = jax.lax.scan(move, z_T, moves)
+  return jnp.where(known, x_known, z)
 
 
 def guided(denoise_cond, denoise_uncond, scale, interval=(0.0, float("inf"))):
