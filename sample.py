@@ -57,6 +57,14 @@ _SET = flags.DEFINE_multi_string(
     " --set=diffusion.sampler=heun --set=diffusion.sample_steps=18 (a diffusion model's sampler, steps, eta,"
     " churn, levels); the options a resume may change, listed when one is refused.")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Held-out examples; default: the config's eval.num_examples.")
+_LABEL = flags.DEFINE_integer("label", None, "A conditional model: also write 64 samples of this class.")
+_GUIDANCE = flags.DEFINE_float("guidance", None, "Conditional diffusion: classifier-free guidance scale s (1: the"
+                               " conditional model, 0: the unconditional; Ho & Salimans' w is s - 1).")
+_GUIDANCE_LO = flags.DEFINE_float("guidance_lo", None, "Conditional diffusion: guide only at sigma / alpha above this.")
+_GUIDANCE_HI = flags.DEFINE_float("guidance_hi", None, "Conditional diffusion: ... and at or below this.")
+_INPAINT = flags.DEFINE_string("inpaint", None, "A family that inpaints (diffusion, PixelCNN): also write held-out"
+                               " images inpainted where this mask hides them: lower_half, centre_box or random_pixels"
+                               " (the method: --set=diffusion.inpaint_method=...).")
 
 
 def main(argv):
@@ -67,7 +75,10 @@ def main(argv):
     result = sample_lib.sample_and_evaluate(cli.workdir_flag(_WORKDIR.value), iwae_k=_IWAE_K.value, num_examples=_NUM_EXAMPLES.value,
                                             truncation=_TRUNCATION.value, quality_samples=_QUALITY_SAMPLES.value,
                                             inception_weights=_INCEPTION_WEIGHTS.value, weights=_WEIGHTS.value,
-                                            options=config_flag.field_values("--set", _SET.value))
+                                            options=config_flag.field_values("--set", _SET.value),
+                                            flag_values={"guidance": _GUIDANCE.value, "guidance_lo": _GUIDANCE_LO.value,
+                                                         "guidance_hi": _GUIDANCE_HI.value},
+                                            label=_LABEL.value, inpaint=_INPAINT.value)
   report = result["report"]
   print(f"checkpoint step {result['step']}, {result['weights']} weights:")
   if report["held_out"]:

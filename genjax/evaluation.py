@@ -14,7 +14,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from genjax import data, images, metrics, paths, quality
+from genjax import data, images, masks, metrics, paths, quality
 from genjax.data import POINT_DATASETS, toy2d
 from genjax.errors import UserError
 
@@ -44,7 +44,7 @@ def held_out(dataset, num_examples: int, num_classes: int) -> HeldOut:
 
 
 def sample_numbers(sample_fn, unscale_fn, params, key, dataset, quality_samples: int, *, held: HeldOut,
-                   inception_weights: str | None, full: bool = False, completions_fn=None,
+                   inception_weights: str | None, full: bool = False, completions_fn=None, inpaint_fn=None,
                    batch_size: int = 100) -> dict[str, float]:
   """The numbers of one set of weights' samples: a 2-D mixture's mode coverage, an image dataset's FID and KID
   (with `full`, precision, recall, density and coverage too) of `quality_samples` samples, and the completions'
@@ -53,7 +53,8 @@ def sample_numbers(sample_fn, unscale_fn, params, key, dataset, quality_samples:
           **quality.measure(sample_fn, unscale_fn, params, key, dataset.name, quality_samples, full=full,
                             data_dir=dataset.data_dir, inception_weights=inception_weights,
                             label_probs=held.label_probs),
-          **completion_numbers(completions_fn, unscale_fn, params, key, dataset.name, held, batch_size)}
+          **completion_numbers(completions_fn, unscale_fn, params, key, dataset.name, held, batch_size),
+          **inpainting_numbers(inpaint_fn, unscale_fn, params, key, dataset, held, batch_size, inception_weights)}
 
 
 # (label, unit) of each number of `completion_numbers`.
@@ -85,6 +86,74 @@ def completion_numbers(completions_fn, unscale_fn, params, key, dataset: str, he
     labels = [quality.digit_labels(np.asarray(unscale_fn(x))[:chunk.shape[0]]) for x in (whole, completed)]
     kept.append(labels[0] == labels[1])
   return {"completion_kept": float(np.mean(np.concatenate(kept)))}
+
+
+def inpaintings_of(family):
+  """The family's `inpaint_held_out`, compiled; None for a family that cannot inpaint."""
+  inpaint = getattr(family, "inpaint_held_out", None)
+  return None if inpaint is None else jax.jit(inpaint)
+
+
+# (label, unit) of each number of `inpainting_numbers`, by mask.
+INPAINT_METRICS = {f"inpaint_{what}_{mask}": (f"inpainted {mask.replace('_', ' ')}: {label}", "")
+                   for mask in masks.EVAL_MASKS for what, label in (("kept", "label kept"), ("fid", "FID"))}
+
+
+def inpainting_numbers(inpaint_fn, unscale_fn, params, key, dataset, held: HeldOut, batch_size: int,
+                       inception_weights: str | None = None) -> dict[str, float]:
+  """For each mask of genjax.masks.EVAL_MASKS (the lower half, the centre box), of the held-out digits with
+  those pixels drawn by the model given the others: 'inpaint_kept_<mask>', the share the shipped digit
+  classifier labels as it labels the whole digit (both as the model sees them, binarised for a binary model),
+  and 'inpaint_fid_<mask>', their FID (of as many images as are held out: compare equal counts only); {} without
+  an `inpaint_fn` or on images the classifier does not read.
+
+  `inpaint_fn(params, images, known, key, offset, labels)` (a family's `inpaint_held_out`) gives (the images as
+  scored, the inpainted images) in the model's range, from `key` and the batch's offset: batches of
+  `batch_size` (the last padded, its padding dropped) compile once. A conditional model inpaints each digit
+  given its class.
+  """
+  if inpaint_fn is None or dataset.name not in quality.DIGIT_DATASETS:
+    return {}
+  out = {}
+  for mask in masks.EVAL_MASKS:
+    kept, inpainted = [], []
+    for start in range(0, held.num_examples, batch_size):
+      chunk = held.images[start:start + batch_size]
+      batch = _padded(chunk, batch_size)
+      labels = None if held.labels is None else _padded(held.labels[start:start + batch_size], batch_size)
+      whole, drawn = inpaint_fn(params, batch, masks.known(mask, batch.shape), key, offset=start, labels=labels)
+      whole, drawn = (np.asarray(unscale_fn(x))[:chunk.shape[0]] for x in (whole, drawn))
+      kept.append(quality.digit_labels(whole) == quality.digit_labels(drawn))
+      inpainted.append(drawn)
+    out[f"inpaint_kept_{mask}"] = float(np.mean(np.concatenate(kept)))
+    out[f"inpaint_fid_{mask}"] = quality.fid_of_images(np.concatenate(inpainted), dataset.name, dataset.data_dir,
+                                                       inception_weights)
+  return out
+
+
+INPAINT_ROWS, INPAINT_DRAWS = 8, 4
+
+
+def inpaint_grid(inpaint_fn, unscale_fn, params, key, held: HeldOut, kind: str) -> np.ndarray:
+  """uint8 [8, 2 + 4, H, W, C]: per held-out example (the first 8), the image as the model sees it, the same
+  with the pixels the mask `kind` hides set to grey, then 4 inpaintings from keys of their own."""
+  images = held.images[:INPAINT_ROWS]
+  labels = None if held.labels is None else held.labels[:INPAINT_ROWS]
+  known = masks.known(kind, images.shape, jax.random.split(jax.random.fold_in(key, 1), images.shape[0]))
+  columns = []
+  for j in range(INPAINT_DRAWS):
+    whole, drawn = inpaint_fn(params, images, known, jax.random.fold_in(key, 2 + j), offset=0, labels=labels)
+    if not columns:
+      whole = np.asarray(unscale_fn(whole))
+      columns += [whole, np.where(np.asarray(known), whole, np.uint8(128))]
+    columns.append(np.asarray(unscale_fn(drawn)))
+  return np.stack(columns, axis=1)
+
+
+def class_grid(sample_fn, unscale_fn, params, key, label: int) -> np.ndarray:
+  """uint8 [8, 8, H, W, C]: 64 samples of class `label` of a conditional model."""
+  x = np.asarray(unscale_fn(sample_fn(params, jax.random.fold_in(key, label), 64, np.full(64, label, np.int32))))
+  return x.reshape(8, 8, *x.shape[1:])
 
 
 def _padded(x: np.ndarray, size: int) -> np.ndarray:

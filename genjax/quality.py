@@ -325,6 +325,18 @@ def measure(sample_fn, unscale_fn, params, key: jax.Array, dataset: str, num_sam
   return result
 
 
+def fid_of_images(images_NxHxWxC: np.ndarray, dataset: str, data_dir: str | None = None,
+                  inception_weights: str | None = None) -> float | None:
+  """FID of uint8 images (inpainted held-out ones, say) against `dataset`'s reference; None where there are no
+  features for it. Few images bias FID upwards: compare numbers of the same count only."""
+  net = network(dataset, inception_weights)
+  if net is None:
+    return None
+  real = reference_features(dataset, net, data_dir)
+  stats = [sample_quality.GaussianStats(real.shape[1]).update(x) for x in (real, _features(net, images_NxHxWxC))]
+  return sample_quality.frechet_distance_of(*stats)
+
+
 def describe(dataset: str, num_samples: int, seed: int, inception_weights: str | None = None) -> str:
   """What the numbers were measured on, printed beside them."""
   net = network(dataset, inception_weights)

@@ -7,7 +7,7 @@ import math
 import jax
 from absl import logging
 
-from genjax import build, checkpoint, config_checks, evaluation, paths, quality, writers
+from genjax import build, checkpoint, config_checks, data, evaluation, masks, paths, quality, writers
 from genjax import random as grandom
 from genjax import workdir as workdir_lib
 from genjax.errors import NonFiniteLossError, UserError
@@ -31,7 +31,9 @@ def _parse_value(text: str, old):
 def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: int | None = None,
                         out_dir: str | None = None, truncation: float | None = None,
                         quality_samples: int = 5000, inception_weights: str | None = None,
-                        weights: str | None = None, options: dict[str, str] | None = None) -> dict:
+                        weights: str | None = None, options: dict[str, str] | None = None,
+                        flag_values: dict[str, float] | None = None, label: int | None = None,
+                        inpaint: str | None = None) -> dict:
   """Restores the latest checkpoint of `workdir`, writes its grids and evaluates it.
 
   Grids use the run's fixed sample key, so pictures of different checkpoints
@@ -53,6 +55,11 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   `options` ({field: value as text}) sets the family's evaluation and
   sampling options (its spec's `free` fields: a diffusion model's sampler,
   steps, eta, ...), after `sample_eval`; each is checked as the config is.
+  `flag_values` ({sample.py flag: value}, None values ignored) set the fields
+  that declare those flags (a diffusion model's --guidance, --guidance_lo,
+  --guidance_hi). `label` adds a grid of 64 samples of that class, for a
+  conditional model; `inpaint` (a kind of genjax.masks) a grid of held-out
+  images inpainted where that mask hides them, for a family that inpaints.
   """
   config_checks.quality_samples("--quality_samples", quality_samples)
   if iwae_k is not None and iwae_k <= 0:
@@ -81,6 +88,14 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
       raise UserError(f"--iwae_k: the {config.family} family draws no importance samples; {workdir!r} holds a"
                       f" {config.family}")
     settings[spec.sample_flags["iwae_k"]] = iwae_k
+  flag_values = {flag: value for flag, value in (flag_values or {}).items() if value is not None}
+  for flag, value in flag_values.items():  # each checked below, with the config, as its field
+    if flag not in spec.sample_flags:
+      raise UserError(f"--{flag}: the {config.family} family has no option it sets; {workdir!r} holds a"
+                      f" {config.family}")
+    settings[spec.sample_flags[flag]] = value
+  if inpaint is not None and inpaint not in masks.KINDS:
+    raise UserError(f"--inpaint: unknown {inpaint!r}; allowed: {', '.join(masks.KINDS)}")
   for field, text in (options or {}).items():
     if field not in spec.free:
       raise UserError(f"--set: {field} is not a sampling or evaluation option of the {config.family} family (a"
@@ -91,12 +106,19 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
     block, name = field.split(".")
     config[block][name] = value
   config.lock()
-  if options:
+  if options or flag_values:
     try:
       build.validate(config)
     except UserError as e:
-      raise UserError(f"--set: {e}") from e
+      raise UserError(f"--set: {e}" if options else f"--{next(iter(flag_values))}: {e}") from e
   family = build.family(config)
+  if label is not None and not 0 <= label < family.num_classes:
+    raise UserError(f"--label: the {config.family} in {workdir!r} is conditioned on no class {label}; allowed: "
+                    + (f"0 to {family.num_classes - 1}" if family.num_classes else "none (it is unconditional)"))
+  if inpaint is not None and len(data.image_shape(config.dataset.name)) == 1:
+    raise UserError(f"--inpaint: the examples of {config.dataset.name!r} are points, not images")
+  if inpaint is not None and evaluation.inpaintings_of(family) is None:
+    raise UserError(f"--inpaint: the {config.family} family does not inpaint; {workdir!r} holds a {config.family}")
   if truncation is not None and not spec.truncation:
     raise UserError(f"--truncation: the {config.family} family samples from no truncated prior; {workdir!r}"
                     f" holds a {config.family}")
@@ -137,6 +159,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
             **evaluation.sample_numbers(sample_fn, jax.jit(family.unscale), params, keys.eval, ds, quality_samples,
                                         held=held, inception_weights=inception_weights, full=True,
                                         completions_fn=evaluation.completions_of(family),
+                                        inpaint_fn=evaluation.inpaintings_of(family),
                                         batch_size=config.eval.batch_size),
             "num_examples": held.num_examples}
   _require_finite(result, spec, config, step)
@@ -144,8 +167,14 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
     result.update(quality_samples=quality_samples,
                   quality_protocol=quality.describe(ds.name, quality_samples, config.seed, inception_weights))
   workdir_lib.prepare_workdir(out_dir, "--workdir")
-  files = evaluation.write_visuals(visuals, params, keys.sample, held.images, out_dir,
-                                   extra=evaluation.point_grids(sample_fns, params, keys.sample, ds.name),
+  extra = evaluation.point_grids(sample_fns, params, keys.sample, ds.name)
+  if label is not None:
+    extra[f"samples_class_{label}"] = evaluation.class_grid(sample_fn, jax.jit(family.unscale), params, keys.sample,
+                                                           label)
+  if inpaint is not None:
+    extra[f"inpaint_{inpaint}"] = evaluation.inpaint_grid(evaluation.inpaintings_of(family), jax.jit(family.unscale),
+                                                          params, keys.sample, held, inpaint)
+  files = evaluation.write_visuals(visuals, params, keys.sample, held.images, out_dir, extra=extra,
                                    eval_labels=held.labels)
   # What it was sampled and evaluated with: every option of the family's that a run may change.
   result.update({field.split(".")[1]: config[field.split(".")[0]][field.split(".")[1]]
@@ -156,8 +185,8 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   report = {
       "held_out": [(spec.labels.get(name, name).format(**config.model), spec.units.get(name, ""), result[name])
                    for name in sorted(set(result) & set(spec.units))]
-                  + [(label, unit, result[name]) for name, (label, unit) in evaluation.COMPLETION_METRICS.items()
-                     if name in result],
+                  + [(label, unit, result[name]) for name, (label, unit) in {
+                      **evaluation.COMPLETION_METRICS, **evaluation.INPAINT_METRICS}.items() if name in result],
       "points": [(label, unit, result[name]) for name, (label, unit) in evaluation.POINT_METRICS.items()
                  if name in result],
       "num_points": evaluation.POINT_SAMPLES,

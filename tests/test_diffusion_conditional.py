@@ -102,3 +102,23 @@ def test_a_model_trained_briefly_on_two_classes_generates_the_class_it_is_asked_
   x = np.asarray(jax.jit(lambda p, k: fam.sample(p, k, 400, jnp.zeros((400,), jnp.int32), guidance=0.0))(
       params, jax.random.key(12)))
   assert 0.25 < np.mean(x[:, 0] > 0) < 0.75
+
+
+def test_inpainting_keeps_the_known_pixels_and_draws_the_others_by_the_method_asked():
+  """Through the family: the known coordinate is the given one bit for bit, the unknown one is drawn (given
+  the label), and the two methods are the two samplers (RePaint at one pass is the replacement method)."""
+  fam = _conditional(inpaint_steps=6, jump_length=2, jump_count=3)
+  params = fam.init(jax.random.key(0)).params
+  x = jax.random.normal(jax.random.key(1), (16, 2)) * 3.0
+  known = jnp.broadcast_to(jnp.asarray([True, False]), x.shape)
+  labels = jnp.arange(16, dtype=jnp.int32) % NUM_CLASSES
+  key = jax.random.key(4)
+  repaint = fam.inpaint(params, x, known, key, labels)
+  replacement = fam.inpaint(params, x, known, key, labels, method="replacement")
+  for out in (repaint, replacement):
+    np.testing.assert_array_equal(np.asarray(out[:, 0]), np.asarray(x[:, 0]))
+    assert np.all(np.asarray(out[:, 1]) != np.asarray(x[:, 1]))
+  assert not np.allclose(repaint, replacement)
+  one_pass = dataclasses.replace(fam, jump_count=1).inpaint(params, x, known, key, labels)
+  np.testing.assert_array_equal(np.asarray(one_pass), np.asarray(replacement))
+  assert not np.allclose(fam.inpaint(params, x, known, key, 1 - labels), repaint)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import data, evaluation, quality
+from genjax import data, evaluation, masks, quality
 
 
 def _held(rows):
@@ -75,3 +75,49 @@ def test_class_accuracy_is_the_share_of_samples_the_classifier_labels_as_asked_o
   assert wrong["class_accuracy"] < 0.05
   assert "class_accuracy" not in quality.measure(lambda p, k, n: bank[0, :n].astype(jnp.float32) / 255.0, _unscale,
                                                  None, jax.random.key(0), "mnist5k", 20)
+
+
+def test_inpainting_numbers_score_each_mask_by_kept_labels_and_fid():
+  rows = np.arange(45) * 11
+  held, labels = _held(rows)
+  dataset = type("Dataset", (), {"name": "mnist5k", "data_dir": None})()
+  seen = []
+
+  def same(params, images, known, key, offset, labels):
+    seen.append((images.shape[0], offset, np.asarray(known).mean()))
+    x = images.astype(jnp.float32) / 255.0
+    return x, x
+
+  def neighbour(params, images, known, key, offset, labels):  # each digit inpainted from the one before it
+    x = images.astype(jnp.float32) / 255.0
+    previous = jnp.asarray(held.images[(np.arange(offset, offset + images.shape[0]) - 1) % 45], jnp.float32) / 255.0
+    return x, jnp.where(known, x, previous)
+
+  got = evaluation.inpainting_numbers(same, _unscale, None, None, dataset, held, batch_size=20)
+  assert [got[f"inpaint_kept_{m}"] for m in masks.EVAL_MASKS] == [1.0, 1.0]
+  assert seen[:3] == [(20, 0, 0.5), (20, 20, 0.5), (20, 40, 0.5)]  # lower half: half the pixels known
+  assert seen[3][2] == 0.75  # the centre box of half the side: a quarter drawn
+  fid_same = got["inpaint_fid_lower_half"]
+  np.testing.assert_allclose(fid_same, quality.fid_of_images(held.images, "mnist5k"))
+  got = evaluation.inpainting_numbers(neighbour, _unscale, None, None, dataset, held, batch_size=20)
+  predicted = quality.digit_labels(held.images)
+  for mask in masks.EVAL_MASKS:  # the labels of the mixed digits, computed here
+    known = np.asarray(masks.known(mask, held.images.shape))
+    mixed = np.where(known, held.images, np.roll(held.images, 1, axis=0))
+    np.testing.assert_allclose(got[f"inpaint_kept_{mask}"], np.mean(quality.digit_labels(mixed) == predicted))
+    assert 0.5 < got[f"inpaint_kept_{mask}"] < 1.0  # another digit's pixels change some labels
+  assert got["inpaint_fid_lower_half"] != fid_same
+  assert evaluation.inpainting_numbers(None, _unscale, None, None, dataset, held, 20) == {}
+  del labels
+
+
+def test_masks_are_the_lower_half_the_centre_box_and_half_the_pixels_at_random():
+  lower = np.asarray(masks.known("lower_half", (2, 28, 28, 3)))
+  assert lower[:, :14].all() and not lower[:, 14:].any()
+  box = np.asarray(masks.known("centre_box", (2, 28, 28, 1)))
+  assert (~box).sum() == 2 * 14 * 14 and not box[:, 7:21, 7:21].any()
+  keys = jax.random.split(jax.random.key(0), 2)
+  pixels = np.asarray(masks.known("random_pixels", (2, 28, 28, 3), keys))
+  assert (pixels == pixels[..., :1]).all()  # every channel of a pixel alike
+  assert 0.4 < pixels.mean() < 0.6 and not np.array_equal(pixels[0], pixels[1])
+  np.testing.assert_array_equal(np.asarray(masks.known("random_pixels", (1, 28, 28, 3), keys[1:])), pixels[1:])

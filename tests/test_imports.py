@@ -50,12 +50,13 @@ ALLOWED = [
     ("paths.py", ("genjax.errors",)),
     ("workdir.py", ("genjax.build", "genjax.errors", "genjax.models.family", "genjax.options", "genjax.paths")),
     # The evaluation the loop and sample.py share: data, metrics, pictures; never a checkpoint or the loop.
-    ("evaluation.py", ("genjax.data", "genjax.images", "genjax.metrics", "genjax.quality", "genjax.errors",
+    ("evaluation.py", ("genjax.data", "genjax.images", "genjax.masks", "genjax.metrics", "genjax.quality", "genjax.errors",
                        "genjax.paths")),
     ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.random", "genjax.workdir",
                        "genjax.paths", "genjax.evaluation", "genjax.writers", "genjax.errors", "genjax.models.family",
                        "genjax.quality", "genjax.config_checks")),
     ("quality.py", ("genjax.data", "genjax.metrics", "genjax.errors")),
+    ("masks.py", ()),
     # The loop's parts that know neither families nor files: stopping when asked, compiled programs' memory.
     ("stopping.py", ("genjax.checkpoint",)),
     ("memory.py", ("genjax.parallel", "genjax.errors")),

@@ -63,6 +63,7 @@ from genjax.nets import unet as unet_nets
 OBJECTIVES = tuple(dp.BY_OBJECTIVE)
 SCHEDULES = dp.SCHEDULES
 SAMPLERS = ("ddim", "ancestral", "heun")
+INPAINT_METHODS = ("repaint", "replacement")
 TRAJECTORY_ROWS, TRAJECTORY_COLS = 8, 10
 vp_schedule = dp.vp_schedule  # the schedules' (alpha, sigma), read here by the tests
 
@@ -137,6 +138,15 @@ class Diffusion:
   guidance_hi: float | None = options.number(None, "conditional: ... and at or below this; None: no upper limit",
                                              "> 0", optional=True, free=True, added=(2, None),
                                              flag="guidance_hi").field()
+  # Inpainting (`inpaint`): the samplers of genjax.losses.diffusion_sampling on `inpaint_steps` VP levels.
+  inpaint_method: str = options.choice("repaint", INPAINT_METHODS, "'repaint' (Lugmayr et al. 2022: resampling"
+                                       " jumps) or 'replacement' (score_sde's: the known region noised afresh)",
+                                       free=True, added=(2, "repaint")).field()
+  inpaint_steps: int = options.count(50, "inpainting's levels N", most=10_000, free=True, added=(2, 50)).field()
+  jump_length: int = options.count(5, "repaint: levels each jump goes back up", most=10_000, free=True,
+                                   added=(2, 5)).field()
+  jump_count: int = options.count(5, "repaint: passes over each jump's levels (1: the replacement method with"
+                                  " DDPM's steps)", most=1_000, free=True, added=(2, 5)).field()
   num_classes: int = family.num_classes_option(block="model").field()
   points: bool = False
   axis_name: str | None = None
@@ -290,11 +300,8 @@ class Diffusion:
     steps = steps or self.sample_steps
     if sampler not in SAMPLERS:
       raise ValueError(f"sampler: unknown {sampler!r}; allowed: {', '.join(SAMPLERS)}")
-    if self.num_classes:
-      label_key, key = jax.random.split(key) if labels is None else (None, key)
-      labels = family.labels_or_uniform(label_key, n, self.num_classes, labels)
-    else:
-      labels = None
+    labels = self._labels(key, n, labels)
+    key = jax.random.fold_in(key, 1) if self.num_classes else key
     start_key, loop_key = jax.random.split(key)
     noise = jax.random.normal(start_key, (n, *self.data_shape))
     denoise = self.sampling_denoiser(params, labels, guidance, interval)
@@ -305,6 +312,39 @@ class Diffusion:
     if sampler == "ddim":
       return sampling.ddim_sample(denoise, noise, alphas, sigmas, loop_key, eta=self.eta, path=path)
     return sampling.ancestral_sample(denoise, noise, alphas, sigmas, loop_key, path=path)
+
+  def inpaint(self, params, x, known, key: jax.Array, labels: jax.Array | None = None,
+              method: str | None = None) -> jax.Array:
+    """x (the model's range) with its unknown pixels (`known` False, bool like x) drawn by `method` (default:
+    the model's `inpaint_method`) on `inpaint_steps` levels, of `labels` where conditional (uniform from `key`
+    where None), guided as `sample`; the known pixels are x's, bit for bit. Any mask: every pixel sees every
+    other through the denoiser."""
+    method = method or self.inpaint_method
+    if method not in INPAINT_METHODS:
+      raise ValueError(f"method: unknown {method!r}; allowed: {', '.join(INPAINT_METHODS)}")
+    labels = self._labels(key, x.shape[0], labels)
+    key = jax.random.fold_in(key, 1) if self.num_classes else key
+    start_key, loop_key = jax.random.split(key)
+    z_T = jax.random.normal(start_key, x.shape)
+    denoise = self.sampling_denoiser(params, labels)
+    alphas, sigmas = self.parametrisation.vp_levels(self.inpaint_steps)
+    if method == "replacement":
+      return sampling.inpaint_replacement(denoise, x, known, z_T, alphas, sigmas, loop_key)
+    return sampling.inpaint_repaint(denoise, x, known, z_T, alphas, sigmas, loop_key, self.jump_length,
+                                    self.jump_count)
+
+  def inpaint_held_out(self, params, image_BxHxWxC: jax.Array, known, key: jax.Array, offset: int = 0,
+                       labels: jax.Array | None = None):
+    """(held-out images in the model's range, the same inpainted where `known` is False): what
+    genjax.evaluation.inpainting_numbers scores, drawn from fold_in(key, offset)."""
+    x = self.scale(image_BxHxWxC)
+    return x, self.inpaint(params, x, known, jax.random.fold_in(key, offset), labels)
+
+  def _labels(self, key: jax.Array, n: int, labels: jax.Array | None) -> jax.Array | None:
+    """A conditional model's labels, uniform from fold_in(key, 0) where None; None for an unconditional one."""
+    if not self.num_classes:
+      return None
+    return family.labels_or_uniform(jax.random.fold_in(key, 0), n, self.num_classes, labels)
 
   # ------------------------------------------------------------ evaluation
 
@@ -399,6 +439,9 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
                  f"model.arch: {model.arch!r} cannot model dataset {dataset!r}; allowed: 'mlp' for 2-D points"
                  " (the mixtures ring8, grid25), 'unet' for images")
   d = config.diffusion
+  checks.require(model.num_classes or (d.guidance == 1.0 and d.guidance_lo == 0.0 and d.guidance_hi is None),
+                 f"diffusion.guidance: only a conditional model (model.num_classes > 0) is guided; leave guidance at"
+                 f" 1.0 and its interval unset, got guidance {d.guidance}, interval ({d.guidance_lo}, {d.guidance_hi}]")
   checks.require(d.guidance_hi is None or d.guidance_hi > d.guidance_lo,
                  f"diffusion.guidance_hi: the interval's top must be above guidance_lo = {d.guidance_lo}, got"
                  f" {d.guidance_hi}")
@@ -456,11 +499,13 @@ family.register(family.FamilySpec(
     # the weights' scale; a missing mean over devices still moves every weight by about the step.
     smoke={"unet": {"optim.learning_rate": 2e-6, "model.ch": 64, "model.ch_mult": (1, 1), "model.num_res_blocks": 1,
                     "model.dropout": 0.0,
-                    "model.attn_resolutions": (14,), "diffusion.sample_steps": 3, "diffusion.eval_steps": 3},
+                    "model.attn_resolutions": (14,), "diffusion.sample_steps": 3, "diffusion.eval_steps": 3,
+                    "diffusion.inpaint_steps": 3, "diffusion.jump_length": 1, "diffusion.jump_count": 2},
            "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.hidden": (16, 16), "model.emb_dim": 8,
                    "diffusion.sample_steps": 3, "diffusion.eval_steps": 3},
            # Conditional and guided (the guided sampler's batch of 2n, within an interval).
            "unet_class": {"optim.learning_rate": 2e-6, "model.ch": 64, "model.ch_mult": (1, 1),
                           "model.num_res_blocks": 1, "model.dropout": 0.0, "model.attn_resolutions": (),
                           "model.num_classes": 10, "diffusion.guidance": 2.0, "diffusion.guidance_hi": 5.0,
-                          "diffusion.sample_steps": 3, "diffusion.eval_steps": 3}}))
+                          "diffusion.sample_steps": 3, "diffusion.eval_steps": 3, "diffusion.inpaint_steps": 3,
+                          "diffusion.jump_length": 1, "diffusion.jump_count": 2}}))
