@@ -33,6 +33,13 @@ averaged over the axis, BatchNorm statistics are the global batch's, each
 example's latent code is its row of the global batch's draw, and each
 example's WGAN-GP interpolation weight is drawn with fold_in(penalty key, its
 global index), so the numbers do not depend on the device count.
+
+Class-conditional (`num_classes` > 0): class-conditional BatchNorm in G (BigGAN) or a label embedding beside z
+(MLP), and a projection D (Miyato & Koyama 2018). D scores reals with their labels; a step's fakes (D and G
+updates) are generated for the real batch's labels, as StyleGAN2-ADA's: each class has as many fakes as reals, in
+the data's class frequencies (as the loop's FID samples); the WGAN-GP interpolate of real_i and fake_i is of one
+class, y_i, as every term's example i (R1, R2); no key is drawn for labels, so the unconditional step is as it
+was. A projection scores one class per input, so a conditional GAN packs 1.
 """
 
 import dataclasses
@@ -133,15 +140,19 @@ class GAN:
   # Bounded by batch_size (at most 2**20): a pack that divides it is at most it (validate_config).
   pack: int = options.count(1, "PacGAN's m: examples D scores together (must divide batch_size)",
                             block="model").field()
+  num_classes: int = family.num_classes_option(block="model").field()
   points: bool = False
   axis_name: str | None = None
-  num_classes: int = 0  # unconditional: labels are ignored
 
   def __post_init__(self):
     if self.loss not in gan_losses.LOSSES:
       raise ValueError(f"loss: unknown {self.loss!r}; allowed: {', '.join(gan_losses.LOSSES)}")
     if self.d_steps < 1 or self.pack < 1:
       raise ValueError(f"d_steps and pack must be >= 1, got {self.d_steps} and {self.pack}")
+    if {getattr(net, "num_classes", 0) for net in (self.generator, self.discriminator)} != {self.num_classes}:
+      raise ValueError(f"num_classes: G's and D's must be the GAN's, {self.num_classes}")
+    if self.num_classes and self.pack > 1:
+      raise ValueError(f"pack: a projection D scores one class per input; a conditional GAN packs 1, got {self.pack}")
 
   # ----------------------------------------------------------------- ranges
 
@@ -176,20 +187,21 @@ class GAN:
     """The codes of a training batch: this device's rows of the global batch's `latents(key, .)`."""
     return parallel.global_rows(self.latents, key, batch_size, self.axis_name)
 
-  def generate(self, params, stats, z_BxZ: jax.Array, train: bool) -> tuple[jax.Array, Any]:
-    """G(z) and G's running statistics after the call (unchanged unless `train`)."""
+  def _apply(self, net: nn.Module, params, stats, x: jax.Array, train: bool, labels_B) -> tuple[jax.Array, Any]:
+    """net(x), of classes `labels_B` where conditional, and its statistics after the call (unchanged unless `train`)."""
+    labels = {"labels_B": labels_B} if self.num_classes else {}  # an unconditional GAN ignores labels
     if train and stats:
-      x, updates = self.generator.apply(_variables(params, stats), z_BxZ, train=True, mutable=["batch_stats"])
-      return x, updates["batch_stats"]
-    return self.generator.apply(_variables(params, stats), z_BxZ, train=train), stats
+      out, updates = net.apply(_variables(params, stats), x, train=True, mutable=["batch_stats"], **labels)
+      return out, updates["batch_stats"]
+    return net.apply(_variables(params, stats), x, train=train, **labels), stats
 
-  def discriminate(self, params, stats, packed: jax.Array, train: bool) -> tuple[jax.Array, Any]:
-    """D's logits of already packed inputs and its statistics after the call."""
-    if train and stats:
-      logits, updates = self.discriminator.apply(_variables(params, stats), packed, train=True,
-                                                 mutable=["batch_stats"])
-      return logits, updates["batch_stats"]
-    return self.discriminator.apply(_variables(params, stats), packed, train=train), stats
+  def generate(self, params, stats, z_BxZ: jax.Array, train: bool, labels_B=None) -> tuple[jax.Array, Any]:
+    """G(z) (of classes `labels_B`) and G's running statistics after the call (unchanged unless `train`)."""
+    return self._apply(self.generator, params, stats, z_BxZ, train, labels_B)
+
+  def discriminate(self, params, stats, packed: jax.Array, train: bool, labels_B=None) -> tuple[jax.Array, Any]:
+    """D's logits of already packed inputs (of classes `labels_B`) and its statistics after the call."""
+    return self._apply(self.discriminator, params, stats, packed, train, labels_B)
 
   def standing_stats(self, params, stats, key: jax.Array, n: int):
     """G's BatchNorm statistics of its own activations on n latents from `key`, with weights `params`.
@@ -200,20 +212,23 @@ class GAN:
     it, as training mode does), on this device alone ("standing
     statistics", Brock et al. 2019). `stats` gives only the structure (G's
     running statistics); {} for a generator without BatchNorm.
+    A conditional G's statistics, shared by its classes, are of classes and
+    codes drawn as `sample(params, key, n)` draws them (classes uniformly).
     """
     if not stats:
       return {}
+    label_key, key = jax.random.split(key) if self.num_classes else (None, key)  # the classes' (as `sample`'s)
+    labels_B = family.labels_or_uniform(label_key, n, self.num_classes, None) if self.num_classes else None
     own = self.generator.clone(bn_momentum=0.0, axis_name=None)
-    _, updates = own.apply({"params": params, "batch_stats": stats}, self.latents(key, n), train=True,
-                           mutable=["batch_stats"])
-    return updates["batch_stats"]
+    return self._apply(own, params, stats, self.latents(key, n), True, labels_B)[1]
 
   def init(self, key: jax.Array) -> GANState:
     """Fresh weights, statistics and optimizer states; the EMA starts at G's weights."""
     g_key, d_key = jax.random.split(key)
-    g_vars = self.generator.init(g_key, jnp.zeros((1, self.latent_dim), jnp.float32), train=False)
+    labels = {"labels_B": jnp.zeros((1,), jnp.int32)} if self.num_classes else {}  # (pack is 1 then)
+    g_vars = self.generator.init(g_key, jnp.zeros((1, self.latent_dim), jnp.float32), train=False, **labels)
     x = self.pack_examples(jnp.zeros((self.pack, *self.data_shape), jnp.float32))
-    d_vars = self.discriminator.init(d_key, x, train=False)
+    d_vars = self.discriminator.init(d_key, x, train=False, **labels)
     g_params, d_params = g_vars["params"], d_vars["params"]
     return GANState(
         step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
@@ -223,19 +238,20 @@ class GAN:
 
   # -------------------------------------------------------------- training
 
-  def discriminator_loss(self, d_params, d_stats, real: jax.Array, fake: jax.Array,
-                         key: jax.Array) -> tuple[jax.Array, tuple[Any, dict]]:
-    """D's loss plus its penalties, D's new statistics and the parts as metrics."""
+  def discriminator_loss(self, d_params, d_stats, real: jax.Array, fake: jax.Array, key: jax.Array,
+                         labels_B: jax.Array | None = None) -> tuple[jax.Array, tuple[Any, dict]]:
+    """D's loss plus its penalties, each example scored with its class labels_B[i] (real_i's, fake_i's), D's
+    new statistics and the parts as metrics."""
     d_loss_fn, _ = gan_losses.LOSSES[self.loss]
     real_packed, fake_packed = self.pack_examples(real), self.pack_examples(fake)
-    real_logits, new_stats = self.discriminate(d_params, d_stats, real_packed, train=True)
-    fake_logits, new_stats = self.discriminate(d_params, new_stats, fake_packed, train=True)
+    real_logits, new_stats = self.discriminate(d_params, d_stats, real_packed, train=True, labels_B=labels_B)
+    fake_logits, new_stats = self.discriminate(d_params, new_stats, fake_packed, train=True, labels_B=labels_B)
     loss = d_loss_fn(real_logits, fake_logits)
     metrics = {"d_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
                "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
 
     def critic(x):
-      return self.discriminate(d_params, d_stats, x, train=False)[0]
+      return self.discriminate(d_params, d_stats, x, train=False, labels_B=labels_B)[0]
 
     total = loss
     if self.gp_weight:
@@ -252,14 +268,16 @@ class GAN:
       total = total + 0.5 * self.r2_gamma * metrics["r2"]
     return total, (new_stats, metrics)
 
-  def generator_loss(self, g_params, g_stats, d_params, d_stats, z_BxZ: jax.Array) -> tuple[jax.Array, Any]:
-    """G's loss against D in training mode (D's statistics discarded) and G's new statistics."""
+  def generator_loss(self, g_params, g_stats, d_params, d_stats, z_BxZ: jax.Array,
+                     labels_B=None) -> tuple[jax.Array, Any]:
+    """G's loss against D in training mode (D's statistics discarded), fakes of `labels_B`; G's new statistics."""
     _, g_loss_fn = gan_losses.LOSSES[self.loss]
-    fake, new_g_stats = self.generate(g_params, g_stats, z_BxZ, train=True)
-    fake_logits, _ = self.discriminate(d_params, d_stats, self.pack_examples(fake), train=True)
+    fake, new_g_stats = self.generate(g_params, g_stats, z_BxZ, train=True, labels_B=labels_B)
+    fake_logits, _ = self.discriminate(d_params, d_stats, self.pack_examples(fake), train=True, labels_B=labels_B)
     return g_loss_fn(fake_logits), new_g_stats
 
-  def discriminator_update(self, state: GANState, real: jax.Array, key: jax.Array) -> tuple[GANState, dict]:
+  def discriminator_update(self, state: GANState, real: jax.Array, key: jax.Array,
+                           labels_B=None) -> tuple[GANState, dict]:
     """`d_steps` D updates against fresh fakes; G's weights and statistics are untouched.
 
     Every D update sees the same real batch (one batch per step keeps the
@@ -271,9 +289,10 @@ class GAN:
     def one_update(carry, step_key):
       d_params, d_stats, d_opt_state = carry
       z_key, penalty_key = jax.random.split(step_key)
-      fake, _ = self.generate(state.g_params, state.g_stats, self.batch_latents(z_key, batch_size), train=True)
+      fake, _ = self.generate(state.g_params, state.g_stats, self.batch_latents(z_key, batch_size), train=True,
+                              labels_B=labels_B)
       new = update.apply_gradients(self.discriminator_loss, d_params, d_opt_state, self.d_optimizer, self.axis_name,
-                                   d_stats, real, jax.lax.stop_gradient(fake), penalty_key)
+                                   d_stats, real, jax.lax.stop_gradient(fake), penalty_key, labels_B)
       d_stats, metrics = new.aux
       return (new.params, d_stats, new.opt_state), {**metrics, "d_grad_norm": new.grad_norm}
 
@@ -282,14 +301,14 @@ class GAN:
     metrics = jax.tree.map(lambda m: m[-1], metrics)
     return state.replace(d_params=d_params, d_stats=d_stats, d_opt_state=d_opt_state), metrics
 
-  def generator_update(self, state: GANState, batch_size: int, key: jax.Array) -> tuple[GANState, dict]:
-    """One G update of `batch_size` fakes against the current D, then the EMA; D is untouched.
+  def generator_update(self, state: GANState, batch_size: int, key: jax.Array, labels_B=None) -> tuple[GANState, dict]:
+    """One G update of `batch_size` fakes (of classes `labels_B`) against the current D, then the EMA; D is untouched.
 
     D scores the fakes in training mode and its new statistics are dropped.
     """
     new = update.apply_gradients(self.generator_loss, state.g_params, state.g_opt_state, self.g_optimizer,
                                  self.axis_name, state.g_stats, state.d_params, state.d_stats,
-                                 self.batch_latents(key, batch_size))
+                                 self.batch_latents(key, batch_size), labels_B)
     ema_params = self.ema(state.ema_params, new.params, state.step + 1)  # n: the G updates so far, this one included
     new_state = state.replace(step=state.step + 1, g_params=new.params, g_stats=new.aux, g_opt_state=new.opt_state,
                               ema_params=ema_params)
@@ -301,12 +320,13 @@ class GAN:
     Metrics: d_loss (of the last D update, without penalties), g_loss,
     d_real = mean D(x) and d_fake = mean D(G(z)) (sigmoids of the logits),
     the penalties, both gradient norms, and loss = d_loss + g_loss, whose
-    finiteness the loop checks.
+    finiteness the loop checks. A conditional GAN's classes: `batch['label']`.
     """
     real = self.scale(batch["image"])
+    labels_B = jnp.asarray(batch["label"], jnp.int32) if self.num_classes else None
     d_key, g_key = jax.random.split(key)
-    state, metrics = self.discriminator_update(state, real, d_key)
-    state, g_metrics = self.generator_update(state, real.shape[0], g_key)
+    state, metrics = self.discriminator_update(state, real, d_key, labels_B)
+    state, g_metrics = self.generator_update(state, real.shape[0], g_key, labels_B)
     metrics.update(g_metrics, loss=metrics["d_loss"] + g_metrics["g_loss"])
     return state, parallel.mean_over(metrics, self.axis_name)
 
@@ -328,9 +348,13 @@ class GAN:
 
   def sample(self, params, key: jax.Array, n: int, labels: jax.Array | None = None,
              truncation: float | None = None) -> jax.Array:
-    """n examples G(z) in data space ([-1, 1] images or points), G in inference mode (unconditional)."""
-    del labels
-    x, _ = self.generate(params["params"], params["batch_stats"], self.latents(key, n, truncation), train=False)
+    """n examples G(z) in data space ([-1, 1] images or points), G in inference mode; a conditional GAN's of
+    classes `labels` (int32 [n]), drawn uniformly from `key` where none are given (family.labels_or_uniform)."""
+    if self.num_classes:  # a key for the classes only where none are given: given labels leave z as it was
+      label_key, key = jax.random.split(key) if labels is None else (None, key)
+      labels = family.labels_or_uniform(label_key, n, self.num_classes, labels)
+    x, _ = self.generate(params["params"], params["batch_stats"], self.latents(key, n, truncation), train=False,
+                         labels_B=labels)
     return x
 
   def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0,
@@ -347,18 +371,30 @@ class GAN:
     mixture's scatter plot, `genjax.metrics.mode_coverage.scatter`, drawn by
     the loop and sample.py for any family that samples points).
     `image_NxHxWxC` (held-out data) is not needed.
+    A conditional GAN's are of the pictured examples' `labels` (uniform where none are given): sample i of
+    labels[i mod N], path p of labels[p]; 'samples_by_class' [num_classes, 8] is a row per class, the same 8 codes
+    in every row.
     """
-    del image_NxHxWxC, labels
+    del image_NxHxWxC
     if self.points:
       return {}
-    sample_key, path_key = jax.random.split(key)
     shape = self.data_shape
-    grids = {"samples": self.unscale(self.sample(params, sample_key, 64)).reshape(8, 8, *shape)}
+    labels_64, by_class = None, {}
+    if self.num_classes:  # keys of their own for the class grid and the classes, on the conditional path only
+      key, class_key, label_key = jax.random.split(key, 3)
+      labels_64 = jnp.resize(family.labels_or_uniform(label_key, 64, self.num_classes, labels), 64)
+      z_8CxZ = jnp.tile(self.latents(class_key, 8), (self.num_classes, 1))  # row c: the 8 codes, of class c
+      rows, _ = self.generate(params["params"], params["batch_stats"], z_8CxZ, train=False,
+                              labels_B=jnp.repeat(jnp.arange(self.num_classes, dtype=jnp.int32), 8))
+      by_class = {"samples_by_class": self.unscale(rows).reshape(self.num_classes, 8, *shape)}
+    sample_key, path_key = jax.random.split(key)
+    grids = {"samples": self.unscale(self.sample(params, sample_key, 64, labels_64)).reshape(8, 8, *shape)}
     z_2PxZ = self.latents(path_key, 16)
     z_PxTxZ = slerp(z_2PxZ[:8], z_2PxZ[8:], jnp.linspace(0.0, 1.0, 10))
-    path, _ = self.generate(params["params"], params["batch_stats"], z_PxTxZ.reshape(80, -1), train=False)
+    path, _ = self.generate(params["params"], params["batch_stats"], z_PxTxZ.reshape(80, -1), train=False,
+                            labels_B=None if labels_64 is None else jnp.repeat(labels_64[:8], 10))
     grids["interpolations"] = self.unscale(path).reshape(8, 10, *shape)
     if truncation is not None:
-      truncated = self.sample(params, sample_key, 64, truncation=truncation)
+      truncated = self.sample(params, sample_key, 64, labels_64, truncation=truncation)
       grids[f"truncated_{truncation:g}"] = self.unscale(truncated).reshape(8, 8, *shape)
-    return grids
+    return {**grids, **by_class}

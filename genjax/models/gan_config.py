@@ -38,6 +38,9 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
                  " (the mixtures ring8, grid25), 'dcgan' for images")
   checks.require(config.batch_size % model.pack == 0,
                  f"model.pack: {model.pack} must divide batch_size {config.batch_size}")
+  checks.require(not model.num_classes or model.pack == 1,
+                 f"model.pack: a projection discriminator scores one class per input, so a conditional GAN"
+                 f" (model.num_classes {model.num_classes}) packs 1 example, got {model.pack}")
   if points:
     return
   penalised = [f"gan.{f}" for f in _PENALTIES if config.gan[f] > 0]
@@ -58,12 +61,16 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
 def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, optimizer_for) -> GAN:
   """The GAN of a validated config."""
   model, optim = config.model, config.optim
+  classes = model.num_classes  # the GAN's own field too (options.of(GAN, "model")); 0: unconditional nets
   if model.arch == "mlp":
-    generator = mlp_gan.MLPGenerator(example_shape[0], tuple(model.g_hidden), model.g_batchnorm, axis_name)
-    discriminator = mlp_gan.MLPDiscriminator(tuple(model.d_hidden))
+    generator = mlp_gan.MLPGenerator(example_shape[0], tuple(model.g_hidden), model.g_batchnorm, axis_name,
+                                     num_classes=classes)
+    discriminator = mlp_gan.MLPDiscriminator(tuple(model.d_hidden), num_classes=classes)
   else:
-    generator = dcgan_nets.DCGANGenerator(example_shape, model.g_width, axis_name, config.conv_impl)
-    discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm, axis_name, config.conv_impl)
+    generator = dcgan_nets.DCGANGenerator(example_shape, model.g_width, axis_name, config.conv_impl,
+                                          num_classes=classes)
+    discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm, axis_name, config.conv_impl,
+                                                  num_classes=classes)
   return GAN(
       generator=generator, discriminator=discriminator, g_optimizer=optimizer_for(optim.learning_rate),
       d_optimizer=optimizer_for(optim.d_learning_rate or optim.learning_rate), data_shape=example_shape,
@@ -75,5 +82,7 @@ family.register(family.FamilySpec(
     name="gan", archs=ARCHS, options=OPTIONS, validate_config=validate_config, from_config=from_config,
     weights=update.EMA_WEIGHTS, truncation=True,
     smoke={"dcgan": {"model.arch": "dcgan", "model.g_width": 4, "model.d_width": 4, "model.latent_dim": 8},
+           "dcgan_class": {"dataset.name": "mnist5k", "model.arch": "dcgan", "model.g_width": 4, "model.d_width": 4,
+                           "model.latent_dim": 8, "model.num_classes": 10},
            "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.latent_dim": 2, "model.g_hidden": (16, 16),
                    "model.d_hidden": (16, 16)}}))

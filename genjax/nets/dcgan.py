@@ -59,7 +59,8 @@ def batch_norm(train: bool, axis_name: str | None = None, scale_init=bn_scale_in
                       scale_init=scale_init, axis_name=axis_name)
 
 
-def _check_labels(num_classes: int, labels_B) -> None:
+def check_labels(num_classes: int, labels_B) -> None:
+  """A conditional net (num_classes > 0) is called with every example's class."""
   if num_classes and labels_B is None:
     raise ValueError(f"labels_B: a class-conditional net ({num_classes} classes) needs the class of every example")
 
@@ -112,7 +113,7 @@ class DCGANGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, z_BxZ: jax.Array, train: bool = True, labels_B: jax.Array | None = None) -> jax.Array:
-    _check_labels(self.num_classes, labels_B)
+    check_labels(self.num_classes, labels_B)
     size, _, channels = self.image_shape
     n = num_stride2_layers(size)
     base = size // 2**n
@@ -153,7 +154,7 @@ class DCGANDiscriminator(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool = True, labels_B: jax.Array | None = None) -> jax.Array:
-    _check_labels(self.num_classes, labels_B)
+    check_labels(self.num_classes, labels_B)
     if self.norm not in D_NORMS:
       raise ValueError(f"norm: unknown {self.norm!r}; allowed: {', '.join(D_NORMS)}")
     n = num_stride2_layers(x_BxHxWxC.shape[1])
