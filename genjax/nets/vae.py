@@ -10,8 +10,8 @@ read the class y as its one-hot row y_BxK, appended to their flattened input
 (the encoder's features, the decoder's z). A one-hot row entering a dense
 layer adds row y of that layer's class kernel V to its pre-activation
 (W [h; y] + b = W h + (b + V[y])): it is a learned class embedding as wide as
-the layer, with no width of its own to choose, and a row between two one-hots
-(a path from one class to another) is as valid an input as a class.
+the layer, with no width of its own to choose; and a row between two one-hots
+is an input too, which lets an interpolation go from one class to another.
 """
 
 import math
