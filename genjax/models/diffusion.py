@@ -288,13 +288,15 @@ class Diffusion:
   # -------------------------------------------------------------- sampling
 
   def sample(self, params, key: jax.Array, n: int, labels: jax.Array | None = None, sampler: str | None = None,
-             steps: int | None = None, path: bool = False, guidance=None, interval=None):
+             steps: int | None = None, path: bool = False, guidance=None, interval=None,
+             noise: jax.Array | None = None):
     """n examples in the model's range from `sampler` (default: the model's) on `steps` levels; a conditional
     model's of `labels` (uniform from `key` where None; an unconditional model ignores them), guided at
     `guidance` within `interval` (defaults: the model's; arrays, so that changing them does not recompile).
 
     With `path`, also (states, predictions) along the way, each [steps, n, ...] noisiest first, the states
-    in the VP form's scale.
+    in the VP form's scale. `noise`: the start [n, ...] instead of a draw from `key` (the class grid's rows start
+    from the same noise).
     """
     sampler = sampler or self.sampler
     steps = steps or self.sample_steps
@@ -303,7 +305,7 @@ class Diffusion:
     labels = self._labels(key, n, labels)
     key = jax.random.fold_in(key, 1) if self.num_classes else key
     start_key, loop_key = jax.random.split(key)
-    noise = jax.random.normal(start_key, (n, *self.data_shape))
+    noise = jax.random.normal(start_key, (n, *self.data_shape)) if noise is None else noise
     denoise = self.sampling_denoiser(params, labels, guidance, interval)
     if sampler == "heun":
       return sampling.heun_sample_vp(denoise, noise, self.parametrisation.edm_levels(steps), loop_key,
@@ -386,8 +388,8 @@ class Diffusion:
               labels: jax.Array | None = None) -> dict[str, jax.Array]:
     """Grids as uint8 [rows, cols, H, W, C]: 64 samples; the denoising trajectory of 8 samples and the
     predictions of the data along it, each at 10 steps from the noisiest to the last; a conditional model's of
-    the pictured examples' `labels` (repeated), and a row of 8 samples per class. {} for points (the loop draws
-    their scatter)."""
+    the pictured examples' `labels` (repeated), and a row of 8 samples per class, each row from the same 8 starts.
+    {} for points (the loop draws their scatter)."""
     del image_NxHxWxC
     if self.points:
       return {}
@@ -402,8 +404,11 @@ class Diffusion:
     grids["trajectory"] = self.unscale(jnp.swapaxes(states[cols], 0, 1))
     grids["predictions"] = self.unscale(jnp.swapaxes(predictions[cols], 0, 1))
     if self.num_classes:
-      grids["samples_by_class"] = family.samples_by_class(self.sample, params, class_key, self.num_classes,
-                                                          self.unscale)
+      # Row c is class c from the same 8 starts: a column shows what the class changes.
+      start = jax.random.normal(jax.random.fold_in(class_key, 0), (8, *shape))
+      rows = self.sample(params, class_key, 8 * self.num_classes, jnp.repeat(jnp.arange(self.num_classes), 8),
+                         noise=jnp.tile(start, (self.num_classes,) + (1,) * len(shape)))
+      grids["samples_by_class"] = self.unscale(rows).reshape(self.num_classes, 8, *shape)
     return grids
 
 

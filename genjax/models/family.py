@@ -129,17 +129,6 @@ def labels_or_uniform(key: jax.Array, n: int, num_classes: int, labels: jax.Arra
   return jnp.asarray(labels, jnp.int32)
 
 
-SAMPLES_PER_CLASS = 8
-
-
-def samples_by_class(sample_fn, params, key: jax.Array, num_classes: int, unscale_fn) -> jax.Array:
-  """The conditional `visuals` grid 'samples_by_class': uint8 [num_classes, 8, ...], row c all of class c,
-  from `sample_fn(params, key, n, labels)` and `unscale_fn`, the family's."""
-  labels = jnp.repeat(jnp.arange(num_classes, dtype=jnp.int32), SAMPLES_PER_CLASS)
-  x = unscale_fn(sample_fn(params, key, num_classes * SAMPLES_PER_CLASS, labels))
-  return x.reshape(num_classes, SAMPLES_PER_CLASS, *x.shape[1:])
-
-
 # optimizer_for(learning_rate) -> the shared optimizer (schedule, Adam's betas, clipping) at that step size.
 OptimizerFor = Callable[[float], optax.GradientTransformation]
 
