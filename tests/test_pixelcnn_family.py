@@ -286,7 +286,7 @@ def test_the_loop_and_sample_py_report_the_completions_kept_label(tmp_path):
   assert result["completion_kept"] * 32 == round(result["completion_kept"] * 32)  # a share of the 32 digits
 
 
-# ------------------------------------------------------------------ class conditioning (van den Oord et al. 2016, eq. 4)
+# ------------------------------------------------------------------ class conditioning (van den Oord et al., eq. 4)
 
 
 def _class_family(num_classes=3, shape=SHAPE, features=4, num_layers=2, **kw):
@@ -460,6 +460,12 @@ def test_visuals_of_a_conditional_model_add_a_row_of_samples_per_class(two_class
   assert np.mean(columns == np.asarray(batch["label"])[None]) >= 0.9
   completions = np.asarray(grids["completions"])
   assert np.mean(_nearest_class(completions[1:].reshape(24, 6, 6, 1) / 255) == np.tile(batch["label"], 3)) >= 0.9
+  # The completions are drawn given the labels passed (the model's posterior would pick the upper half's class):
+  # given the other class, their lower halves move far towards it.
+  wrong = np.tile(1 - np.asarray(batch["label"]), 3)
+  misled = np.asarray(model.visuals(params, jax.random.PRNGKey(0), batch["image"], 1 - batch["label"])["completions"])
+  towards = lambda grid: np.mean(np.abs(grid[1:, :, 3:].reshape(24, -1).mean(-1) / 255 - wrong))
+  assert towards(misled) < towards(completions) - 0.4
 
 
 # ------------------------------------------------------------------ inpainting any mask
