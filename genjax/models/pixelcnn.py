@@ -28,25 +28,15 @@ temperature of every likelihood's sampler.
 
 Completion: `completions` draws the lower halves of held-out images given their upper halves; on digits the
 evaluation scores them with the shipped classifier ('completion_kept', genjax.evaluation.completion_numbers).
+Inpainting (`inpaint`, any mask): a known position keeps its value (bit for bit), an unknown one is drawn from
+p(x_i | x_<i), reading every earlier position, known or drawn, and nothing later: exact for a mask that knows a
+raster prefix (the upper half: the completion's numbers); any other (a centre box, random pixels) is conditioned
+only on its known positions before each drawn one (never on a box's lower rim).
 
-Inpainting (`inpaint`, any mask `known`): in raster order, a known position keeps its given value and an unknown
-one is drawn from p(x_i | x_<i), which reads every earlier position, known or drawn, and nothing later. So the
-masks this family can do exactly are those whose known part is a raster prefix: the upper half (what
-`complete_lower_half` draws, the same numbers), the first rows, the start of a row. For every other mask (a centre
-box, the left half, random pixels) a drawn position is conditioned on the known positions before it in raster
-order only: the box's interior ignores its lower rim and the pixels to its right, a random pixel's unknown
-neighbours ignore the known ones after them. The known values are never changed (bit for bit).
-
-Class conditioning (`num_classes` > 0, the Gated PixelCNN paper's eq. 4): p(x | c) = prod_i p(x_i | x_<i, c),
-the class c entering every gated layer of both stacks as a bias V^T h, h = one_hot(c): in the tanh half and in
-the sigmoid half of each gate (nets.pixelcnn's cond, bias-free, so a row of V per class). Training, `nll` and
-`evaluate` read each example's label; `sample`, `sample_naive`, `complete` and `inpaint` draw each example given
-its label (classes drawn uniformly when `sample` gets none, as the protocol says); `completions` given no labels
-(the evaluation's completion_numbers passes none) draws each example's class from the model's own posterior
-given the upper half, p(c | x_upper) proportional to p(x_upper | c) (exact: the upper half is a raster prefix),
-so that its completion is a draw from p(x_lower | x_upper) = sum_c p(c | x_upper) p(x_lower | x_upper, c).
-num_classes = 0 builds the net without cond parameters: the unconditional model, parameters and numbers as
-before conditioning existed.
+Class conditioning (`num_classes` > 0; 0: the unconditional model as before): p(x | c) = prod_i p(x_i | x_<i, c),
+c entering both halves of every gate of both stacks as V^T h, h = one_hot(c) (van den Oord et al. 2016, eq. 4).
+Every method reads each example's label; `completions` given none (the evaluation passes none) draws the class
+from p(c | x_upper): a draw from p(x_lower | x_upper) = sum_c p(c | x_upper) p(x_lower | x_upper, c).
 
 Devices: under pmap each device binarises its rows with the keys of their global indices and averages
 gradients and metrics over the axis, as the VAE does.
@@ -165,9 +155,7 @@ class PixelCNN:
     return PixelCNNState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.optimizer.init(params))
 
   def cond(self, labels_B: jax.Array | None) -> jax.Array | None:
-    """The net's conditioning input: h = one_hot(label) [B, num_classes] (eq. 4's h), None where unconditional
-    (labels ignored). A conditional model refuses labels=None: every example is drawn and scored given its
-    class."""
+    """The net's cond, eq. 4's h = one_hot(label) [B, num_classes]; None where unconditional (labels ignored)."""
     if not self.num_classes:
       return None
     if labels_B is None:
@@ -175,8 +163,7 @@ class PixelCNN:
     return jax.nn.one_hot(jnp.asarray(labels_B, jnp.int32), self.num_classes, dtype=jnp.float32)
 
   def outputs(self, params, x_BxHxWxC: jax.Array, labels_B: jax.Array | None = None) -> jax.Array:
-    """The net's outputs at every position given the positions before it (and the example's class): [B, H, W, C,
-    out] per channel, or [B, H, W, P] for the mixture."""
+    """The net's outputs given the positions before each (and the class): [B, H, W, C, out]; mixture: [B, H, W, P]."""
     return self.net.apply({"params": params}, x_BxHxWxC, self.cond(labels_B))
 
   def logits(self, params, x_BxHxWxC: jax.Array, labels_B: jax.Array | None = None) -> jax.Array:
@@ -194,8 +181,7 @@ class PixelCNN:
     return pixel_losses.discretized_mix_logistic_log_prob(x_BxHxWxC, out)
 
   def nll(self, params, x_BxHxWxC: jax.Array, labels_B: jax.Array | None = None) -> jax.Array:
-    """The exact -log p(x) (-log p(x | c) given the classes) of images in the model's range (binary for
-    'bernoulli'), nats per image [B]: the positions' log_probs summed."""
+    """The exact -log p(x) (-log p(x | c) where conditional) in nats [B] of images in the model's range: one pass."""
     log_probs = self.log_probs(params, x_BxHxWxC, labels_B)
     return -jnp.sum(log_probs.reshape(log_probs.shape[0], -1), axis=-1)
 
@@ -206,18 +192,15 @@ class PixelCNN:
 
   # -------------------------------------------------------------- training
 
-  def loss(self, params, image_BxHxWxC: jax.Array, key: jax.Array,
-           labels_B: jax.Array | None = None) -> tuple[jax.Array, dict]:
-    """The mean exact NLL of the batch (given the examples' classes where conditional), binarised afresh with the
-    keys of the examples' global indices."""
+  def loss(self, params, image_BxHxWxC: jax.Array, key: jax.Array, labels_B=None) -> tuple[jax.Array, dict]:
+    """The mean exact NLL of the batch (of its labels where conditional), binarised afresh by global index."""
     batch = image_BxHxWxC.shape[0]
     keys_B = grandom.example_keys(key, batch, parallel.batch_offset(batch, self.axis_name))
     loss = jnp.mean(self.nll(params, self.observe(image_BxHxWxC, keys_B), labels_B))
     return loss, {"loss": loss, "nll": loss}
 
   def train_step(self, state: PixelCNNState, batch: dict, key: jax.Array) -> tuple[PixelCNNState, dict]:
-    """One optimizer step on the mean NLL of `batch['image']` (uint8), given `batch['label']` (int32 [B]) where
-    the model is conditional."""
+    """One optimizer step on the mean NLL of `batch['image']` (uint8), of `batch['label']` where conditional."""
     labels_B = batch["label"] if self.num_classes else None
     new = update.apply_gradients(self.loss, state.params, state.opt_state, self.optimizer, self.axis_name,
                                  batch["image"], key, labels_B)
@@ -250,17 +233,14 @@ class PixelCNN:
   def complete(self, params, keys_N: jax.Array, canvas_NxHxWxC: jax.Array, start=0, cached: bool = True,
                labels_N: jax.Array | None = None, known=None):
     """Draws positions start onwards (raster, then channel order; pixels for the mixture) of `canvas` given those
-    before, example b from keys_N[b] (and given its class labels_N[b] where conditional); the positions before
-    `start` are returned unchanged, and so are those that `known` (bool, broadcast to the canvas; True = given)
-    marks (see `inpaint`). One compiled loop: n and `start` change only the traced shapes and bounds."""
+    before, example b from keys_N[b] (of class labels_N[b] where conditional); the positions before `start` and
+    those `known` marks (`inpaint`) are kept. One compiled loop: n and `start` change only shapes and bounds."""
     fill = pixelcnn_nets.complete_cached if cached else pixelcnn_nets.complete_naive
     return fill(self.net, params, canvas_NxHxWxC.astype(jnp.float32), self._draw(keys_N), start,
                 self.cond(labels_N), known)
 
   def _labels(self, key: jax.Array, n: int, labels: jax.Array | None):
-    """(labels for n examples or None where unconditional, the key left for the images): a conditional model
-    given no labels draws them uniformly from a key split off `key` (family.labels_or_uniform); otherwise `key`
-    is the images' whole."""
+    """(n labels, None where unconditional; the images' key): given none, uniform from a key split off `key`."""
     if not self.num_classes:
       return None, key
     if labels is None:
@@ -269,9 +249,8 @@ class PixelCNN:
     return family.labels_or_uniform(key, n, self.num_classes, labels), key
 
   def sample(self, params, key: jax.Array, n: int, labels: jax.Array | None = None, cached: bool = True):
-    """n images in the model's range, drawn position by position, with the cached sampler (`cached=False`: the
-    naive one, the same images); of the classes `labels` (int32 [n]) where the model is conditional (drawn
-    uniformly when none are given), which an unconditional one ignores."""
+    """n images in the model's range by the cached sampler (`cached=False`: the naive one, the same images); of the
+    classes `labels` (int32 [n]) where conditional (uniform when none are given), ignored where not."""
     labels, key = self._labels(key, n, labels)
     canvas = jnp.zeros((n, *self.image_shape), jnp.float32)
     return self.complete(params, grandom.example_keys(key, n), canvas, cached=cached, labels_N=labels)
@@ -282,16 +261,10 @@ class PixelCNN:
 
   def inpaint(self, params, images_NxHxWxC: jax.Array, known, key: jax.Array, labels: jax.Array | None = None,
               cached: bool = True) -> jax.Array:
-    """The images (in the model's range: binarised for 'bernoulli', as `held_out` gives them) with their unknown
-    positions drawn and their known ones (`known`: bool, [H, W, C] or [N, H, W, C], True = given) returned bit
-    for bit; example b from the b-th key of `key`, given its class where the model is conditional (drawn
-    uniformly when no labels are given).
-
-    In raster order: an unknown position is drawn from p(x_i | x_<i), which reads every earlier position, known
-    or drawn, and nothing after it. Exact for a mask whose known part is a raster prefix (the upper half:
-    `complete_lower_half`'s numbers); for any other (a centre box, random pixels) each drawn position is
-    conditioned on the known values before it only (the module docstring). The mixture draws whole pixels: give
-    it masks that are the same across a pixel's channels."""
+    """The images (in the model's range, binarised for 'bernoulli') with their unknown positions drawn in raster
+    order given the positions before them (the module docstring) and the known ones (`known`: bool, [H, W, C] or
+    [N, H, W, C], True = given) returned bit for bit; example b from the b-th key of `key`, of its class where
+    conditional (uniform without labels). The mixture draws whole pixels: give it masks alike across channels."""
     n = images_NxHxWxC.shape[0]
     labels, key = self._labels(key, n, labels)
     return self.complete(params, grandom.example_keys(key, n), images_NxHxWxC, cached=cached, labels_N=labels,
@@ -303,23 +276,17 @@ class PixelCNN:
     """The images that `evaluate` scores: for 'bernoulli', example i binarised as the VAE's evaluation does."""
     return self.observe(image_BxHxWxC, grandom.held_out_keys(key, image_BxHxWxC.shape[0], offset)[:, 0])
 
-  def completions(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0,
-                  labels: jax.Array | None = None):
-    """(held-out images as `evaluate` scores them, the same with their lower halves drawn given their upper
-    halves (and their classes `labels` where the model is conditional; drawn from p(c | upper half) where none
-    are given, see `complete_lower_half`)), example i's draws from the second of its held-out keys: what
-    evaluation.completion_numbers scores."""
+  def completions(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0, labels=None):
+    """(held-out images as `evaluate` scores them, the same with their lower halves drawn given their upper halves
+    and `labels`), example i's draws from its second held-out key: what evaluation.completion_numbers scores."""
     keys_Bx2 = grandom.held_out_keys(key, image_BxHxWxC.shape[0], offset)
     x_BxHxWxC = self.observe(image_BxHxWxC, keys_Bx2[:, 0])
     return x_BxHxWxC, self.complete_lower_half(params, keys_Bx2[:, 1], x_BxHxWxC, labels)
 
-  def complete_lower_half(self, params, keys_N: jax.Array, x_NxHxWxC: jax.Array,
-                          labels_N: jax.Array | None = None) -> jax.Array:
-    """The images with rows H // 2 onwards drawn given the rows above (what they held there is never read).
-
-    A conditional model draws example b given its class labels_N[b]; given no labels, it first draws the class
-    from its posterior given the upper half (`class_log_posterior`, with a key split off keys_N[b]), so that the
-    completion is a draw from p(x_lower | x_upper) = sum_c p(c | x_upper) p(x_lower | x_upper, c)."""
+  def complete_lower_half(self, params, keys_N: jax.Array, x_NxHxWxC: jax.Array, labels_N=None) -> jax.Array:
+    """The images with rows H // 2 onwards (never read) drawn given the rows above and, where conditional, the
+    class labels_N[b] (given none: a class drawn from p(c | x_upper), `class_log_posterior`, by a key split off
+    keys_N[b])."""
     height, width, channels = self.image_shape
     if self.num_classes and labels_N is None:
       keys_Nx2 = jax.vmap(jax.random.split)(keys_N)
@@ -329,10 +296,8 @@ class PixelCNN:
     return self.complete(params, keys_N, x_NxHxWxC.at[:, height // 2:].set(0.0), start=start, labels_N=labels_N)
 
   def class_log_posterior(self, params, x_NxHxWxC: jax.Array, rows: int) -> jax.Array:
-    """log p(c | the first `rows` rows) of a conditional model, [N, num_classes], under a uniform prior over the
-    classes: log p(x_<rows | c) = the sum of log p(x_i | x_<i, c) over the positions of those rows (exact: they
-    are a raster prefix, so each reads only positions of the prefix), normalised over c. One pass of the net per
-    class; the rows below are never read."""
+    """log p(c | the first `rows` rows) [N, num_classes] under a uniform prior: log p(x_<rows | c), the sum of
+    log p(x_i | x_<i, c) over those rows (a raster prefix: exact), normalised over c. A pass of the net per class."""
     n, k = x_NxHxWxC.shape[0], self.num_classes
     labels_KN = jnp.repeat(jnp.arange(k, dtype=jnp.int32), n)
     log_probs = self.log_probs(params, jnp.tile(x_NxHxWxC, (k, 1, 1, 1)), labels_KN)[:, :rows]
@@ -355,17 +320,13 @@ class PixelCNN:
     a row of up to 8 held-out images (binarised for 'bernoulli'), then 3 rows of their lower halves drawn given
     their upper halves.
 
-    A conditional model draws the samples of the held-out images' classes `labels` in turn (column j of the
-    grid: class labels[j % len(labels)]; uniform classes without labels), completes each image given its class
-    (given none: from p(c | upper half)), and adds 'samples_by_class': 8 samples of each class, row c of class
-    c."""
-    class_key = None
-    if self.num_classes:  # a key of its own for the rows by class; the unconditional split stays as it was
-      key, class_key = jax.random.split(key)
+    A conditional model: column j of the samples of class labels[j % len(labels)] (uniform without labels), the
+    completions of their own classes, and 'samples_by_class', row c 8 samples of class c."""
+    key, class_key = jax.random.split(key) if self.num_classes else (key, None)  # unconditional: keys as before
     sample_key, complete_key, observe_key = jax.random.split(key, 3)
     sample_labels = None if labels is None or not self.num_classes else jnp.resize(jnp.asarray(labels), 64)
-    images = {"samples": self.unscale(self.sample(params, sample_key, 64, sample_labels)).reshape(
-        8, 8, *self.image_shape)}
+    samples = self.sample(params, sample_key, 64, sample_labels)
+    images = {"samples": self.unscale(samples).reshape(8, 8, *self.image_shape)}
     n = min(8, image_NxHxWxC.shape[0])
     if n:
       x_NxHxWxC = self.held_out(image_NxHxWxC[:n], observe_key)
