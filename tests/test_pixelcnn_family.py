@@ -244,7 +244,8 @@ def test_completions_keep_the_upper_half_of_the_held_out_digits_and_draw_the_low
   np.testing.assert_array_equal(np.asarray(pair), np.asarray(completed[4:]))
 
 
-@pytest.mark.parametrize("name", ["pixelcnn_mnist5k", "pixelcnn_mnist", "pixelcnn_cifar10"])
+@pytest.mark.parametrize("name", ["pixelcnn_mnist5k", "pixelcnn_mnist5k_class", "pixelcnn_mnist",
+                                  "pixelcnn_cifar10"])
 def test_the_configs_validate_and_build_the_net_they_describe(name):
   import importlib
   from genjax import build
@@ -259,6 +260,14 @@ def test_the_configs_validate_and_build_the_net_they_describe(name):
   else:
     assert last == channels * pixelcnn_lib.out_features(config.model.likelihood, 0, channels)
   assert len([k for k in params if k.startswith("v_conv_")]) == config.model.num_layers
+  # The class projections (a row per class, in both stacks of every layer) exactly where the config conditions.
+  cond = sorted(k for k in params if k.startswith("cond_"))
+  assert model.num_classes == config.model.num_classes
+  if model.num_classes:
+    assert cond == sorted(f"cond_{s}_{l}" for s in "vh" for l in range(config.model.num_layers))
+    assert params["cond_h_0"]["kernel"].shape == (model.num_classes, 2 * config.model.features)
+  else:
+    assert not cond
 
 
 def test_the_loop_and_sample_py_report_the_completions_kept_label(tmp_path):
@@ -275,3 +284,243 @@ def test_the_loop_and_sample_py_report_the_completions_kept_label(tmp_path):
   result = sample_lib.sample_and_evaluate(workdir, quality_samples=0, num_examples=32)
   assert ("completion keeps label", "", result["completion_kept"]) in result["report"]["held_out"]
   assert result["completion_kept"] * 32 == round(result["completion_kept"] * 32)  # a share of the 32 digits
+
+
+# ------------------------------------------------------------------ class conditioning (van den Oord et al., eq. 4)
+
+
+def _class_family(num_classes=3, shape=SHAPE, features=4, num_layers=2, **kw):
+  net = pixelcnn_nets.GatedPixelCNN(features=features, num_layers=num_layers, first_kernel_size=3, kernel_size=3,
+                                    out_features=1)
+  return pixelcnn_lib.PixelCNN(net=net, optimizer=optax.adam(1e-3), image_shape=shape, num_classes=num_classes,
+                               **kw)
+
+
+def _sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def test_the_class_enters_both_halves_of_each_gate_as_its_row_of_v():
+  """Eq. 4 by value: tanh(W_f x + V_f^T h) * sigmoid(W_g x + V_g^T h) with h = one_hot(c), so V^T h is row c of
+  V. A one-layer net whose convolutions read nothing (kernels 0, biases random) but the residual 1x1 and the
+  head: every logit is head(relu(h_out(gate(b + V[c])))), b = the h_conv and v_to_h biases, the same at every
+  position, worked out here in float64 for each example's class."""
+  f, k = 4, 3
+  model = _class_family(num_classes=k, features=f, num_layers=1)
+  params = jax.tree_util.tree_map(np.asarray, model.init(jax.random.PRNGKey(0)).params)
+  rng = np.random.default_rng(0)
+  for name, leaf in params.items():
+    for field in leaf:
+      keep = name in ("h_out_0", "head_0", "head_1", "cond_h_0", "cond_v_0") or field == "bias"
+      leaf[field] = rng.normal(size=leaf[field].shape).astype(np.float32) if keep else 0 * leaf[field]
+  labels = np.array([2, 0, 1, 2])
+  x = np.asarray(_digits(4)) / 255.0
+  got = np.asarray(model.logits(params, jnp.asarray(x, jnp.float32), jnp.asarray(labels)), np.float64)
+  p64 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+  pre = p64["h_conv_0"]["bias"] + p64["v_to_h_0"]["bias"] + p64["cond_h_0"]["kernel"][labels]  # [B, 2F]
+  gate = np.tanh(pre[:, :f]) * _sigmoid(pre[:, f:])
+  h = gate @ p64["h_out_0"]["kernel"][0, 0] + p64["h_out_0"]["bias"]
+  y = np.maximum(h, 0) @ p64["head_0"]["kernel"][0, 0] + p64["head_0"]["bias"]
+  want = np.maximum(y, 0) @ p64["head_1"]["kernel"][0, 0] + p64["head_1"]["bias"]  # [B, 1]
+  np.testing.assert_allclose(got, np.broadcast_to(want[:, None, None, :], got.shape), rtol=1e-5, atol=1e-6)
+  assert np.ptp(want) > 0.1  # the classes' logits differ: the check sees the row chosen
+
+
+def test_the_conditional_model_reads_each_examples_own_label_and_with_no_class_rows_is_the_unconditional_one():
+  model = _class_family()
+  uncond = _family()
+  params = _params(model, seed=3)
+  x = model.held_out(_digits(4), jax.random.PRNGKey(1))
+  labels = jnp.array([0, 1, 2, 1])
+  nll = np.asarray(model.nll(params, x, labels))
+  other = np.asarray(model.nll(params, x, labels.at[2].set(0)))
+  assert other[2] != nll[2] and np.array_equal(np.delete(other, 2), np.delete(nll, 2))
+  # The class rows V at 0: every class is the unconditional net of the other weights, bit for bit (both jitted
+  # alike, so XLA sums in one order).
+  zero_rows = {n: ({"kernel": jnp.zeros_like(v["kernel"])} if n.startswith("cond_") else v) for n, v in params.items()}
+  plain = {n: v for n, v in params.items() if not n.startswith("cond_")}
+  assert set(plain) == set(uncond.init(jax.random.PRNGKey(0)).params)  # the unconditional tree, plus the rows
+  want = np.asarray(jax.jit(uncond.nll)(plain, x))
+  for c in range(3):
+    np.testing.assert_array_equal(np.asarray(jax.jit(model.nll)(zero_rows, x, jnp.full((4,), c))), want)
+  with pytest.raises(ValueError, match="needs the class of every example"):
+    model.nll(params, x)
+
+
+def test_a_conditional_models_sample_draws_uniform_classes_without_labels_and_the_naive_sampler_agrees():
+  model = _class_family()
+  params = _params(model, seed=4)
+  key = jax.random.PRNGKey(5)
+  labels = jnp.array([2, 0, 1, 1, 0])
+  cached = np.asarray(model.sample(params, key, 5, labels))
+  np.testing.assert_array_equal(np.asarray(model.sample_naive(params, key, 5, labels)), cached)
+  assert not np.array_equal(np.asarray(model.sample(params, key, 5, jnp.zeros(5, jnp.int32))), cached)
+  # No labels: classes from family.labels_or_uniform on a key split off, the images from the rest.
+  label_key, image_key = jax.random.split(key)
+  drawn = pixelcnn_lib.family.labels_or_uniform(label_key, 5, 3, None)
+  np.testing.assert_array_equal(np.asarray(model.sample(params, key, 5)),
+                                np.asarray(model.sample(params, image_key, 5, drawn)))
+
+
+def test_the_class_posterior_of_the_whole_image_is_the_softmax_of_its_log_likelihoods():
+  """log p(c | x) = log p(x | c) - logsumexp_c' log p(x | c') under a uniform prior; of the first rows (a raster
+  prefix), the same with the log-probabilities of those rows alone (the one-position-at-a-time sum)."""
+  model = _class_family(num_classes=3)
+  params = _params(model, seed=6)
+  x = model.held_out(_digits(4), jax.random.PRNGKey(2))
+  log_lik = np.stack([-np.asarray(model.nll(params, x, jnp.full((4,), c)), np.float64) for c in range(3)], -1)
+  want = log_lik - np.logaddexp.reduce(log_lik, axis=-1, keepdims=True)
+  np.testing.assert_allclose(np.asarray(model.class_log_posterior(params, x, SHAPE[0])), want, rtol=1e-5, atol=1e-5)
+  rows = 2
+  prefix = np.stack([np.asarray(model.log_probs(params, x, jnp.full((4,), c)), np.float64)[:, :rows].sum((1, 2, 3))
+                     for c in range(3)], -1)
+  want = prefix - np.logaddexp.reduce(prefix, axis=-1, keepdims=True)
+  np.testing.assert_allclose(np.asarray(model.class_log_posterior(params, x, rows)), want, rtol=1e-5, atol=1e-5)
+  assert np.ptp(want) > 0.1
+
+
+# Two classes far apart, on 6 x 6 binary images: the upper half on (0) or the lower half on (1), each pixel
+# flipped with probability 0.05. A sample is of the class whose pattern it is nearer to.
+TWO = np.stack([np.repeat([1, 0], 3), np.repeat([0, 1], 3)])[:, :, None, None] * np.ones((2, 6, 6, 1), np.uint8)
+
+
+def _two_class_batch(key, n):
+  label_key, flip_key = jax.random.split(key)
+  labels = jax.random.randint(label_key, (n,), 0, 2)
+  flip = jax.random.bernoulli(flip_key, 0.05, (n, 6, 6, 1))
+  images = jnp.where(flip, 1 - jnp.asarray(TWO)[labels], jnp.asarray(TWO)[labels]) * 255
+  return {"image": images.astype(jnp.uint8), "label": labels.astype(jnp.int32)}
+
+
+def _nearest_class(x):
+  distance = np.abs(np.asarray(x)[:, None] - TWO[None]).reshape(x.shape[0], 2, -1).sum(-1)
+  return np.argmin(distance, axis=-1)
+
+
+@pytest.fixture(scope="module")
+def two_class_model():
+  """A conditional PixelCNN trained 150 steps (batch 32, Adam 1e-2) on the two classes: about 3 s."""
+  net = pixelcnn_nets.GatedPixelCNN(features=8, num_layers=2, first_kernel_size=3, kernel_size=3, out_features=1)
+  model = pixelcnn_lib.PixelCNN(net=net, optimizer=optax.adam(1e-2), image_shape=(6, 6, 1), num_classes=2)
+  state = model.init(jax.random.PRNGKey(0))
+  data_key, train_key = jax.random.split(jax.random.PRNGKey(100))
+  step = jax.jit(lambda state, s: model.train_step(state, _two_class_batch(jax.random.fold_in(data_key, s), 32),
+                                                   jax.random.fold_in(train_key, s)))
+  losses = []
+  for s in range(150):
+    state, metrics = step(state, s)
+    losses.append(metrics["loss"])
+  return model, state.params, float(np.mean(losses[-20:]))
+
+
+def test_a_model_trained_briefly_on_two_classes_draws_each_class_when_asked(two_class_model):
+  model, params, loss = two_class_model
+  # The data's entropy is 36 H(0.05) = 7.1 nats per image; a model blind to the class pays log 2 more at least.
+  assert loss < 12.0
+  for c in (0, 1):
+    x = model.sample(params, jax.random.PRNGKey(10 + c), 64, jnp.full((64,), c, jnp.int32))
+    share = np.mean(_nearest_class(x) == c)
+    assert share >= 0.95, f"class {c}: {share:.2f} of the samples (chance: 0.5)"
+  # The held-out NLL given the true class beats the one given the other class by far.
+  batch = _two_class_batch(jax.random.PRNGKey(7), 64)
+  right = model.evaluate(params, batch["image"], jax.random.PRNGKey(8), labels=batch["label"])["nll"]
+  wrong = model.evaluate(params, batch["image"], jax.random.PRNGKey(8), labels=1 - batch["label"])["nll"]
+  assert float(jnp.mean(wrong - right)) > 5.0
+
+
+def test_completions_without_labels_draw_the_class_the_upper_half_shows(two_class_model):
+  """The evaluation's completions get no labels: the class then comes from p(c | upper half), which on these
+  classes is all but certain, so the lower half drawn is the class's."""
+  model, params, _ = two_class_model
+  batch = _two_class_batch(jax.random.PRNGKey(9), 64)
+  x, completed = model.completions(params, batch["image"], jax.random.PRNGKey(3))
+  posterior = np.exp(np.asarray(model.class_log_posterior(params, x, 3)))
+  assert np.mean(posterior[np.arange(64), np.asarray(batch["label"])] > 0.99) > 0.9
+  np.testing.assert_array_equal(np.asarray(completed[:, :3]), np.asarray(x[:, :3]))
+  assert np.mean(_nearest_class(completed) == np.asarray(batch["label"])) >= 0.9
+  # Given the other class instead, the lower halves move far towards it (class 1's lower half is on, class 0's
+  # off), though their first rows still read the upper half: the labels given reach the completion.
+  wrong = 1 - np.asarray(batch["label"])
+  _, misled = model.completions(params, batch["image"], jax.random.PRNGKey(3), labels=jnp.asarray(wrong))
+  towards = lambda images: np.mean(np.abs(np.asarray(images[:, 3:]).reshape(64, -1).mean(-1) - wrong))
+  assert towards(misled) < towards(completed) - 0.4
+
+
+def test_visuals_of_a_conditional_model_add_a_row_of_samples_per_class(two_class_model):
+  model, params, _ = two_class_model
+  batch = _two_class_batch(jax.random.PRNGKey(11), 8)
+  grids = model.visuals(params, jax.random.PRNGKey(0), batch["image"], batch["label"])
+  assert set(grids) == {"samples", "completions", "samples_by_class"}
+  by_class = np.asarray(grids["samples_by_class"])
+  assert by_class.shape == (2, 8, 6, 6, 1) and by_class.dtype == np.uint8
+  for c in (0, 1):
+    assert np.mean(_nearest_class(by_class[c] / 255) == c) >= 7 / 8
+  # The 8x8 samples: column j of class labels[j]; the completions given the pictured examples' classes.
+  columns = _nearest_class(np.asarray(grids["samples"]).reshape(64, 6, 6, 1) / 255).reshape(8, 8)
+  assert np.mean(columns == np.asarray(batch["label"])[None]) >= 0.9
+  completions = np.asarray(grids["completions"])
+  assert np.mean(_nearest_class(completions[1:].reshape(24, 6, 6, 1) / 255) == np.tile(batch["label"], 3)) >= 0.9
+  # The completions are drawn given the labels passed (the model's posterior would pick the upper half's class):
+  # given the other class, their lower halves move far towards it.
+  wrong = np.tile(1 - np.asarray(batch["label"]), 3)
+  misled = np.asarray(model.visuals(params, jax.random.PRNGKey(0), batch["image"], 1 - batch["label"])["completions"])
+  towards = lambda grid: np.mean(np.abs(grid[1:, :, 3:].reshape(24, -1).mean(-1) / 255 - wrong))
+  assert towards(misled) < towards(completions) - 0.4
+
+
+# ------------------------------------------------------------------ inpainting any mask
+
+
+def _masks(shape):
+  """The issue's masks, bool [H, W, C] (random pixels: [4, H, W, C], one per example), True = known."""
+  height, width, channels = shape
+  rows, cols = np.arange(height)[:, None, None], np.arange(width)[None, :, None]
+  box = ~((height // 4 <= rows) & (rows < height - height // 4) & (width // 4 <= cols) & (cols < width - width // 4))
+  return {"centre_box": np.broadcast_to(box, shape), "lower_half": np.broadcast_to(rows < height // 2, shape),
+          "random_pixels": np.asarray(jax.random.bernoulli(jax.random.PRNGKey(4), 0.5, (4, height, width, 1))
+                                      ).repeat(channels, -1)}
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "softmax", "logistic_mixture"])
+def test_inpainting_keeps_every_known_value_bit_for_bit_and_draws_the_rest_cached_as_naive(likelihood):
+  model = _family(shape=(8, 6, 1)) if likelihood == "bernoulli" else _eight_bit_family(likelihood, (4, 4, 3))
+  params = _params(model, seed=7)
+  x = model.held_out(_digits(4, shape=model.image_shape), jax.random.PRNGKey(1))
+  key = jax.random.PRNGKey(2)
+  for name, known in _masks(model.image_shape).items():
+    out = np.asarray(model.inpaint(params, x, known, key))
+    np.testing.assert_array_equal(out, np.asarray(model.inpaint(params, x, known, key, cached=False)), err_msg=name)
+    mask = np.broadcast_to(known, x.shape)
+    assert out[mask].tobytes() == np.asarray(x)[mask].tobytes(), name
+    assert not np.array_equal(out[~mask], np.asarray(x)[~mask]), name
+
+
+def test_inpainting_the_lower_half_is_the_completion_and_a_mask_only_conditions_on_what_comes_before():
+  model = _family(shape=(8, 6, 1))
+  params = _params(model, seed=8)
+  x = model.held_out(_digits(5, shape=(8, 6, 1)), jax.random.PRNGKey(1))
+  key = jax.random.PRNGKey(3)
+  masks = _masks(model.image_shape)
+  want = model.complete_lower_half(params, grandom.example_keys(key, 5), x)
+  np.testing.assert_array_equal(np.asarray(model.inpaint(params, x, masks["lower_half"], key)), np.asarray(want))
+  # The order's limit: what is known after the box (its lower rim) never reaches the box's interior, and an
+  # unknown position reads only the known ones before it.
+  box = masks["centre_box"]
+  later = np.asarray(x).copy()
+  later[:, 6:] = 1 - later[:, 6:]  # rows after the box's last row (rows 2..5)
+  a, b = (np.asarray(model.inpaint(params, jnp.asarray(v), box, key)) for v in (np.asarray(x), later))
+  np.testing.assert_array_equal(a[:, :6], b[:, :6])
+  np.testing.assert_array_equal(b[:, 6:], later[:, 6:])
+
+
+def test_a_conditional_models_inpainting_draws_each_example_given_its_label(two_class_model):
+  """The upper half of class 0's pattern is known; asked for class 1, the model fills the lower half as class 1
+  would (on), class 0's off: the label reaches `inpaint`, and the known half stays."""
+  model, params, _ = two_class_model
+  x = jnp.asarray(np.repeat(TWO[:1], 8, 0), jnp.float32)
+  known = np.arange(6)[:, None, None] < 3
+  labels = jnp.array([0, 1] * 4)
+  out = np.asarray(model.inpaint(params, x, np.broadcast_to(known, (6, 6, 1)), jax.random.PRNGKey(0), labels))
+  np.testing.assert_array_equal(out[:, :3], np.asarray(x)[:, :3])
+  lower = out[:, 3:].reshape(8, -1).mean(-1)
+  assert (lower[1::2] > 0.7).all() and (lower[0::2] < 0.3).all()

@@ -220,3 +220,69 @@ def test_the_cached_sampler_reads_no_value_at_or_after_the_position_it_draws():
       jnp.float32)
   np.testing.assert_array_equal(np.asarray(pixelcnn.complete_cached(net, params, a, draw, start)),
                                 np.asarray(pixelcnn.complete_cached(net, params, b, draw, start)))
+
+
+# ------------------------------------------------------------------ inpainting: a `known` mask
+
+
+def _bernoulli_draw(key, n, channels, per_pixel):
+  def draw(p, out):  # Bernoulli of the first output (of each channel's for a whole pixel)
+    u = jax.random.uniform(jax.random.fold_in(key, p), (n, channels) if per_pixel else (n,))
+    return (u < jax.nn.sigmoid(out[:, :channels] if per_pixel else out[:, 0])).astype(jnp.float32)
+  return draw
+
+
+@pytest.mark.parametrize("shape,extra,cond_dim,starts", SAMPLER_CASES, ids=["x1", "x3", "per-pixel", "cond"])
+def test_with_a_random_mask_the_cached_sampler_draws_what_the_naive_one_draws_and_keeps_every_known_value(
+    shape, extra, cond_dim, starts):
+  """A mask of its own per example (random pixels; whole pixels for a net that draws whole pixels, per channel
+  otherwise): the known values come back bit for bit, the unknown ones are drawn, and the two samplers agree bit
+  for bit, from 0 and from a `start` inside the canvas (known then only counts from `start` on)."""
+  options = {"features": 6 if shape[-1] == 3 else 4, "num_layers": 3, "first_kernel_size": 5, "kernel_size": 3,
+             "out_features": 1, **extra}
+  net = pixelcnn.GatedPixelCNN(**options)
+  n, channels = 4, shape[-1]
+  per_pixel = net.per_pixel_features
+  given = jax.random.bernoulli(jax.random.key(5), 0.5, (n, *shape)).astype(jnp.float32)
+  cond = None if cond_dim is None else jax.random.normal(jax.random.key(6), (n, cond_dim))
+  mask_shape = (n, *shape[:2], 1) if per_pixel else (n, *shape)
+  known = jax.random.bernoulli(jax.random.key(7), 0.5, mask_shape)
+  params = _random_params(net, given, cond, 2)
+  draw = _bernoulli_draw(jax.random.key(12), n, channels, per_pixel)
+  for start in starts:
+    naive = jax.jit(lambda g: pixelcnn.complete_naive(net, params, g, draw, start, cond, known))(given)
+    cached = jax.jit(lambda g: pixelcnn.complete_cached(net, params, g, draw, start, cond, known))(given)
+    np.testing.assert_array_equal(np.asarray(cached), np.asarray(naive))
+    out, mask = np.asarray(cached), np.broadcast_to(np.asarray(known), given.shape)
+    before = np.arange(given[0].size).reshape(shape) < start * (channels if per_pixel else 1)
+    kept = mask | before  # the positions before `start` are kept too
+    np.testing.assert_array_equal(out[kept], np.asarray(given)[kept])
+    free = out[~kept]
+    assert free.size > 20 and 0.1 < free.mean() < 0.9 and not np.array_equal(free, np.asarray(given)[~kept])
+    # Without the mask the same keys draw other values at the known positions: the mask is what kept them.
+    plain = np.asarray(pixelcnn.complete_cached(net, params, given, draw, start, cond))
+    assert not np.array_equal(plain[kept], np.asarray(given)[kept])
+
+
+@pytest.mark.parametrize("shape,extra,cond_dim,starts", SAMPLER_CASES, ids=["x1", "x3", "per-pixel", "cond"])
+def test_a_mask_that_knows_everything_before_p_completes_as_start_p_does(shape, extra, cond_dim, starts):
+  """known = the positions before p, drawn from 0, gives exactly `start=p` (the lower-half completion's way):
+  the mask's numbers and the start's are one, in both samplers; an all-known mask returns the canvas."""
+  options = {"features": 6 if shape[-1] == 3 else 4, "num_layers": 3, "first_kernel_size": 5, "kernel_size": 3,
+             "out_features": 1, **extra}
+  net = pixelcnn.GatedPixelCNN(**options)
+  n, channels = 3, shape[-1]
+  per_pixel = net.per_pixel_features
+  given = jax.random.bernoulli(jax.random.key(8), 0.5, (n, *shape)).astype(jnp.float32)
+  cond = None if cond_dim is None else jax.random.normal(jax.random.key(6), (n, cond_dim))
+  params = _random_params(net, given, cond, 4)
+  draw = _bernoulli_draw(jax.random.key(13), n, channels, per_pixel)
+  p = starts[1]
+  prefix = (np.arange(given[0].size).reshape(shape) // (channels if per_pixel else 1)) < p
+  for complete in (pixelcnn.complete_cached, pixelcnn.complete_naive):
+    by_start = np.asarray(complete(net, params, given, draw, p, cond))
+    by_mask = np.asarray(complete(net, params, given, draw, 0, cond, prefix))
+    np.testing.assert_array_equal(by_mask, by_start)
+    assert not np.array_equal(by_mask, np.asarray(given))
+    everything = np.asarray(complete(net, params, given, draw, 0, cond, np.ones(shape, bool)))
+    np.testing.assert_array_equal(everything, np.asarray(given))

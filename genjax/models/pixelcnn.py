@@ -28,6 +28,15 @@ temperature of every likelihood's sampler.
 
 Completion: `completions` draws the lower halves of held-out images given their upper halves; on digits the
 evaluation scores them with the shipped classifier ('completion_kept', genjax.evaluation.completion_numbers).
+Inpainting (`inpaint`, any mask): a known position keeps its value (bit for bit), an unknown one is drawn from
+p(x_i | x_<i), reading every earlier position, known or drawn, and nothing later: exact for a mask that knows a
+raster prefix (the upper half: the completion's numbers); any other (a centre box, random pixels) is conditioned
+only on its known positions before each drawn one (never on a box's lower rim).
+
+Class conditioning (`num_classes` > 0; 0: the unconditional model as before): p(x | c) = prod_i p(x_i | x_<i, c),
+c entering both halves of every gate of both stacks as V^T h, h = one_hot(c) (van den Oord et al. 2016, eq. 4).
+Every method reads each example's label; `completions` given none (the evaluation passes none) draws the class
+from p(c | x_upper): a draw from p(x_lower | x_upper) = sum_c p(c | x_upper) p(x_lower | x_upper, c).
 
 Devices: under pmap each device binarises its rows with the keys of their global indices and averages
 gradients and metrics over the axis, as the VAE does.
@@ -104,8 +113,8 @@ class PixelCNN:
   temperature: float = options.number(1.0, "sampling temperature T (bernoulli: sigmoid(logit / T); softmax: "
                                       "softmax(logits / T); mixture: its logits / T and spread T s)", "> 0",
                                       free=True).field()
+  num_classes: int = family.num_classes_option().field()
   axis_name: str | None = None
-  num_classes: int = 0  # unconditional: labels are ignored
 
   def __post_init__(self):
     if self.likelihood not in LIKELIHOODS:
@@ -140,28 +149,41 @@ class PixelCNN:
   # ------------------------------------------------------------ the model
 
   def init(self, key: jax.Array) -> PixelCNNState:
-    """Fresh parameters and optimizer state."""
-    params = self.net.init(key, jnp.zeros((1, *self.image_shape), jnp.float32))["params"]
+    """Fresh parameters and optimizer state (the class projections too where the model is conditional)."""
+    cond = jnp.zeros((1, self.num_classes), jnp.float32) if self.num_classes else None
+    params = self.net.init(key, jnp.zeros((1, *self.image_shape), jnp.float32), cond)["params"]
     return PixelCNNState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.optimizer.init(params))
 
-  def outputs(self, params, x_BxHxWxC: jax.Array) -> jax.Array:
-    """The net's outputs at every position given the positions before it: [B, H, W, C, out] per channel, or
-    [B, H, W, P] for the mixture."""
-    return self.net.apply({"params": params}, x_BxHxWxC)
+  def cond(self, labels_B: jax.Array | None) -> jax.Array | None:
+    """The net's cond, eq. 4's h = one_hot(label) [B, num_classes]; None where unconditional (labels ignored)."""
+    if not self.num_classes:
+      return None
+    if labels_B is None:
+      raise ValueError("labels: a class-conditional PixelCNN (num_classes > 0) needs the class of every example")
+    return jax.nn.one_hot(jnp.asarray(labels_B, jnp.int32), self.num_classes, dtype=jnp.float32)
 
-  def logits(self, params, x_BxHxWxC: jax.Array) -> jax.Array:
+  def outputs(self, params, x_BxHxWxC: jax.Array, labels_B: jax.Array | None = None) -> jax.Array:
+    """The net's outputs given the positions before each (and the class): [B, H, W, C, out]; mixture: [B, H, W, P]."""
+    return self.net.apply({"params": params}, x_BxHxWxC, self.cond(labels_B))
+
+  def logits(self, params, x_BxHxWxC: jax.Array, labels_B: jax.Array | None = None) -> jax.Array:
     """'bernoulli': the logit of every position given the positions before it, [B, H, W, C]."""
-    return self.outputs(params, x_BxHxWxC)[..., 0]
+    return self.outputs(params, x_BxHxWxC, labels_B)[..., 0]
 
-  def nll(self, params, x_BxHxWxC: jax.Array) -> jax.Array:
-    """The exact -log p(x) of images in the model's range (binary for 'bernoulli'), nats per image [B]: one
-    pass of the net."""
-    out = self.outputs(params, x_BxHxWxC)
+  def log_probs(self, params, x_BxHxWxC: jax.Array, labels_B: jax.Array | None = None) -> jax.Array:
+    """log p(x_i | x_<i) of every position of images in the model's range: [B, H, W, C], or [B, H, W] (a whole
+    pixel's) for the mixture; one pass of the net."""
+    out = self.outputs(params, x_BxHxWxC, labels_B)
     if self.binary:
-      return pixel_losses.bernoulli_nll(x_BxHxWxC, out[..., 0])
+      return pixel_losses.bernoulli_pixel_log_prob(x_BxHxWxC, out[..., 0])
     if self.likelihood == "softmax":
-      return pixel_losses.categorical_nll(_levels(x_BxHxWxC), out)
-    return pixel_losses.discretized_mix_logistic_nll(x_BxHxWxC, out)
+      return pixel_losses.categorical_log_prob(_levels(x_BxHxWxC), out)
+    return pixel_losses.discretized_mix_logistic_log_prob(x_BxHxWxC, out)
+
+  def nll(self, params, x_BxHxWxC: jax.Array, labels_B: jax.Array | None = None) -> jax.Array:
+    """The exact -log p(x) (-log p(x | c) where conditional) in nats [B] of images in the model's range: one pass."""
+    log_probs = self.log_probs(params, x_BxHxWxC, labels_B)
+    return -jnp.sum(log_probs.reshape(log_probs.shape[0], -1), axis=-1)
 
   def observe(self, image_BxHxWxC: jax.Array, keys_B: jax.Array) -> jax.Array:
     """uint8 images -> what the likelihood scores: binarised with one key per example for 'bernoulli'."""
@@ -170,17 +192,18 @@ class PixelCNN:
 
   # -------------------------------------------------------------- training
 
-  def loss(self, params, image_BxHxWxC: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
-    """The mean exact NLL of the batch, binarised afresh with the keys of the examples' global indices."""
+  def loss(self, params, image_BxHxWxC: jax.Array, key: jax.Array, labels_B=None) -> tuple[jax.Array, dict]:
+    """The mean exact NLL of the batch (of its labels where conditional), binarised afresh by global index."""
     batch = image_BxHxWxC.shape[0]
     keys_B = grandom.example_keys(key, batch, parallel.batch_offset(batch, self.axis_name))
-    loss = jnp.mean(self.nll(params, self.observe(image_BxHxWxC, keys_B)))
+    loss = jnp.mean(self.nll(params, self.observe(image_BxHxWxC, keys_B), labels_B))
     return loss, {"loss": loss, "nll": loss}
 
   def train_step(self, state: PixelCNNState, batch: dict, key: jax.Array) -> tuple[PixelCNNState, dict]:
-    """One optimizer step on the mean NLL of `batch['image']` (uint8)."""
+    """One optimizer step on the mean NLL of `batch['image']` (uint8), of `batch['label']` where conditional."""
+    labels_B = batch["label"] if self.num_classes else None
     new = update.apply_gradients(self.loss, state.params, state.opt_state, self.optimizer, self.axis_name,
-                                 batch["image"], key)
+                                 batch["image"], key, labels_B)
     metrics = {**parallel.mean_over(new.aux, self.axis_name), "grad_norm": new.grad_norm}
     return state.replace(step=state.step + 1, params=new.params, opt_state=new.opt_state), metrics
 
@@ -207,23 +230,45 @@ class PixelCNN:
 
     return draw
 
-  def complete(self, params, keys_N: jax.Array, canvas_NxHxWxC: jax.Array, start=0, cached: bool = True):
+  def complete(self, params, keys_N: jax.Array, canvas_NxHxWxC: jax.Array, start=0, cached: bool = True,
+               labels_N: jax.Array | None = None, known=None):
     """Draws positions start onwards (raster, then channel order; pixels for the mixture) of `canvas` given those
-    before, example b from keys_N[b]; the positions before `start` are returned unchanged. One compiled loop:
-    n and `start` change only the traced shapes and bounds."""
+    before, example b from keys_N[b] (of class labels_N[b] where conditional); the positions before `start` and
+    those `known` marks (`inpaint`) are kept. One compiled loop: n and `start` change only shapes and bounds."""
     fill = pixelcnn_nets.complete_cached if cached else pixelcnn_nets.complete_naive
-    return fill(self.net, params, canvas_NxHxWxC.astype(jnp.float32), self._draw(keys_N), start)
+    return fill(self.net, params, canvas_NxHxWxC.astype(jnp.float32), self._draw(keys_N), start,
+                self.cond(labels_N), known)
+
+  def _labels(self, key: jax.Array, n: int, labels: jax.Array | None):
+    """(n labels, None where unconditional; the images' key): given none, uniform from a key split off `key`."""
+    if not self.num_classes:
+      return None, key
+    if labels is None:
+      label_key, key = jax.random.split(key)
+      return family.labels_or_uniform(label_key, n, self.num_classes, None), key
+    return family.labels_or_uniform(key, n, self.num_classes, labels), key
 
   def sample(self, params, key: jax.Array, n: int, labels: jax.Array | None = None, cached: bool = True):
-    """n images in the model's range, drawn position by position (unconditional: `labels` are ignored), with
-    the cached sampler (`cached=False`: the naive one, the same images)."""
-    del labels
+    """n images in the model's range by the cached sampler (`cached=False`: the naive one, the same images); of the
+    classes `labels` (int32 [n]) where conditional (uniform when none are given), ignored where not."""
+    labels, key = self._labels(key, n, labels)
     canvas = jnp.zeros((n, *self.image_shape), jnp.float32)
-    return self.complete(params, grandom.example_keys(key, n), canvas, cached=cached)
+    return self.complete(params, grandom.example_keys(key, n), canvas, cached=cached, labels_N=labels)
 
-  def sample_naive(self, params, key: jax.Array, n: int) -> jax.Array:
+  def sample_naive(self, params, key: jax.Array, n: int, labels: jax.Array | None = None) -> jax.Array:
     """`sample` by the naive loop: the whole net per position."""
-    return self.sample(params, key, n, cached=False)
+    return self.sample(params, key, n, labels, cached=False)
+
+  def inpaint(self, params, images_NxHxWxC: jax.Array, known, key: jax.Array, labels: jax.Array | None = None,
+              cached: bool = True) -> jax.Array:
+    """The images (in the model's range, binarised for 'bernoulli') with their unknown positions drawn in raster
+    order given the positions before them (the module docstring) and the known ones (`known`: bool, [H, W, C] or
+    [N, H, W, C], True = given) returned bit for bit; example b from the b-th key of `key`, of its class where
+    conditional (uniform without labels). The mixture draws whole pixels: give it masks alike across channels."""
+    n = images_NxHxWxC.shape[0]
+    labels, key = self._labels(key, n, labels)
+    return self.complete(params, grandom.example_keys(key, n), images_NxHxWxC, cached=cached, labels_N=labels,
+                         known=known)
 
   # ------------------------------------------------------------ evaluation
 
@@ -231,27 +276,41 @@ class PixelCNN:
     """The images that `evaluate` scores: for 'bernoulli', example i binarised as the VAE's evaluation does."""
     return self.observe(image_BxHxWxC, grandom.held_out_keys(key, image_BxHxWxC.shape[0], offset)[:, 0])
 
-  def completions(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0):
-    """(held-out images as `evaluate` scores them, the same with their lower halves drawn given their upper
-    halves), example i's draws from the second of its held-out keys: what evaluation.completion_numbers scores."""
+  def completions(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0, labels=None):
+    """(held-out images as `evaluate` scores them, the same with their lower halves drawn given their upper halves
+    and `labels`), example i's draws from its second held-out key: what evaluation.completion_numbers scores."""
     keys_Bx2 = grandom.held_out_keys(key, image_BxHxWxC.shape[0], offset)
     x_BxHxWxC = self.observe(image_BxHxWxC, keys_Bx2[:, 0])
-    return x_BxHxWxC, self.complete_lower_half(params, keys_Bx2[:, 1], x_BxHxWxC)
+    return x_BxHxWxC, self.complete_lower_half(params, keys_Bx2[:, 1], x_BxHxWxC, labels)
 
-  def complete_lower_half(self, params, keys_N: jax.Array, x_NxHxWxC: jax.Array) -> jax.Array:
-    """The images with rows H // 2 onwards drawn given the rows above (what they held there is never read)."""
+  def complete_lower_half(self, params, keys_N: jax.Array, x_NxHxWxC: jax.Array, labels_N=None) -> jax.Array:
+    """The images with rows H // 2 onwards (never read) drawn given the rows above and, where conditional, the
+    class labels_N[b] (given none: a class drawn from p(c | x_upper), `class_log_posterior`, by a key split off
+    keys_N[b])."""
     height, width, channels = self.image_shape
+    if self.num_classes and labels_N is None:
+      keys_Nx2 = jax.vmap(jax.random.split)(keys_N)
+      keys_N, log_post_NxK = keys_Nx2[:, 1], self.class_log_posterior(params, x_NxHxWxC, height // 2)
+      labels_N = jax.vmap(jax.random.categorical)(keys_Nx2[:, 0], log_post_NxK).astype(jnp.int32)
     start = (height // 2) * width * (1 if self.likelihood == "logistic_mixture" else channels)
-    return self.complete(params, keys_N, x_NxHxWxC.at[:, height // 2:].set(0.0), start=start)
+    return self.complete(params, keys_N, x_NxHxWxC.at[:, height // 2:].set(0.0), start=start, labels_N=labels_N)
+
+  def class_log_posterior(self, params, x_NxHxWxC: jax.Array, rows: int) -> jax.Array:
+    """log p(c | the first `rows` rows) [N, num_classes] under a uniform prior: log p(x_<rows | c), the sum of
+    log p(x_i | x_<i, c) over those rows (a raster prefix: exact), normalised over c. A pass of the net per class."""
+    n, k = x_NxHxWxC.shape[0], self.num_classes
+    labels_KN = jnp.repeat(jnp.arange(k, dtype=jnp.int32), n)
+    log_probs = self.log_probs(params, jnp.tile(x_NxHxWxC, (k, 1, 1, 1)), labels_KN)[:, :rows]
+    log_lik_KxN = jnp.sum(log_probs.reshape(k, n, -1), axis=-1)
+    return jax.nn.log_softmax(log_lik_KxN.T, axis=-1)
 
   def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0,
                labels: jax.Array | None = None) -> dict[str, jax.Array]:
-    """Per-example exact NLL in nats ('nll') and in bits per dimension of the held-out images,
-    binarised with their global indices' keys for 'bernoulli' (the VAE's binarisation of the same examples, so
-    its IWAE NLL and this compare)."""
-    del labels  # unconditional
+    """Per-example exact NLL in nats ('nll') and in bits per dimension of the held-out images (given their
+    classes `labels` where the model is conditional: -log p(x | c)), binarised with their global indices' keys
+    for 'bernoulli' (the VAE's binarisation of the same examples, so its IWAE NLL and this compare)."""
     x_BxHxWxC = self.held_out(image_BxHxWxC, key, offset)
-    nll_B = self.nll(params, x_BxHxWxC)
+    nll_B = self.nll(params, x_BxHxWxC, labels if self.num_classes else None)
     numbers = {"nll": nll_B, "bits_per_dim": pixel_losses.nats_to_bits_per_dim(nll_B, x_BxHxWxC[0].size)}
     return numbers
 
@@ -259,17 +318,27 @@ class PixelCNN:
               labels: jax.Array | None = None) -> dict[str, jax.Array]:
     """Picture grids as uint8 [rows, cols, H, W, C]: 64 samples (8x8) and, given held-out images, completions:
     a row of up to 8 held-out images (binarised for 'bernoulli'), then 3 rows of their lower halves drawn given
-    their upper halves."""
-    del labels  # unconditional
+    their upper halves.
+
+    A conditional model: column j of the samples of class labels[j % len(labels)] (uniform without labels), the
+    completions of their own classes, and 'samples_by_class', row c 8 samples of class c."""
+    key, class_key = jax.random.split(key) if self.num_classes else (key, None)  # unconditional: keys as before
     sample_key, complete_key, observe_key = jax.random.split(key, 3)
-    images = {"samples": self.unscale(self.sample(params, sample_key, 64)).reshape(8, 8, *self.image_shape)}
+    sample_labels = None if labels is None or not self.num_classes else jnp.resize(jnp.asarray(labels), 64)
+    samples = self.sample(params, sample_key, 64, sample_labels)
+    images = {"samples": self.unscale(samples).reshape(8, 8, *self.image_shape)}
     n = min(8, image_NxHxWxC.shape[0])
     if n:
       x_NxHxWxC = self.held_out(image_NxHxWxC[:n], observe_key)
+      given = None if labels is None or not self.num_classes else jnp.tile(jnp.asarray(labels)[:n], 3)
       completed = self.complete_lower_half(params, grandom.example_keys(complete_key, 3 * n),
-                                           jnp.tile(x_NxHxWxC, (3, 1, 1, 1)))
+                                           jnp.tile(x_NxHxWxC, (3, 1, 1, 1)), given)
       rows = jnp.concatenate([x_NxHxWxC, completed]).reshape(4, n, *self.image_shape)
       images["completions"] = self.unscale(rows)
+    if self.num_classes:
+      by_class = jnp.repeat(jnp.arange(self.num_classes, dtype=jnp.int32), 8)
+      images["samples_by_class"] = self.unscale(self.sample(params, class_key, 8 * self.num_classes, by_class)
+                                                ).reshape(self.num_classes, 8, *self.image_shape)
     return images
 
 
@@ -319,10 +388,13 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
                   axis_name=axis_name, **values)
 
 
+# The smallest net of the arch: the conformance suite runs it, and its class-conditional variant on the digits.
+SMOKE = {"model.arch": "gated", "model.features": 4, "model.num_layers": 2, "model.first_kernel_size": 3,
+         "model.kernel_size": 3}
+
 family.register(family.FamilySpec(
     name="pixelcnn", archs=ARCHS, options={"model": {**NETS, **options.of(PixelCNN)}},
     validate_config=validate_config, from_config=from_config,
     units={"nll": "nats", "bits_per_dim": "bits/dim"},
     labels={"nll": "exact NLL", "bits_per_dim": "exact NLL per dimension"},
-    smoke={"gated": {"model.arch": "gated", "model.features": 4, "model.num_layers": 2,
-                     "model.first_kernel_size": 3, "model.kernel_size": 3}}))
+    smoke={"gated": SMOKE, "gated_class": {**SMOKE, "dataset.name": "mnist5k", "model.num_classes": 10}}))

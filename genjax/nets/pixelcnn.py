@@ -170,6 +170,19 @@ class GatedPixelCNN(nn.Module):
 # position p ([N, out_features]: the channel's outputs, or the whole pixel's with per_pixel_features) and
 # returns its values ([N], or [N, C] for a pixel). Each is one jax.lax.fori_loop over the positions: n and
 # `start` change the traced shapes and bounds only, never one compilation per pixel.
+#
+# Inpainting (`known`, bool broadcastable to the canvas [N, H, W, C], True = given): from `start` on, a known
+# value is kept as it is and an unknown one is drawn from p(x_i | x_<i), the net's output on the canvas so far,
+# whose earlier positions hold the given values where they are known and the drawn ones elsewhere. The order
+# limits what this can condition on: a position reads only what comes before it in raster order, so a known
+# value later in the order (the lower rim of a centre box, the right of a random pixel) shapes nothing drawn
+# before it. It is exact for a mask that knows a raster prefix (the upper half: p(lower | upper), what `start`
+# alone does, the same numbers) and conditions only on the earlier part of any other mask (a centre box, random
+# pixels). With whole pixels (per_pixel_features) a pixel's channels are drawn together, so a pixel known in
+# some channels keeps those and draws the others from the pixel's joint, not given the known ones: give such
+# nets masks that are the same across a pixel's channels. `draw` is called at every position, known or not
+# (its value discarded where known), so a position's draw depends on its key and position alone, whatever the
+# mask. known=None is exactly the sampler without a mask.
 
 
 def _conv(x, param, mask=None, padding="VALID"):
@@ -184,8 +197,18 @@ def _position(p, width: int, per_pixel: int):
   return p // (width * per_pixel), (p // per_pixel) % width, p % per_pixel
 
 
-def _write(canvas, i, j, c, value, whole_pixel: bool):
+def _write(canvas, i, j, c, value, whole_pixel: bool, known=None):
+  """The canvas with position (i, j, c) (the whole pixel (i, j)) set to `value`, except where `known` (the
+  canvas's shape) keeps the canvas's own value."""
+  if known is not None:
+    given, keep = (canvas[:, i, j], known[:, i, j]) if whole_pixel else (canvas[:, i, j, c], known[:, i, j, c])
+    value = jnp.where(keep, given, value)
   return canvas.at[:, i, j].set(value) if whole_pixel else canvas.at[:, i, j, c].set(value)
+
+
+def _known_mask(known, canvas):
+  """`known` as bool of the canvas's shape (None stays None)."""
+  return None if known is None else jnp.broadcast_to(jnp.asarray(known, bool), canvas.shape)
 
 
 def _positions_per_pixel(net: GatedPixelCNN, channels: int) -> int:
@@ -193,18 +216,20 @@ def _positions_per_pixel(net: GatedPixelCNN, channels: int) -> int:
 
 
 def complete_naive(net: GatedPixelCNN, params, canvas_NxHxWxC: jax.Array, draw, start=0,
-                   cond_NxE: jax.Array | None = None) -> jax.Array:
-  """The reference sampler: the whole net on the whole canvas for every position."""
+                   cond_NxE: jax.Array | None = None, known=None) -> jax.Array:
+  """The reference sampler: the whole net on the whole canvas for every position (`known`: the values kept, see
+  the comment above)."""
   _, height, width, channels = canvas_NxHxWxC.shape
   per = _positions_per_pixel(net, channels)
   variables = {"params": params}
+  known = _known_mask(known, canvas_NxHxWxC)
 
   def body(p, canvas):
     i, j, c = _position(p, width, per)
     out = net.apply(variables, canvas, cond_NxE)[:, i, j]
     if not net.per_pixel_features:
       out = out[:, c]
-    return _write(canvas, i, j, c, draw(p, out).astype(canvas.dtype), net.per_pixel_features)
+    return _write(canvas, i, j, c, draw(p, out).astype(canvas.dtype), net.per_pixel_features, known)
 
   return jax.lax.fori_loop(start, height * width * per, body, canvas_NxHxWxC)
 
@@ -291,15 +316,17 @@ def _cache_pixel(net: GatedPixelCNN, params, masks, cache: _Cache, canvas, i, j)
 
 
 def complete_cached(net: GatedPixelCNN, params, canvas_NxHxWxC: jax.Array, draw, start=0,
-                    cond_NxE: jax.Array | None = None) -> jax.Array:
+                    cond_NxE: jax.Array | None = None, known=None) -> jax.Array:
   """The sampler that computes only what a new position changes (Ramachandran et al. 2017's caching): the
   vertical stack once per row (its row above is final by then), the horizontal stack and the head once per
   position, over the kernel's columns of the current row. The same positions, outputs (to float rounding) and
   draws as complete_naive: the same key gives the same samples.
 
-  A `start` inside the canvas first replays the rows above it and the columns before it, without drawing."""
+  A `start` inside the canvas first replays the rows above it and the columns before it, without drawing.
+  `known`: the values kept, as complete_naive keeps them (the comment above)."""
   _, height, width, channels = canvas_NxHxWxC.shape
   net.check(channels)
+  known = _known_mask(known, canvas_NxHxWxC)
   per = _positions_per_pixel(net, channels)
   masks = net.masks(channels)
   canvas = canvas_NxHxWxC
@@ -318,6 +345,6 @@ def complete_cached(net: GatedPixelCNN, params, canvas_NxHxWxC: jax.Array, draw,
     cache, out = _cache_pixel(net, params, masks, cache, canvas, i, j)
     if not net.per_pixel_features:
       out = out[:, c]
-    return _write(canvas, i, j, c, draw(p, out).astype(canvas.dtype), net.per_pixel_features), cache
+    return _write(canvas, i, j, c, draw(p, out).astype(canvas.dtype), net.per_pixel_features, known), cache
 
   return jax.lax.fori_loop(start, height * width * per, body, (canvas, cache))[0]
