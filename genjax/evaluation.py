@@ -44,48 +44,16 @@ def held_out(dataset, num_examples: int, num_classes: int) -> HeldOut:
 
 
 def sample_numbers(sample_fn, unscale_fn, params, key, dataset, quality_samples: int, *, held: HeldOut,
-                   inception_weights: str | None, full: bool = False, completions_fn=None, inpaint_fn=None,
+                   inception_weights: str | None, full: bool = False, inpaint_fn=None,
                    batch_size: int = 100) -> dict[str, float]:
   """The numbers of one set of weights' samples: a 2-D mixture's mode coverage, an image dataset's FID and KID
-  (with `full`, precision, recall, density and coverage too) of `quality_samples` samples, and the completions'
-  (`completion_numbers`) of a family that completes images (`completions_fn`, None for one that cannot)."""
+  (with `full`, precision, recall, density and coverage too) of `quality_samples` samples, and the inpaintings'
+  (`inpainting_numbers`) of a family that inpaints images (`inpaint_fn`, None for one that cannot)."""
   return {**point_metrics(sample_fn, params, key, dataset.name),
           **quality.measure(sample_fn, unscale_fn, params, key, dataset.name, quality_samples, full=full,
                             data_dir=dataset.data_dir, inception_weights=inception_weights,
                             label_probs=held.label_probs),
-          **completion_numbers(completions_fn, unscale_fn, params, key, dataset.name, held, batch_size),
           **inpainting_numbers(inpaint_fn, unscale_fn, params, key, dataset, held, batch_size, inception_weights)}
-
-
-# (label, unit) of each number of `completion_numbers`.
-COMPLETION_METRICS = {"completion_kept": ("completion keeps label", "")}
-
-
-def completions_of(family):
-  """The family's `completions`, compiled; None for a family that cannot complete images."""
-  completions = getattr(family, "completions", None)
-  return None if completions is None else jax.jit(completions)
-
-
-def completion_numbers(completions_fn, unscale_fn, params, key, dataset: str, held: HeldOut,
-                       batch_size: int) -> dict[str, float]:
-  """'completion_kept': the share of held-out digits whose lower half, drawn by the model given the upper half,
-  the shipped digit classifier labels as it labels the whole digit (both as the model sees them, binarised for
-  a binary model); {} without a `completions_fn` or on images the classifier does not read.
-
-  `completions_fn(params, images, key, offset)` gives (the images as scored, the completed images), both in the
-  model's range, example i drawn from the key of its global index: batches of `batch_size` (the last padded, its
-  padding dropped) compile once and give the numbers of the whole split at once.
-  """
-  if completions_fn is None or dataset not in quality.DIGIT_DATASETS:
-    return {}
-  kept = []
-  for start in range(0, held.num_examples, batch_size):
-    chunk = held.images[start:start + batch_size]
-    whole, completed = completions_fn(params, _padded(chunk, batch_size), key, offset=start)
-    labels = [quality.digit_labels(np.asarray(unscale_fn(x))[:chunk.shape[0]]) for x in (whole, completed)]
-    kept.append(labels[0] == labels[1])
-  return {"completion_kept": float(np.mean(np.concatenate(kept)))}
 
 
 def inpaintings_of(family):

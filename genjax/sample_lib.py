@@ -158,7 +158,6 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
                                           config.eval.batch_size, held.labels),
             **evaluation.sample_numbers(sample_fn, jax.jit(family.unscale), params, keys.eval, ds, quality_samples,
                                         held=held, inception_weights=inception_weights, full=True,
-                                        completions_fn=evaluation.completions_of(family),
                                         inpaint_fn=evaluation.inpaintings_of(family),
                                         batch_size=config.eval.batch_size),
             "num_examples": held.num_examples}
@@ -185,8 +184,8 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   report = {
       "held_out": [(spec.labels.get(name, name).format(**config.model), spec.units.get(name, ""), result[name])
                    for name in sorted(set(result) & set(spec.units))]
-                  + [(label, unit, result[name]) for name, (label, unit) in {
-                      **evaluation.COMPLETION_METRICS, **evaluation.INPAINT_METRICS}.items() if name in result],
+                  + [(label, unit, result[name]) for name, (label, unit) in evaluation.INPAINT_METRICS.items()
+                     if name in result],
       "points": [(label, unit, result[name]) for name, (label, unit) in evaluation.POINT_METRICS.items()
                  if name in result],
       "num_points": evaluation.POINT_SAMPLES,

@@ -188,7 +188,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     visuals_fn = jax.jit(family.visuals)
     sample_fn = jax.jit(family.sample, static_argnums=2)
     unscale_fn = jax.jit(family.unscale)
-    completions_fn = evaluation.completions_of(family)
     inpaint_fn = evaluation.inpaintings_of(family)
 
     memory.check_memory(compile_first(), par, config.batch_size)
@@ -275,7 +274,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
           measured = evaluation.sample_numbers(sample_fn, unscale_fn, these, keys.eval, ds,
                                                config.eval.quality_samples, held=held,
                                                inception_weights=config.eval.inception_weights,
-                                               completions_fn=completions_fn, batch_size=config.eval.batch_size,
+                                               batch_size=config.eval.batch_size,
                                                # inpainting costs many samplers' runs: the default weights' only
                                                inpaint_fn=inpaint_fn if weights == default_weights else None)
           result.update({f"{name}{suffix}": value for name, value in measured.items()})

@@ -1,6 +1,6 @@
-"""The evaluation's numbers of completions: the share of held-out digits whose completion the shipped digit
-classifier labels as it labels the whole digit, over the whole split in padded batches; and a conditional
-model's class accuracy."""
+"""The evaluation's numbers of inpainting (the share of held-out digits whose inpainting the shipped digit
+classifier labels as it labels the whole digit, and their FID, over the whole split in padded batches), the masks,
+and a conditional model's class accuracy."""
 
 import jax
 import jax.numpy as jnp
@@ -16,38 +16,6 @@ def _held(rows):
 
 def _unscale(x):
   return jnp.round(x * 255.0).astype(jnp.uint8)
-
-
-def test_a_completion_that_keeps_the_digit_keeps_every_label_and_one_by_another_keeps_the_shared_labels():
-  rows = np.arange(45) * 11  # the split is sorted by class: every class, and neighbours of the same one
-  held, labels = _held(rows)
-  calls = []
-
-  def same(params, images, key, offset):
-    calls.append((images.shape[0], offset))
-    x = images.astype(jnp.float32) / 255.0
-    return x, x
-
-  def neighbour(params, images, key, offset):  # each digit completed as the one before it in the split
-    x = images.astype(jnp.float32) / 255.0
-    previous = jnp.asarray(held.images[(np.arange(offset, offset + images.shape[0]) - 1) % 45], jnp.float32) / 255.0
-    return x, previous
-
-  got = evaluation.completion_numbers(same, _unscale, None, None, "mnist5k", held, batch_size=20)
-  assert got == {"completion_kept": 1.0}
-  assert calls == [(20, 0), (20, 20), (20, 40)]  # padded batches: one compilation
-  predicted = quality.digit_labels(held.images)
-  assert np.mean(predicted == labels) > 0.95  # the classifier reads these digits
-  want = np.mean(predicted == np.roll(predicted, 1))
-  assert 0.5 < want < 0.95
-  got = evaluation.completion_numbers(neighbour, _unscale, None, None, "mnist5k", held, batch_size=20)
-  np.testing.assert_allclose(got["completion_kept"], want)
-
-
-def test_no_number_without_completions_or_off_digits():
-  held, _ = _held(np.arange(4))
-  assert evaluation.completion_numbers(None, _unscale, None, None, "mnist5k", held, 4) == {}
-  assert evaluation.completion_numbers(lambda *a, **k: 1 / 0, _unscale, None, None, "cifar10", held, 4) == {}
 
 
 def test_class_accuracy_is_the_share_of_samples_the_classifier_labels_as_asked_overall_and_per_class():
@@ -108,6 +76,8 @@ def test_inpainting_numbers_score_each_mask_by_kept_labels_and_fid():
     assert 0.5 < got[f"inpaint_kept_{mask}"] < 1.0  # another digit's pixels change some labels
   assert got["inpaint_fid_lower_half"] != fid_same
   assert evaluation.inpainting_numbers(None, _unscale, None, None, dataset, held, 20) == {}
+  cifar = type("Dataset", (), {"name": "cifar10", "data_dir": None})()
+  assert evaluation.inpainting_numbers(lambda *a, **k: 1 / 0, _unscale, None, None, cifar, held, 20) == {}
   del labels
 
 

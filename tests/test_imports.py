@@ -52,7 +52,7 @@ ALLOWED = [
     # The evaluation the loop and sample.py share: data, metrics, pictures; never a checkpoint or the loop.
     ("evaluation.py", ("genjax.data", "genjax.images", "genjax.masks", "genjax.metrics", "genjax.quality", "genjax.errors",
                        "genjax.paths")),
-    ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.random", "genjax.workdir",
+    ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.masks", "genjax.random", "genjax.workdir",
                        "genjax.paths", "genjax.evaluation", "genjax.writers", "genjax.errors", "genjax.models.family",
                        "genjax.quality", "genjax.config_checks")),
     ("quality.py", ("genjax.data", "genjax.metrics", "genjax.errors")),

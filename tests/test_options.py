@@ -62,7 +62,9 @@ def test_a_free_field_is_one_word_of_its_declaration(monkeypatch, tmp_path):
   assert spec.sample_flags == {"shift": "model.shift"}
   # sample.py's --iwae_k is the VAE's declaration, not a field found by its name.
   assert family_lib.get("vae").sample_flags == {"iwae_k": "model.iwae_k"}
-  assert family_lib.get("gan").sample_flags == family_lib.get("diffusion").sample_flags == {}
+  assert family_lib.get("gan").sample_flags == {}
+  assert family_lib.get("diffusion").sample_flags == {f: f"diffusion.{f}" for f in ("guidance", "guidance_lo",
+                                                                                    "guidance_hi")}
   assert "model.shift" not in workdir_lib.pinned_fields(_config())
   workdir_lib.save_config(str(tmp_path), _config())
   workdir_lib.check_resumable(str(tmp_path), _config(shift=2.0))  # accepted

@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from genjax.models import pixelcnn as pixelcnn_lib
+from genjax import masks
 from genjax import random as grandom
 from genjax.losses import pixelcnn
 from genjax.models import vae as vae_lib
@@ -228,19 +229,20 @@ def test_a_net_that_does_not_fit_the_likelihood_is_refused_in_one_line():
 # ------------------------------------------------------------------ completion
 
 
-def test_completions_keep_the_upper_half_of_the_held_out_digits_and_draw_the_lower_from_their_own_keys():
+def test_held_out_inpainting_keeps_the_upper_half_of_the_digits_and_draws_the_lower_from_their_own_keys():
   model = _family(shape=(8, 5, 1))
   params = _params(model, seed=1)
   images = _digits(6, shape=(8, 5, 1))
   key = jax.random.PRNGKey(2)
-  x, completed = model.completions(params, images, key, offset=3)
+  lower = masks.known("lower_half", images.shape)
+  x, completed = model.inpaint_held_out(params, images, lower, key, offset=3)
   np.testing.assert_array_equal(np.asarray(x), np.asarray(model.held_out(images, key, offset=3)))
   np.testing.assert_array_equal(np.asarray(completed[:, :4]), np.asarray(x[:, :4]))  # the given half kept
   assert not np.array_equal(np.asarray(completed[:, 4:]), np.asarray(x[:, 4:]))  # the other drawn
   own = model.complete_lower_half(params, grandom.held_out_keys(key, 6, 3)[:, 1], x)
   np.testing.assert_array_equal(np.asarray(completed), np.asarray(own))
   # Example i's completion is its own: the same in a batch of 2 at offset 7 as in the batch of 6 at offset 3.
-  _, pair = model.completions(params, images[4:], key, offset=7)
+  _, pair = model.inpaint_held_out(params, images[4:], lower[4:], key, offset=7)
   np.testing.assert_array_equal(np.asarray(pair), np.asarray(completed[4:]))
 
 
@@ -270,7 +272,7 @@ def test_the_configs_validate_and_build_the_net_they_describe(name):
     assert not cond
 
 
-def test_the_loop_and_sample_py_report_the_completions_kept_label(tmp_path):
+def test_the_loop_and_sample_py_report_the_inpaintings_kept_labels(tmp_path):
   import json
   from genjax import sample_lib, train_lib
   from tests.helpers import tiny_config
@@ -280,10 +282,12 @@ def test_the_loop_and_sample_py_report_the_completions_kept_label(tmp_path):
   train_lib.train_and_evaluate(config, workdir)
   with open(f"{workdir}/metrics.jsonl", encoding="utf-8") as f:
     rows = [json.loads(line) for line in f if '"eval"' in line]
-  assert 0.0 <= rows[-1]["completion_kept"] <= 1.0
+  assert 0.0 <= rows[-1]["inpaint_kept_lower_half"] <= 1.0 and rows[-1]["inpaint_fid_centre_box"] > 0
   result = sample_lib.sample_and_evaluate(workdir, quality_samples=0, num_examples=32)
-  assert ("completion keeps label", "", result["completion_kept"]) in result["report"]["held_out"]
-  assert result["completion_kept"] * 32 == round(result["completion_kept"] * 32)  # a share of the 32 digits
+  for mask in masks.EVAL_MASKS:
+    kept = result[f"inpaint_kept_{mask}"]
+    assert (f"inpainted {mask.replace('_', ' ')}: label kept", "", kept) in result["report"]["held_out"]
+    assert kept * 32 == round(kept * 32)  # a share of the 32 digits
 
 
 # ------------------------------------------------------------------ class conditioning (van den Oord et al., eq. 4)
@@ -429,11 +433,13 @@ def test_a_model_trained_briefly_on_two_classes_draws_each_class_when_asked(two_
 
 
 def test_completions_without_labels_draw_the_class_the_upper_half_shows(two_class_model):
-  """The evaluation's completions get no labels: the class then comes from p(c | upper half), which on these
-  classes is all but certain, so the lower half drawn is the class's."""
+  """Completions given no labels draw the class from p(c | upper half), which on these classes is all but
+  certain, so the lower half drawn is the class's."""
   model, params, _ = two_class_model
   batch = _two_class_batch(jax.random.PRNGKey(9), 64)
-  x, completed = model.completions(params, batch["image"], jax.random.PRNGKey(3))
+  keys = grandom.held_out_keys(jax.random.PRNGKey(3), 64, 0)
+  x = model.held_out(batch["image"], jax.random.PRNGKey(3))
+  completed = model.complete_lower_half(params, keys[:, 1], x)
   posterior = np.exp(np.asarray(model.class_log_posterior(params, x, 3)))
   assert np.mean(posterior[np.arange(64), np.asarray(batch["label"])] > 0.99) > 0.9
   np.testing.assert_array_equal(np.asarray(completed[:, :3]), np.asarray(x[:, :3]))
@@ -441,7 +447,8 @@ def test_completions_without_labels_draw_the_class_the_upper_half_shows(two_clas
   # Given the other class instead, the lower halves move far towards it (class 1's lower half is on, class 0's
   # off), though their first rows still read the upper half: the labels given reach the completion.
   wrong = 1 - np.asarray(batch["label"])
-  _, misled = model.completions(params, batch["image"], jax.random.PRNGKey(3), labels=jnp.asarray(wrong))
+  _, misled = model.inpaint_held_out(params, batch["image"], masks.known("lower_half", batch["image"].shape),
+                                     jax.random.PRNGKey(3), labels=jnp.asarray(wrong))
   towards = lambda images: np.mean(np.abs(np.asarray(images[:, 3:]).reshape(64, -1).mean(-1) - wrong))
   assert towards(misled) < towards(completed) - 0.4
 

@@ -1,7 +1,8 @@
 """Model families: nets + losses + optax glued into init / train_step / sample.
 
 Each family module registers itself with `genjax.models.family` when it is
-imported (the GAN's registration lives beside it in `gan_config`); a new
+imported (the GAN's and the diffusion model's registrations live beside them, in `gan_config` and
+`diffusion_config`); a new
 family adds one import line here.
 """
 
@@ -12,6 +13,7 @@ from genjax.models.vae import VAE, VAEState  # isort: skip
 from genjax.models.gan import GAN, GANState  # isort: skip
 from genjax.models import gan_config  # noqa: F401  isort: skip  (the GAN's config and registration)
 from genjax.models.diffusion import Diffusion, DiffusionState  # isort: skip
+from genjax.models import diffusion_config  # noqa: F401  isort: skip  (the diffusion model's config and registration)
 from genjax.models.pixelcnn import PixelCNN, PixelCNNState  # isort: skip
 
 __all__ = ["Diffusion", "DiffusionState", "GAN", "GANState", "PixelCNN", "PixelCNNState", "VAE", "VAEState",

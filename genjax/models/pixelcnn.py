@@ -26,17 +26,16 @@ the reference the cached one reproduces bit for bit. Position p of example b is 
 fold_in(key_b, p), so an example's draws depend on its key alone, never on the batch it shares. T is the
 temperature of every likelihood's sampler.
 
-Completion: `completions` draws the lower halves of held-out images given their upper halves; on digits the
-evaluation scores them with the shipped classifier ('completion_kept', genjax.evaluation.completion_numbers).
 Inpainting (`inpaint`, any mask): a known position keeps its value (bit for bit), an unknown one is drawn from
 p(x_i | x_<i), reading every earlier position, known or drawn, and nothing later: exact for a mask that knows a
-raster prefix (the upper half: the completion's numbers); any other (a centre box, random pixels) is conditioned
-only on its known positions before each drawn one (never on a box's lower rim).
+raster prefix (the upper half, the completion); any other (a centre box, random pixels) is conditioned only on
+its known positions before each drawn one (never on a box's lower rim). On digits the evaluation scores both
+(genjax.evaluation.inpainting_numbers, through `inpaint_held_out`).
 
 Class conditioning (`num_classes` > 0; 0: the unconditional model as before): p(x | c) = prod_i p(x_i | x_<i, c),
 c entering both halves of every gate of both stacks as V^T h, h = one_hot(c) (van den Oord et al. 2016, eq. 4).
-Every method reads each example's label; `completions` given none (the evaluation passes none) draws the class
-from p(c | x_upper): a draw from p(x_lower | x_upper) = sum_c p(c | x_upper) p(x_lower | x_upper, c).
+Every method reads each example's label; `complete_lower_half` given none draws the class from p(c | x_upper):
+a draw from p(x_lower | x_upper) = sum_c p(c | x_upper) p(x_lower | x_upper, c).
 
 Devices: under pmap each device binarises its rows with the keys of their global indices and averages
 gradients and metrics over the axis, as the VAE does.
@@ -276,12 +275,12 @@ class PixelCNN:
     """The images that `evaluate` scores: for 'bernoulli', example i binarised as the VAE's evaluation does."""
     return self.observe(image_BxHxWxC, grandom.held_out_keys(key, image_BxHxWxC.shape[0], offset)[:, 0])
 
-  def completions(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0, labels=None):
-    """(held-out images as `evaluate` scores them, the same with their lower halves drawn given their upper halves
-    and `labels`), example i's draws from its second held-out key: what evaluation.completion_numbers scores."""
+  def inpaint_held_out(self, params, image_BxHxWxC: jax.Array, known, key: jax.Array, offset: int = 0, labels=None):
+    """(held-out images as `evaluate` scores them, the same drawn where `known` is False given `labels`), example
+    i's draws from its second held-out key: what evaluation.inpainting_numbers scores."""
     keys_Bx2 = grandom.held_out_keys(key, image_BxHxWxC.shape[0], offset)
     x_BxHxWxC = self.observe(image_BxHxWxC, keys_Bx2[:, 0])
-    return x_BxHxWxC, self.complete_lower_half(params, keys_Bx2[:, 1], x_BxHxWxC, labels)
+    return x_BxHxWxC, self.complete(params, keys_Bx2[:, 1], x_BxHxWxC, labels_N=labels, known=known)
 
   def complete_lower_half(self, params, keys_N: jax.Array, x_NxHxWxC: jax.Array, labels_N=None) -> jax.Array:
     """The images with rows H // 2 onwards (never read) drawn given the rows above and, where conditional, the
