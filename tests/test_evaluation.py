@@ -91,3 +91,15 @@ def test_masks_are_the_lower_half_the_centre_box_and_half_the_pixels_at_random()
   assert (pixels == pixels[..., :1]).all()  # every channel of a pixel alike
   assert 0.4 < pixels.mean() < 0.6 and not np.array_equal(pixels[0], pixels[1])
   np.testing.assert_array_equal(np.asarray(masks.known("random_pixels", (1, 28, 28, 3), keys[1:])), pixels[1:])
+
+
+def test_a_conditional_models_samples_ask_for_the_classes_of_the_whole_held_out_split():
+  """mnist5k's held-out split is sorted by class: its first 100 digits are 0s and 1s. The samples FID measures
+  ask for the classes as often as the whole split holds them, not as the first examples do."""
+  dataset = type("Dataset", (), {"name": "mnist5k", "data_dir": None, "download": False})()
+  held = evaluation.held_out(dataset, 100, 10)
+  assert set(held.labels.tolist()) <= {0, 1} and held.images.shape[0] == 100
+  every = data.eval_examples("mnist5k", 500)["label"]
+  np.testing.assert_allclose(held.label_probs, np.bincount(every, minlength=10) / 500)
+  assert (held.label_probs > 0.05).all()
+  assert evaluation.held_out(dataset, 100, 0).label_probs is None
