@@ -102,7 +102,7 @@ family.register(family.FamilySpec(
            "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.hidden": (16, 16), "model.emb_dim": 8,
                    "diffusion.sample_steps": 3, "diffusion.eval_steps": 3},
            # Conditional and guided (the guided sampler's batch of 2n, within an interval).
-           "unet_class": {"optim.learning_rate": 2e-6, "model.ch": 64, "model.ch_mult": (1, 1),
+           "unet_class": {"optim.learning_rate": 2e-6, "model.ch": 64, "model.ch_mult": (1,),
                           "model.num_res_blocks": 1, "model.dropout": 0.0, "model.attn_resolutions": (),
                           "model.num_classes": 10, "diffusion.guidance": 2.0, "diffusion.guidance_hi": 5.0,
                           "diffusion.sample_steps": 3, "diffusion.eval_steps": 3, "diffusion.inpaint_steps": 3,
