@@ -26,20 +26,22 @@ def test_the_projection_discriminator_is_psi_of_phi_plus_the_class_embedding_dot
   variables = _randomised(d.init(jax.random.key(1), x, train=False, labels_B=LABELS), 2)
   logits, state = d.apply(variables, x, train=False, labels_B=LABELS, capture_intermediates=True,
                           mutable=["intermediates"])
-  # phi(x): the last feature map, after the last BatchNorm and the leaky ReLU, flattened.
+  # h(x): the last feature map, after the last BatchNorm and the leaky ReLU; phi(x): h summed over positions.
   last_norm = sorted(k for k in state["intermediates"] if k.startswith("BatchNorm_"))[-1]
-  phi = jax.nn.leaky_relu(state["intermediates"][last_norm]["__call__"][0], 0.2).reshape(4, -1)
+  h = jax.nn.leaky_relu(state["intermediates"][last_norm]["__call__"][0], 0.2)
+  phi = h.sum(axis=(1, 2))
   final_conv = sorted(k for k in variables["params"] if k.startswith("Conv_"))[-1]
   psi = variables["params"][final_conv]["kernel"].reshape(-1)  # the VALID convolution over the whole map
   embed = variables["params"]["projection"]["embedding"]
-  want = phi @ psi + jnp.sum(embed[LABELS] * phi, axis=-1)
+  assert embed.shape == (3, h.shape[-1])  # a row of the channels per class, shared by every position
+  want = h.reshape(4, -1) @ psi + jnp.sum(embed[LABELS] * phi, axis=-1)
   np.testing.assert_allclose(np.asarray(logits), np.asarray(want), rtol=1e-4, atol=1e-4)
   assert np.std(np.asarray(jnp.sum(embed[LABELS] * phi, axis=-1))) > 0.1  # the projection term matters
   # Without its projection, it is the unconditional D with the same weights.
   plain = DCGANDiscriminator(width=4)
   rest = {k: v for k, v in variables["params"].items() if k != "projection"}
   np.testing.assert_allclose(np.asarray(plain.apply({**variables, "params": rest}, x, train=False)),
-                             np.asarray(phi @ psi), rtol=1e-4, atol=1e-4)
+                             np.asarray(h.reshape(4, -1) @ psi), rtol=1e-4, atol=1e-4)
 
 
 def _generator_variables(num_classes):

@@ -141,9 +141,12 @@ class DCGANDiscriminator(nn.Module):
       'none'.
     axis_name: pmap's device axis, over which BatchNorm averages; None under jit.
     conv_impl: how the strided convolutions run (genjax.nets.layers.IMPLS).
-    num_classes: 0, or the classes of a projection discriminator (Miyato & Koyama 2018): with phi(x) the last
-      feature map flattened and psi the final convolution (a linear map of phi), the logit is
-      psi(phi(x)) + <embed(y), phi(x)>, and `labels_B` is required. 0 leaves an unconditional D's parameters.
+    num_classes: 0, or the classes of a projection discriminator (Miyato & Koyama 2018): with h(x) the last
+      feature map and psi the final convolution (a linear map of the whole map), the logit is
+      psi(h(x)) + <embed(y), phi(x)>, phi(x) = h(x) summed over its positions (the paper's global sum pooling:
+      the class's row is the same at every position), and `labels_B` is required. 0 leaves an unconditional
+      D's parameters. A row per position and channel instead (the flattened map, 6,272 numbers a class on the
+      digits) let D separate the classes so fast that G's output collapsed to grey within 200 steps.
   """
 
   width: int = 64
@@ -171,7 +174,7 @@ class DCGANDiscriminator(nn.Module):
     logits = layers.Conv(1, (base, base), padding="VALID", use_bias=False, kernel_init=conv_init,
                          impl=self.conv_impl)(h).reshape(x_BxHxWxC.shape[0])
     if self.num_classes:
-      phi_BxD = h.reshape(h.shape[0], -1)
-      embed_BxD = nn.Embed(self.num_classes, phi_BxD.shape[-1], embedding_init=conv_init, name="projection")(labels_B)
-      logits = logits + jnp.sum(embed_BxD * phi_BxD, axis=-1)
+      phi_BxC = jnp.sum(h, axis=(1, 2))  # global sum pooling, as the paper's phi
+      embed_BxC = nn.Embed(self.num_classes, phi_BxC.shape[-1], embedding_init=conv_init, name="projection")(labels_B)
+      logits = logits + jnp.sum(embed_BxC * phi_BxC, axis=-1)
     return logits
