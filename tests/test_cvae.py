@@ -287,7 +287,7 @@ def test_trained_briefly_on_two_digits_it_draws_the_digit_asked_for():
 
 
 @pytest.mark.parametrize("name", ["vae_mnist5k", "vae_mnist5k_mlp", "vae_mnist5k_class"])
-def test_the_vae_configs_validate_and_build_and_the_class_config_is_the_conv_one_conditioned(name):
+def test_the_vae_configs_validate_and_build_and_the_class_config_is_the_conv_one_conditioned_with_beta_3(name):
   config = importlib.import_module(f"configs.{name}").get_config()
   build.validate(config)
   model = build.family(config)
@@ -297,5 +297,6 @@ def test_the_vae_configs_validate_and_build_and_the_class_config_is_the_conv_one
     assert config.model.num_classes == 10 == data.num_classes(config.dataset.name)
     with base.unlocked():
       base.model.num_classes = 10
+      base.model.beta = 3.0
     assert config.to_dict() == base.to_dict()
     assert model.encoder.num_classes == model.decoder.num_classes == 10
