@@ -19,9 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from benchmarks import alternating  # noqa: E402
 from configs import pixelcnn_mnist5k, vae_mnist5k  # noqa: E402
-from genjax import build, data, evaluation  # noqa: E402
-from genjax import random as grandom  # noqa: E402
+from genjax import data, evaluation  # noqa: E402
 
 _MINUTES = flags.DEFINE_list("minutes", ["1", "2", "3", "5", "8", "11", "15"], "Training minutes to evaluate at.")
 _SEGMENT = flags.DEFINE_float("segment_s", 20.0, "Seconds of training of one model before the other's turn.")
@@ -33,35 +33,15 @@ _OUT = flags.DEFINE_string("out", "docs/pixelcnn_vs_vae.json", "Where the number
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 
 
-class Run:
-  """One model's training, advanced segment by segment, its training seconds counted apart from evaluations."""
+class Run(alternating.Run):
+  """A run that scores held-out NLL."""
 
   def __init__(self, name, config):
-    build.validate(config)
-    self.name, self.config = name, config
-    self.family = build.family(config)
-    self.keys = grandom.streams(config.seed)
-    self.state = self.family.init(self.keys.init)
-    self.step_fn = jax.jit(self.family.train_step)
-    self.batches = data.train_iterator(config.dataset.name, batch_size=config.batch_size, seed=config.seed)
+    super().__init__(name, config)
     self.evaluate_fn = jax.jit(self.family.evaluate)
-    self.train_s, self.step, self.rows = 0.0, 0, []
-
-  def train_until(self, seconds: float) -> None:
-    """Steps until this run's training time reaches `seconds` (the step in flight finishes)."""
-    start = time.perf_counter()
-    done = self.train_s
-    while done < seconds:
-      batch = next(self.batches)
-      self.state, metrics = self.step_fn(self.state, batch, grandom.step_key(self.keys.train, self.step))
-      jax.block_until_ready(metrics)
-      self.step += 1
-      done = self.train_s + time.perf_counter() - start
-    self.train_s = done
 
   def evaluate(self, images) -> dict:
-    params = self.family.eval_params(self.state, grandom.eval_params_key(self.keys.eval))
-    numbers = evaluation.evaluate_dataset(self.evaluate_fn, params, images, self.keys.eval, 100)
+    numbers = evaluation.evaluate_dataset(self.evaluate_fn, self.params(), images, self.keys.eval, 100)
     row = {"train_s": round(self.train_s, 1), "step": self.step, **{k: round(v, 3) for k, v in numbers.items()}}
     self.rows.append(row)
     print(f"{self.name:9s} {row}", flush=True)
@@ -98,9 +78,7 @@ def main(_):
   wall = time.perf_counter()
   for minutes in sorted(float(m) for m in _MINUTES.value):
     target = 60 * minutes
-    while min(run.train_s for run in runs) < target:
-      for run in runs:
-        run.train_until(min(target, run.train_s + _SEGMENT.value))
+    alternating.train_in_turns(runs, target, _SEGMENT.value)
     for run in runs:
       run.evaluate(images)
   print(f"\nheld-out NLL (nats) of {_HELD_OUT.value} mnist5k digits at equal training time; wall "

@@ -1,0 +1,59 @@
+"""Two or more models trained in turns on one machine, so that each sees the same load and drift: the harness of
+the benchmarks that compare models at equal training time (pixelcnn_vs_vae.py, conditional_vs_unconditional.py).
+"""
+
+import itertools
+import time
+
+import jax
+
+from genjax import build, data
+from genjax.models import family as family_lib
+from genjax import random as grandom
+
+
+class Run:
+  """One config's training, advanced segment by segment, its training seconds counted apart from evaluations.
+
+  The loop's keys (`genjax.random.streams`) and one batch per step, on one device; the step compiled before any
+  training time is counted.
+  """
+
+  def __init__(self, name: str, config):
+    build.validate(config)
+    self.name, self.config = name, config
+    self.family = build.family(config)
+    self.keys = grandom.streams(config.seed)
+    self.state = self.family.init(self.keys.init)
+    batches = data.train_iterator(config.dataset.name, batch_size=config.batch_size, seed=config.seed)
+    first = next(batches)
+    self.batches = itertools.chain([first], batches)
+    # Compiled here, so that no run's training time holds its compilation.
+    self.step_fn = jax.jit(self.family.train_step).lower(
+        self.state, first, grandom.step_key(self.keys.train, 0)).compile()
+    self.train_s, self.step, self.rows = 0.0, 0, []
+
+  def train_until(self, seconds: float) -> None:
+    """Steps until this run's training time reaches `seconds` (the step in flight finishes)."""
+    start = time.perf_counter()
+    done = self.train_s
+    while done < seconds:
+      batch = next(self.batches)
+      self.state, metrics = self.step_fn(self.state, batch, grandom.step_key(self.keys.train, self.step))
+      jax.block_until_ready(metrics)
+      self.step += 1
+      done = self.train_s + time.perf_counter() - start
+    self.train_s = done
+
+  def params(self, weights: str | None = None):
+    """The weights sampling and evaluation use (the family's default: an EMA where it keeps one)."""
+    weights = weights or family_lib.get(self.config.family).weights[0]
+    return jax.jit(self.family.eval_params, static_argnums=2)(
+        self.state, grandom.eval_params_key(self.keys.eval), weights)
+
+
+def train_in_turns(runs: list[Run], seconds: float, segment_s: float) -> None:
+  """Trains every run to `seconds` of its own training time, `segment_s` at a time, in turns."""
+  while min(run.train_s for run in runs) < seconds:
+    for run in runs:
+      run.train_until(min(seconds, run.train_s + segment_s))
