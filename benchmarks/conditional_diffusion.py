@@ -12,7 +12,8 @@ configs/diffusion_mnist5k_class.py) and measures, with the loop's protocol and f
   whose classes are drawn from the held-out shares, every setting from the same key and one compiled sampler
   (scale and interval are its arguments);
 - inpainting: for each method (the replacement method, RePaint with each jump setting) and each evaluation mask
-  (the lower half, the centre box) of the first `held_out` held-out digits, the share whose label the digit
+  (the lower half, the centre box) of `held_out` held-out digits spaced evenly through the split (every class
+  its share), the FID of those digits themselves (the floor), the share whose label the digit
   classifier keeps and the FID of the inpainted digits, with the network evaluations per image.
 
 Prints both tables and writes docs/guidance.json and .png (FID and class accuracy against the scale) and
@@ -30,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from genjax import build, checkpoint, evaluation, quality, workdir as workdir_lib  # noqa: E402
@@ -61,6 +63,16 @@ def restore(workdir: str):
     ckpt.close()
   params = jax.jit(family.eval_params, static_argnums=2)(state, grandom.eval_params_key(keys.eval), "ema")
   return config, family, keys, step, params
+
+
+_WHOLE_SPLIT = 1_000_000  # more held-out examples than any split has: all of them
+
+
+def spread(held: evaluation.HeldOut, n: int) -> evaluation.HeldOut:
+  """`n` examples evenly spaced through the held-out split: a split sorted by class (mnist5k's) gives every class
+  its share, where its first `n` would be of a few classes only, and their FID against the whole data huge."""
+  index = np.linspace(0, held.num_examples - 1, min(n, held.num_examples)).round().astype(np.int64)
+  return dataclasses.replace(held, images=held.images[index], labels=held.labels[index])
 
 
 def guidance(config, family, keys, params, held) -> list[dict]:
@@ -98,7 +110,9 @@ def inpainting(config, family, keys, params, held) -> list[dict]:
         settings.append(("repaint", length, count))
     else:
       settings.append((method, 1, 1))
-  rows = []
+  floor = quality.fid_of_images(held.images, config.dataset.name, config.dataset.data_dir)
+  print(f"FID of the {held.num_examples} real held-out digits themselves (the floor of the inpaintings'): {floor:.2f}")
+  rows = [{"method": "none (the real digits)", "fid": floor, "kept": 1.0, "evaluations": 0}]
   print(f"{'method':>12s}{'jumps':>7s}{'evals':>7s}{'mask':>12s}{'kept':>7s}{'FID':>9s}{'seconds':>9s}")
   for method, length, count in settings:
     model = dataclasses.replace(family, inpaint_method=method, jump_length=length, jump_count=count)
@@ -120,18 +134,29 @@ def inpainting(config, family, keys, params, held) -> list[dict]:
 
 
 def plot(rows: list[dict], title: str, path: str) -> None:
+  """FID and class accuracy against the scale, and FID against class accuracy (the trade-off the scale makes),
+  for constant guidance and guidance within the interval; scale 1 (no guidance) belongs to both curves."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, (ax_fid, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6))
+  fig, (ax_fid, ax_acc, ax_both) = plt.subplots(1, 3, figsize=(13, 3.8))
   for constant, label in ((True, "guidance at every level"), (False, "guidance within the interval")):
-    mine = [r for r in rows if (r["hi"] is None) == constant]
+    mine = sorted((r for r in rows if (r["hi"] is None) == constant or (r["scale"] == 1.0 and r["hi"] is None)),
+                  key=lambda r: r["scale"])
     ax_fid.plot([r["scale"] for r in mine], [r["fid"] for r in mine], "o-", label=label)
     ax_acc.plot([r["scale"] for r in mine], [r["class_accuracy"] for r in mine], "o-", label=label)
+    guided = [r for r in mine if r["scale"] >= 1.0]
+    ax_both.plot([r["class_accuracy"] for r in guided], [r["fid"] for r in guided], "o-", label=label)
+    for r in guided:
+      ax_both.annotate(f"{r['scale']:g}", (r["class_accuracy"], r["fid"]), fontsize=7, xytext=(3, 3),
+                       textcoords="offset points")
   ax_fid.set_ylabel("FID (digit-classifier features)")
   ax_acc.set_ylabel("samples classified as asked")
   for ax in (ax_fid, ax_acc):
     ax.set_xlabel("guidance scale s (1: conditional, 0: unconditional)")
+  ax_both.set_xlabel("samples classified as asked (scales >= 1 annotated)")
+  ax_both.set_ylabel("FID")
+  for ax in (ax_fid, ax_acc, ax_both):
     ax.grid(alpha=0.3)
   ax_fid.legend(fontsize=8)
   fig.suptitle(title, fontsize=9)
@@ -143,7 +168,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   config, family, keys, step, params = restore(_WORKDIR.value)
-  held = evaluation.held_out(config.dataset, _HELD_OUT.value, family.num_classes)
+  held = spread(evaluation.held_out(config.dataset, _WHOLE_SPLIT, family.num_classes), _HELD_OUT.value)
   print(f"{_WORKDIR.value} at step {step:,}; JAX {jax.__version__} on {jax.devices()[0].platform}; "
         f"{quality.describe(config.dataset.name, _NUM.value, config.seed)}")
   meta = {"workdir": _WORKDIR.value, "step": step, "date": time.strftime("%Y-%m-%d"), "sampler": family.sampler,
