@@ -12,8 +12,10 @@ would train them.
 
 Command: python train.py --config=configs/vae_mnist5k_class.py --workdir=runs/vae_mnist5k_class
 Runtime: 3,000 steps of 128, as configs/vae_mnist5k.py (the class rows add 10 inputs to two dense layers).
-Result: RESULT. Its bounds are of log p(x|y), each held-out digit given its class. The grid 'samples_by_class'
-has one row per digit.
+Result (benchmarks/conditional_vs_unconditional.py --family=vae, 5 minutes of training, 1,000 samples): 98.4% of
+the samples are of the class asked for, FID 37.7; the same config without classes: FID 109.1 (docs/results.md).
+Its bounds are of log p(x|y), each held-out digit given its class. The grid 'samples_by_class' has one row per
+digit.
 """
 
 from configs import vae_mnist5k

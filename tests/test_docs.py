@@ -88,6 +88,15 @@ NOT_RUN = {
     "python benchmarks/diffusion_steps.py --workdir=runs/diffusion_mnist5k --step=3500 --steps=3,5,10,20,50"
     " --num_samples=1000": _MEASUREMENT,
     "python benchmarks/pixelcnn_vs_vae.py": _MEASUREMENT,
+    "python benchmarks/conditional_vs_unconditional.py --family=vae": _MEASUREMENT,
+    "python benchmarks/conditional_vs_unconditional.py --family=dcgan": _MEASUREMENT,
+    "python benchmarks/conditional_vs_unconditional.py --family=diffusion --guidance=1,1.5": _MEASUREMENT,
+    "python train.py --config=configs/diffusion_mnist5k_class.py --workdir=runs/diffusion_mnist5k_class":
+        "trains the conditional U-Net for 15 minutes (see configs/diffusion_mnist5k.py's command above)",
+    "python benchmarks/conditional_diffusion.py --workdir=runs/diffusion_mnist5k_class --num_samples=500"
+    " --parts=guidance": _MEASUREMENT,
+    "python benchmarks/conditional_diffusion.py --workdir=runs/diffusion_mnist5k_class --parts=inpainting":
+        _MEASUREMENT,
     "python benchmarks/pixelcnn_sampling.py --rounds=3": _MEASUREMENT,
     "python benchmarks/dcgan_speed.py": _MEASUREMENT,
     "python benchmarks/vae_speed.py": _MEASUREMENT,
