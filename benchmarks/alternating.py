@@ -8,8 +8,8 @@ import time
 import jax
 
 from genjax import build, data
-from genjax.models import family as family_lib
 from genjax import random as grandom
+from genjax.models import family as family_lib
 
 
 class Run:
