@@ -65,9 +65,6 @@ def restore(workdir: str):
   return config, family, keys, step, params
 
 
-_WHOLE_SPLIT = 1_000_000  # more held-out examples than any split has: all of them
-
-
 def spread(held: evaluation.HeldOut, n: int) -> evaluation.HeldOut:
   """`n` examples evenly spaced through the held-out split: a split sorted by class (mnist5k's) gives every class
   its share, where its first `n` would be of a few classes only, and their FID against the whole data huge."""
@@ -168,7 +165,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   config, family, keys, step, params = restore(_WORKDIR.value)
-  held = spread(evaluation.held_out(config.dataset, _WHOLE_SPLIT, family.num_classes), _HELD_OUT.value)
+  held = spread(evaluation.held_out(config.dataset, evaluation.WHOLE_SPLIT, family.num_classes), _HELD_OUT.value)
   print(f"{_WORKDIR.value} at step {step:,}; JAX {jax.__version__} on {jax.devices()[0].platform}; "
         f"{quality.describe(config.dataset.name, _NUM.value, config.seed)}")
   meta = {"workdir": _WORKDIR.value, "step": step, "date": time.strftime("%Y-%m-%d"), "sampler": family.sampler,

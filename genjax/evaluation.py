@@ -43,11 +43,11 @@ def held_out(dataset, num_examples: int, num_classes: int) -> HeldOut:
   # The classes samples are asked for: their shares in the whole held-out split, the data's frequencies. The
   # first examples alone can be of a few classes only (mnist5k's split is sorted by class).
   every = examples if examples["image"].shape[0] < num_examples else data.eval_examples(
-      dataset.name, _WHOLE_SPLIT, data_dir=dataset.data_dir, download=dataset.download)
+      dataset.name, WHOLE_SPLIT, data_dir=dataset.data_dir, download=dataset.download)
   return HeldOut(examples["image"], examples["label"], quality.label_marginal(every["label"], num_classes))
 
 
-_WHOLE_SPLIT = 1_000_000  # more than any held-out split: eval_examples then reads all of it
+WHOLE_SPLIT = 1_000_000  # more than any held-out split: eval_examples then reads all of it
 
 
 def sample_numbers(sample_fn, unscale_fn, params, key, dataset, quality_samples: int, *, held: HeldOut,
