@@ -25,7 +25,8 @@ class Run:
     self.family = build.family(config)
     self.keys = grandom.streams(config.seed)
     self.state = self.family.init(self.keys.init)
-    batches = data.train_iterator(config.dataset.name, batch_size=config.batch_size, seed=config.seed)
+    batches = data.train_iterator(config.dataset.name, batch_size=config.batch_size, seed=config.seed,
+                                  train_examples=config.dataset.train_examples)
     first = next(batches)
     self.batches = itertools.chain([first], batches)
     # Compiled here, so that no run's training time holds its compilation.

@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from genjax import augment
 from genjax import config_checks as checks
 from genjax import data, options, parallel
 from genjax import models  # noqa: F401  pylint: disable=unused-import  (its families register themselves)
@@ -54,6 +55,30 @@ def _optional_count(config, field: str) -> None:
 
 
 _V1 = 1  # the version that introduced config versions: fields added before it (runs before had these values)
+_V3 = 3  # the small-data version: its fields' runs before had all the data, unaugmented
+
+
+def _augment_number(most: float, comment: str) -> options.Option:
+  """A float in [0, most], 0 by default (and in runs before it existed)."""
+
+  def check(config, field):
+    value = checks.number(config, field, ">= 0")
+    checks.require(value <= most, f"{field}: must be in [0, {most:g}], got {value!r}")
+
+  return options.Option(0.0, comment, check, added=(_V3, 0.0))
+
+
+# The input pipeline's augmentation (genjax.augment.Policy), the dataset block's `augment_*` fields.
+AUGMENT = options.Group({
+    "flip": options.flag(False, "mirror each training image left-right with probability 1/2 (not for digits)",
+                         added=(_V3, False)),
+    "rotate": _augment_number(180.0, "largest rotation of a training image, in degrees (uniform in"
+                              " +-rotate); 0: none"),
+    "scale": _augment_number(1.0, "largest zoom of a training image: a factor exp(u), u uniform in"
+                             " +-log(1 + scale); 0: none"),
+    "translate": _augment_number(0.5, "largest shift of a training image, a fraction of its side per axis"
+                                 " (uniform in +-translate); 0: none"),
+}, augment.Policy)
 
 # The fields every config has, declared once: configs/base.py holds them (with a family's blocks after
 # 'dataset'), `validate` checks them, and a resume keeps every one not marked free. Free: where and how the
@@ -73,6 +98,11 @@ SHARED: dict[str, options.Block] = {
         "data_dir": options.optional_text(None, "TFDS data directory; None: TFDS's default (~/tensorflow_datasets)",
                                           "a directory name", free=True),
         "download": options.flag(True, "let TFDS download and prepare a missing dataset", free=True),
+        "train_examples": options.Option(
+            None, "train on this many examples of the train split, the same ones for every seed (mnist5k: as"
+            " many of each class, the first of a fixed shuffle; TFDS: the split's first); None: all of them",
+            lambda c, f: _optional_count(c, f), kind=int, added=(_V3, None)),
+        "augment": AUGMENT,
     },
     "optim": {
         "learning_rate": options.number(1e-3, "Adam step size (gan: the generator's)", "> 0"),
@@ -157,9 +187,29 @@ def validate(config: ml_collections.ConfigDict) -> None:
                                     f" configs/base.get_config({spec.name!r}), which has every field of its family")
   for block_name, block in blocks_of(spec.name).items():
     options.check_block(config, block_name, block)
+  _small_data(config)
   if "num_classes" in options.flat(spec.options.get("model", {})):
     _num_classes_of_the_dataset(config.model.num_classes, config.dataset.name)
   spec.validate_config(config, config.dataset.name, data.image_shape(config.dataset.name))
+
+
+def _small_data(config) -> None:
+  """The dataset block's subset and augmentation fit its dataset (and the batch its subset)."""
+  ds = config.dataset
+  points = ds.name in data.POINT_DATASETS
+  checks.require(not (points and ds.train_examples is not None),
+                 f"dataset.train_examples: {ds.name!r} draws fresh points every batch and has no train split to take"
+                 f" examples from; allowed: None, got {ds.train_examples}")
+  for name in AUGMENT.options:
+    value = ds[f"augment_{name}"]
+    checks.require(not (points and value), f"dataset.augment_{name}: transforms images, and {ds.name!r} has 2-D"
+                                           f" points; allowed: {False if name == 'flip' else 0.0}, got {value!r}")
+  if ds.name == "mnist5k" and ds.train_examples is not None:
+    checks.require(ds.train_examples <= data.MNIST5K_TRAIN, f"dataset.train_examples: mnist5k has"
+                   f" {data.MNIST5K_TRAIN} training digits; allowed: 1 to {data.MNIST5K_TRAIN} or None, got"
+                   f" {ds.train_examples}")
+    checks.require(config.batch_size <= ds.train_examples, f"batch_size: {config.batch_size} exceeds the"
+                   f" {ds.train_examples} examples of dataset.train_examples; allowed: at most {ds.train_examples}")
 
 
 def _num_classes_of_the_dataset(value: int, dataset: str) -> None:
@@ -197,7 +247,14 @@ def family(config: ml_collections.ConfigDict) -> family_lib.Family:
                      optim.grad_clip_norm)
 
   spec = family_lib.get(config.family)
-  return spec.from_config(config, data.image_shape(config.dataset.name), axis_name, optimizer_for)
+  built = spec.from_config(config, data.image_shape(config.dataset.name), axis_name, optimizer_for)
+  policy = augment_policy(config)
+  return augment.Augmented(built, policy, axis_name) if policy.enabled else built
+
+
+def augment_policy(config: ml_collections.ConfigDict) -> augment.Policy:
+  """The input pipeline's augmentation of a validated config (the dataset block's `augment_*` fields)."""
+  return options.values(config.dataset, {"augment": AUGMENT})["augment"]
 
 
 def options_doc() -> str:

@@ -38,7 +38,9 @@ from genjax.errors import UserError
 # The version of the config layout that train.py writes into config.json (`VERSION_KEY`). A field added
 # after workdirs were written declares `added=(version, value those runs had)`; `migrate` fills it only into
 # files of an older version, so a field missing from a current file is refused as missing.
-VERSION = 2  # 2 (2026-12): model.num_classes, the classes a family is conditioned on
+# 2 (2026-12): model.num_classes, the classes a family is conditioned on. 3 (2026-12): dataset.train_examples,
+# dataset.augment_*, gan.diffaugment.
+VERSION = 3
 VERSION_KEY = "config_version"
 _UNSET = object()
 _KEY = "genjax.option"  # where a dataclass field's metadata holds its Option or Group

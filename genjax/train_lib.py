@@ -154,7 +154,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     # One batch per step: a resumed run skips the batches already trained on.
     train_iter = data.train_iterator(
         ds.name, batch_size=config.batch_size, seed=grandom.integer_seed(keys.data),
-        data_dir=ds.data_dir, download=ds.download, skip_batches=start)
+        data_dir=ds.data_dir, download=ds.download, skip_batches=start, train_examples=ds.train_examples)
     held = evaluation.held_out(ds, config.eval.num_examples, family.num_classes)
     eval_images, eval_labels = held.images, held.labels
     first_batch = next(train_iter)

@@ -20,6 +20,9 @@ STEPS = 3
 BATCH = 16
 LOOP = {"batch_size": BATCH, "log_every": 2, "checkpoint_every": 2, "eval_every": 4, "eval.num_examples": 32,
         "eval.batch_size": 16, "eval.quality_samples": 64}
+# The device and resume runs of image families augment their batches (genjax.augment): so they also prove that
+# 1 and 8 devices augment the same examples the same way, and that a resumed run augments as an uninterrupted one.
+AUGMENT = {"dataset.augment_rotate": 10.0, "dataset.augment_translate": 0.1}
 # (path, devices) of the multi-device runs; each is compared with ('jit', 1).
 PLACEMENTS = (("jit", 1), ("jit", 2), ("jit", 8), ("pmap", 8))
 
@@ -46,6 +49,12 @@ def config_of(name: str, arch: str, **overrides):
   return set_fields(base.get_config(name), {**family.get(name).smoke[arch], **LOOP, **overrides})
 
 
+def augmented(name: str, arch: str) -> dict:
+  """AUGMENT's fields where the case's examples are images, {} for 2-D points."""
+  from genjax import data  # pylint: disable=g-import-not-at-top
+  return {} if config_of(name, arch).dataset.name in data.POINT_DATASETS else AUGMENT
+
+
 def device_config(name: str, arch: str, path: str, num_devices: int):
   """`config_of` for a run on `num_devices` devices on `path`, every EMA at its constant decay.
 
@@ -55,7 +64,7 @@ def device_config(name: str, arch: str, path: str, num_devices: int):
   weights by their 3 steps, and the comparison sees its arithmetic. (The
   fields are genjax.models.update.add_ema_fields', whichever block has them.)
   """
-  config = config_of(name, arch, parallel=path, num_devices=num_devices)
+  config = config_of(name, arch, parallel=path, num_devices=num_devices, **augmented(name, arch))
   for block in config.values():
     if hasattr(block, "keys") and "ema_warmup" in block:
       block.ema_warmup = "none"

@@ -189,7 +189,7 @@ def test_stop_and_resume_ends_bitwise_equal_to_an_uninterrupted_run(name, arch, 
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
   # No sample-quality numbers: the state is what is compared, and 500 samples per evaluation of a diffusion
   # model's sampler dominate the test's time.
-  fields = {"eval.quality_samples": 0}
+  fields = {"eval.quality_samples": 0, **conformance.augmented(name, arch)}
   train_lib.train_and_evaluate(conformance.config_of(name, arch, num_steps=4, **fields), straight)
   train_lib.train_and_evaluate(conformance.config_of(name, arch, num_steps=2, **fields), resumed)
   train_lib.train_and_evaluate(conformance.config_of(name, arch, num_steps=4, **fields), resumed)

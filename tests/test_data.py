@@ -280,6 +280,21 @@ def test_tfds_order_is_seeded_and_skip_batches_resumes_exactly():
   assert_same_batches(resumed, first[3:6])
 
 
+def test_tfds_train_examples_reads_the_splits_first_examples_shared_among_the_processes():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  requested = []
+
+  def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
+    requested.append(split)
+    png = tf.io.encode_png(tf.zeros((28, 28, 1), tf.uint8)).numpy()
+    return tf.data.Dataset.from_tensor_slices({"image": [png] * 8, "label": tf.range(8, dtype=tf.int64)})
+
+  with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    next(data.train_iterator("mnist", batch_size=4, seed=1, process_index=1, process_count=2, train_examples=20))
+  assert requested[-1] == tfds.even_splits("train[:20]", n=2, drop_remainder=True)[1]
+  assert requested[-1] != tfds.even_splits("train", n=2, drop_remainder=True)[1]
+
+
 def test_tfds_process_reads_its_own_even_split():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   requested = []

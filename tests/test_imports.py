@@ -40,7 +40,9 @@ ALLOWED = [
     # A family knows nets, losses, the collectives helper and how options are declared; never files,
     # datasets or the loop.
     ("models", ("genjax.models", "genjax.nets", "genjax.losses", "genjax.parallel", "genjax.random",
-                "genjax.config_checks", "genjax.options", "genjax.errors")),
+                "genjax.config_checks", "genjax.options", "genjax.errors", "genjax.augment")),
+    # Transforms of images and the keys they draw from; a family (the GAN's DiffAugment) and the build use them.
+    ("augment.py", ("genjax.parallel", "genjax.random")),
     # Declaring options knows only the checks: a family's model module and the shared fields import it.
     ("options.py", ("genjax.config_checks", "genjax.errors")),
     # The diffusion objectives' math: numbers only, the net handed in; no nets, devices or config.

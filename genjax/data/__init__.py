@@ -12,6 +12,7 @@ package has no side effects and does not import TensorFlow or TFDS; the
 functions that read a TFDS dataset import them, with the accelerators hidden.
 """
 
+from genjax.data.mnist5k import NUM_TRAIN as MNIST5K_TRAIN
 from genjax.data.mnist5k import load_mnist5k
 from genjax.data.pipeline import eval_examples, eval_image_chunks, eval_images, train_iterator
 from genjax.data.registry import DATASETS, POINT_DATASETS, DatasetUnavailableError, image_shape, num_classes
@@ -25,6 +26,7 @@ __all__ = [
     "eval_images",
     "image_shape",
     "load_mnist5k",
+    "MNIST5K_TRAIN",
     "num_classes",
     "train_iterator",
 ]

@@ -24,6 +24,7 @@ from genjax.errors import UserError
 
 NUM_ROWS = 5000
 NUM_PIXELS = 28 * 28
+NUM_TRAIN = 4500  # rows whose index is not 9 mod 10
 SPLITS = ("train", "test")
 _RELATIVE_PATH = os.path.join("data", "data", "mnist_5k.csv.gz")
 
@@ -94,8 +95,30 @@ def load_mnist5k(split: str) -> dict[str, np.ndarray]:
   return {"image": images.copy(), "label": labels.copy()}
 
 
-def process_shard(process_index: int, process_count: int) -> tuple[np.ndarray, np.ndarray]:
-  """The read-only (images, labels) of the train split that process `process_index` reads.
+SUBSET_SEED = 0  # the fixed shuffle of each class's training digits that `train_subset` takes from
+
+
+def train_subset(num_examples: int | None) -> tuple[np.ndarray, np.ndarray]:
+  """The read-only (images, labels) of the first `num_examples` training digits of a fixed class-balanced
+  order, whatever the run's seed: rank r of every class (in a fixed shuffle of that class's digits), class by
+  class, then rank r + 1. 450 digits are 45 of each class, 100 are 10 of each; None: all 4,500 in file order."""
+  images, labels = _split("train")
+  if num_examples is None:
+    return images, labels
+  if not 1 <= num_examples <= len(labels):
+    raise UserError(f"dataset.train_examples: mnist5k has {len(labels)} training digits; allowed: 1 to"
+                    f" {len(labels)} or None, got {num_examples}")
+  rng = np.random.default_rng(SUBSET_SEED)
+  ranked = [rng.permutation(np.flatnonzero(labels == c)) for c in range(10)]  # 450 of each class
+  order = np.stack(ranked, axis=1).ravel()  # rank-major: r of class 0, ..., r of class 9, r + 1 of class 0, ...
+  rows = np.sort(order[:num_examples])
+  return _read_only(images[rows]), _read_only(labels[rows])
+
+
+def process_shard(process_index: int, process_count: int,
+                  num_examples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """The read-only (images, labels) of the train split (of its `train_subset(num_examples)`) that process
+  `process_index` reads.
 
   Rows i, i + P, i + 2P, ... of the train split (P = process_count), after
   dropping the last 4500 % P rows so every process has as many examples as
@@ -103,7 +126,7 @@ def process_shard(process_index: int, process_count: int) -> tuple[np.ndarray, n
   rather than contiguous shards because the file is sorted by class: each
   process then sees every class.
   """
-  images, labels = _split("train")
+  images, labels = train_subset(num_examples)
   usable = len(labels) - len(labels) % process_count
   return images[process_index:usable:process_count], labels[process_index:usable:process_count]
 
@@ -120,7 +143,7 @@ def epoch_rng(seed: int, process_index: int, epoch: int) -> np.random.Generator:
 
 
 def train_batches(*, batch_size: int, seed: int, skip_batches: int, process_index: int,
-                  process_count: int) -> Iterator[dict[str, np.ndarray]]:
+                  process_count: int, num_examples: int | None = None) -> Iterator[dict[str, np.ndarray]]:
   """Infinite batches of this process's shard of the train split; see `genjax.data.train_iterator`.
 
   Args:
@@ -129,17 +152,18 @@ def train_batches(*, batch_size: int, seed: int, skip_batches: int, process_inde
     skip_batches: start at the batch a fresh iterator would yield this-th (0-based).
     process_index: this process, in [0, process_count).
     process_count: processes that share the train split.
+    num_examples: train on `train_subset(num_examples)`; None: the whole train split.
 
   Each epoch visits a fresh permutation of the shard in batches of
   `batch_size`; the last `len(shard) % batch_size` examples of the
   permutation are dropped, so every batch has the same shape.
   """
-  images, labels = process_shard(process_index, process_count)
+  images, labels = process_shard(process_index, process_count, num_examples)
   steps_per_epoch = len(labels) // batch_size
   if steps_per_epoch == 0:
     raise UserError(f"batch_size: the per-process batch {batch_size} exceeds the {len(labels)} training "
                     f"examples of each of the {process_count} processes of dataset 'mnist5k'; allowed: at most"
-                    f" {len(labels) * process_count}")
+                    f" {len(labels) * process_count}")  # (of its train_examples, where set)
   first_epoch, first_step = divmod(skip_batches, steps_per_epoch)
 
   def batches() -> Iterator[dict[str, np.ndarray]]:

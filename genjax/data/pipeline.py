@@ -54,7 +54,8 @@ def _processes(process_index: int | None, process_count: int | None) -> tuple[in
 
 def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: str | None = None,
                    download: bool = True, skip_batches: int = 0, process_index: int | None = None,
-                   process_count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+                   process_count: int | None = None,
+                   train_examples: int | None = None) -> Iterator[dict[str, np.ndarray]]:
   """Infinite shuffled batches of this process's shard of the train split.
 
   Args:
@@ -71,6 +72,9 @@ def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: str | Non
     process_index, process_count: this process and how many read the data
       (default: `jax.process_index()`, `jax.process_count()`). Process i reads
       its own 1/process_count of the train split (the remainder is dropped).
+    train_examples: train on this many examples of the train split, the same ones whatever the seed
+      (mnist5k: a class-balanced subset, `mnist5k.train_subset`; TFDS: the split's first, 'train[:n]'); None:
+      all of them. The 2-D mixtures draw fresh points and have none.
 
   Returns:
     An iterator of {'image': uint8 [b, H, W, C] in 0..255, 'label': int32 [b]},
@@ -91,14 +95,21 @@ def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: str | Non
   if batch_size % process_count:
     raise UserError(f"batch_size: the global batch {batch_size} does not divide among {process_count} processes")
   local_batch = batch_size // process_count
+  if train_examples is not None:
+    train_examples = _check_int("train_examples", train_examples, 1)
+    if name in POINT_DATASETS:
+      raise UserError(f"dataset.train_examples: {name!r} draws fresh points every batch and has no train split to"
+                      f" take examples from; allowed: None, got {train_examples}")
   if name in POINT_DATASETS:
     return toy2d.train_batches(name, batch_size=local_batch, seed=seed, skip_batches=skip_batches,
                                process_index=process_index, process_count=process_count)
   if name == "mnist5k":
     return mnist5k.train_batches(batch_size=local_batch, seed=seed, skip_batches=skip_batches,
-                                 process_index=process_index, process_count=process_count)
+                                 process_index=process_index, process_count=process_count,
+                                 num_examples=train_examples)
   return tfds_batches.train_batches(name, local_batch=local_batch, seed=seed, data_dir=data_dir, download=download,
-                                    skip_batches=skip_batches, process_index=process_index, process_count=process_count)
+                                    skip_batches=skip_batches, process_index=process_index, process_count=process_count,
+                                    num_examples=train_examples)
 
 
 def eval_images(name: str, num_examples: int, *, split: str = "test", data_dir: str | None = None,

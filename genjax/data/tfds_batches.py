@@ -109,13 +109,16 @@ def _raw_dataset(tfds, builder, split, *, shuffle_files: bool, shuffle_seed: int
 
 
 def train_batches(name: str, *, local_batch: int, seed: int, data_dir: str | None, download: bool,
-                  skip_batches: int, process_index: int, process_count: int) -> Iterator[dict[str, np.ndarray]]:
+                  skip_batches: int, process_index: int, process_count: int,
+                  num_examples: int | None = None) -> Iterator[dict[str, np.ndarray]]:
   tf = _tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = prepared_builder(name, data_dir, download)
   to_example = _example_fn(tf, builder, name)
   options = _deterministic_options(tf)
-  split = tfds.even_splits("train", n=process_count, drop_remainder=True)[process_index]
+  # train_examples: the split's first (TFDS's slicing), shared out among the processes as the whole split is.
+  whole = "train" if num_examples is None else f"train[:{num_examples}]"
+  split = tfds.even_splits(whole, n=process_count, drop_remainder=True)[process_index]
 
   def epoch_raw(epoch: int):
     epoch_seed = _epoch_seed(seed, process_index, epoch)

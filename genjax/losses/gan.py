@@ -32,6 +32,9 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
+    "pack",
+    "slerp",
+    "unpack",
     "minimax_discriminator_loss",
     "minimax_generator_loss",
     "non_saturating_generator_loss",
@@ -326,3 +329,41 @@ LOSSES = {
     "least_squares": (least_squares_discriminator_loss,
                       least_squares_generator_loss),
 }
+
+
+def pack(x_BxD, m: int):
+  """PacGAN's packing (Lin et al. 2018): [B, ..., C] -> [B / m, ..., m * C], consecutive examples side by side
+  on the last axis, so that D scores m examples at once."""
+  if m == 1:
+    return x_BxD
+  batch = x_BxD.shape[0]
+  if batch % m:
+    raise ValueError(f"batch of {batch} examples does not divide into packs of {m}")
+  grouped = jnp.moveaxis(x_BxD.reshape(batch // m, m, *x_BxD.shape[1:]), 1, -2)  # [B/m, ..., m, C]
+  return grouped.reshape(*grouped.shape[:-2], m * x_BxD.shape[-1])
+
+
+def unpack(packed, m: int):
+  """The inverse of `pack`: [B / m, ..., m * C] -> [B, ..., C]."""
+  if m == 1:
+    return packed
+  grouped = jnp.moveaxis(packed.reshape(*packed.shape[:-1], m, packed.shape[-1] // m), -2, 1)  # [B/m, m, ..., C]
+  return grouped.reshape(-1, *grouped.shape[2:])
+
+
+def slerp(z0_PxZ, z1_PxZ, t_T):
+  """Spherical interpolation [P, T, Z] between rows of z0 and z1 (Shoemake 1985; White 2016).
+
+  sin((1-t)w)/sin(w) z0 + sin(tw)/sin(w) z1 with w the angle between z0 and
+  z1; the straight line where w is 0 (parallel codes).
+  """
+  n0 = z0_PxZ / jnp.linalg.norm(z0_PxZ, axis=-1, keepdims=True)
+  n1 = z1_PxZ / jnp.linalg.norm(z1_PxZ, axis=-1, keepdims=True)
+  omega_Px1x1 = jnp.arccos(jnp.clip(jnp.sum(n0 * n1, axis=-1), -1.0, 1.0))[:, None, None]
+  t_1xTx1 = t_T[None, :, None]
+  sin_omega = jnp.sin(omega_Px1x1)
+  safe = sin_omega > 1e-6
+  denom = jnp.where(safe, sin_omega, 1.0)
+  w0 = jnp.where(safe, jnp.sin((1.0 - t_1xTx1) * omega_Px1x1) / denom, 1.0 - t_1xTx1)
+  w1 = jnp.where(safe, jnp.sin(t_1xTx1 * omega_Px1x1) / denom, t_1xTx1)
+  return w0 * z0_PxZ[:, None] + w1 * z1_PxZ[:, None]

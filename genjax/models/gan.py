@@ -7,32 +7,27 @@ the generator's weights (sampling uses the EMA weights, Yazici et al. 2019).
 Its methods are pure; the caller compiles them, e.g.
 `jax.jit(gan.train_step, donate_argnums=0)`.
 
-BatchNorm policy. D's running statistics change
-only in the D update, G's only in the G update:
-  * D update: G generates in training mode (batch statistics) and its new
-    running statistics are discarded; D scores the real batch, then the fake
-    batch, in two calls as the PyTorch DCGAN example does, so each batch is
+BatchNorm policy. D's running statistics change only in the D update, G's only in the G update:
+  * D update: G generates in training mode (batch statistics) and its new running statistics are discarded; D
+    scores the real batch, then the fake batch, in two calls as the PyTorch DCGAN example does, so each batch is
     normalised by its own statistics and D's running averages take both.
   * G update: D runs in training mode and its new statistics are discarded.
-Gradient penalties differentiate D with its running statistics held fixed
-(`use_running_average`), the only BatchNorm under which each example's score
-depends on that example alone; the DCGAN configs use them with a 'layer' or
-'none' discriminator, where the question does not arise.
+Gradient penalties differentiate D with its running statistics held fixed (`use_running_average`), the only
+BatchNorm under which each example's score depends on that example alone; the DCGAN configs use them with a
+'layer' or 'none' discriminator, where the question does not arise.
 
-Ranges: images arrive as uint8 0..255 and `scale` maps them to [-1, 1], the
-range of the tanh generator; `unscale` maps back. Points of a 2-D mixture
-(`points` set) are used as they are.
+Ranges: images arrive as uint8 0..255 and `scale` maps them to [-1, 1], the range of the tanh generator;
+`unscale` maps back. Points of a 2-D mixture (`points` set) are used as they are.
 
-PacGAN (Lin et al. 2018): with `pack` = m > 1, D scores m examples at once,
-concatenated along their last axis (channels of an image, coordinates of a
-point); the batch must divide by m.
+PacGAN (Lin et al. 2018): with `pack` = m > 1, D scores m examples at once, concatenated along their last axis
+(channels of an image, coordinates of a point); the batch must divide by m. DiffAugment (Zhao et al. 2020,
+`diffaugment`): D scores reals and fakes after the same random transforms, in D's update and G's.
 
-Devices (`genjax.parallel`): under jit the step sees the global batch. Under
-pmap (`axis_name` set) each device sees its rows; gradients and metrics are
-averaged over the axis, BatchNorm statistics are the global batch's, each
-example's latent code is its row of the global batch's draw, and each
-example's WGAN-GP interpolation weight is drawn with fold_in(penalty key, its
-global index), so the numbers do not depend on the device count.
+Devices (`genjax.parallel`): under jit the step sees the global batch. Under pmap (`axis_name` set) each device
+sees its rows; gradients and metrics are averaged over the axis, BatchNorm statistics are the global batch's,
+each example's latent code is its row of the global batch's draw, and each example's WGAN-GP interpolation weight
+and DiffAugment transforms are drawn with fold_in(key, its global index), so the numbers do not depend on the
+device count.
 
 Class-conditional (`num_classes` > 0): class-conditional BatchNorm in G (BigGAN) or a label embedding beside z
 (MLP), and a projection D (Miyato & Koyama 2018). D scores reals with their labels; a step's fakes (D and G
@@ -51,10 +46,12 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from genjax import augment
 from genjax import config_checks as checks
 from genjax import options, parallel
 from genjax import random as grandom
 from genjax.losses import gan as gan_losses
+from genjax.losses.gan import slerp
 from genjax.models import family, update
 
 
@@ -76,42 +73,20 @@ def _variables(params, stats) -> dict:
   return {"params": params, "batch_stats": stats} if stats else {"params": params}
 
 
-def slerp(z0_PxZ: jax.Array, z1_PxZ: jax.Array, t_T: jax.Array) -> jax.Array:
-  """Spherical interpolation [P, T, Z] between rows of z0 and z1 (Shoemake 1985; White 2016).
-
-  sin((1-t)w)/sin(w) z0 + sin(tw)/sin(w) z1 with w the angle between z0 and
-  z1; the straight line where w is 0 (parallel codes).
-  """
-  n0 = z0_PxZ / jnp.linalg.norm(z0_PxZ, axis=-1, keepdims=True)
-  n1 = z1_PxZ / jnp.linalg.norm(z1_PxZ, axis=-1, keepdims=True)
-  omega_Px1x1 = jnp.arccos(jnp.clip(jnp.sum(n0 * n1, axis=-1), -1.0, 1.0))[:, None, None]
-  t_1xTx1 = t_T[None, :, None]
-  sin_omega = jnp.sin(omega_Px1x1)
-  safe = sin_omega > 1e-6
-  denom = jnp.where(safe, sin_omega, 1.0)
-  w0 = jnp.where(safe, jnp.sin((1.0 - t_1xTx1) * omega_Px1x1) / denom, 1.0 - t_1xTx1)
-  w1 = jnp.where(safe, jnp.sin(t_1xTx1 * omega_Px1x1) / denom, t_1xTx1)
-  return w0 * z0_PxZ[:, None] + w1 * z1_PxZ[:, None]
-
-
 @dataclasses.dataclass(frozen=True)
 class GAN:
   """A GAN with a standard-normal latent prior.
 
   Attributes:
     generator: module mapping (z_BxZ, train) to examples shaped `data_shape`.
-    discriminator: module mapping (x, train) to logits [B]; with `pack` > 1
-      it sees [B / pack, ..., pack * last axis].
-    g_optimizer, d_optimizer: optax transformations of each net's gradient
-      (clipping, if any, is part of them).
+    discriminator: module mapping (x, train) to logits [B]; with `pack` > 1 it sees [B / pack, ..., pack * C].
+    g_optimizer, d_optimizer: optax transformations of each net's gradient (clipping, if any, is part of them).
     data_shape: shape of one example: (H, W, C) images or (2,) points.
     latent_dim ... pack: the options, each declared (and commented) on its field below; `ema` is the EMA of
       G's weights, ema <- d_n ema + (1 - d_n) params after G update n (`genjax.models.update.EMA`).
     standing_latents: latents of the EMA generator's BatchNorm statistics.
-    points: the examples are float32 points (a 2-D mixture), used as they
-      are, rather than uint8 images.
-    axis_name: pmap's device axis (the nets' BatchNorm must use the same);
-      None under jit or on one device.
+    points: the examples are float32 points (a 2-D mixture), used as they are, rather than uint8 images.
+    axis_name: pmap's device axis (the nets' BatchNorm must use the same); None under jit or on one device.
   """
 
   generator: nn.Module
@@ -141,6 +116,12 @@ class GAN:
   pack: int = options.count(1, "PacGAN's m: examples D scores together (must divide batch_size)",
                             block="model").field()
   num_classes: int = family.num_classes_option(block="model").field()
+  # Runs before it existed had none.
+  diffaugment: str = options.Option(
+      "", "DiffAugment (Zhao et al. 2020) of reals and fakes before D, in D's and G's updates: '' (none) or"
+      " transforms joined by commas, of 'color', 'translation', 'cutout' (the paper's 'color,translation,cutout')",
+      lambda c, f: checks.require(augment.is_policy(checks.get(c, f)), augment.policy_error(f, checks.get(c, f))),
+      added=(3, "")).field()
   points: bool = False
   axis_name: str | None = None
 
@@ -151,6 +132,8 @@ class GAN:
       raise ValueError(f"d_steps and pack must be >= 1, got {self.d_steps} and {self.pack}")
     if {getattr(net, "num_classes", 0) for net in (self.generator, self.discriminator)} != {self.num_classes}:
       raise ValueError(f"num_classes: G's and D's must be the GAN's, {self.num_classes}")
+    if not augment.is_policy(self.diffaugment):
+      raise ValueError(augment.policy_error("diffaugment", self.diffaugment))
     if self.num_classes and self.pack > 1:
       raise ValueError(f"pack: a projection D scores one class per input; a conditional GAN packs 1, got {self.pack}")
 
@@ -165,15 +148,20 @@ class GAN:
     return family.from_signed_unit(x, self.points)
 
   def pack_examples(self, x_BxD: jax.Array) -> jax.Array:
-    """[B, ..., C] -> [B / pack, ..., pack * C]: consecutive examples side by side."""
-    if self.pack == 1:
-      return x_BxD
-    batch = x_BxD.shape[0]
-    if batch % self.pack:
-      raise ValueError(f"batch of {batch} examples does not divide into packs of {self.pack}")
-    grouped = x_BxD.reshape(batch // self.pack, self.pack, *x_BxD.shape[1:])
-    grouped = jnp.moveaxis(grouped, 1, -2)  # [B/m, ..., m, C]
-    return grouped.reshape(*grouped.shape[:-2], self.pack * x_BxD.shape[-1])
+    """[B, ..., C] -> [B / pack, ..., pack * C]: consecutive examples side by side (gan_losses.pack)."""
+    return gan_losses.pack(x_BxD, self.pack)
+
+  def unpack_examples(self, packed: jax.Array) -> jax.Array:
+    """The inverse of `pack_examples`."""
+    return gan_losses.unpack(packed, self.pack)
+
+  def d_input(self, x_BxD: jax.Array, aug_key: jax.Array) -> jax.Array:
+    """What D scores of examples x: DiffAugment's transforms (`diffaugment`), example i drawing from
+    fold_in(aug_key, its global index), then packed."""
+    if self.diffaugment and not self.points:
+      keys_B = grandom.example_keys(aug_key, x_BxD.shape[0], parallel.batch_offset(x_BxD.shape[0], self.axis_name))
+      x_BxD = augment.diffaugment(keys_B, x_BxD, tuple(self.diffaugment.split(",")))
+    return self.pack_examples(x_BxD)
 
   # ------------------------------------------------------------- the nets
 
@@ -241,39 +229,49 @@ class GAN:
   def discriminator_loss(self, d_params, d_stats, real: jax.Array, fake: jax.Array, key: jax.Array,
                          labels_B: jax.Array | None = None) -> tuple[jax.Array, tuple[Any, dict]]:
     """D's loss plus its penalties, each example scored with its class labels_B[i] (real_i's, fake_i's), D's
-    new statistics and the parts as metrics."""
+    new statistics and the parts as metrics. With DiffAugment, D scores augmented reals and fakes, and each
+    penalty differentiates through the augmentation with respect to the images before it (as DiffAugment's and
+    StyleGAN2-ADA's R1)."""
     d_loss_fn, _ = gan_losses.LOSSES[self.loss]
+    real_key, fake_key = (jax.random.fold_in(jax.random.fold_in(key, augment.AUGMENT), i) for i in (0, 1))
     real_packed, fake_packed = self.pack_examples(real), self.pack_examples(fake)
-    real_logits, new_stats = self.discriminate(d_params, d_stats, real_packed, train=True, labels_B=labels_B)
-    fake_logits, new_stats = self.discriminate(d_params, new_stats, fake_packed, train=True, labels_B=labels_B)
+    real_logits, new_stats = self.discriminate(d_params, d_stats, self.d_input(real, real_key), train=True,
+                                               labels_B=labels_B)
+    fake_logits, new_stats = self.discriminate(d_params, new_stats, self.d_input(fake, fake_key), train=True,
+                                               labels_B=labels_B)
     loss = d_loss_fn(real_logits, fake_logits)
     metrics = {"d_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
                "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
 
-    def critic(x):
-      return self.discriminate(d_params, d_stats, x, train=False, labels_B=labels_B)[0]
+    def critic_of(aug_key):
+      def critic(x_packed):
+        if self.diffaugment:
+          x_packed = self.d_input(self.unpack_examples(x_packed), aug_key)
+        return self.discriminate(d_params, d_stats, x_packed, train=False, labels_B=labels_B)[0]
+      return critic
 
     total = loss
     if self.gp_weight:
       # One key per (packed) example, from its global index: eps_i does not depend on the device count.
       keys_B = grandom.example_keys(key, real_packed.shape[0],
                                     parallel.batch_offset(real_packed.shape[0], self.axis_name))
-      metrics["gp"] = gan_losses.gradient_penalty(critic, real_packed, fake_packed, keys_B)
+      metrics["gp"] = gan_losses.gradient_penalty(critic_of(real_key), real_packed, fake_packed, keys_B)
       total = total + self.gp_weight * metrics["gp"]
     if self.r1_gamma:
-      metrics["r1"] = gan_losses.r1_penalty(critic, real_packed)
+      metrics["r1"] = gan_losses.r1_penalty(critic_of(real_key), real_packed)
       total = total + 0.5 * self.r1_gamma * metrics["r1"]
     if self.r2_gamma:
-      metrics["r2"] = gan_losses.r2_penalty(critic, fake_packed)
+      metrics["r2"] = gan_losses.r2_penalty(critic_of(fake_key), fake_packed)
       total = total + 0.5 * self.r2_gamma * metrics["r2"]
     return total, (new_stats, metrics)
 
   def generator_loss(self, g_params, g_stats, d_params, d_stats, z_BxZ: jax.Array,
-                     labels_B=None) -> tuple[jax.Array, Any]:
-    """G's loss against D in training mode (D's statistics discarded), fakes of `labels_B`; G's new statistics."""
+                     labels_B=None, aug_key: jax.Array | None = None) -> tuple[jax.Array, Any]:
+    """G's loss against D in training mode (D's statistics discarded), fakes of `labels_B` (augmented from
+    `aug_key` with DiffAugment); G's new statistics."""
     _, g_loss_fn = gan_losses.LOSSES[self.loss]
     fake, new_g_stats = self.generate(g_params, g_stats, z_BxZ, train=True, labels_B=labels_B)
-    fake_logits, _ = self.discriminate(d_params, d_stats, self.pack_examples(fake), train=True, labels_B=labels_B)
+    fake_logits, _ = self.discriminate(d_params, d_stats, self.d_input(fake, aug_key), train=True, labels_B=labels_B)
     return g_loss_fn(fake_logits), new_g_stats
 
   def discriminator_update(self, state: GANState, real: jax.Array, key: jax.Array,
@@ -308,7 +306,8 @@ class GAN:
     """
     new = update.apply_gradients(self.generator_loss, state.g_params, state.g_opt_state, self.g_optimizer,
                                  self.axis_name, state.g_stats, state.d_params, state.d_stats,
-                                 self.batch_latents(key, batch_size), labels_B)
+                                 self.batch_latents(key, batch_size), labels_B,
+                                 jax.random.fold_in(key, augment.AUGMENT))
     ema_params = self.ema(state.ema_params, new.params, state.step + 1)  # n: the G updates so far, this one included
     new_state = state.replace(step=state.step + 1, g_params=new.params, g_stats=new.aux, g_opt_state=new.opt_state,
                               ema_params=ema_params)

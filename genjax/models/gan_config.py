@@ -42,6 +42,8 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
                  f"model.pack: a projection discriminator scores one class per input, so a conditional GAN"
                  f" (model.num_classes {model.num_classes}) packs 1 example, got {model.pack}")
   if points:
+    checks.require(not config.gan.diffaugment, f"gan.diffaugment: transforms images, and dataset {dataset!r} has"
+                                               f" 2-D points; allowed: '', got {config.gan.diffaugment!r}")
     return
   penalised = [f"gan.{f}" for f in _PENALTIES if config.gan[f] > 0]
   if penalised:

@@ -1,0 +1,233 @@
+"""Augmentation (genjax.augment): the input pipeline's random transforms, DiffAugment in the GAN step, and the
+small-data subsets of mnist5k.
+
+The properties every family must keep under augmentation (1 and 8 devices augment the same examples the same
+way; a resumed run augments as an uninterrupted one) are checked in the conformance suite, whose device and
+resume runs augment their images (tests/conformance.py, AUGMENT).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genjax import augment, build
+from genjax.data import mnist5k
+from genjax.errors import UserError
+from tests.helpers import tiny_config
+from tests.test_gan import tiny_dcgan
+
+B = 6
+
+
+def digits(n=B):
+  return jnp.asarray(mnist5k.load_mnist5k("test")["image"][::50][:n])
+
+
+def keys(n=B, seed=0):
+  return jax.random.split(jax.random.key(seed), n)
+
+
+def test_the_identity_changes_nothing_bit_for_bit():
+  x = digits()
+  assert augment.augment_images(keys(), x, augment.Policy()) is x  # off: not even traced
+  identity = augment.transform_matrix(False, 0.0, 1.0, jnp.zeros(2), 28, 28)
+  out = augment.warp(x.astype(jnp.float32), jnp.broadcast_to(identity, (B, 2, 3)))
+  np.testing.assert_array_equal(out, x.astype(np.float32))
+
+
+def test_each_transform_is_the_exact_array_operation():
+  """A quarter turn is np.rot90 (counter-clockwise), a flip reverses the columns, a whole-pixel shift moves the
+  image and lets black in, a zoom by 2 reads the centre's pixels twice as far apart."""
+  x = jnp.asarray(np.random.default_rng(0).random((1, 6, 6, 2)), jnp.float32)
+
+  def warped(*args):
+    return np.asarray(augment.warp(x, augment.transform_matrix(*args, 6, 6)[None])[0])
+
+  np.testing.assert_allclose(warped(False, np.pi / 2, 1.0, jnp.zeros(2)), np.rot90(x[0]), atol=1e-6)
+  np.testing.assert_array_equal(warped(True, 0.0, 1.0, jnp.zeros(2)), x[0, :, ::-1])
+  shifted = np.zeros_like(x[0])
+  shifted[1:, 2:] = x[0, :-1, :-2]
+  np.testing.assert_array_equal(warped(False, 0.0, 1.0, jnp.array([1.0, 2.0])), shifted)
+  # Zoom 2 about the centre (2.5, 2.5): output pixel 3 reads input 2.75, between pixels 2 and 3.
+  np.testing.assert_allclose(warped(False, 0.0, 2.0, jnp.zeros(2))[3, 3], 0.25 * (
+      0.25 * x[0, 2, 2] + 0.75 * x[0, 2, 3]) + 0.75 * (0.25 * x[0, 3, 2] + 0.75 * x[0, 3, 3]), rtol=1e-5)
+
+
+def test_the_same_key_gives_the_same_transform_and_others_differ():
+  x = digits()
+  policy = augment.Policy(rotate=15.0, scale=0.1, translate=0.1)
+  a = augment.augment_images(keys(), x, policy)
+  np.testing.assert_array_equal(a, augment.augment_images(keys(), x, policy))
+  b = augment.augment_images(keys(seed=1), x, policy)
+  assert all(not np.array_equal(a[i], b[i]) for i in range(B))
+  assert a.dtype == np.uint8 and not np.array_equal(a, x)
+
+
+def test_the_drawn_parameters_fill_their_ranges():
+  """Angles uniform in +-rotate (the matrix's entries give them back), zooms in [1/(1+s), 1+s], shifts in
+  +-translate of the side, and about half the images flipped."""
+  policy = augment.Policy(flip=True, rotate=20.0, scale=0.25, translate=0.1)
+  m = np.asarray(augment.affine_matrices(keys(4000), policy, 28, 28))
+  det = np.linalg.det(m[:, :, :2])  # (flip: -1) / zoom**2
+  zoom = 1 / np.sqrt(np.abs(det))
+  assert abs(np.mean(det < 0) - 0.5) < 0.03
+  assert 1 / 1.25 - 1e-4 < zoom.min() < 1 / 1.25 + 0.01 and 1.25 - 0.02 < zoom.max() < 1.25 + 1e-4
+  np.testing.assert_allclose(np.mean(np.log(zoom)), 0.0, atol=0.01)  # zooming in as likely as out
+  angle = np.degrees(np.arctan2(m[:, 0, 1], m[:, 0, 0]))
+  assert 19.5 < np.abs(angle).max() <= 20.0 + 1e-4 and abs(np.mean(angle)) < 0.5
+
+
+def test_augment_batch_draws_by_global_index_so_a_slice_gets_the_whole_batchs_draws():
+  x = digits()
+  policy = augment.Policy(rotate=30.0, translate=0.2)
+  whole = augment.augment_batch({"image": x, "label": jnp.arange(B)}, jax.random.key(3), policy)
+  ks = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.fold_in(jax.random.key(3), augment.AUGMENT),
+                                                      jnp.arange(B))
+  np.testing.assert_array_equal(whole["image"][2:5], augment.augment_images(ks[2:5], x[2:5], policy))
+  np.testing.assert_array_equal(whole["label"], np.arange(B))
+
+
+def test_a_config_with_augmentation_builds_a_family_whose_step_sees_augmented_images():
+  config = tiny_config("dcgan_mnist5k", **{"dataset.augment_rotate": 20.0})
+  build.validate(config)
+  family = build.family(config)
+  assert isinstance(family, augment.Augmented) and family.policy == augment.Policy(rotate=20.0)
+  assert family.num_classes == 0 and family.scale is not None  # the family's own attributes
+  plain = build.family(tiny_config("dcgan_mnist5k"))
+  state = plain.init(jax.random.key(0))
+  batch = {"image": np.asarray(mnist5k.load_mnist5k("test")["image"][:16]), "label": np.zeros(16, np.int32)}
+  key = jax.random.key(5)
+  got, _ = jax.jit(family.train_step)(state, batch, key)
+  want, _ = jax.jit(plain.train_step)(state, augment.augment_batch(batch, key, family.policy), key)
+  unaugmented, _ = jax.jit(plain.train_step)(state, batch, key)
+  leaves = lambda s: jax.tree.leaves(s.d_params)
+  assert all(np.array_equal(a, b) for a, b in zip(leaves(got), leaves(want)))
+  assert not all(np.array_equal(a, b) for a, b in zip(leaves(got), leaves(unaugmented)))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("dataset.augment_rotate", 200.0, r"dataset.augment_rotate: must be in \[0, 180\], got 200.0"),
+    ("dataset.augment_translate", -0.1, "dataset.augment_translate: must be >= 0, got -0.1"),
+    ("dataset.train_examples", 5000, "dataset.train_examples: mnist5k has 4500 training digits"),
+    ("dataset.train_examples", 0, "dataset.train_examples: must be"),
+    ("gan.diffaugment", "color,zoom", "gan.diffaugment: '' or transforms joined by commas"),
+    ("gan.diffaugment", "cutout,cutout", "gan.diffaugment: '' or transforms joined by commas, each once"),
+])
+def test_bad_fields_are_refused_in_one_line(field, value, message):
+  with pytest.raises(UserError, match=message):
+    build.validate(tiny_config("dcgan_mnist5k", **{field: value}))
+
+
+def test_points_refuse_augmentation_and_subsets():
+  from tests.conformance import config_of
+  for field, value in (("dataset.augment_rotate", 10.0), ("dataset.train_examples", 100),
+                       ("gan.diffaugment", "color")):
+    with pytest.raises(UserError, match=f"{field}"):
+      build.validate(config_of("gan", "mlp", **{field: value}))
+
+
+def test_a_batch_larger_than_the_subset_is_refused():
+  with pytest.raises(UserError, match="batch_size: 16 exceeds the 10 examples of dataset.train_examples"):
+    build.validate(tiny_config("dcgan_mnist5k", **{"dataset.train_examples": 10}))
+
+
+# ------------------------------------------------------------------ DiffAugment
+
+
+def test_diffaugment_is_differentiable_and_its_gradient_is_the_finite_difference():
+  """For fixed keys every transform is affine in the images, so central differences are exact up to rounding:
+  the gradient of <w, T(x)> along a random direction equals them, for each transform alone and all together."""
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 3)), jnp.float32)
+  w = jnp.asarray(np.random.default_rng(1).normal(size=x.shape), jnp.float32)
+  v = jnp.asarray(np.random.default_rng(2).normal(size=x.shape), jnp.float32)
+  for policy in (("color",), ("translation",), ("cutout",), augment.DIFFAUGMENT):
+    f = lambda x: jnp.sum(w * augment.diffaugment(keys(4), x, policy))
+    grad = jax.grad(f)(x)
+    assert float(jnp.abs(grad).sum()) > 0, policy
+    eps = 0.5
+    numeric = (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
+    np.testing.assert_allclose(jnp.sum(grad * v), numeric, rtol=2e-4, atol=2e-3, err_msg=str(policy))
+
+
+def test_diffaugment_transforms_as_the_paper_says():
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (200, 8, 8, 3)), jnp.float32)
+  k = keys(200)
+  moved = augment.diffaugment(k, x, ("translation",))
+  # Each image is itself moved by at most one pixel (1/8 of 8), zeros coming in: some row or column of zeros
+  # on the side it moved away from, or no move.
+  for i in range(20):
+    found = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)
+             if np.array_equal(moved[i], _shift(x[i], dr, dc))]
+    assert found, i
+  cut = augment.diffaugment(k, x, ("cutout",))
+  zeros = np.asarray((cut == 0).all(axis=-1).sum(axis=(1, 2)))
+  assert zeros.max() == 16 and zeros.min() >= 4  # a 4x4 box, clipped at the edges to at least 2x2
+  colour = augment.diffaugment(k, x, ("color",))
+  assert not np.allclose(colour, x)
+  np.testing.assert_array_equal(augment.diffaugment(k, x, ()), x)
+
+
+def _shift(image, dr, dc):
+  """The image read at (row + dr, col + dc), zeros outside: the official translation's result."""
+  h, w, _ = image.shape
+  padded = np.pad(np.asarray(image), ((1, 1), (1, 1), (0, 0)))
+  return padded[1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
+
+
+def test_the_gan_step_with_diffaugment_scores_augmented_images_and_r1_differentiates_through_them():
+  gan = tiny_dcgan(diffaugment="cutout", d_norm="none", r1_gamma=1.0)
+  plain = tiny_dcgan(d_norm="none", r1_gamma=1.0)
+  state = plain.init(jax.random.key(0))
+  real = gan.scale(np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8))
+  fake = real[::-1]
+  key = jax.random.key(1)
+  total, (_, metrics) = gan.discriminator_loss(state.d_params, state.d_stats, real, fake, key)
+  real_key, fake_key = (jax.random.fold_in(jax.random.fold_in(key, augment.AUGMENT), i) for i in (0, 1))
+  cut_real, cut_fake = gan.d_input(real, real_key), gan.d_input(fake, fake_key)
+  assert 0.1 < float((cut_real == 0).mean()) <= 0.25  # a quarter of each image, less at the edges
+  want, (_, plain_metrics) = plain.discriminator_loss(state.d_params, state.d_stats, cut_real, cut_fake, key)
+  np.testing.assert_allclose(metrics["d_loss"], plain_metrics["d_loss"], rtol=1e-6)
+  # R1 through the cutout: the gradient with respect to the images before it is zero inside the box.
+  critic = lambda x: gan.discriminate(state.d_params, state.d_stats, gan.d_input(x, real_key), train=False)[0]
+  grads = jax.grad(lambda x: critic(x).sum())(real)
+  assert float(jnp.abs(jnp.where(cut_real == 0, grads, 0)).max()) == 0.0
+  np.testing.assert_allclose(metrics["r1"], jnp.mean(jnp.sum(grads**2, axis=(1, 2, 3))), rtol=1e-5)
+  assert not np.isclose(metrics["r1"], plain_metrics["r1"])
+  new, step_metrics = jax.jit(gan.train_step)(state, {"image": np.zeros((8, 28, 28, 1), np.uint8)}, key)
+  assert np.isfinite(float(step_metrics["loss"])) and int(new.step) == 1
+
+
+def test_unpack_inverts_pack():
+  gan = tiny_dcgan(pack=2)
+  x = jnp.arange(4 * 3 * 3 * 2.0).reshape(4, 3, 3, 2)
+  np.testing.assert_array_equal(gan.unpack_examples(gan.pack_examples(x)), x)
+
+
+# ------------------------------------------------------------------ small data
+
+
+def test_the_subsets_are_class_balanced_nested_and_the_same_for_every_seed():
+  images, labels = mnist5k.train_subset(450)
+  assert np.bincount(labels, minlength=10).tolist() == [45] * 10
+  small_images, small_labels = mnist5k.train_subset(100)
+  assert np.bincount(small_labels, minlength=10).tolist() == [10] * 10
+  as_rows = lambda a: {r.tobytes() for r in a.reshape(len(a), -1)}
+  assert as_rows(small_images) <= as_rows(images)  # the 100 are among the 450
+  whole_images, _ = mnist5k.train_subset(None)
+  assert len(whole_images) == 4500 and as_rows(images) <= as_rows(whole_images)
+  from genjax import data
+  seen = [np.concatenate([next(it)["label"] for _ in range(10)]) for it in (
+      data.train_iterator("mnist5k", batch_size=50, seed=s, train_examples=100) for s in (0, 1))]
+  assert not np.array_equal(*seen)  # the seed orders ...
+  assert all(np.bincount(s, minlength=10).tolist() == [50] * 10 for s in seen)  # ... the same 100 digits
+
+
+def test_a_run_trains_on_its_subset_only():
+  from genjax import data
+  images, _ = mnist5k.train_subset(100)
+  subset = {r.tobytes() for r in images.reshape(100, -1)}
+  it = data.train_iterator("mnist5k", batch_size=64, seed=0, train_examples=100)
+  for _ in range(5):
+    batch = next(it)["image"]
+    assert {r.tobytes() for r in batch.reshape(len(batch), -1)} <= subset
