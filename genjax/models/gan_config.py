@@ -22,6 +22,9 @@ NETS = {
                              most=checks.MAX_WIDTH),
     "d_norm": options.choice("batch", dcgan_nets.D_NORMS, "dcgan: D's normalisation, 'batch', 'layer' or 'none'"
                              " (penalties need 'layer'/'none')"),
+    # Runs before it existed had none.
+    "d_spectral_norm": options.flag(False, "spectral normalisation of every weight of D (Miyato et al. 2018), its"
+                                    " power iteration's state in D's statistics", added=(3, False)),
     "g_hidden": options.counts((128, 128, 128), "mlp: widths of G's hidden layers", most=checks.MAX_WIDTH),
     "d_hidden": options.counts((128, 128, 128), "mlp: widths of D's hidden layers", most=checks.MAX_WIDTH),
     "g_batchnorm": options.flag(False, "mlp: BatchNorm after each of G's hidden layers"),
@@ -67,12 +70,13 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
   if model.arch == "mlp":
     generator = mlp_gan.MLPGenerator(example_shape[0], tuple(model.g_hidden), model.g_batchnorm, axis_name,
                                      num_classes=classes)
-    discriminator = mlp_gan.MLPDiscriminator(tuple(model.d_hidden), num_classes=classes)
+    discriminator = mlp_gan.MLPDiscriminator(tuple(model.d_hidden), num_classes=classes,
+                                             spectral_norm=model.d_spectral_norm)
   else:
     generator = dcgan_nets.DCGANGenerator(example_shape, model.g_width, axis_name, config.conv_impl,
                                           num_classes=classes)
     discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm, axis_name, config.conv_impl,
-                                                  num_classes=classes)
+                                                  num_classes=classes, spectral_norm=model.d_spectral_norm)
   return GAN(
       generator=generator, discriminator=discriminator, g_optimizer=optimizer_for(optim.learning_rate),
       d_optimizer=optimizer_for(optim.d_learning_rate or optim.learning_rate), data_shape=example_shape,
@@ -86,5 +90,10 @@ family.register(family.FamilySpec(
     smoke={"dcgan": {"model.arch": "dcgan", "model.g_width": 4, "model.d_width": 4, "model.latent_dim": 8},
            "dcgan_class": {"dataset.name": "mnist5k", "model.arch": "dcgan", "model.g_width": 4, "model.d_width": 4,
                            "model.latent_dim": 8, "model.num_classes": 10},
+           # Issue 28's D: spectral norm and DiffAugment with R1 through the transforms.
+           "dcgan_diffaugment_sn": {"dataset.name": "mnist5k", "model.arch": "dcgan", "model.g_width": 4,
+                                    "model.d_width": 4, "model.latent_dim": 8, "model.d_norm": "none",
+                                    "model.d_spectral_norm": True, "gan.diffaugment": "color,translation,cutout",
+                                    "gan.r1_gamma": 1.0},
            "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.latent_dim": 2, "model.g_hidden": (16, 16),
                    "model.d_hidden": (16, 16)}}))

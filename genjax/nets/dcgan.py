@@ -65,6 +65,16 @@ def check_labels(num_classes: int, labels_B) -> None:
     raise ValueError(f"labels_B: a class-conditional net ({num_classes} classes) needs the class of every example")
 
 
+def apply_layer(layer: nn.Module, x: jax.Array, train: bool, spectral_norm: bool) -> jax.Array:
+  """layer(x); with `spectral_norm`, with every weight matrix of the layer divided by its largest singular value
+  (Miyato et al. 2018; flax's SpectralNorm: one power iteration per call, a conv kernel as a matrix of
+  [kh * kw * in, out], its vector u and estimate sigma in 'batch_stats', updated when `train`). Called from a
+  net's compact method."""
+  if not spectral_norm:
+    return layer(x)
+  return nn.SpectralNorm(layer)(x, update_stats=train)
+
+
 class ClassBatchNorm(nn.Module):
   """BatchNorm whose scale and offset are those of each example's class (BigGAN's class-conditional BatchNorm,
   with one learned row per class): statistics shared by every class, then x_hat * scale[y] + bias[y], the rows
@@ -147,6 +157,9 @@ class DCGANDiscriminator(nn.Module):
       the class's row is the same at every position), and `labels_B` is required. 0 leaves an unconditional
       D's parameters. A row per position and channel instead (the flattened map, 6,272 numbers a class on the
       digits) let D separate the classes so fast that G's output collapsed to grey within 200 steps.
+    spectral_norm: every weight of D (the convolutions, the projection) divided by its largest singular value
+      (Miyato et al. 2018), estimated by one power iteration per call; the iteration's vector u and the estimate
+      sigma are D's 'batch_stats', updated in training mode only.
   """
 
   width: int = 64
@@ -154,6 +167,10 @@ class DCGANDiscriminator(nn.Module):
   axis_name: str | None = None
   conv_impl: str = "auto"
   num_classes: int = 0
+  spectral_norm: bool = False
+
+  def _layer(self, layer: nn.Module, x, train: bool):
+    return apply_layer(layer, x, train, self.spectral_norm)
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool = True, labels_B: jax.Array | None = None) -> jax.Array:
@@ -163,18 +180,19 @@ class DCGANDiscriminator(nn.Module):
     n = num_stride2_layers(x_BxHxWxC.shape[1])
     h = x_BxHxWxC
     for i in range(n):
-      h = layers.Conv(self.width * 2**i, (4, 4), strides=(2, 2), padding=_CONV_PAD, use_bias=False,
-                      kernel_init=conv_init, impl=self.conv_impl)(h)
+      h = self._layer(layers.Conv(self.width * 2**i, (4, 4), strides=(2, 2), padding=_CONV_PAD, use_bias=False,
+                                  kernel_init=conv_init, impl=self.conv_impl), h, train)
       if i > 0 and self.norm == "batch":  # no normalisation on the input layer
         h = batch_norm(train, self.axis_name)(h)
       elif i > 0 and self.norm == "layer":
         h = nn.LayerNorm(epsilon=BN_EPSILON, reduction_axes=(-3, -2, -1))(h)
       h = nn.leaky_relu(h, 0.2)
     base = h.shape[1]
-    logits = layers.Conv(1, (base, base), padding="VALID", use_bias=False, kernel_init=conv_init,
-                         impl=self.conv_impl)(h).reshape(x_BxHxWxC.shape[0])
+    logits = self._layer(layers.Conv(1, (base, base), padding="VALID", use_bias=False, kernel_init=conv_init,
+                                     impl=self.conv_impl), h, train).reshape(x_BxHxWxC.shape[0])
     if self.num_classes:
       phi_BxC = jnp.sum(h, axis=(1, 2))  # global sum pooling, as the paper's phi
-      embed_BxC = nn.Embed(self.num_classes, phi_BxC.shape[-1], embedding_init=conv_init, name="projection")(labels_B)
+      embed_BxC = self._layer(nn.Embed(self.num_classes, phi_BxC.shape[-1], embedding_init=conv_init,
+                                       name="projection"), labels_B, train)
       logits = logits + jnp.sum(embed_BxC * phi_BxC, axis=-1)
     return logits

@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax.nets.dcgan import BN_MOMENTUM, batch_norm, check_labels, conv_init
+from genjax.nets.dcgan import BN_MOMENTUM, apply_layer, batch_norm, check_labels, conv_init
 
 
 class MLPGenerator(nn.Module):
@@ -60,28 +60,31 @@ class MLPDiscriminator(nn.Module):
   """x_BxD -> logits_B; LeakyReLU(0.2) hidden layers, no normalisation.
 
   Without BatchNorm every example is scored independently, so the gradient
-  penalties (WGAN-GP, R1, R2) are exact. `train` is accepted for the GAN
-  family's uniform calls and changes nothing.
+  penalties (WGAN-GP, R1, R2) are exact. `train` changes nothing but the
+  spectral norm's power iteration state, where there is one.
 
   Attributes:
     hidden: widths of the hidden layers.
     num_classes: 0, or the classes of a projection discriminator (Miyato & Koyama 2018): with phi(x) the last
       hidden layer and psi the output layer, the logit is psi(phi(x)) + <embed(y), phi(x)>; `labels_B` required.
+    spectral_norm: every weight matrix divided by its largest singular value (genjax.nets.dcgan.apply_layer);
+      `train` then updates the power iteration's state.
   """
 
   hidden: Sequence[int] = (256, 256, 256)
   num_classes: int = 0
+  spectral_norm: bool = False
 
   @nn.compact
   def __call__(self, x_BxD: jax.Array, train: bool = True, labels_B: jax.Array | None = None) -> jax.Array:
-    del train
     check_labels(self.num_classes, labels_B)
     h = x_BxD.reshape(x_BxD.shape[0], -1)
     for width in self.hidden:
-      h = nn.leaky_relu(nn.Dense(width)(h), 0.2)
-    logits_B = nn.Dense(1)(h).reshape(x_BxD.shape[0])
+      h = nn.leaky_relu(apply_layer(nn.Dense(width), h, train, self.spectral_norm), 0.2)
+    logits_B = apply_layer(nn.Dense(1), h, train, self.spectral_norm).reshape(x_BxD.shape[0])
     if self.num_classes:
       # N(0, 0.02) as the DCGAN's projection: the class term starts small beside psi's.
-      embed_BxH = nn.Embed(self.num_classes, h.shape[-1], embedding_init=conv_init, name="projection")(labels_B)
+      embed_BxH = apply_layer(nn.Embed(self.num_classes, h.shape[-1], embedding_init=conv_init, name="projection"),
+                              labels_B, train, self.spectral_norm)
       logits_B = logits_B + jnp.sum(embed_BxH * h, axis=-1)
     return logits_B
