@@ -23,12 +23,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from genjax import parallel
+from genjax import config_checks as checks
+from genjax import options, parallel
 from genjax import random as grandom
 
 # The step key folded with this gives the augmentation's key: apart from a family's example keys
 # fold_in(step_key, i), i < 2**31 - 2, and from its split keys.
 AUGMENT = 2**31 - 2
+
+
+ADDED = 3  # the config version that added augmentation: runs before had none (and all their data)
 
 
 # ------------------------------------------------------------------ the input pipeline's augmentation
@@ -66,6 +70,29 @@ class Policy:
     return bool(self.flip or self.rotate or self.scale or self.translate)
 
 
+def _number(most: float, comment: str) -> options.Option:
+  """A float in [0, most], 0 by default (and in runs before it existed)."""
+
+  def check(config, field):
+    value = checks.number(config, field, ">= 0")
+    checks.require(value <= most, f"{field}: must be in [0, {most:g}], got {value!r}")
+
+  return options.Option(0.0, comment, check, added=(ADDED, 0.0))
+
+
+def policy_options() -> options.Group:
+  """The dataset block's `augment_*` fields, which build a `Policy`."""
+  return options.Group({
+      "flip": options.flag(False, "mirror each training image left-right with probability 1/2 (not for digits)",
+                           added=(ADDED, False)),
+      "rotate": _number(180.0, "largest rotation of a training image, in degrees (uniform in +-rotate); 0: none"),
+      "scale": _number(1.0, "largest zoom of a training image: a factor exp(u), u uniform in +-log(1 + scale);"
+                       " 0: none"),
+      "translate": _number(0.5, "largest shift of a training image, a fraction of its side per axis (uniform in"
+                           " +-translate); 0: none"),
+  }, Policy)
+
+
 def transform_matrix(flip: jax.Array, angle: jax.Array, zoom: jax.Array, shift: jax.Array, height: int,
                      width: int) -> jax.Array:
   """The [2, 3] matrix A whose output pixel (row, col) reads the input at A @ (row, col, 1): the image mirrored
@@ -95,9 +122,11 @@ def affine_matrices(keys_B: jax.Array, policy: Policy, height: int, width: int) 
   return jax.vmap(one)(keys_B)
 
 
-def warp(images_BxHxWxC: jax.Array, matrices_Bx2x3: jax.Array, fill: float = 0.0) -> jax.Array:
+def warp(images_BxHxWxC: jax.Array, matrices_Bx2x3: jax.Array, fill: float = 0.0,
+         mode: str = "constant") -> jax.Array:
   """Bilinear resampling of each image at its matrix's coordinates (`affine_matrices`); points outside the
-  image read `fill`. Differentiable in the images; the identity matrix returns them exactly."""
+  image read `fill` (mode 'constant') or the image mirrored at its border ('mirror', ADA's padding).
+  Differentiable in the images; the identity matrix returns them exactly."""
   _, height, width, _ = images_BxHxWxC.shape
   rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32),
                             indexing="ij")
@@ -105,7 +134,7 @@ def warp(images_BxHxWxC: jax.Array, matrices_Bx2x3: jax.Array, fill: float = 0.0
 
   def one(image_HxWxC, matrix):
     coords = matrix @ grid_3xP  # [2, P]
-    sample = lambda channel: jax.scipy.ndimage.map_coordinates(channel, list(coords), order=1, mode="constant",
+    sample = lambda channel: jax.scipy.ndimage.map_coordinates(channel, list(coords), order=1, mode=mode,
                                                                cval=fill)
     return jax.vmap(sample, in_axes=2, out_axes=1)(image_HxWxC).reshape(height, width, -1)
 
@@ -209,6 +238,15 @@ def policy_error(field: str, value) -> str:
   return f"{field}: '' or transforms joined by commas, each once, of {', '.join(DIFFAUGMENT)}; got {value!r}"
 
 
+def diffaugment_option() -> options.Option:
+  """The GAN's `gan.diffaugment` field."""
+  return options.Option(
+      "", "DiffAugment (Zhao et al. 2020) of reals and fakes before D, in D's and G's updates: '' (none) or"
+      " transforms joined by commas, of 'color', 'translation', 'cutout' (the paper's 'color,translation,cutout')",
+      lambda c, f: checks.require(is_policy(checks.get(c, f)), policy_error(f, checks.get(c, f))),
+      added=(ADDED, ""))
+
+
 def diffaugment(keys_B: jax.Array, x_BxHxWxC: jax.Array, policy: tuple[str, ...]) -> jax.Array:
   """DiffAugment's transforms named in `policy` (of `DIFFAUGMENT`), image b drawing from keys_B[b], on images
   in the model's range ([-1, 1]); differentiable in the images. As the official implementation: brightness
@@ -227,3 +265,117 @@ def diffaugment(keys_B: jax.Array, x_BxHxWxC: jax.Array, policy: tuple[str, ...]
     return x
 
   return jax.vmap(one)(keys_B, x_BxHxWxC)
+
+
+# ------------------------------------------------------------------ ADA (Karras et al. 2020)
+
+
+def _sampling_matrix(forward_2x2: jax.Array, shift: jax.Array, height: int, width: int) -> jax.Array:
+  """The [2, 3] matrix whose output pixel reads the input at the inverse of `forward_2x2` (about the centre) then
+  `shift` (pixels): `transform_matrix`'s form for any invertible linear map."""
+  inverse = jnp.linalg.inv(forward_2x2)
+  centre = jnp.array([(height - 1) / 2, (width - 1) / 2], jnp.float32)
+  return jnp.concatenate([inverse, (centre - inverse @ (centre + shift))[:, None]], axis=1)
+
+
+def _rotation(angle):
+  cos, sin = jnp.cos(angle), jnp.sin(angle)
+  return jnp.array([[cos, sin], [-sin, cos]])
+
+
+def ada_augment(keys_B: jax.Array, x_BxHxWxC: jax.Array, p: jax.Array) -> jax.Array:
+  """StyleGAN2-ADA's 'bgc' pipeline for images in [-1, 1], image b drawing from keys_B[b]: each transform applied
+  with probability p (the two rotations with 1 - sqrt(1 - p), so that some rotation happens with probability p),
+  with the paper's strengths: a left-right flip, quarter turns, a whole-pixel shift of up to 1/8 of the side, an
+  isotropic zoom 2^N(0, 0.2^2), a rotation uniform in a full turn, an anisotropic zoom 2^N(0, 0.2^2) between the
+  rotations, a fractional shift N(0, (1/8)^2) of the side; one bilinear resampling with mirrored borders; then
+  brightness + N(0, 0.2^2), contrast x 2^N(0, 0.5^2) and a luma flip (x -> -x) for one channel (hue and
+  saturation need colour). Differentiable in the images; p is an array, so changing it never recompiles."""
+  _, height, width, channels = x_BxHxWxC.shape
+  size = jnp.array([height, width], jnp.float32)
+  p = jnp.clip(jnp.asarray(p, jnp.float32), 0.0, 1.0)
+  p_rotate = 1.0 - jnp.sqrt(1.0 - p)
+
+  def one(key, x):
+    k = jax.random.split(key, 20)
+    on = lambda i, q=p: jax.random.uniform(k[i]) < q
+    normal = lambda i, shape=(): jax.random.normal(k[i], shape)
+    flip = jnp.where(on(0) & jax.random.bernoulli(k[1]), -1.0, 1.0)
+    quarter = jnp.where(on(2), jax.random.randint(k[3], (), 0, 4), 0) * (jnp.pi / 2)
+    shift = jnp.where(on(4), jnp.round(jax.random.uniform(k[5], (2,), minval=-0.125, maxval=0.125) * size), 0.0)
+    zoom = jnp.where(on(6), 2.0 ** (0.2 * normal(7)), 1.0)
+    pre = jnp.where(on(8, p_rotate), jax.random.uniform(k[9], minval=-jnp.pi, maxval=jnp.pi), 0.0)
+    aniso = jnp.where(on(10), 2.0 ** (0.2 * normal(11)), 1.0)
+    post = jnp.where(on(12, p_rotate), jax.random.uniform(k[13], minval=-jnp.pi, maxval=jnp.pi), 0.0)
+    shift = shift + jnp.where(on(14), 0.125 * normal(15, (2,)) * size, 0.0)
+    forward = (_rotation(post) @ jnp.diag(jnp.stack([aniso, 1.0 / aniso])) @ _rotation(pre) * zoom
+               @ _rotation(quarter) @ jnp.diag(jnp.stack([1.0, flip])))
+    matrix = _sampling_matrix(forward, shift, height, width)
+    x = warp(x[None], matrix[None], mode="mirror")[0]
+    x = x + jnp.where(on(16), 0.2 * normal(17), 0.0)
+    x = x * jnp.where(on(18), 2.0 ** (0.5 * normal(19)), 1.0)
+    if channels == 1:
+      x = x * jnp.where(jax.random.uniform(jax.random.fold_in(key, 1)) < p,
+                        jnp.where(jax.random.bernoulli(jax.random.fold_in(key, 2)), -1.0, 1.0), 1.0)
+    return x
+
+  return jax.vmap(one)(keys_B, x_BxHxWxC)
+
+
+def ada_adjust(p: jax.Array, sign_mean: jax.Array, target: float, images_per_adjustment: int,
+               kimg: float) -> jax.Array:
+  """ADA's update of p after an interval whose D outputs on reals had mean sign r_t = `sign_mean`: up by
+  images_per_adjustment / (kimg * 1000) when r_t > target (D is overfitting: too sure of the reals), down by
+  as much otherwise, kept in [0, 1]; p can go from 0 to 1 in `kimg` thousand images."""
+  step = images_per_adjustment / (kimg * 1000.0)
+  return jnp.clip(p + jnp.sign(sign_mean - target) * step, 0.0, 1.0)
+
+
+def ada_options() -> options.Group:
+  """The GAN's `gan.ada_*` fields, which build an `ADA`."""
+  return options.Group({
+      "target": options.number(0.0, "ADA (Karras et al. 2020): the mean sign of D on reals that p is steered to"
+                               " (the paper's 0.6); 0: no ADA", "[0, 1)", added=(ADDED, 0.0)),
+      "kimg": options.number(500.0, "ADA: thousands of images over which p can go from 0 to 1", "> 0",
+                             added=(ADDED, 500.0)),
+      "interval": options.count(4, "ADA: steps between adjustments of p", most=10000, added=(ADDED, 4)),
+  }, ADA)
+
+
+@dataclasses.dataclass(frozen=True)
+class ADA:
+  """Adaptive discriminator augmentation (Karras et al. 2020): `ada_augment` of everything D sees at probability
+  p, p adjusted every `interval` steps by the sign of D's outputs on reals (`ada_adjust`). target 0: off.
+
+  Its state ({'p', 'sign_sum', 'count'}: p, and the sum and number of the per-step mean signs since the last
+  adjustment) is part of the model's, so it is checkpointed and a resume goes on with the same p.
+  """
+
+  target: float = 0.0
+  kimg: float = 500.0
+  interval: int = 4
+
+  def __post_init__(self):
+    if not 0.0 <= self.target < 1.0 or not self.kimg > 0 or self.interval < 1:
+      raise ValueError(f"ada: target in [0, 1), kimg > 0 and interval >= 1, got {self.target}, {self.kimg},"
+                       f" {self.interval}")
+
+  @property
+  def enabled(self) -> bool:
+    return self.target > 0
+
+  def init(self) -> dict | None:
+    if not self.enabled:
+      return None
+    return {"p": jnp.zeros((), jnp.float32), "sign_sum": jnp.zeros((), jnp.float32),
+            "count": jnp.zeros((), jnp.int32)}
+
+  def update(self, state: dict, sign_mean: jax.Array, local_batch: int, axis_name: str | None = None) -> dict:
+    """The state after a step whose D outputs on the global real batch had mean sign `sign_mean` (of
+    `local_batch` examples on each device of pmap's `axis_name`)."""
+    batch_size = local_batch * (1 if axis_name is None else jax.lax.axis_size(axis_name))
+    sign_sum, count = state["sign_sum"] + sign_mean, state["count"] + 1
+    due = count >= self.interval
+    p = jnp.where(due, ada_adjust(state["p"], sign_sum / count, self.target, batch_size * self.interval, self.kimg),
+                  state["p"])
+    return {"p": p, "sign_sum": jnp.where(due, 0.0, sign_sum), "count": jnp.where(due, 0, count)}

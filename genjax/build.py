@@ -55,30 +55,8 @@ def _optional_count(config, field: str) -> None:
 
 
 _V1 = 1  # the version that introduced config versions: fields added before it (runs before had these values)
-_V3 = 3  # the small-data version: its fields' runs before had all the data, unaugmented
-
-
-def _augment_number(most: float, comment: str) -> options.Option:
-  """A float in [0, most], 0 by default (and in runs before it existed)."""
-
-  def check(config, field):
-    value = checks.number(config, field, ">= 0")
-    checks.require(value <= most, f"{field}: must be in [0, {most:g}], got {value!r}")
-
-  return options.Option(0.0, comment, check, added=(_V3, 0.0))
-
-
 # The input pipeline's augmentation (genjax.augment.Policy), the dataset block's `augment_*` fields.
-AUGMENT = options.Group({
-    "flip": options.flag(False, "mirror each training image left-right with probability 1/2 (not for digits)",
-                         added=(_V3, False)),
-    "rotate": _augment_number(180.0, "largest rotation of a training image, in degrees (uniform in"
-                              " +-rotate); 0: none"),
-    "scale": _augment_number(1.0, "largest zoom of a training image: a factor exp(u), u uniform in"
-                             " +-log(1 + scale); 0: none"),
-    "translate": _augment_number(0.5, "largest shift of a training image, a fraction of its side per axis"
-                                 " (uniform in +-translate); 0: none"),
-}, augment.Policy)
+AUGMENT = augment.policy_options()
 
 # The fields every config has, declared once: configs/base.py holds them (with a family's blocks after
 # 'dataset'), `validate` checks them, and a resume keeps every one not marked free. Free: where and how the
@@ -101,7 +79,7 @@ SHARED: dict[str, options.Block] = {
         "train_examples": options.Option(
             None, "train on this many examples of the train split, the same ones for every seed (mnist5k: as"
             " many of each class, the first of a fixed shuffle; TFDS: the split's first); None: all of them",
-            lambda c, f: _optional_count(c, f), kind=int, added=(_V3, None)),
+            lambda c, f: _optional_count(c, f), kind=int, added=(augment.ADDED, None)),
         "augment": AUGMENT,
     },
     "optim": {

@@ -231,3 +231,56 @@ def test_a_run_trains_on_its_subset_only():
   for _ in range(5):
     batch = next(it)["image"]
     assert {r.tobytes() for r in batch.reshape(len(batch), -1)} <= subset
+
+
+# ------------------------------------------------------------------ ADA
+
+
+def test_ada_p_rises_while_d_overfits_and_falls_when_it_does_not_on_a_scripted_sequence():
+  """ADA's rule on scripted D outputs: every 4 steps, p moves by 4 x 64 / (kimg x 1000) towards more
+  augmentation when the mean sign of D on reals exceeds the target 0.6, and back when it does not; it stays in
+  [0, 1] and moves only at the end of an interval, by the mean over the interval."""
+  ada = augment.ADA(target=0.6, kimg=1.0, interval=4)  # 0.256 a step: a few intervals reach both ends
+  state, ps = ada.init(), []
+  signs = [1.0] * 16 + [0.2] * 20 + [0.9, 0.9, 0.1, 0.1] + [0.9, 0.9, 0.9, 0.1]
+  for sign in signs:
+    state = ada.update(state, jnp.float32(sign), 64)
+    ps.append(float(state["p"]))
+  want = ([0, 0, 0, .256] + [.256] * 3 + [.512] + [.512] * 3 + [.768] + [.768] * 3 + [1.0]  # up, clipped at 1
+          + [1, 1, 1, .744] + [.744] * 3 + [.488] + [.488] * 3 + [.232] + [.232] * 3 + [0] + [0] * 4  # down to 0
+          + [0] * 4  # mean sign 0.5 < 0.6: down, held at 0
+          + [0, 0, 0, .256])  # mean 0.7 > 0.6: up, at the interval's 4th step only
+  np.testing.assert_allclose(ps, want, rtol=1e-5, atol=1e-6)
+  assert augment.ADA().init() is None and not augment.ADA().enabled
+
+
+def test_ada_augment_at_p_0_is_the_identity_and_is_differentiable_at_any_p():
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)), jnp.float32)
+  np.testing.assert_array_equal(augment.ada_augment(keys(4), x, 0.0), x)
+  moved = augment.ada_augment(keys(4), x, 1.0)
+  assert all(not np.allclose(moved[i], x[i]) for i in range(4))
+  w = jnp.asarray(np.random.default_rng(1).normal(size=x.shape), jnp.float32)
+  v = jnp.asarray(np.random.default_rng(2).normal(size=x.shape), jnp.float32)
+  f = lambda x: jnp.sum(w * augment.ada_augment(keys(4), x, 0.8))
+  grad = jax.grad(f)(x)
+  numeric = (f(x + 0.5 * v) - f(x - 0.5 * v)) / 1.0  # affine in x for fixed keys: exact up to rounding
+  np.testing.assert_allclose(jnp.sum(grad * v), numeric, rtol=2e-4, atol=2e-3)
+
+
+def test_the_gan_step_keeps_adas_state_and_reports_p():
+  config = tiny_config("dcgan_mnist5k", **{"gan.ada_target": 0.6, "gan.ada_interval": 2, "gan.ada_kimg": 0.1})
+  build.validate(config)
+  family = build.family(config)
+  state = family.init(jax.random.key(0))
+  batch = {"image": np.asarray(mnist5k.load_mnist5k("test")["image"][:16]), "label": np.zeros(16, np.int32)}
+  step = jax.jit(family.train_step)
+  seen = []
+  for s in range(4):
+    state, metrics = step(state, batch, jax.random.key(s))
+    seen.append((float(metrics["ada_p"]), float(metrics["d_real_sign"])))
+  assert seen[0][0] == 0.0 and int(state.ada["count"]) == 0
+  want = float(augment.ada_adjust(jnp.float32(0.0), (seen[0][1] + seen[1][1]) / 2, 0.6, 32, 0.1))
+  np.testing.assert_allclose(seen[1][0], want, rtol=1e-6)
+  assert build.family(tiny_config("dcgan_mnist5k")).init(jax.random.key(0)).ada is None
+  with pytest.raises(UserError, match="gan.ada_target: one augmentation of what D sees"):
+    build.validate(tiny_config("dcgan_mnist5k", **{"gan.ada_target": 0.6, "gan.diffaugment": "color"}))

@@ -1,6 +1,7 @@
-"""Class-conditional DCGAN nets (issue 27's first part): the projection discriminator's logit is exactly
-psi(phi(x)) + <embed(y), phi(x)>, and class-conditional BatchNorm is the unconditional one where every class
-has its scale and offset, and reads only the example's own class's."""
+"""Class-conditional DCGAN nets (issue 27): the projection discriminator's logit is exactly
+psi(h) + <embed(y), phi> of its last feature map h (phi: h summed over positions), D reads the class's one-hot
+maps beside the image, and G's class-conditional BatchNorm (BigGAN's: scale and offset linear in a shared class
+embedding) is the unconditional one where those maps are zero, and reads only the example's own class."""
 
 import jax
 import jax.numpy as jnp
@@ -37,10 +38,13 @@ def test_the_projection_discriminator_is_psi_of_phi_plus_the_class_embedding_dot
   want = h.reshape(4, -1) @ psi + jnp.sum(embed[LABELS] * phi, axis=-1)
   np.testing.assert_allclose(np.asarray(logits), np.asarray(want), rtol=1e-4, atol=1e-4)
   assert np.std(np.asarray(jnp.sum(embed[LABELS] * phi, axis=-1))) > 0.1  # the projection term matters
-  # Without its projection, it is the unconditional D with the same weights.
+  # Without its projection, it is the unconditional D with the same weights, of the image beside the class's
+  # one-hot maps.
   plain = DCGANDiscriminator(width=4)
   rest = {k: v for k, v in variables["params"].items() if k != "projection"}
-  np.testing.assert_allclose(np.asarray(plain.apply({**variables, "params": rest}, x, train=False)),
+  maps = jnp.broadcast_to(jax.nn.one_hot(LABELS, 3)[:, None, None], (4, 28, 28, 3))
+  np.testing.assert_allclose(np.asarray(plain.apply({**variables, "params": rest}, jnp.concatenate([x, maps], -1),
+                                                    train=False)),
                              np.asarray(h.reshape(4, -1) @ psi), rtol=1e-4, atol=1e-4)
 
 
@@ -52,27 +56,42 @@ def _generator_variables(num_classes):
 
 
 @pytest.mark.parametrize("train", [False, True])
-def test_class_batch_norm_with_every_class_alike_is_the_unconditional_batch_norm(train):
+def test_class_batch_norm_with_zero_maps_is_the_unconditional_batch_norm_and_the_code_sits_beside_z(train):
+  """With every W_s, W_b zero and the one-hot's rows of the first layer zero, the conditional G is the
+  unconditional one whose BatchNorms have scale 1 and offset 0."""
   plain, z, variables = _generator_variables(0)
   conditional = DCGANGenerator(image_shape=(28, 28, 1), width=4, num_classes=3)
   params = {k: v for k, v in variables["params"].items() if not k.startswith("BatchNorm_")}
+  kernel = params["ConvTranspose_0"]["kernel"]  # [7, 7, Z, C]: the one-hot's 3 rows after z's
+  params["ConvTranspose_0"] = {"kernel": jnp.concatenate([kernel, jnp.zeros((*kernel.shape[:2], 3, kernel.shape[3]))],
+                                                         axis=2)}
+  params["class_embedding"] = {"embedding": jax.random.normal(jax.random.key(4), (3, 128))}
+  plain_params = dict(variables["params"])
   stats = {}
   for i in range(2):
     bn = variables["params"][f"BatchNorm_{i}"]
-    params[f"ClassBatchNorm_{i}"] = {"scale": {"embedding": jnp.tile(bn["scale"], (3, 1))},
-                                     "bias": {"embedding": jnp.tile(bn["bias"], (3, 1))}}
+    plain_params[f"BatchNorm_{i}"] = {"scale": jnp.ones_like(bn["scale"]), "bias": jnp.zeros_like(bn["bias"])}
+    zeros = jnp.zeros((128, bn["scale"].shape[0]))
+    params[f"ClassBatchNorm_{i}"] = {"scale": {"kernel": zeros}, "bias": {"kernel": zeros}}
     stats[f"ClassBatchNorm_{i}"] = {"BatchNorm_0": variables["batch_stats"][f"BatchNorm_{i}"]}
-  want = plain.apply(variables, z, train=train, mutable=["batch_stats"])[0]
+  want = plain.apply({**variables, "params": plain_params}, z, train=train, mutable=["batch_stats"])[0]
   got = conditional.apply({"params": params, "batch_stats": stats}, z, train=train, labels_B=LABELS,
                           mutable=["batch_stats"])[0]
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
 
 
-def test_an_example_reads_only_its_own_class_scale_and_offset():
+@pytest.mark.parametrize("where", ["class_embedding", "one_hot"])
+def test_an_example_reads_only_its_own_class(where):
+  """Changing class 2's embedding row, or the first layer's weights of class 2's one-hot, moves exactly the
+  examples of class 2."""
   g, z, variables = _generator_variables(3)
   before = np.asarray(g.apply(variables, z, train=False, labels_B=LABELS))
   params = jax.tree_util.tree_map(lambda x: x, variables["params"])
-  params["ClassBatchNorm_0"]["scale"]["embedding"] = params["ClassBatchNorm_0"]["scale"]["embedding"].at[2].mul(3.0)
+  if where == "class_embedding":
+    params["class_embedding"]["embedding"] = params["class_embedding"]["embedding"].at[2].mul(3.0)
+  else:
+    kernel = params["ConvTranspose_0"]["kernel"]
+    params["ConvTranspose_0"]["kernel"] = kernel.at[:, :, z.shape[1] + 2].add(1.0)
   after = np.asarray(g.apply({**variables, "params": params}, z, train=False, labels_B=LABELS))
   moved = np.abs(after - before).reshape(4, -1).max(axis=1) > 1e-4
   np.testing.assert_array_equal(moved, np.asarray(LABELS) == 2)

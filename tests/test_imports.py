@@ -41,8 +41,9 @@ ALLOWED = [
     # datasets or the loop.
     ("models", ("genjax.models", "genjax.nets", "genjax.losses", "genjax.parallel", "genjax.random",
                 "genjax.config_checks", "genjax.options", "genjax.errors", "genjax.augment")),
-    # Transforms of images and the keys they draw from; a family (the GAN's DiffAugment) and the build use them.
-    ("augment.py", ("genjax.parallel", "genjax.random")),
+    # Transforms of images, the keys they draw from and their options; a family (the GAN's DiffAugment and ADA)
+    # and the build use them.
+    ("augment.py", ("genjax.parallel", "genjax.random", "genjax.options", "genjax.config_checks")),
     # Declaring options knows only the checks: a family's model module and the shared fields import it.
     ("options.py", ("genjax.config_checks", "genjax.errors")),
     # The diffusion objectives' math: numbers only, the net handed in; no nets, devices or config.

@@ -1,11 +1,9 @@
 """The GAN family (Goodfellow et al. 2014): one compiled step of D updates, then a G update.
 
-`GAN` is a frozen description of one model: its two nets, two optimizers
-(separate learning rates give TTUR, Heusel et al. 2017), the loss pair of
-`genjax.losses.gan.LOSSES`, the gradient penalties' weights, and the EMA of
-the generator's weights (sampling uses the EMA weights, Yazici et al. 2019).
-Its methods are pure; the caller compiles them, e.g.
-`jax.jit(gan.train_step, donate_argnums=0)`.
+`GAN` is a frozen description of one model: its two nets, two optimizers (separate learning rates give TTUR,
+Heusel et al. 2017), the loss pair of `genjax.losses.gan.LOSSES`, the gradient penalties' weights, and the EMA of
+the generator's weights (sampling uses the EMA weights, Yazici et al. 2019). Its methods are pure; the caller
+compiles them, e.g. `jax.jit(gan.train_step, donate_argnums=0)`.
 
 BatchNorm policy. D's running statistics change only in the D update, G's only in the G update:
   * D update: G generates in training mode (batch statistics) and its new running statistics are discarded; D
@@ -67,6 +65,11 @@ class GANState(struct.PyTreeNode):
   g_opt_state: Any
   d_opt_state: Any
   ema_params: Any  # exponential moving average of g_params
+  ada: Any = None  # ADA's state (genjax.augment.ADA); None without ADA, so that other checkpoints are unchanged
+
+  @property
+  def ada_p(self) -> jax.Array | None:
+    return None if self.ada is None else self.ada["p"]
 
 
 def _variables(params, stats) -> dict:
@@ -116,12 +119,9 @@ class GAN:
   pack: int = options.count(1, "PacGAN's m: examples D scores together (must divide batch_size)",
                             block="model").field()
   num_classes: int = family.num_classes_option(block="model").field()
-  # Runs before it existed had none.
-  diffaugment: str = options.Option(
-      "", "DiffAugment (Zhao et al. 2020) of reals and fakes before D, in D's and G's updates: '' (none) or"
-      " transforms joined by commas, of 'color', 'translation', 'cutout' (the paper's 'color,translation,cutout')",
-      lambda c, f: checks.require(augment.is_policy(checks.get(c, f)), augment.policy_error(f, checks.get(c, f))),
-      added=(3, "")).field()
+  # Augmentation of what D sees (genjax.augment); runs before they existed had none.
+  diffaugment: str = augment.diffaugment_option().field()
+  ada: augment.ADA = augment.ada_options().field()
   points: bool = False
   axis_name: str | None = None
 
@@ -134,6 +134,8 @@ class GAN:
       raise ValueError(f"num_classes: G's and D's must be the GAN's, {self.num_classes}")
     if not augment.is_policy(self.diffaugment):
       raise ValueError(augment.policy_error("diffaugment", self.diffaugment))
+    if self.diffaugment and self.ada.enabled:
+      raise ValueError("diffaugment and ada: one augmentation of what D sees, not both")
     if self.num_classes and self.pack > 1:
       raise ValueError(f"pack: a projection D scores one class per input; a conditional GAN packs 1, got {self.pack}")
 
@@ -155,12 +157,13 @@ class GAN:
     """The inverse of `pack_examples`."""
     return gan_losses.unpack(packed, self.pack)
 
-  def d_input(self, x_BxD: jax.Array, aug_key: jax.Array) -> jax.Array:
-    """What D scores of examples x: DiffAugment's transforms (`diffaugment`), example i drawing from
-    fold_in(aug_key, its global index), then packed."""
-    if self.diffaugment and not self.points:
+  def d_input(self, x_BxD: jax.Array, aug_key: jax.Array, ada_p: jax.Array | None = None) -> jax.Array:
+    """What D scores of examples x: DiffAugment's transforms (`diffaugment`) or ADA's at probability `ada_p`,
+    example i drawing from fold_in(aug_key, its global index), then packed."""
+    if (self.diffaugment or ada_p is not None) and not self.points:
       keys_B = grandom.example_keys(aug_key, x_BxD.shape[0], parallel.batch_offset(x_BxD.shape[0], self.axis_name))
-      x_BxD = augment.diffaugment(keys_B, x_BxD, tuple(self.diffaugment.split(",")))
+      x_BxD = (augment.ada_augment(keys_B, x_BxD, ada_p) if ada_p is not None
+               else augment.diffaugment(keys_B, x_BxD, tuple(self.diffaugment.split(","))))
     return self.pack_examples(x_BxD)
 
   # ------------------------------------------------------------- the nets
@@ -194,14 +197,11 @@ class GAN:
   def standing_stats(self, params, stats, key: jax.Array, n: int):
     """G's BatchNorm statistics of its own activations on n latents from `key`, with weights `params`.
 
-    G runs in training mode on one batch of n codes, with its running
-    averages' decay set to 0, so that each layer's statistics are exactly the
-    batch's (each layer normalised by the statistics of the layers before
-    it, as training mode does), on this device alone ("standing
-    statistics", Brock et al. 2019). `stats` gives only the structure (G's
-    running statistics); {} for a generator without BatchNorm.
-    A conditional G's statistics, shared by its classes, are of classes and
-    codes drawn as `sample(params, key, n)` draws them (classes uniformly).
+    G runs in training mode on one batch of n codes, with its running averages' decay set to 0, so that each
+    layer's statistics are exactly the batch's (each layer normalised by the statistics of the layers before it,
+    as training mode does), on this device alone ("standing statistics", Brock et al. 2019). `stats` gives only
+    the structure (G's running statistics); {} for a generator without BatchNorm. A conditional G's statistics,
+    shared by its classes, are of classes and codes drawn as `sample(params, key, n)` draws them (uniformly).
     """
     if not stats:
       return {}
@@ -222,12 +222,12 @@ class GAN:
         step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
         g_stats=g_vars.get("batch_stats", {}), d_stats=d_vars.get("batch_stats", {}),
         g_opt_state=self.g_optimizer.init(g_params), d_opt_state=self.d_optimizer.init(d_params),
-        ema_params=jax.tree.map(jnp.copy, g_params))
+        ema_params=jax.tree.map(jnp.copy, g_params), ada=self.ada.init())
 
   # -------------------------------------------------------------- training
 
   def discriminator_loss(self, d_params, d_stats, real: jax.Array, fake: jax.Array, key: jax.Array,
-                         labels_B: jax.Array | None = None) -> tuple[jax.Array, tuple[Any, dict]]:
+                         labels_B: jax.Array | None = None, ada_p=None) -> tuple[jax.Array, tuple[Any, dict]]:
     """D's loss plus its penalties, each example scored with its class labels_B[i] (real_i's, fake_i's), D's
     new statistics and the parts as metrics. With DiffAugment, D scores augmented reals and fakes, and each
     penalty differentiates through the augmentation with respect to the images before it (as DiffAugment's and
@@ -235,18 +235,18 @@ class GAN:
     d_loss_fn, _ = gan_losses.LOSSES[self.loss]
     real_key, fake_key = (jax.random.fold_in(jax.random.fold_in(key, augment.AUGMENT), i) for i in (0, 1))
     real_packed, fake_packed = self.pack_examples(real), self.pack_examples(fake)
-    real_logits, new_stats = self.discriminate(d_params, d_stats, self.d_input(real, real_key), train=True,
+    real_logits, new_stats = self.discriminate(d_params, d_stats, self.d_input(real, real_key, ada_p), train=True,
                                                labels_B=labels_B)
-    fake_logits, new_stats = self.discriminate(d_params, new_stats, self.d_input(fake, fake_key), train=True,
+    fake_logits, new_stats = self.discriminate(d_params, new_stats, self.d_input(fake, fake_key, ada_p), train=True,
                                                labels_B=labels_B)
     loss = d_loss_fn(real_logits, fake_logits)
     metrics = {"d_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), "d_real_sign": jnp.mean(jnp.sign(real_logits))}
 
     def critic_of(aug_key):
       def critic(x_packed):
-        if self.diffaugment:
-          x_packed = self.d_input(self.unpack_examples(x_packed), aug_key)
+        if self.diffaugment or ada_p is not None:
+          x_packed = self.d_input(self.unpack_examples(x_packed), aug_key, ada_p)
         return self.discriminate(d_params, d_stats, x_packed, train=False, labels_B=labels_B)[0]
       return critic
 
@@ -266,23 +266,23 @@ class GAN:
     return total, (new_stats, metrics)
 
   def generator_loss(self, g_params, g_stats, d_params, d_stats, z_BxZ: jax.Array,
-                     labels_B=None, aug_key: jax.Array | None = None) -> tuple[jax.Array, Any]:
+                     labels_B=None, aug_key: jax.Array | None = None, ada_p=None) -> tuple[jax.Array, Any]:
     """G's loss against D in training mode (D's statistics discarded), fakes of `labels_B` (augmented from
     `aug_key` with DiffAugment); G's new statistics."""
     _, g_loss_fn = gan_losses.LOSSES[self.loss]
     fake, new_g_stats = self.generate(g_params, g_stats, z_BxZ, train=True, labels_B=labels_B)
-    fake_logits, _ = self.discriminate(d_params, d_stats, self.d_input(fake, aug_key), train=True, labels_B=labels_B)
+    fake_logits, _ = self.discriminate(d_params, d_stats, self.d_input(fake, aug_key, ada_p), train=True,
+                                       labels_B=labels_B)
     return g_loss_fn(fake_logits), new_g_stats
 
   def discriminator_update(self, state: GANState, real: jax.Array, key: jax.Array,
                            labels_B=None) -> tuple[GANState, dict]:
     """`d_steps` D updates against fresh fakes; G's weights and statistics are untouched.
 
-    Every D update sees the same real batch (one batch per step keeps the
-    data position exact on resume). G generates in training mode and its
-    new statistics are dropped. Metrics are the last update's.
+    Every D update sees the same real batch (one batch per step keeps the data position exact on resume). G
+    generates in training mode and its new statistics are dropped. Metrics are the last update's.
     """
-    batch_size = real.shape[0]
+    batch_size, ada_p = real.shape[0], state.ada_p
 
     def one_update(carry, step_key):
       d_params, d_stats, d_opt_state = carry
@@ -290,7 +290,7 @@ class GAN:
       fake, _ = self.generate(state.g_params, state.g_stats, self.batch_latents(z_key, batch_size), train=True,
                               labels_B=labels_B)
       new = update.apply_gradients(self.discriminator_loss, d_params, d_opt_state, self.d_optimizer, self.axis_name,
-                                   d_stats, real, jax.lax.stop_gradient(fake), penalty_key, labels_B)
+                                   d_stats, real, jax.lax.stop_gradient(fake), penalty_key, labels_B, ada_p)
       d_stats, metrics = new.aux
       return (new.params, d_stats, new.opt_state), {**metrics, "d_grad_norm": new.grad_norm}
 
@@ -307,7 +307,7 @@ class GAN:
     new = update.apply_gradients(self.generator_loss, state.g_params, state.g_opt_state, self.g_optimizer,
                                  self.axis_name, state.g_stats, state.d_params, state.d_stats,
                                  self.batch_latents(key, batch_size), labels_B,
-                                 jax.random.fold_in(key, augment.AUGMENT))
+                                 jax.random.fold_in(key, augment.AUGMENT), state.ada_p)
     ema_params = self.ema(state.ema_params, new.params, state.step + 1)  # n: the G updates so far, this one included
     new_state = state.replace(step=state.step + 1, g_params=new.params, g_stats=new.aux, g_opt_state=new.opt_state,
                               ema_params=ema_params)
@@ -316,27 +316,29 @@ class GAN:
   def train_step(self, state: GANState, batch: dict, key: jax.Array) -> tuple[GANState, dict]:
     """`discriminator_update` on `batch['image']`, then `generator_update` against the new D.
 
-    Metrics: d_loss (of the last D update, without penalties), g_loss,
-    d_real = mean D(x) and d_fake = mean D(G(z)) (sigmoids of the logits),
-    the penalties, both gradient norms, and loss = d_loss + g_loss, whose
-    finiteness the loop checks. A conditional GAN's classes: `batch['label']`.
+    Metrics: d_loss (of the last D update, without penalties), g_loss, d_real = mean D(x) and d_fake = mean
+    D(G(z)) (sigmoids of the logits), d_real_sign (mean sign of D's logits on reals), the penalties, both gradient
+    norms, loss = d_loss + g_loss, whose finiteness the loop checks, and ADA's p. A conditional GAN's classes:
+    `batch['label']`.
     """
     real = self.scale(batch["image"])
     labels_B = jnp.asarray(batch["label"], jnp.int32) if self.num_classes else None
     d_key, g_key = jax.random.split(key)
     state, metrics = self.discriminator_update(state, real, d_key, labels_B)
     state, g_metrics = self.generator_update(state, real.shape[0], g_key, labels_B)
-    metrics.update(g_metrics, loss=metrics["d_loss"] + g_metrics["g_loss"])
-    return state, parallel.mean_over(metrics, self.axis_name)
+    metrics = parallel.mean_over({**metrics, **g_metrics, "loss": metrics["d_loss"] + g_metrics["g_loss"]},
+                                 self.axis_name)
+    if state.ada is not None:  # the global batch's mean sign (the mean of the devices' equal batches)
+      state = state.replace(ada=self.ada.update(state.ada, metrics["d_real_sign"], real.shape[0], self.axis_name))
+    return state, {**metrics, **({"ada_p": state.ada["p"]} if state.ada else {})}
 
   def eval_params(self, state: GANState, key: jax.Array, weights: str = "ema") -> dict:
     """The generator that samples: 'ema' (default) or 'raw' weights, each with statistics of its own.
 
-    'raw' is G with its running statistics. 'ema' is the EMA weights with the
-    standing statistics of their own activations on `standing_latents`
-    latents from `key` (`standing_stats`): G's running statistics belong to
-    other weights, and paired with the EMA they gave gray, mottled
-    backgrounds early in training (benchmarks/ema_gan.py measures both).
+    'raw' is G with its running statistics. 'ema' is the EMA weights with the standing statistics of their own
+    activations on `standing_latents` latents from `key` (`standing_stats`): G's running statistics belong to
+    other weights, and paired with the EMA they gave gray, mottled backgrounds early in training
+    (benchmarks/ema_gan.py measures both).
     """
     return update.pick_weights(
         weights, lambda: {"params": state.g_params, "batch_stats": state.g_stats},
@@ -356,8 +358,7 @@ class GAN:
                          labels_B=labels)
     return x
 
-  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0,
-               labels: jax.Array | None = None) -> dict[str, jax.Array]:
+  def evaluate(self, params, image_BxHxWxC: jax.Array, key: jax.Array, offset: int = 0, labels=None) -> dict:
     """A GAN has no per-example held-out number (no likelihood): its numbers are its samples' (FID, modes)."""
     del params, image_BxHxWxC, key, offset, labels
     return {}

@@ -44,7 +44,12 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
   checks.require(not model.num_classes or model.pack == 1,
                  f"model.pack: a projection discriminator scores one class per input, so a conditional GAN"
                  f" (model.num_classes {model.num_classes}) packs 1 example, got {model.pack}")
+  checks.require(not (config.gan.diffaugment and config.gan.ada_target),
+                 f"gan.ada_target: one augmentation of what D sees; with gan.diffaugment {config.gan.diffaugment!r}"
+                 f" set, allowed: 0.0, got {config.gan.ada_target}")
   if points:
+    checks.require(not config.gan.ada_target, f"gan.ada_target: transforms images, and dataset {dataset!r} has"
+                                              f" 2-D points; allowed: 0.0, got {config.gan.ada_target}")
     checks.require(not config.gan.diffaugment, f"gan.diffaugment: transforms images, and dataset {dataset!r} has"
                                                f" 2-D points; allowed: '', got {config.gan.diffaugment!r}")
     return
@@ -95,5 +100,7 @@ family.register(family.FamilySpec(
                                     "model.d_width": 4, "model.latent_dim": 8, "model.d_norm": "none",
                                     "model.d_spectral_norm": True, "gan.diffaugment": "color,translation,cutout",
                                     "gan.r1_gamma": 1.0},
+           "dcgan_ada": {"dataset.name": "mnist5k", "model.arch": "dcgan", "model.g_width": 4, "model.d_width": 4,
+                         "model.latent_dim": 8, "gan.ada_target": 0.6, "gan.ada_interval": 1, "gan.ada_kimg": 0.1},
            "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.latent_dim": 2, "model.g_hidden": (16, 16),
                    "model.d_hidden": (16, 16)}}))
