@@ -46,6 +46,16 @@ class Run:
       done = self.train_s + time.perf_counter() - start
     self.train_s = done
 
+  def train_to_step(self, step: int) -> None:
+    """Steps until this run has taken `step` steps, its training time counted as `train_until`'s."""
+    start = time.perf_counter()
+    while self.step < step:
+      batch = next(self.batches)
+      self.state, metrics = self.step_fn(self.state, batch, grandom.step_key(self.keys.train, self.step))
+      jax.block_until_ready(metrics)
+      self.step += 1
+    self.train_s += time.perf_counter() - start
+
   def params(self, weights: str | None = None):
     """The weights sampling and evaluation use (the family's default: an EMA where it keeps one)."""
     weights = weights or family_lib.get(self.config.family).weights[0]

@@ -284,3 +284,12 @@ def test_the_gan_step_keeps_adas_state_and_reports_p():
   assert build.family(tiny_config("dcgan_mnist5k")).init(jax.random.key(0)).ada is None
   with pytest.raises(UserError, match="gan.ada_target: one augmentation of what D sees"):
     build.validate(tiny_config("dcgan_mnist5k", **{"gan.ada_target": 0.6, "gan.diffaugment": "color"}))
+
+
+@pytest.mark.parametrize("n", [450, 100])
+def test_the_small_data_configs_train_on_their_subset_with_diffaugment(n):
+  import importlib  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f"configs.dcgan_mnist5k_{n}").get_config()
+  build.validate(config)
+  assert config.dataset.train_examples == n and config.batch_size <= n
+  assert config.gan.diffaugment == "color,translation,cutout"
