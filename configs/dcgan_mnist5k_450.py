@@ -14,6 +14,5 @@ from configs import dcgan_mnist5k
 def get_config():
   c = dcgan_mnist5k.get_config()
   c.dataset.train_examples = 450
-  c.batch_size = 128  # at most the subset: batches never straddle epochs
   c.gan.diffaugment = "color,translation,cutout"
   return c

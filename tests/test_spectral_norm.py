@@ -28,8 +28,9 @@ def _matrices(params) -> dict:
           for name, w in ws.items() if w.ndim >= 2}
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_after_the_power_iterations_each_normalised_weight_has_top_singular_value_one(name):
+def _iterated(name: str, steps: int = 60):
+  """(net, x, labels, params, stats) of a case's fresh net after `steps` training calls, one power iteration
+  each."""
   net, shape = CASES[name]
   x = jax.random.normal(jax.random.key(1), shape)
   labels = jnp.arange(shape[0])
@@ -42,8 +43,14 @@ def test_after_the_power_iterations_each_normalised_weight_has_top_singular_valu
                            mutable=["batch_stats"])
     return updates["batch_stats"]
 
-  for _ in range(60):  # one power iteration per training call
+  for _ in range(steps):
     stats = iterate(stats)
+  return net, x, labels, params, stats
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_after_the_power_iterations_each_normalised_weight_has_top_singular_value_one(name):
+  _, _, _, params, stats = _iterated(name)
   sigmas, matrices = _sigmas(stats), _matrices(params)
   assert sigmas.keys() == matrices.keys() and len(sigmas) >= 3  # every weight matrix, the projection's too
   for where, w in matrices.items():
@@ -53,15 +60,7 @@ def test_after_the_power_iterations_each_normalised_weight_has_top_singular_valu
 
 @pytest.mark.parametrize("name", CASES)
 def test_d_computes_with_the_normalised_weights_and_its_state_changes_only_in_training(name):
-  net, shape = CASES[name]
-  x = jax.random.normal(jax.random.key(1), shape)
-  labels = jnp.arange(shape[0])
-  variables = net.init(jax.random.key(0), x, train=False, labels_B=labels)
-  params, stats = variables["params"], variables["batch_stats"]
-  for _ in range(60):
-    _, updates = net.apply({"params": params, "batch_stats": stats}, x, train=True, labels_B=labels,
-                           mutable=["batch_stats"])
-    stats = updates["batch_stats"]
+  net, x, labels, params, stats = _iterated(name)
   evaluated = net.apply({"params": params, "batch_stats": stats}, x, train=False, labels_B=labels)
   # The same net without SN, each weight divided by its exact top singular value.
   plain = net.clone(spectral_norm=False)
