@@ -156,15 +156,33 @@ def _tiny_dcgan(num_classes, **kw):
              (28, 28, 1), latent_dim=8, num_classes=num_classes, **kw)
 
 
-def _alike(plain_params, num_classes):
-  """The conditional DCGAN's G parameters in which every class has the unconditional BatchNorm's scale and
-  offset."""
+def _unit_norms(plain_params):
+  """The unconditional G's parameters with every BatchNorm's scale 1 and offset 0: what a conditional G whose
+  class maps are zero computes (`_alike`)."""
+  return {k: ({"scale": jnp.ones_like(v["scale"]), "bias": jnp.zeros_like(v["bias"])} if k.startswith("BatchNorm_")
+              else v) for k, v in plain_params.items()}
+
+
+def _alike(plain_params, cond_params, num_classes):
+  """The conditional DCGAN's G parameters in which every class is alike: the BatchNorms' class maps zero (scale
+  1, offset 0, as `_unit_norms`), the first layer's rows of the class's one-hot zero, the rest the plain G's."""
   out = {k: v for k, v in plain_params.items() if not k.startswith("BatchNorm_")}
-  for k, v in plain_params.items():
+  kernel = plain_params["ConvTranspose_0"]["kernel"]
+  out["ConvTranspose_0"] = {"kernel": jnp.concatenate(
+      [kernel, jnp.zeros((*kernel.shape[:2], num_classes, kernel.shape[3]))], axis=2)}
+  out["class_embedding"] = cond_params["class_embedding"]
+  for k in plain_params:
     if k.startswith("BatchNorm_"):
-      out["Class" + k] = {"scale": {"embedding": jnp.tile(v["scale"], (num_classes, 1))},
-                          "bias": {"embedding": jnp.tile(v["bias"], (num_classes, 1))}}
+      out["Class" + k] = jax.tree.map(jnp.zeros_like, cond_params["Class" + k])
   return out
+
+
+def _d_alike(plain_params, num_classes):
+  """The projection D's parameters that ignore the class: the label maps' input rows and the projection zero."""
+  kernel = plain_params["Conv_0"]["kernel"]
+  return {**plain_params, "Conv_0": {"kernel": jnp.concatenate(
+      [kernel, jnp.zeros((*kernel.shape[:2], num_classes, kernel.shape[3]))], axis=2)},
+          "projection": {"embedding": jnp.zeros((num_classes, plain_params["Conv_1"]["kernel"].shape[-1]))}}
 
 
 def _stats_as_conditional(plain_stats):
@@ -172,17 +190,17 @@ def _stats_as_conditional(plain_stats):
 
 
 def test_a_conditional_dcgan_whose_classes_are_alike_is_the_unconditional_one():
-  """Every class with the unconditional BatchNorm's scale and offset and a zero projection: the step's D-side
+  """Every class alike (the class maps of G's BatchNorms and of its input zero, D's label maps and projection
+  zero; the unconditional G's BatchNorms at scale 1 and offset 0): the step's D-side
   numbers (computed before D moves), the EMA generator's standing statistics and the samples of given labels
   are the unconditional GAN's, from the same keys. So the conditional path draws z (and the standing latents)
   from the keys the unconditional one does, and the labels enter only through the classes' parameters."""
   plain, cond = _tiny_dcgan(0), _tiny_dcgan(3)
   state = jax.jit(plain.init)(jax.random.key(0))
-  state = state.replace(g_params=_randomised(state.g_params, 1))
+  state = state.replace(g_params=_unit_norms(_randomised(state.g_params, 1)))
   cstate = jax.jit(cond.init)(jax.random.key(0))
-  g_params = _alike(state.g_params, 3)
-  d_params = {**state.d_params, "projection": {"embedding": jnp.zeros_like(cstate.d_params["projection"]
-                                                                               ["embedding"])}}
+  g_params = _alike(state.g_params, cstate.g_params, 3)
+  d_params = _d_alike(state.d_params, 3)
   cstate = cstate.replace(g_params=g_params, ema_params=g_params, d_params=d_params,
                           g_stats=_stats_as_conditional(state.g_stats), d_stats=state.d_stats)
   x = np.random.default_rng(0).integers(0, 256, (B, 28, 28, 1), dtype=np.uint8)
@@ -234,8 +252,9 @@ def test_the_ema_generators_statistics_are_those_of_its_activations_on_uniformly
 
 
 def test_samples_by_class_has_one_row_per_class_each_of_its_class_with_the_same_codes():
-  """Swapping classes 0 and 1's parameters in every class-conditional BatchNorm swaps rows 0 and 1 of the grid
-  and leaves row 2: row c is of class c alone, and the codes are the same in every row."""
+  """Swapping classes 0 and 1's parameters (their class embeddings, and the first layer's rows of their one-hot
+  codes) swaps rows 0 and 1 of the grid and leaves row 2: row c is of class c alone, and the codes are the same
+  in every row."""
   gan = _tiny_dcgan(3)
   state = jax.jit(gan.init)(jax.random.key(0))
   params = {"params": _randomised(state.g_params, 7), "batch_stats": state.g_stats}
@@ -245,8 +264,10 @@ def test_samples_by_class_has_one_row_per_class_each_of_its_class_with_the_same_
   assert grids["samples_by_class"].shape == (3, 8, 28, 28, 1) and grids["samples_by_class"].dtype == jnp.uint8
   assert grids["samples"].shape == (8, 8, 28, 28, 1) and grids["interpolations"].shape == (8, 10, 28, 28, 1)
   swap = jnp.array([1, 0, 2])
-  swapped = jax.tree_util.tree_map_with_path(
-      lambda path, x: x[swap] if "ClassBatchNorm" in jax.tree_util.keystr(path) else x, params["params"])
+  swapped = dict(params["params"])
+  swapped["class_embedding"] = {"embedding": swapped["class_embedding"]["embedding"][swap]}
+  kernel = swapped["ConvTranspose_0"]["kernel"]  # [7, 7, Z + 3, C]: the classes' one-hot rows after z's 8
+  swapped["ConvTranspose_0"] = {"kernel": kernel.at[:, :, 8:].set(kernel[:, :, 8:][:, :, swap])}
   other = visuals({**params, "params": swapped}, key, None, labels=LABELS)["samples_by_class"]
   by_class = np.asarray(grids["samples_by_class"])
   np.testing.assert_array_equal(np.asarray(other), by_class[[1, 0, 2]])
