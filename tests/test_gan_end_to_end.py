@@ -95,7 +95,8 @@ def test_a_stopped_dcgan_run_resumes_to_the_same_state(tmp_path):
   a, b = restore_state(straight), restore_state(stopped)
   assert int(a["step"]) == int(b["step"]) == 4
   assert set(a) == {"step", "g_params", "d_params", "g_stats", "d_stats", "g_opt_state", "d_opt_state",
-                    "ema_params"}
+                    "ema_params", "ada"}
+  assert not jax.tree.leaves(a["ada"])  # no ADA: its state holds nothing (older checkpoints lack it alike)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_array_equal(x, y)
 

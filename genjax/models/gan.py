@@ -18,8 +18,8 @@ Ranges: images arrive as uint8 0..255 and `scale` maps them to [-1, 1], the rang
 `unscale` maps back. Points of a 2-D mixture (`points` set) are used as they are.
 
 PacGAN (Lin et al. 2018): with `pack` = m > 1, D scores m examples at once, concatenated along their last axis
-(channels of an image, coordinates of a point); the batch must divide by m. DiffAugment (Zhao et al. 2020,
-`diffaugment`): D scores reals and fakes after the same random transforms, in D's update and G's.
+(channels of an image, coordinates of a point); the batch must divide by m. DiffAugment (Zhao et al. 2020) or
+ADA (Karras et al. 2020, its p in `GANState.ada`): D scores reals and fakes after the same random transforms.
 
 Devices (`genjax.parallel`): under jit the step sees the global batch. Under pmap (`axis_name` set) each device
 sees its rows; gradients and metrics are averaged over the axis, BatchNorm statistics are the global batch's,
