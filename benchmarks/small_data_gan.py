@@ -9,7 +9,9 @@ fixed class-balanced subset; 0: all 4,500) once per variant: 'none' (no augmenta
 adaptive p, target 0.6; Karras et al. 2020), each for the same steps and batches, in turns of 250 steps so that
 all see the same machine. At each of --steps it measures every variant with the loop's protocol
 (`genjax.quality`: FID of --num_samples samples of the EMA generator against all 4,500 training digits, so that
-FID counts what the subset lacks too). Prints the table and writes docs/small_data_<n>.json.
+FID counts what the subset lacks too). It also prints the FID of --num_samples digits drawn from the subset itself:
+what a generator that memorised its training digits would score. Prints the table and writes
+docs/small_data_<n>.json.
 """
 
 import json
@@ -25,7 +27,10 @@ from absl import app, flags, logging  # noqa: E402
 
 from benchmarks import alternating  # noqa: E402
 from configs import dcgan_mnist5k  # noqa: E402
+import numpy as np  # noqa: E402
+
 from genjax import quality  # noqa: E402
+from genjax.data import mnist5k  # noqa: E402
 
 _EXAMPLES = flags.DEFINE_integer("train_examples", 450, "Training digits (0: all 4,500).")
 _STEPS = flags.DEFINE_list("steps", ["500", "1000", "2000", "3000"], "Steps at which to measure.")
@@ -54,6 +59,10 @@ def main(argv):
   print(f"JAX {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; load "
         f"{os.getloadavg()[0]:.1f}; {_EXAMPLES.value or 4500} training digits, batch {runs[0].config.batch_size};"
         f" {quality.describe('mnist5k', _NUM.value, runs[0].config.seed)}")
+  subset = mnist5k.train_subset(_EXAMPLES.value or None)[0]
+  picks = np.random.default_rng(0).choice(len(subset), _NUM.value, replace=len(subset) < _NUM.value)
+  memorised = quality.fid_of_images(subset[picks], "mnist5k")
+  print(f"FID of {_NUM.value} digits drawn from the {len(subset)} training digits (a memorising G): {memorised:.2f}")
   print(f"{'variant':>12s}{'steps':>7s}{'minutes':>8s}{'FID':>9s}")
   rows, wall = [], time.perf_counter()
   out = os.path.join(DOCS, f"small_data_{_EXAMPLES.value or 4500}.json")
@@ -71,7 +80,8 @@ def main(argv):
             + ("" if ada_p is None else f"   p {ada_p:.3f}"), flush=True)
     with open(out, "w", encoding="utf-8") as f:  # after every point: a long run stopped keeps what it measured
       json.dump({"train_examples": _EXAMPLES.value or 4500, "batch_size": runs[0].config.batch_size,
-                 "num_samples": _NUM.value, "date": time.strftime("%Y-%m-%d"), "rows": rows}, f, indent=1)
+                 "num_samples": _NUM.value, "memorised_fid": memorised, "date": time.strftime("%Y-%m-%d"),
+                 "rows": rows}, f, indent=1)
   print(f"wall {(time.perf_counter() - wall) / 60:.1f} min, load {os.getloadavg()[0]:.1f}")
 
 
