@@ -14,7 +14,7 @@ import optax
 
 from genjax import augment
 from genjax import config_checks as checks
-from genjax import data, options, parallel
+from genjax import data, options, parallel, precision
 from genjax import models  # noqa: F401  pylint: disable=unused-import  (its families register themselves)
 from genjax.models import family as family_lib
 from genjax.nets import layers
@@ -116,6 +116,12 @@ SHARED[""].update({
     "conv_impl": options.choice("auto", layers.IMPLS, "how conv nets run their stride-2 layers: 'auto' ('fast' on"
                                 " CPU, 'xla' on GPU/TPU), 'fast' (stride-1 sub-pixel/space-to-depth forms) or"
                                 " 'xla' (native)", free=True, added=(_V1, "auto")),
+    # Pinned: a float16 run's optimizer state holds its loss scale. The weights are float32 under every policy.
+    "precision": precision.option(),
+    "peak_tflops": options.number(None, "one device's peak TFLOP/s, of which the progress line and metrics.jsonl"
+                                  " give the share used (MFU); None: from genjax.utilization's table of GPUs and"
+                                  " TPUs for the precision, no MFU where the device is not in it", "> 0",
+                                  optional=True, free=True, added=(precision.ADDED, None)),
     # The batches of one call are stacked; calls stop at every log, checkpoint and eval step, and SIGTERM waits
     # for the call in flight.
     "steps_per_call": options.count(1, "training steps per compiled call (a lax.scan over that many batches; the"
@@ -221,8 +227,9 @@ def family(config: ml_collections.ConfigDict) -> family_lib.Family:
   optim = config.optim
 
   def optimizer_for(value: float) -> optax.GradientTransformation:
-    return optimizer(learning_rate(value, optim.schedule, config.num_steps), optim.b1, optim.b2,
-                     optim.grad_clip_norm)
+    built = optimizer(learning_rate(value, optim.schedule, config.num_steps), optim.b1, optim.b2,
+                      optim.grad_clip_norm)
+    return precision.loss_scaled(built) if config.precision == "float16" else built
 
   spec = family_lib.get(config.family)
   built = spec.from_config(config, data.image_shape(config.dataset.name), axis_name, optimizer_for)

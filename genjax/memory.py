@@ -19,12 +19,20 @@ class AheadOfTime:
 
   def __init__(self, fn):
     self._fn = fn
+    self._lowered: dict[tuple, Any] = {}
     self._compiled: dict[tuple, Any] = {}
+
+  def lower(self, *args):
+    """The program before compilation (its cost analysis counts the step's FLOPs: genjax.utilization)."""
+    signature = tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(args[1]))
+    if signature not in self._lowered:
+      self._lowered[signature] = self._fn.lower(*args)
+    return self._lowered[signature]
 
   def compile(self, *args):
     signature = tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(args[1]))
     if signature not in self._compiled:
-      self._compiled[signature] = self._fn.lower(*args).compile()
+      self._compiled[signature] = self.lower(*args).compile()
     return self._compiled[signature]
 
   def __call__(self, *args):

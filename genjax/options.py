@@ -40,7 +40,7 @@ from genjax.errors import UserError
 # files of an older version, so a field missing from a current file is refused as missing.
 # 2 (2026-12): model.num_classes, the classes a family is conditioned on. 3 (2026-12): dataset.train_examples,
 # dataset.augment_*, gan.diffaugment.
-VERSION = 3
+VERSION = 4
 VERSION_KEY = "config_version"
 _UNSET = object()
 _KEY = "genjax.option"  # where a dataclass field's metadata holds its Option or Group

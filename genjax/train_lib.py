@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from genjax import build, checkpoint, data, evaluation, memory, parallel, paths, quality, stopping
+from genjax import build, checkpoint, data, evaluation, memory, parallel, paths, quality, stopping, utilization
 from genjax import random as grandom
 from genjax.errors import DiskFullError, NonFiniteLossError, Preempted, UserError, disk_full_words
 from genjax.models import family as family_lib
@@ -191,6 +191,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     inpaint_fn = evaluation.inpaintings_of(family)
 
     memory.check_memory(compile_first(), par, config.batch_size)
+    # The FLOPs of one step, counted once (genjax.utilization): of the one-step program, which a call of
+    # several steps repeats; pmap's program is one device's.
+    one_step = step_fn if per_call == 1 else memory.AheadOfTime(par.compile_step(family.train_step))
+    step_flops = utilization.flops_of(one_step.lower(abstract_state, par.put_batch(first_batch),
+                                                     par.step_keys(keys.train)(start)))
+    if step_flops is not None and config.parallel == "pmap":
+      step_flops *= par.num_devices
+    peak = utilization.peak_tflops(par.describe()["device_kind"], config.precision, config.peak_tflops)
     # The evaluation's programs, compiled now (jit keeps them for the calls): their memory is checked like the
     # step's, before anything is written, rather than found short at the first evaluation.
     params_shape = jax.eval_shape(lambda state, key: family.eval_params(state, key, default_weights),
@@ -251,7 +259,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     writer = MetricWriter(workdir, resume_step=start) if chief else None
     if writer is not None:
       cleanup.callback(writer.close)
-      writer.write_info(start, "start", par.describe())  # what this (part of the) run trained on
+      # What this (part of the) run trained on, and the FLOPs of its step.
+      writer.write_info(start, "start", {**par.describe(), "precision": config.precision, "step_flops": step_flops,
+                                         "peak_tflops": peak})
     samples_dir = paths.join(workdir, "samples")
 
     def evaluate(step: int) -> dict[str, float]:
@@ -367,10 +377,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
         now = time.perf_counter()
         rate = (step - step_log) / max(now - t_log, 1e-9)
         t_log, step_log = now, step
-        writer.write(step, "train", fetched)
+        speed = utilization.rates(step_flops, rate, peak, par.num_devices)
+        writer.write(step, "train", {**fetched, **speed})
         eta = (config.num_steps - step) / max(rate, 1e-9)
-        logging.info("step %d/%d  %s  |  %.1f steps/s  eta %s", step, config.num_steps, _format(fetched),
-                     rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+        logging.info("step %d/%d  %s  |  %s  eta %s", step, config.num_steps, _format(fetched),
+                     utilization.describe(speed), time.strftime("%H:%M:%S", time.gmtime(eta)))
       if save_now and save(step):
         last_saved = step
       if stop_now:

@@ -10,12 +10,13 @@ import os
 import re
 
 import jax
+import jax.extend
 import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
-from genjax import build, checkpoint, cli, data, evaluation, options, train_lib
+from genjax import augment, build, checkpoint, cli, data, evaluation, options, train_lib
 from genjax import random as grandom
 from genjax import workdir as workdir_lib
 from genjax.errors import UserError
@@ -149,6 +150,44 @@ def test_jit_equals_no_jit_and_the_step_is_traced_once(name, arch):
   assert len(traces) == 1 and int(jit_state.step) == conformance.STEPS
   _assert_trees(jit_state, eager_state, exact=False, rtol=1e-5, atol=1e-5)
   _assert_trees(jit_metrics, eager_metrics, exact=False, rtol=1e-5, atol=1e-5)
+
+
+PRODUCTS = ("dot_general", "conv_general_dilated")
+
+
+def _products(jaxpr, scope: str = "") -> list[tuple[str, tuple[str, ...]]]:
+  """(primitive, operand dtypes) of every matrix product and convolution of `jaxpr` and its sub-jaxprs, but
+  those of one row (spectral norm's power iteration, whose vector u is a float32 statistic) and those of the
+  augmentations' geometry (float32 by design)."""
+  found = []
+  for eqn in jaxpr.eqns:
+    where = f"{scope}/{eqn.source_info.name_stack}"  # a sub-jaxpr's names are relative to its equation's
+    if eqn.primitive.name in PRODUCTS and eqn.invars[0].aval.shape[0] != 1 and augment.GEOMETRY not in where:
+      found.append((eqn.primitive.name, tuple(str(v.aval.dtype) for v in eqn.invars)))
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      found.extend(_products(sub, where))
+  return found
+
+
+@pytest.mark.parametrize("name,arch", CASES, ids=IDS)
+def test_under_bfloat16_every_product_is_bfloat16_and_the_state_is_float32_as_it_was(name, arch):
+  """The precision policy (genjax.precision): the training step computes each product and convolution that
+  float32 computes in bfloat16, and its state (what a checkpoint holds) has float32's structure and dtypes."""
+  config, family = _family(name, arch)
+  _, low = _family(name, arch, precision="bfloat16")
+  keys = grandom.streams(config.seed)
+  batch = next(iter(conformance.batches(config)))
+  state, low_state = (jax.jit(f.init)(keys.init) for f in (family, low))
+  assert jax.tree.structure(low_state) == jax.tree.structure(state)
+  assert [x.dtype for x in jax.tree.leaves(low_state)] == [x.dtype for x in jax.tree.leaves(state)]
+  want = _products(jax.make_jaxpr(family.train_step)(state, batch, keys.train).jaxpr)
+  got = _products(jax.make_jaxpr(low.train_step)(low_state, batch, keys.train).jaxpr)
+  assert len(got) == len(want)
+  assert all(dtypes == ("bfloat16", "bfloat16") for _, dtypes in got), sorted(set(got) - {
+      (p, ("bfloat16", "bfloat16")) for p in PRODUCTS})
+  after, metrics = jax.jit(low.train_step)(low_state, batch, keys.train)
+  assert [x.dtype for x in jax.tree.leaves(after)] == [x.dtype for x in jax.tree.leaves(state)]
+  assert np.isfinite(float(metrics["loss"]))
 
 
 def _eval_params(config, family, keys, weights=None):

@@ -106,6 +106,16 @@ NOT_RUN = {
     "python benchmarks/diffusion_speed.py": _MEASUREMENT,
     "python benchmarks/inception_speed.py": _MEASUREMENT,
     "python benchmarks/dcgan_speed.py --device=gpu --rounds=7": _MEASUREMENT + "; needs a GPU",
+    "python benchmarks/step_cost.py --config=configs/diffusion_cifar10.py --chips=16 --device=\"TPU v4\"":
+        "traces the full-size CIFAR-10 U-Net (about 20 s of CPU); tests/test_precision.py checks the FLOP count"
+        " it prints against the loop's",
+    "python train.py --config=configs/diffusion_cifar10.py --config.precision=bfloat16"
+    " --workdir=gs://my-bucket/runs/diffusion_cifar10": "needs a TPU VM, a bucket and TFDS to download CIFAR-10",
+    "gcloud compute tpus tpu-vm ssh my-tpu --zone=us-central2-b --worker=all --command=\"cd genjax; python train.py"
+    " --distributed --config=configs/diffusion_cifar10.py --config.precision=bfloat16"
+    " --workdir=gs://my-bucket/runs/diffusion_cifar10\"": "launches on a TPU pod slice's hosts",
+    "python train.py --config=configs/dcgan_celeba64.py --config.precision=bfloat16 --workdir=runs/dcgan_celeba64":
+        "needs GPUs and TFDS to download CelebA",
     "python benchmarks/vae_speed.py --device=gpu --rounds=7": _MEASUREMENT + "; needs a GPU",
 }
 

@@ -38,9 +38,12 @@ def test_train_then_resume_then_sample_on_mnist5k(tmp_path):
   import jax  # pylint: disable=g-import-not-at-top
   n = len(jax.devices("cpu"))
   assert f"training on {n} cpu device{'s' * (n > 1)} (cpu) in 1 process, parallel=jit" in again.stderr
-  assert [({k: v for k, v in r.items() if k != "time"}) for r in records if r["split"] == "start"] == [
-      {"step": s, "split": "start", "platform": "cpu", "devices": n, "device_kind": "cpu", "processes": 1,
-       "parallel": "jit"} for s in (0, 4)]
+  starts = [({k: v for k, v in r.items() if k not in ("time", "step_flops")}) for r in records
+            if r["split"] == "start"]
+  assert starts == [{"step": s, "split": "start", "platform": "cpu", "devices": n, "device_kind": "cpu",
+                     "processes": 1, "parallel": "jit", "precision": "float32", "peak_tflops": None} for s in (0, 4)]
+  flops = [r["step_flops"] for r in records if r["split"] == "start"]
+  assert flops[0] > 0 and flops[0] == flops[1]  # the same step, counted again by the resumed part
   assert all(np.isfinite(r["nll"]) and r["nll"] <= r["neg_elbo"] + 1e-3 for r in evals)
   for name in ("samples", "reconstructions", "interpolations"):
     assert os.path.isfile(os.path.join(workdir, "samples", f"{name}_0000006.png"))

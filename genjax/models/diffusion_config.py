@@ -2,7 +2,7 @@
 registration (the model's own options are declared on the fields of `genjax.models.diffusion.Diffusion`)."""
 
 from genjax import config_checks as checks
-from genjax import options
+from genjax import options, precision
 from genjax.models import family, update
 from genjax.models.diffusion import Diffusion
 from genjax.nets import mlp_denoiser
@@ -81,7 +81,7 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
     net = unet_nets.UNet(ch=model.ch, out_ch=example_shape[-1], ch_mult=tuple(model.ch_mult),
                          num_res_blocks=model.num_res_blocks, attn_resolutions=tuple(model.attn_resolutions),
                          dropout=model.dropout, num_classes=model.num_classes)
-  return Diffusion(net=net, optimizer=optimizer_for(config.optim.learning_rate), data_shape=example_shape,
+  return Diffusion(net=precision.wrap(net, config.precision), optimizer=optimizer_for(config.optim.learning_rate), data_shape=example_shape,
                    points=len(example_shape) == 1, axis_name=axis_name, num_classes=model.num_classes,
                    **options.values(config.diffusion, OPTIONS["diffusion"]))
 

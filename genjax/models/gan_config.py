@@ -2,7 +2,7 @@
 registration (the GAN's own options are declared on the fields of `genjax.models.gan.GAN`)."""
 
 from genjax import config_checks as checks
-from genjax import options
+from genjax import options, precision
 from genjax.models import family, update
 from genjax.models.gan import GAN
 from genjax.nets import dcgan as dcgan_nets
@@ -83,7 +83,8 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
     discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm, axis_name, config.conv_impl,
                                                   num_classes=classes, spectral_norm=model.d_spectral_norm)
   return GAN(
-      generator=generator, discriminator=discriminator, g_optimizer=optimizer_for(optim.learning_rate),
+      generator=precision.wrap(generator, config.precision),
+      discriminator=precision.wrap(discriminator, config.precision), g_optimizer=optimizer_for(optim.learning_rate),
       d_optimizer=optimizer_for(optim.d_learning_rate or optim.learning_rate), data_shape=example_shape,
       points=len(example_shape) == 1, axis_name=axis_name, **options.values(model, options.of(GAN, "model")),
       **options.values(config.gan, OPTIONS["gan"]))

@@ -51,7 +51,7 @@ import optax
 from flax import struct
 
 from genjax import config_checks as checks
-from genjax import options, parallel
+from genjax import options, parallel, precision
 from genjax import random as grandom
 from genjax.losses import pixelcnn as pixel_losses
 from genjax.models import family, update
@@ -383,7 +383,7 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
       features=model.features, num_layers=model.num_layers, first_kernel_size=model.first_kernel_size,
       kernel_size=model.kernel_size, per_pixel_features=model.likelihood == "logistic_mixture",
       out_features=out_features(model.likelihood, model.num_mixtures, example_shape[-1]))
-  return PixelCNN(net=net, optimizer=optimizer_for(config.optim.learning_rate), image_shape=tuple(example_shape),
+  return PixelCNN(net=precision.wrap(net, config.precision), optimizer=optimizer_for(config.optim.learning_rate), image_shape=tuple(example_shape),
                   axis_name=axis_name, **values)
 
 

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
-from genjax import options, parallel
+from genjax import options, parallel, precision
 from genjax.losses import ema as ema_lib
 
 
@@ -36,11 +37,27 @@ def apply_gradients(loss_fn: Callable[..., tuple[jax.Array, Any]], params, opt_s
   jit, whose loss is already the global batch's), so 1 and 8 devices take
   the same step; the optimizer sees the parameters it updates (weight
   decay, clipping).
+
+  Under float16's loss scaling (`genjax.precision.loss_scaled`, whose state
+  holds the scale) the loss is multiplied by the scale before
+  differentiation and the optimizer divides every gradient leaf by it; the
+  gradient norm reported is the unscaled one, 0 for a skipped step.
   """
-  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
+  scale = precision.scale_of(opt_state)
+  if scale is None:
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
+  else:
+    def scaled(params, *args):
+      loss, aux = loss_fn(params, *args)
+      return loss * scale, (loss, aux)
+
+    (_, (loss, aux)), grads = jax.value_and_grad(scaled, has_aux=True)(params, *args)
   grads = parallel.mean_over(grads, axis_name)
   updates, opt_state = optimizer.update(grads, opt_state, params)
-  return Update(optax.apply_updates(params, updates), opt_state, loss, aux, optax.tree.norm(grads))
+  grad_norm = optax.tree.norm(grads)
+  if scale is not None:
+    grad_norm = jnp.where(jnp.isfinite(grad_norm), grad_norm / scale, 0.0)
+  return Update(optax.apply_updates(params, updates), opt_state, loss, aux, grad_norm)
 
 
 # ------------------------------------------------------------------ the EMA of weights

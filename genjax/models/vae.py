@@ -37,7 +37,7 @@ import optax
 from flax import struct
 
 from genjax import config_checks as checks
-from genjax import losses, options, parallel
+from genjax import losses, options, parallel, precision
 from genjax import random as grandom
 from genjax.models import family, update
 from genjax.nets import vae as vae_nets
@@ -355,7 +355,8 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
   else:
     encoder = vae_nets.MLPEncoder(model.latent_dim, hidden, num_classes=classes)
     decoder = vae_nets.MLPDecoder(example_shape, hidden, num_classes=classes)
-  return VAE(encoder=encoder, decoder=decoder, optimizer=optimizer_for(config.optim.learning_rate),
+  return VAE(encoder=precision.wrap(encoder, config.precision), decoder=precision.wrap(decoder, config.precision),
+             optimizer=optimizer_for(config.optim.learning_rate),
              image_shape=example_shape, axis_name=axis_name, **options.values(model, options.of(VAE)))
 
 

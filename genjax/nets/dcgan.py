@@ -72,7 +72,9 @@ def apply_layer(layer: nn.Module, x: jax.Array, train: bool, spectral_norm: bool
   net's compact method."""
   if not spectral_norm:
     return layer(x)
-  return nn.SpectralNorm(layer)(x, update_stats=train)
+  # The power iteration runs on the float32 vector u; the normalised weight is cast to x's dtype (genjax.precision).
+  dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else None
+  return nn.SpectralNorm(layer, dtype=dtype)(x, update_stats=train)
 
 
 CLASS_EMBEDDING = 128  # BigGAN's shared class embedding's size

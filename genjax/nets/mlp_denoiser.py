@@ -29,7 +29,7 @@ class MLPDenoiser(nn.Module):
   def __call__(self, x_BxD: jax.Array, c_B: jax.Array, train: bool = False,
                labels_B: jax.Array | None = None) -> jax.Array:
     del train
-    temb = nn.silu(nn.Dense(self.emb_dim, name="temb_dense")(timestep_embedding(c_B, self.emb_dim)))
+    temb = nn.silu(nn.Dense(self.emb_dim, name="temb_dense")(timestep_embedding(c_B, self.emb_dim).astype(x_BxD.dtype)))
     temb = temb + label_embedding(self.num_classes, self.emb_dim, labels_B)
     h = x_BxD
     for i, width in enumerate(self.hidden):

@@ -141,7 +141,7 @@ class GatedPixelCNN(nn.Module):
     b, height, width, c = x_BxHxWxC.shape
     self.check(c)
     f, hf = self.features, self.head_features or self.features
-    masks = self.masks(c)
+    masks = {name: m.astype(x_BxHxWxC.dtype) for name, m in self.masks(c).items()}  # no float32 into bfloat16 products
     v = h = x_BxHxWxC
     for layer, k in enumerate(self.kernel_sizes()):
       r = k // 2
@@ -187,7 +187,7 @@ class GatedPixelCNN(nn.Module):
 
 def _conv(x, param, mask=None, padding="VALID"):
   """nn.Conv's arithmetic on a parameter dict: the kernel times its mask, the convolution, then the bias."""
-  kernel = param["kernel"] if mask is None else param["kernel"] * mask
+  kernel = param["kernel"] if mask is None else param["kernel"] * mask.astype(param["kernel"].dtype)
   y = jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
   return y + param["bias"]
 

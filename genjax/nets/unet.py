@@ -109,6 +109,7 @@ class GroupNorm(nn.Module):
     per_group = c // self.num_groups
     rows = [p.reshape(b, -1, p.shape[-1]) for p in parts]
     count = rows[0].shape[1] * per_group
+    rows = [r.astype(jnp.float32) for r in rows]  # the statistics in float32 under any precision policy
     sum_BxC = jnp.concatenate([jnp.sum(r, axis=1) for r in rows], axis=-1)
     sq_BxC = jnp.concatenate([jnp.sum(jnp.square(r), axis=1) for r in rows], axis=-1)
     mean_BxG = sum_BxC.reshape(b, self.num_groups, per_group).sum(-1) / count
@@ -117,7 +118,9 @@ class GroupNorm(nn.Module):
     shift_BxC = bias - jnp.repeat(mean_BxG, per_group, axis=1) * inv_BxC
     out, start = [], 0
     for p, w in zip(parts, widths):
-      out.append(p * inv_BxC[:, None, None, start:start + w] + shift_BxC[:, None, None, start:start + w])
+      # In float32 and cast back, as Flax's: p * inv + shift cancels (shift ~ -mean * inv) far from zero.
+      y = p.astype(jnp.float32) * inv_BxC[:, None, None, start:start + w] + shift_BxC[:, None, None, start:start + w]
+      out.append(y.astype(p.dtype))
       start += w
     return out
 
@@ -241,8 +244,8 @@ class AttnBlock(nn.Module):
     # No bias on k: q.(k_j + b) adds q.b to every key j of a query, which the softmax ignores, so that bias
     # would have a gradient of exactly zero, and Adam turns the float noise around zero into +-lr steps.
     q, k, v = (nn.Dense(c, use_bias=n != "k", name=n)(h).reshape(b, hh * ww, c) for n in ("q", "k", "v"))
-    weights = jax.nn.softmax(jnp.einsum("bic,bjc->bij", q, k) / math.sqrt(c), axis=-1)
-    out = jnp.einsum("bij,bjc->bic", weights, v).reshape(b, hh, ww, c)
+    logits = jnp.einsum("bic,bjc->bij", q, k).astype(jnp.float32) / math.sqrt(c)  # softmax in float32 always
+    out = jnp.einsum("bij,bjc->bic", jax.nn.softmax(logits, axis=-1).astype(v.dtype), v).reshape(b, hh, ww, c)
     return x + nn.Dense(c, name="proj_out")(out)
 
 
@@ -283,7 +286,7 @@ class UNet(nn.Module):
   @nn.compact
   def __call__(self, x, t_B, train: bool = False, labels_B: jax.Array | None = None):
     impl = resolve_impl(self.impl)
-    temb = timestep_embedding(t_B, self.ch)
+    temb = timestep_embedding(t_B, self.ch).astype(x.dtype)  # computed in float32, used in the policy's dtype
     temb = nn.Dense(4 * self.ch, name="temb_dense0")(temb)
     temb = nn.Dense(4 * self.ch, name="temb_dense1")(nn.silu(temb))
     temb = temb + label_embedding(self.num_classes, temb.shape[-1], labels_B)

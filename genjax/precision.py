@@ -1,0 +1,130 @@
+"""The precision policy: what dtype the nets compute in, one shared option (`precision`) for every family.
+
+    net = precision.wrap(net, "bfloat16")     # in a family's from_config; float32 returns the net itself
+    optimizer = precision.loss_scaled(adam)   # float16 only: genjax.build wraps every optimizer
+
+* 'float32': everything in float32 (the nets as written, bit for bit).
+* 'bfloat16' (how TPUs train): parameters, optimizer state, BatchNorm statistics and the EMA stay float32,
+  so checkpoints hold float32 whatever the policy; each net call (`Cast.apply`) casts the parameters and the
+  floating inputs to bfloat16, so products and convolutions run in it, and casts what the net returns back to
+  float32. Losses, log-densities, the diffusion preconditioning and the samplers (outside the nets) are
+  float32; inside them the normalisations' statistics (Flax's BatchNorm and GroupNorm, the U-Net's
+  GroupNorm), attention's softmax and the U-Net's sinusoidal embedding are computed in float32.
+* 'float16' (GPUs without bfloat16): the same in float16, whose range (largest 65,504, smallest normal 6e-5)
+  needs dynamic loss scaling: the loss is multiplied by a scale S before differentiation, every gradient
+  leaf of every optimizer (a GAN's two) is divided by S before the update, and a step whose gradients are not
+  all finite is skipped (weights and optimizer state untouched) and halves S; S doubles after
+  `GROWTH_INTERVAL` finite steps in a row (Micikevicius et al. 2018).
+
+The gradients are float32 (the transpose of a cast is a cast back), so the optimizer never sees low precision.
+"""
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from genjax import options
+
+POLICIES = ("float32", "bfloat16", "float16")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+ADDED = 4  # the config version that added `precision`: runs before computed in float32
+
+INITIAL_SCALE = 2.0**15  # Micikevicius et al.'s and PyTorch's GradScaler's (2^16) order of magnitude
+GROWTH_INTERVAL = 2000  # finite steps in a row before the scale doubles (GradScaler's default)
+
+
+def option() -> options.Option:
+  """The shared `precision` field."""
+  return options.choice("float32", POLICIES, "what the nets compute in: 'float32'; 'bfloat16' (weights, optimizer"
+                        " state, statistics, EMA and losses stay float32; products in bfloat16); 'float16' (the"
+                        " same, with dynamic loss scaling) (genjax.precision)", added=(ADDED, "float32"))
+
+
+def _recast(tree, source, target):
+  """`tree` with every array leaf of dtype `source` cast to `target` (integers, keys and the rest unchanged)."""
+  return jax.tree.map(lambda x: x.astype(target) if hasattr(x, "dtype") and x.dtype == source else x, tree)
+
+
+def to_float32(tree, dtype) -> Any:
+  """What a net computing in `dtype` returned, its floating leaves as float32."""
+  return _recast(tree, jnp.dtype(dtype), jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cast:
+  """A Flax module whose `apply` computes in `dtype`: parameters and floating inputs cast to it, floating
+  outputs (and mutated collections) cast back to float32. `init` is the module's own, so parameters are
+  created in float32 and the parameter tree is the module's; any other attribute is the module's."""
+
+  module: nn.Module
+  dtype: Any
+
+  def init(self, *args, **kwargs):
+    return self.module.init(*args, **kwargs)
+
+  def apply(self, variables, *args, **kwargs):
+    variables = dict(variables)
+    if "params" in variables:
+      variables["params"] = _recast(variables["params"], jnp.float32, self.dtype)
+    args, kwargs = _recast((args, kwargs), jnp.float32, self.dtype)
+    return to_float32(self.module.apply(variables, *args, **kwargs), self.dtype)
+
+  def clone(self, **kwargs) -> "Cast":
+    return Cast(self.module.clone(**kwargs), self.dtype)
+
+  def __getattr__(self, name: str):
+    if name.startswith("__"):
+      raise AttributeError(name)
+    return getattr(self.module, name)
+
+
+def wrap(module: nn.Module, precision: str):
+  """`module` computing under `precision`: the module itself for 'float32', else a `Cast` of it."""
+  if precision not in POLICIES:
+    raise ValueError(f"precision: unknown {precision!r}; allowed: {', '.join(POLICIES)}")
+  return module if precision == "float32" else Cast(module, DTYPES[precision])
+
+
+# ------------------------------------------------------------------ dynamic loss scaling (float16)
+
+
+class LossScaleState(NamedTuple):
+  """A loss-scaled optimizer's state: the scale, the finite steps in a row since it last changed, the inner
+  optimizer's state."""
+
+  scale: jax.Array  # float32
+  good_steps: jax.Array  # int32
+  inner: Any
+
+
+def loss_scaled(inner: optax.GradientTransformation, initial_scale: float = INITIAL_SCALE,
+                growth_interval: int = GROWTH_INTERVAL) -> optax.GradientTransformation:
+  """`inner` taking the gradients of the loss times the state's scale (`genjax.models.update.apply_gradients`
+  multiplies the loss by `scale_of(opt_state)`): it divides every leaf by the scale, and updates only when all
+  are finite; otherwise the update is zero (the weights stay exactly as they were), `inner`'s state stays and
+  the scale halves (never below 1). After `growth_interval` finite steps in a row the scale doubles."""
+
+  def init(params):
+    return LossScaleState(jnp.float32(initial_scale), jnp.int32(0), inner.init(params))
+
+  def update(grads, state, params=None):
+    grads = jax.tree.map(lambda g: g / state.scale, grads)
+    finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    updates, inner_state = inner.update(grads, state.inner, params)
+    updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), updates)
+    inner_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), inner_state, state.inner)
+    good = jnp.where(finite, state.good_steps + 1, 0)
+    grow = good >= growth_interval
+    scale = jnp.where(finite, jnp.where(grow, state.scale * 2.0, state.scale), jnp.maximum(state.scale / 2.0, 1.0))
+    return updates, LossScaleState(scale, jnp.where(grow, 0, good).astype(jnp.int32), inner_state)
+
+  return optax.GradientTransformation(init, update)
+
+
+def scale_of(opt_state) -> jax.Array | None:
+  """The loss scale of a `loss_scaled` optimizer's state; None for any other optimizer."""
+  return opt_state.scale if isinstance(opt_state, LossScaleState) else None
