@@ -312,9 +312,9 @@ def test_the_gan_step_keeps_adas_state_and_reports_p():
 
 
 @pytest.mark.parametrize("n", [450, 100])
-def test_the_small_data_configs_train_on_their_subset_with_diffaugment(n):
+def test_the_small_data_configs_train_on_their_subset_without_augmentation_as_measured(n):
   import importlib  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f"configs.dcgan_mnist5k_{n}").get_config()
   build.validate(config)
   assert config.dataset.train_examples == n and config.batch_size <= n
-  assert config.gan.diffaugment == "color,translation,cutout"
+  assert config.gan.diffaugment == "" and config.gan.ada_target == 0.0  # docs/results.md: the lowest FID here

@@ -91,7 +91,8 @@ NOT_RUN = {
     "python benchmarks/conditional_vs_unconditional.py --family=vae": _MEASUREMENT,
     "python benchmarks/conditional_vs_unconditional.py --family=dcgan --minutes=5,10": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=450 --steps=500,1000,2000": _MEASUREMENT,
-    "python benchmarks/small_data_gan.py --train_examples=100 --steps=1000,2000,4000": _MEASUREMENT,
+    "python benchmarks/small_data_gan.py --train_examples=100 --steps=2000,4000,8000,12000,16000": _MEASUREMENT,
+    "python benchmarks/small_data_gan.py --train_examples=0 --steps=1000,2000": _MEASUREMENT,
     "python benchmarks/conditional_vs_unconditional.py --family=diffusion --guidance=1,1.5": _MEASUREMENT,
     "python train.py --config=configs/diffusion_mnist5k_class.py --workdir=runs/diffusion_mnist5k_class":
         "trains the conditional U-Net for 15 minutes (see configs/diffusion_mnist5k.py's command above)",
@@ -105,6 +106,8 @@ NOT_RUN = {
     "python benchmarks/layer_speed.py": _MEASUREMENT,
     "python benchmarks/diffusion_speed.py": _MEASUREMENT,
     "python benchmarks/inception_speed.py": _MEASUREMENT,
+    "python benchmarks/unet_ops.py": _MEASUREMENT,
+    "python benchmarks/conv_reproducer.py": _MEASUREMENT,
     "python benchmarks/dcgan_speed.py --device=gpu --rounds=7": _MEASUREMENT + "; needs a GPU",
     "python benchmarks/step_cost.py --config=configs/diffusion_cifar10.py --chips=16 --device=\"TPU v4\"":
         "traces the full-size CIFAR-10 U-Net (about 20 s of CPU); tests/test_precision.py checks the FLOP count"
