@@ -93,6 +93,8 @@ NOT_RUN = {
     "python benchmarks/small_data_gan.py --train_examples=450 --steps=500,1000,2000": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=100 --steps=2000,4000,8000,12000,16000": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=0 --steps=1000,2000": _MEASUREMENT,
+    "python benchmarks/generated_data.py --train_examples=100 --minutes=3 --per_class=200 --classifier_steps=1000":
+        _MEASUREMENT,
     "python benchmarks/conditional_vs_unconditional.py --family=diffusion --guidance=1,1.5": _MEASUREMENT,
     "python train.py --config=configs/diffusion_mnist5k_class.py --workdir=runs/diffusion_mnist5k_class":
         "trains the conditional U-Net for 15 minutes (see configs/diffusion_mnist5k.py's command above)",
