@@ -22,15 +22,19 @@ class AheadOfTime:
     self._lowered: dict[tuple, Any] = {}
     self._compiled: dict[tuple, Any] = {}
 
+  @staticmethod
+  def _signature(args) -> tuple:
+    return tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(args[1]))
+
   def lower(self, *args):
     """The program before compilation (its cost analysis counts the step's FLOPs: genjax.utilization)."""
-    signature = tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(args[1]))
+    signature = self._signature(args)
     if signature not in self._lowered:
       self._lowered[signature] = self._fn.lower(*args)
     return self._lowered[signature]
 
   def compile(self, *args):
-    signature = tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(args[1]))
+    signature = self._signature(args)
     if signature not in self._compiled:
       self._compiled[signature] = self.lower(*args).compile()
     return self._compiled[signature]
