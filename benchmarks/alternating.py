@@ -29,8 +29,8 @@ class Run:
                                   train_examples=config.dataset.train_examples)
     first = next(batches)
     self.batches = itertools.chain([first], batches)
-    # Compiled here, so that no run's training time holds its compilation.
-    self.step_fn = jax.jit(self.family.train_step).lower(
+    # Compiled here, so that no run's training time holds its compilation; the state donated, as the loop's.
+    self.step_fn = jax.jit(self.family.train_step, donate_argnums=0).lower(
         self.state, first, grandom.step_key(self.keys.train, 0)).compile()
     self.train_s, self.step, self.rows = 0.0, 0, []
 

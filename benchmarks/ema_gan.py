@@ -2,7 +2,7 @@
 
 Command: python benchmarks/ema_gan.py [--steps=3000 --eval_every=250 --samples=5000] > ema_gan.json
 
-Trains configs/dcgan_mnist5k.py (its step as the loop compiles it) and
+Trains configs/dcgan_mnist5k.py's classic() (its step as the loop compiles it) and
 keeps, outside the step, one EMA of the generator's weights per warm-up rule
 of genjax.losses.ema (decay 0.999), each updated after every step from the
 same raw weights. At every evaluation, FID (genjax.quality: 5,000 samples
@@ -44,7 +44,7 @@ def main(argv):
   from genjax import random as grandom  # pylint: disable=g-import-not-at-top
   from genjax.losses import ema  # pylint: disable=g-import-not-at-top
 
-  config = dcgan_mnist5k.get_config()
+  config = dcgan_mnist5k.classic()
   config.num_steps = _STEPS.value
   gan = build.family(config)
   keys = grandom.streams(config.seed)

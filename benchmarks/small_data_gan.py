@@ -1,17 +1,18 @@
 """The DCGAN on little data with and without augmentation of what D sees, at equal steps, in one run (issue 28).
 
 Command: python benchmarks/small_data_gan.py --train_examples=450 [--steps=500,1000,2000,3000
-         --variants=none,diffaugment,ada --num_samples=1000]
+         --variants=none,diffaugment,ada --num_samples=1000 --recipe=base]
 
-Trains configs/dcgan_mnist5k.py on `--train_examples` of mnist5k's training digits (dataset.train_examples: a
-fixed class-balanced subset; 0: all 4,500) once per variant: 'none' (no augmentation), 'diffaugment'
+Trains the DCGAN of --recipe (benchmarks/recipes.py: 'base' is configs/dcgan_mnist5k.py's classic(), the
+PyTorch example's recipe) on `--train_examples` of mnist5k's training digits (dataset.train_examples: a fixed
+class-balanced subset; 0: all 4,500) once per variant: 'none' (no augmentation), 'diffaugment'
 (DiffAugment's colour, translation and cutout, Zhao et al. 2020) and 'ada' (StyleGAN2-ADA's transforms at an
 adaptive p, target 0.6; Karras et al. 2020), each for the same steps and batches, in turns of 250 steps so that
 all see the same machine. At each of --steps it measures every variant with the loop's protocol
 (`genjax.quality`: FID of --num_samples samples of the EMA generator against all 4,500 training digits, so that
 FID counts what the subset lacks too). It also prints the FID of --num_samples digits drawn from the subset itself:
 what a generator that memorised its training digits would score. Prints the table and writes
-docs/small_data_<n>.json.
+docs/small_data_<n>.json (docs/small_data_<n>_<recipe>.json for another recipe).
 """
 
 import json
@@ -25,8 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from benchmarks import alternating  # noqa: E402
-from configs import dcgan_mnist5k  # noqa: E402
+from benchmarks import alternating, recipes  # noqa: E402
 import numpy as np  # noqa: E402
 
 from genjax import quality  # noqa: E402
@@ -37,15 +37,17 @@ _STEPS = flags.DEFINE_list("steps", ["500", "1000", "2000", "3000"], "Steps at w
 _VARIANTS = flags.DEFINE_list("variants", ["none", "diffaugment", "ada"], "Augmentations of what D sees.")
 _NUM = flags.DEFINE_integer("num_samples", 1000, "Samples per FID.")
 _SEGMENT = flags.DEFINE_integer("segment_steps", 250, "Steps of one variant before the next one's turn.")
+_RECIPE = flags.DEFINE_string("recipe", "base", "The DCGAN every variant starts from: a name of "
+                              "benchmarks/gan_recipe.py's RECIPES or name=field:value;field:value.")
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
-VARIANTS = {"none": {}, "diffaugment": {"diffaugment": "color,translation,cutout"}, "ada": {"ada_target": 0.6}}
+VARIANTS = {"none": {}, "diffaugment": {"diffaugment": "color,translation,cutout"}, "ada": {"ada_target": 0.6},
+            "translation": {"diffaugment": "translation"}}
 
 
-def config_of(variant: str, train_examples: int):
-  c = dcgan_mnist5k.get_config()
+def config_of(variant: str, train_examples: int, recipe: dict):
+  c = recipes.config_of(recipe, train_examples)
   if train_examples:
-    c.dataset.train_examples = train_examples
     c.batch_size = min(c.batch_size, train_examples // 2)  # at least two batches an epoch
   for field, value in VARIANTS[variant].items():
     c.gan[field] = value
@@ -55,9 +57,11 @@ def config_of(variant: str, train_examples: int):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  runs = [alternating.Run(v, config_of(v, _EXAMPLES.value)) for v in _VARIANTS.value]
+  recipe_name, recipe = recipes.parse(_RECIPE.value)
+  runs = [alternating.Run(v, config_of(v, _EXAMPLES.value, recipe)) for v in _VARIANTS.value]
   print(f"JAX {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; load "
-        f"{os.getloadavg()[0]:.1f}; {_EXAMPLES.value or 4500} training digits, batch {runs[0].config.batch_size};"
+        f"{os.getloadavg()[0]:.1f}; recipe {recipe_name} {recipe}; {_EXAMPLES.value or 4500} training digits, "
+        f"batch {runs[0].config.batch_size};"
         f" {quality.describe('mnist5k', _NUM.value, runs[0].config.seed)}")
   subset = mnist5k.train_subset(_EXAMPLES.value or None)[0]
   picks = np.random.default_rng(0).choice(len(subset), _NUM.value, replace=len(subset) < _NUM.value)
@@ -65,7 +69,8 @@ def main(argv):
   print(f"FID of {_NUM.value} digits drawn from the {len(subset)} training digits (a memorising G): {memorised:.2f}")
   print(f"{'variant':>12s}{'steps':>7s}{'minutes':>8s}{'FID':>9s}")
   rows, wall = [], time.perf_counter()
-  out = os.path.join(DOCS, f"small_data_{_EXAMPLES.value or 4500}.json")
+  suffix = "" if recipe_name == "base" else f"_{recipe_name}"
+  out = os.path.join(DOCS, f"small_data_{_EXAMPLES.value or 4500}{suffix}.json")
   for target in sorted(int(s) for s in _STEPS.value):
     while min(run.step for run in runs) < target:
       for run in runs:
@@ -80,7 +85,8 @@ def main(argv):
             + ("" if ada_p is None else f"   p {ada_p:.3f}"), flush=True)
     with open(out, "w", encoding="utf-8") as f:  # after every point: a long run stopped keeps what it measured
       json.dump({"train_examples": _EXAMPLES.value or 4500, "batch_size": runs[0].config.batch_size,
-                 "num_samples": _NUM.value, "memorised_fid": memorised, "date": time.strftime("%Y-%m-%d"),
+                 "num_samples": _NUM.value, "recipe": recipe, "memorised_fid": memorised,
+                 "date": time.strftime("%Y-%m-%d"),
                  "rows": rows}, f, indent=1)
   print(f"wall {(time.perf_counter() - wall) / 60:.1f} min, load {os.getloadavg()[0]:.1f}")
 

@@ -14,7 +14,7 @@ from configs import dcgan_mnist5k
 
 
 def get_config():
-  c = dcgan_mnist5k.get_config()
+  c = dcgan_mnist5k.classic()
   c.dataset.name = "celeb_a"
   c.model.g_width = 64
   c.model.d_width = 64

@@ -72,8 +72,9 @@ BAD_GAN_CONFIGS = [
     ("gan_ring8", {"model.pack": 3}, "model.pack: 3 must divide batch_size 16"),
     ("gan_ring8", {"model.d_hidden": ()}, "model.d_hidden: must be one or more positive integers, got ()"),
     ("gan_ring8", {"optim.d_learning_rate": 0.0}, "optim.d_learning_rate: must be > 0 or None, got 0.0"),
-    ("dcgan_mnist5k", {"gan.gp_weight": 10.0}, "model.d_norm: 'batch' couples the examples of a batch, so the"
-                                               " gradient penalty of gan.gp_weight is not per example"),
+    ("dcgan_mnist5k", {"gan.gp_weight": 10.0, "model.d_norm": "batch"},
+     "model.d_norm: 'batch' couples the examples of a batch, so the gradient penalty of gan.gp_weight is not per"
+     " example"),
     ("dcgan_mnist5k", {"model.d_norm": "group"}, "model.d_norm: unknown 'group'; allowed: batch, layer, none"),
     ("dcgan_mnist5k", {"model.g_width": 0}, "model.g_width: must be a positive integer, got 0"),
     ("vae_mnist5k", {"dataset.name": "ring8"}, "dataset.name: 'ring8' holds 2-D points; the vae family models images"),

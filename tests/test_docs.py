@@ -44,6 +44,8 @@ VENV = "python3 -m venv .venv && . .venv/bin/activate && "
 
 _MEASUREMENT = ("a benchmark: a measurement that takes minutes of CPU by design (a fixed training budget or"
                 " full-size networks, with no flag that makes it take seconds); run by hand, see docs/speed.md")
+_PLOT = ("draws a figure of docs/ from the JSON a benchmark wrote, with matplotlib (the bench extra's), into the"
+         " repository's docs/")
 _PYTORCH_FID = "needs pytorch-fid's Inception weights file, which cannot be downloaded here"
 # Each command of the pages that this file does not run, exactly as written, and why.
 NOT_RUN = {
@@ -93,6 +95,15 @@ NOT_RUN = {
     "python benchmarks/small_data_gan.py --train_examples=450 --steps=500,1000,2000": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=100 --steps=2000,4000,8000,12000,16000": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=0 --steps=1000,2000": _MEASUREMENT,
+    "python benchmarks/small_data_gan.py --train_examples=100 --steps=2000,4000,8000 --recipe=hinge_sn": _MEASUREMENT,
+    "python benchmarks/gan_recipe.py --minutes=2,5 --recipes=base,hinge_sn,ttur,translation,batch64,r1_layer,sn_bn,lr4"
+    " --out=docs/gan_recipe_round1.json": _MEASUREMENT,
+    "python benchmarks/gan_recipe.py --minutes=2,5 --recipes=lr4,lr4_b64,sn_lr4,sn_lr4_b64,sn_b64"
+    " --out=docs/gan_recipe_round2.json": _MEASUREMENT,
+    "python benchmarks/gan_recipe.py --minutes=5,15 --recipes=base,sn_lr4_b64 --reference=diffusion_mnist5k"
+    " --num_samples=5000 --out=docs/gan_recipe_final.json": _MEASUREMENT,
+    "python benchmarks/plot_small_data.py --out=docs/small_data_fid.png docs/small_data_100.json"
+    " docs/small_data_100_hinge_sn.json docs/small_data_450.json docs/small_data_4500.json": _PLOT,
     "python benchmarks/generated_data.py --train_examples=100 --minutes=3 --per_class=200 --classifier_steps=1000":
         _MEASUREMENT,
     "python benchmarks/conditional_vs_unconditional.py --family=diffusion --guidance=1,1.5": _MEASUREMENT,

@@ -306,8 +306,8 @@ def test_a_conditional_gan_packs_one_example_and_its_nets_have_its_classes():
     build.validate(config)
 
 
-def test_the_class_config_is_the_dcgan_mnist5k_config_with_ten_classes():
-  base = importlib.import_module("configs.dcgan_mnist5k").get_config()
+def test_the_class_config_is_the_classic_dcgan_mnist5k_config_with_ten_classes():
+  base = importlib.import_module("configs.dcgan_mnist5k").classic()
   config = importlib.import_module("configs.dcgan_mnist5k_class").get_config()
   build.validate(config)
   gan = build.family(config)
