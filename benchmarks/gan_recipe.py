@@ -25,7 +25,7 @@ import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from benchmarks import alternating  # noqa: E402
-from benchmarks.recipes import RECIPES, config_of, parse  # noqa: E402
+from benchmarks.recipes import config_of, parse  # noqa: E402
 
 from genjax import quality  # noqa: E402
 
@@ -40,7 +40,6 @@ _REFERENCE = flags.DEFINE_list("reference", [], "Other configs (names in configs
 _OUT = flags.DEFINE_string("out", "", "The JSON written (default docs/gan_recipe_<training digits>.json).")
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
-assert RECIPES  # the names --recipes takes
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
