@@ -2,8 +2,9 @@
 
 The protocol, the same in the loop and in sample.py:
   * samples come from the family's `sample` with a fixed key (so numbers of
-    different checkpoints are comparable), in batches of 500 with the key of
-    batch b `fold_in(key, b)`, and are quantised to uint8 by the family's
+    different checkpoints are comparable), in batches of 500 (or of all of
+    them, when fewer are asked for: a quick check of 64 samples does not pay
+    for 500) with the key of batch b `fold_in(key, b)`, and are quantised to uint8 by the family's
     `unscale`, as the real images are;
   * features come from one of two networks (`network`):
     - Inception-v3 of FID (`genjax.nets.inception`, pytorch-fid's network and
@@ -52,6 +53,11 @@ REFERENCE_SPLIT = "train"
 # bound on memory (celeb_a's train split is about 19 GB as uint8, its Inception features 1.3 GB).
 REFERENCE_LIMIT = 50_000
 BATCH = 500  # samples per generation call, and images per feature call
+
+
+def sample_batch(num_samples: int) -> int:
+  """Samples per generation call when `num_samples` are asked for: BATCH, or all of them if fewer."""
+  return max(1, min(BATCH, num_samples))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,20 +276,20 @@ def label_marginal(labels_N: np.ndarray, num_classes: int) -> np.ndarray:
 def generated_images(sample_fn, unscale_fn, params, key: jax.Array, n: int,
                      label_probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
   """(n uint8 samples, the classes they were asked for or None): `sample_fn(params, fold_in(key, b), batch)` per
-  batch b, quantised by `unscale_fn`.
+  batch b (`sample_batch(n)` samples each), quantised by `unscale_fn`.
 
   A conditional model's (`label_probs`, the share of each class) are asked for classes drawn from those
   shares, in every batch from a key of its own.
   """
-  out, asked = [], []
-  for b, start in enumerate(range(0, n, BATCH)):
+  out, asked, batch = [], [], sample_batch(n)
+  for b, start in enumerate(range(0, n, batch)):
     batch_key = jax.random.fold_in(key, b)
     if label_probs is None:
-      x = sample_fn(params, batch_key, BATCH)
+      x = sample_fn(params, batch_key, batch)
     else:
       label_key, batch_key = jax.random.split(batch_key)
-      labels = jax.random.choice(label_key, len(label_probs), (BATCH,), p=jnp.asarray(label_probs, jnp.float32))
-      x = sample_fn(params, batch_key, BATCH, labels.astype(jnp.int32))
+      labels = jax.random.choice(label_key, len(label_probs), (batch,), p=jnp.asarray(label_probs, jnp.float32))
+      x = sample_fn(params, batch_key, batch, labels.astype(jnp.int32))
       asked.append(np.asarray(labels)[:n - start])
     out.append(np.asarray(unscale_fn(x))[:n - start])
   return np.concatenate(out), (np.concatenate(asked).astype(np.int32) if asked else None)

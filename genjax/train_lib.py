@@ -209,10 +209,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
         keys.eval, offset=0, **({} if eval_labels is None else {
             "labels": jax.ShapeDtypeStruct((config.eval.batch_size,), eval_labels.dtype)})).compile()}
     if config.eval.quality_samples and quality.network(ds.name, config.eval.inception_weights) is not None:
-      programs[("eval.quality_samples", f"drawing samples {quality.BATCH} at a time",
+      batch = quality.sample_batch(config.eval.quality_samples)
+      programs[("eval.quality_samples", f"drawing samples {batch} at a time",
                 "a smaller model, or 0 (no sample-quality numbers)")] = sample_fn.lower(
-          params_shape, keys.eval, quality.BATCH,
-          *([] if eval_labels is None else [jax.ShapeDtypeStruct((quality.BATCH,), jnp.int32)])).compile()
+          params_shape, keys.eval, batch,
+          *([] if eval_labels is None else [jax.ShapeDtypeStruct((batch,), jnp.int32)])).compile()
     state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(abstract_state))
     state_bytes //= par.num_local_devices if config.parallel == "pmap" else 1  # pmap's state has a device axis
     memory.check_evaluation_memory(programs, state_bytes, par)

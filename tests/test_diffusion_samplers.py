@@ -73,8 +73,10 @@ def test_vp_samplers_reproduce_the_gaussian_data_and_converge_with_the_steps(sam
 def test_ddim_shrinks_each_direction_by_exactly_its_discretisation():
   """DDIM (eta = 0) with the exact denoiser is linear: along an eigenvector of Sigma (variance s) the step
   t -> s' multiplies the variance by (alpha_s' alpha_t s + sigma_s' sigma_t)^2 / (v_s' v_t) <= 1,
-  v = alpha^2 s + sigma^2 (Cauchy-Schwarz). Started from exact z_T, the sampled variances equal that product."""
-  alphas, sigmas = dm.linear_schedule()
+  v = alpha^2 s + sigma^2 (Cauchy-Schwarz). Started from exact z_T, the sampled variances equal that product.
+  On 20 of the 1,000 steps the product is 0.23 to 0.69, far from 1, so the check also tells DDIM from a sampler
+  that keeps the variance (on all 1,000 it is 0.984 to 0.992, within 1.6% of 1)."""
+  alphas, sigmas = respaced(20)
   a, sg = np.r_[1.0, alphas], np.r_[0.0, sigmas]
   eigenvalues, u = np.linalg.eigh(SIGMA.astype(np.float64))
   x = np.random.default_rng(0).multivariate_normal(MU, SIGMA, 200_000).astype(np.float32)

@@ -103,3 +103,22 @@ def test_a_conditional_models_samples_ask_for_the_classes_of_the_whole_held_out_
   np.testing.assert_allclose(held.label_probs, np.bincount(every, minlength=10) / 500)
   assert (held.label_probs > 0.05).all()
   assert evaluation.held_out(dataset, 100, 0).label_probs is None
+
+
+def test_samples_are_drawn_500_at_a_time_or_all_at_once_each_batch_from_its_own_key():
+  """A quick check of 64 samples draws 64, not 500 it throws away; 1,200 are three batches of 500 (the last cut
+  to 200), batch b from fold_in(key, b)."""
+  calls = []
+
+  def sample(params, key, n):
+    del params
+    calls.append((n, jax.random.key_data(key).tolist()))
+    return jnp.zeros((n, 28, 28, 1))
+
+  key = jax.random.key(3)
+  for n, sizes in ((64, [64]), (1200, [500, 500, 500])):
+    calls.clear()
+    images, _ = quality.generated_images(sample, _unscale, None, key, n)
+    assert images.shape == (n, 28, 28, 1)
+    assert [c[0] for c in calls] == sizes
+    assert [c[1] for c in calls] == [jax.random.key_data(jax.random.fold_in(key, b)).tolist() for b in range(len(sizes))]
