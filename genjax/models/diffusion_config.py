@@ -101,8 +101,10 @@ family.register(family.FamilySpec(
                     "diffusion.inpaint_steps": 3, "diffusion.jump_length": 1, "diffusion.jump_count": 2},
            "mlp": {"dataset.name": "ring8", "model.arch": "mlp", "model.hidden": (16, 16), "model.emb_dim": 8,
                    "diffusion.sample_steps": 3, "diffusion.eval_steps": 3},
-           # Conditional and guided (the guided sampler's batch of 2n, within an interval).
-           "unet_class": {"optim.learning_rate": 2e-6, "model.ch": 64, "model.ch_mult": (1,),
+           # Conditional and guided (the guided sampler's batch of 2n, within an interval). 32 channels: its
+           # checks are of labels and guidance, on one device (a 32-channel 'unet' moves a bias past the
+           # device suite's tolerance on 2 devices, by the cancelling sums above).
+           "unet_class": {"optim.learning_rate": 2e-6, "model.ch": 32, "model.ch_mult": (1,),
                           "model.num_res_blocks": 1, "model.dropout": 0.0, "model.attn_resolutions": (),
                           "model.num_classes": 10, "diffusion.guidance": 2.0, "diffusion.guidance_hi": 5.0,
                           "diffusion.sample_steps": 3, "diffusion.eval_steps": 3, "diffusion.inpaint_steps": 3,
