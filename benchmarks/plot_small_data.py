@@ -1,8 +1,9 @@
 """FID against steps of benchmarks/small_data_gan.py's runs, one panel per training-set size, as one PNG.
 
 Command: python benchmarks/plot_small_data.py --out=docs/small_data_fid.png docs/small_data_100.json \
-    docs/small_data_100_hinge_sn.json docs/small_data_450.json docs/small_data_4500.json
-Each panel draws every variant's FID (1,000 EMA samples against the 4,500 training digits) at the steps the
+    docs/small_data_450.json docs/small_data_4500.json docs/small_data_100_hinge_sn.json \
+    docs/small_data_450_sn_lr4_b64.json docs/small_data_4500_sn_lr4_b64.json
+Panels run three to a row. Each panel draws every variant's FID (1,000 EMA samples against the 4,500 training digits) at the steps the
 run measured, and a dotted line at the FID of digits drawn from the training subset itself (what a generator
 that memorised it would score).
 """
@@ -13,7 +14,9 @@ from absl import app, flags
 
 _OUT = flags.DEFINE_string("out", None, "The PNG written.", required=True)
 
-LABELS = {"none": "no augmentation", "diffaugment": "DiffAugment", "ada": "ADA"}
+LABELS = {"none": "no augmentation", "diffaugment": "DiffAugment", "ada": "ADA",
+          "translation": "DiffAugment (translation)"}
+COLUMNS = 3  # panels a row
 
 
 def main(argv):
@@ -21,8 +24,12 @@ def main(argv):
   import matplotlib  # pylint: disable=g-import-not-at-top  (the bench extra's; the flags parse without it)
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs), 3.4), dpi=120, squeeze=False)
-  for ax, path in zip(axes[0], runs):
+  cols = min(COLUMNS, len(runs))
+  rows = -(-len(runs) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), dpi=120, squeeze=False)
+  for ax in axes.flat[len(runs):]:
+    ax.set_axis_off()
+  for ax, path in zip(axes.flat, runs):
     with open(path, encoding="utf-8") as f:
       run = json.load(f)
     for variant in dict.fromkeys(row["variant"] for row in run["rows"]):
@@ -30,13 +37,17 @@ def main(argv):
       ax.plot(*zip(*points), "o-", label=LABELS.get(variant, variant))
     if run.get("memorised_fid") is not None:
       ax.axhline(run["memorised_fid"], color="gray", linestyle=":", label="the subset itself")
-    d = "SNGAN's D" if run.get("recipe", {}).get("model.d_spectral_norm") else "BatchNorm D"
-    ax.set_title(f"{run['train_examples']:,} digits, {d} (batch {run['batch_size']})", fontsize=9)
+    recipe = run.get("recipe", {})
+    d = "SNGAN's D" if recipe.get("model.d_spectral_norm") else "BatchNorm D"
+    lr = f", Adam {recipe['optim.learning_rate']:g}" if "optim.learning_rate" in recipe else ""
+    ax.set_title(f"{run['train_examples']:,} digits, {d}{lr} (batch {run['batch_size']})", fontsize=9)
     ax.set_xlabel("steps")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-  axes[0][0].set_ylabel("FID (1,000 EMA samples)")
-  axes[0][0].legend(fontsize=7)
+  for row in axes:
+    row[0].set_ylabel("FID (1,000 EMA samples)")
+  for ax in axes.flat[:len(runs)]:
+    ax.legend(fontsize=6)
   fig.tight_layout()
   fig.savefig(_OUT.value)
   print(f"wrote {_OUT.value}")

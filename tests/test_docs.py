@@ -102,8 +102,13 @@ NOT_RUN = {
     " --out=docs/gan_recipe_round2.json": _MEASUREMENT,
     "python benchmarks/gan_recipe.py --minutes=5,15 --recipes=base,sn_lr4_b64 --reference=diffusion_mnist5k"
     " --num_samples=5000 --out=docs/gan_recipe_final.json": _MEASUREMENT,
+    "python benchmarks/small_data_gan.py --train_examples=450 --steps=2000,4000,8000 --recipe=sn_lr4_b64"
+    " --variants=none,translation,ada": _MEASUREMENT,
+    "python benchmarks/small_data_gan.py --train_examples=0 --steps=2000,4000 --recipe=sn_lr4_b64"
+    " --variants=none,translation,ada": _MEASUREMENT,
     "python benchmarks/plot_small_data.py --out=docs/small_data_fid.png docs/small_data_100.json"
-    " docs/small_data_100_hinge_sn.json docs/small_data_450.json docs/small_data_4500.json": _PLOT,
+    " docs/small_data_450.json docs/small_data_4500.json docs/small_data_100_hinge_sn.json"
+    " docs/small_data_450_sn_lr4_b64.json docs/small_data_4500_sn_lr4_b64.json": _PLOT,
     "python benchmarks/generated_data.py --train_examples=100 --minutes=3 --per_class=200 --classifier_steps=1000":
         _MEASUREMENT,
     "python benchmarks/conditional_vs_unconditional.py --family=diffusion --guidance=1,1.5": _MEASUREMENT,
