@@ -111,6 +111,8 @@ NOT_RUN = {
     " docs/small_data_450_sn_lr4_b64.json docs/small_data_4500_sn_lr4_b64.json": _PLOT,
     "python benchmarks/generated_data.py --train_examples=100 --minutes=3 --per_class=200 --classifier_steps=1000":
         _MEASUREMENT,
+    "python benchmarks/generated_data.py --train_examples=450 --minutes=3 --per_class=200 --classifier_steps=1000"
+    " --seeds=3": _MEASUREMENT,
     "python benchmarks/conditional_vs_unconditional.py --family=diffusion --guidance=1,1.5": _MEASUREMENT,
     "python train.py --config=configs/diffusion_mnist5k_class.py --workdir=runs/diffusion_mnist5k_class":
         "trains the conditional U-Net for 15 minutes (see configs/diffusion_mnist5k.py's command above)",
