@@ -4,8 +4,8 @@ The protocol, the same in the loop and in sample.py:
   * samples come from the family's `sample` with a fixed key (so numbers of
     different checkpoints are comparable), in batches of 500 (or of all of
     them, when fewer are asked for: a quick check of 64 samples does not pay
-    for 500) with the key of batch b `fold_in(key, b)`, and are quantised to uint8 by the family's
-    `unscale`, as the real images are;
+    for 500) with the key of batch b `fold_in(key, b)`, and are quantised to
+    uint8 by the family's `unscale`, as the real images are;
   * features come from one of two networks (`network`):
     - Inception-v3 of FID (`genjax.nets.inception`, pytorch-fid's network and
       input rule: bilinear resize to 299x299 without antialiasing), whenever
