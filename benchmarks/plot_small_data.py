@@ -3,8 +3,8 @@
 Command: python benchmarks/plot_small_data.py --out=docs/small_data_fid.png docs/small_data_100.json \
     docs/small_data_450.json docs/small_data_4500.json docs/small_data_100_hinge_sn.json \
     docs/small_data_450_sn_lr4_b64.json docs/small_data_4500_sn_lr4_b64.json
-Panels run three to a row. Each panel draws every variant's FID (1,000 EMA samples against the 4,500 training digits) at the steps the
-run measured, and a dotted line at the FID of digits drawn from the training subset itself (what a generator
+Panels run three to a row. Each panel draws every variant's FID (1,000 EMA samples against the 4,500 training
+digits) at the steps the run measured, and a dotted line at the FID of digits drawn from the training subset itself (what a generator
 that memorised it would score).
 """
 
