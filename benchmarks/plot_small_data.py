@@ -1,6 +1,6 @@
 """FID against steps of benchmarks/small_data_gan.py's runs, one panel per training-set size, as one PNG.
 
-Command: python benchmarks/plot_small_data.py --out=docs/small_data_fid.png docs/small_data_100.json \
+Command: python benchmarks/plot_small_data.py --out=docs/small_data_fid.png docs/small_data_100_long.json \
     docs/small_data_450.json docs/small_data_4500.json docs/small_data_100_hinge_sn.json \
     docs/small_data_450_sn_lr4_b64.json docs/small_data_4500_sn_lr4_b64.json
 Panels run three to a row. Each panel draws every variant's FID (1,000 EMA samples against the 4,500 training

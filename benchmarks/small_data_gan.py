@@ -1,7 +1,7 @@
 """The DCGAN on little data with and without augmentation of what D sees, at equal steps, in one run (issue 28).
 
 Command: python benchmarks/small_data_gan.py --train_examples=450 [--steps=500,1000,2000,3000
-         --variants=none,diffaugment,ada --num_samples=1000 --recipe=base]
+         --variants=none,diffaugment,ada --num_samples=1000 --recipe=base --name=NAME]
 
 Trains the DCGAN of --recipe (benchmarks/recipes.py: 'base' is configs/dcgan_mnist5k.py's classic(), the
 PyTorch example's recipe) on `--train_examples` of mnist5k's training digits (dataset.train_examples: a fixed
@@ -12,7 +12,7 @@ all see the same machine. At each of --steps it measures every variant with the 
 (`genjax.quality`: FID of --num_samples samples of the EMA generator against all 4,500 training digits, so that
 FID counts what the subset lacks too). It also prints the FID of --num_samples digits drawn from the subset itself:
 what a generator that memorised its training digits would score. Prints the table and writes
-docs/small_data_<n>.json (docs/small_data_<n>_<recipe>.json for another recipe).
+docs/small_data_<n>.json (docs/small_data_<n>_<recipe>.json for another recipe, _<name> with --name).
 """
 
 import json
@@ -37,6 +37,7 @@ _STEPS = flags.DEFINE_list("steps", ["500", "1000", "2000", "3000"], "Steps at w
 _VARIANTS = flags.DEFINE_list("variants", ["none", "diffaugment", "ada"], "Augmentations of what D sees.")
 _NUM = flags.DEFINE_integer("num_samples", 1000, "Samples per FID.")
 _SEGMENT = flags.DEFINE_integer("segment_steps", 250, "Steps of one variant before the next one's turn.")
+_NAME = flags.DEFINE_string("name", None, "The JSON's suffix (default: the recipe's name; none for 'base').")
 _RECIPE = flags.DEFINE_string("recipe", "base", "The DCGAN every variant starts from: a name of "
                               "benchmarks/gan_recipe.py's RECIPES or name=field:value;field:value.")
 
@@ -69,7 +70,8 @@ def main(argv):
   print(f"FID of {_NUM.value} digits drawn from the {len(subset)} training digits (a memorising G): {memorised:.2f}")
   print(f"{'variant':>12s}{'steps':>7s}{'minutes':>8s}{'FID':>9s}")
   rows, wall = [], time.perf_counter()
-  suffix = "" if recipe_name == "base" else f"_{recipe_name}"
+  name = recipe_name if _NAME.value is None else _NAME.value
+  suffix = "" if name in ("base", "") else f"_{name}"
   out = os.path.join(DOCS, f"small_data_{_EXAMPLES.value or 4500}{suffix}.json")
   for target in sorted(int(s) for s in _STEPS.value):
     while min(run.step for run in runs) < target:
