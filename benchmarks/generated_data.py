@@ -3,13 +3,15 @@ plus a conditional model's samples, and on the samples alone (the Classification
 Vinyals 2019), each scored on the 500 held-out digits.
 
 Command: python benchmarks/generated_data.py --train_examples=450 [--families=vae,dcgan,diffusion --minutes=5
-         --per_class=500 --classifier_steps=1500]
+         --config_steps --per_class=500 --classifier_steps=1500]
 
 For each family, configs/<family>_mnist5k_class.py is trained on the subset (dataset.train_examples, a fixed
-class-balanced one) for --minutes of training time, then draws --per_class samples of every class with its
-default weights (a diffusion model with its config's sampler, unguided). The classifier (genjax.train_classifier,
-the same net and steps each time, seed 0) trains on (a) the real subset, (b) the subset and the samples, (c) the
-samples only. Prints the held-out accuracies and writes docs/generated_data_<n>.json.
+class-balanced one) for --minutes of training time, or with --config_steps for its config's num_steps (which
+do not depend on the machine's load, so the run may share the CPU), then draws --per_class samples of every
+class with its default weights (a diffusion model with its config's sampler, unguided). The classifier
+(genjax.train_classifier, the same net and steps each time, --seeds of them) trains on (a) the real subset, (b)
+the subset and the samples, (c) the samples only. Prints the held-out accuracies and writes
+docs/generated_data_<n>.json (docs/generated_data_<n>_config_steps.json with --config_steps).
 """
 
 import importlib
@@ -33,6 +35,8 @@ from genjax.data import mnist5k  # noqa: E402
 _EXAMPLES = flags.DEFINE_integer("train_examples", 450, "Real training digits.")
 _FAMILIES = flags.DEFINE_list("families", ["vae", "dcgan", "diffusion"], "Conditional models to generate with.")
 _MINUTES = flags.DEFINE_float("minutes", 5.0, "Training minutes of each model.")
+_CONFIG_STEPS = flags.DEFINE_bool("config_steps", False, "Train each model for its config's num_steps, not "
+                                  "--minutes.")
 _PER_CLASS = flags.DEFINE_integer("per_class", 500, "Generated digits of each class.")
 _STEPS = flags.DEFINE_integer("classifier_steps", 1500, "Adam steps of each classifier (batches of 128).")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Classifiers per data set (seeds 0, 1, ...): the mean is reported, "
@@ -47,7 +51,10 @@ def generate(family: str, n: int):
   config.dataset.train_examples = n
   config.batch_size = min(config.batch_size, n // 2)
   run = alternating.Run(family, config)
-  run.train_until(60 * _MINUTES.value)
+  if _CONFIG_STEPS.value:
+    run.train_to_step(config.num_steps)
+  else:
+    run.train_until(60 * _MINUTES.value)
   params, labels = run.params(), np.repeat(np.arange(10, dtype=np.int32), _PER_CLASS.value)
   sample = jax.jit(lambda p, k, y: run.family.unscale(run.family.sample(p, k, y.shape[0], y)))
   images = np.concatenate([np.asarray(sample(params, jax.random.fold_in(run.keys.sample, i), jnp.asarray(chunk)))
@@ -89,8 +96,10 @@ def main(argv):
               "accuracy": float(np.mean(generated)), "accuracies": generated}]
     print(f"{family + ' real + generated':>28s}{shown(both)}\n{family + ' generated only':>28s}{shown(generated)}",
           flush=True)
-    with open(os.path.join(DOCS, f"generated_data_{n}.json"), "w", encoding="utf-8") as f:
-      json.dump({"train_examples": n, "per_class": _PER_CLASS.value, "minutes": _MINUTES.value,
+    suffix = "_config_steps" if _CONFIG_STEPS.value else ""
+    with open(os.path.join(DOCS, f"generated_data_{n}{suffix}.json"), "w", encoding="utf-8") as f:
+      json.dump({"train_examples": n, "per_class": _PER_CLASS.value,
+                 "minutes": None if _CONFIG_STEPS.value else _MINUTES.value,
                  "classifier_steps": _STEPS.value, "seeds": _SEEDS.value, "date": time.strftime("%Y-%m-%d"),
                  "rows": rows}, f, indent=1)
 
