@@ -1,7 +1,7 @@
 """Standalone reproducer: XLA:CPU's 3x3 convolutions (forward, input gradient, kernel gradient) against PyTorch's.
 
 Command: python benchmarks/conv_reproducer.py [--shapes=128x28x28x32x32,128x14x14x64x64,128x7x7x64x64
-         --rounds=5 --calls=3 --torch_layouts=channels_last,nchw --settle_s=0.5 --hlo]
+         --rounds=5 --calls=3 --torch_layouts=channels_last,nchw --settle_s=0.5 --hlo --noynn]
 
 Needs only jax, numpy and absl (PyTorch, the CPU build, for the comparison; --no_torch
 times JAX alone), so that it can be handed as it is to XLA's maintainers. Each
@@ -12,7 +12,10 @@ JAX: `lax.conv_general_dilated` in NHWC / HWIO, three functions jitted
 separately: the forward pass, the gradient with respect to the input and the
 gradient with respect to the kernel, each from `jax.vjp` of the convolution in
 that one argument (XLA drops the unused forward pass: --hlo prints the one
-HLO each compiles to). PyTorch: `torch.nn.functional.conv2d` under
+HLO each compiles to). With --ynn (the default) each is compiled twice: as
+jaxlib compiles it (XLA:CPU hands such convolutions to YNNPACK, a `__ynn_fusion`)
+and with the compile option xla_cpu_experimental_ynn_fusion_type="" (no library
+fusions: XLA's own convolution). PyTorch: `torch.nn.functional.conv2d` under
 no_grad, and `aten.convolution_backward` with only the one gradient asked for
 (the call autograd makes, on the real input and weight tensors), in
 channels_last and in contiguous NCHW, with torch.set_num_threads(os.cpu_count()).
@@ -50,6 +53,8 @@ _SETTLE_S = flags.DEFINE_float("settle_s", 0.5, "Idle seconds before each timed 
 _TORCH_LAYOUTS = flags.DEFINE_string("torch_layouts", "channels_last,nchw", "PyTorch memory formats to time.")
 _NO_TORCH = flags.DEFINE_bool("no_torch", False, "Time JAX alone.")
 _HLO = flags.DEFINE_bool("hlo", False, "Print the HLO XLA compiles for each pass.")
+_YNN = flags.DEFINE_bool("ynn", True, "Also time each pass compiled without YNNPACK's fusions ('own').")
+NO_YNN = {"xla_cpu_experimental_ynn_fusion_type": ""}  # XLA:CPU's compile option: no library fusions
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -189,6 +194,10 @@ def main(argv):
       compiled[name] = fn.lower(*args_jax).compile()
       results[("jax", name)] = np.asarray(compiled[name](*args_jax))
       contenders[("jax", name)] = (lambda c: lambda: jax.block_until_ready(c(*args_jax)))(compiled[name])
+      if _YNN.value:
+        own = fn.lower(*args_jax).compile(compiler_options=NO_YNN)
+        check_close(f"own {name}", np.asarray(own(*args_jax)), results[("jax", name)])
+        contenders[("own", name)] = (lambda c: lambda: jax.block_until_ready(c(*args_jax)))(own)
     errors = {}
     for layout in layouts:
       for name, (run, to_numpy) in torch_passes(torch, layout, x, kernel, cotangent).items():
@@ -209,6 +218,8 @@ def main(argv):
     times = time_rounds(contenders, args.rounds, args.calls, args.settle_s)
     med = {key: statistics.median(v) for key, v in times.items()}
     header = f"  {'pass':12s} {'JAX ms':>8s} {'GFLOP/s':>8s}"
+    if _YNN.value:
+      header += f" {'own ms':>8s} {'GFLOP/s':>8s} {'JAX/own':>8s}"
     for layout in layouts:
       header += f" {SHORT[layout] + ' ms':>10s} {'GFLOP/s':>8s}"
     for layout in layouts:
@@ -217,6 +228,9 @@ def main(argv):
     for name in PASSES:
       t = med[("jax", name)]
       line = f"  {name:12s} {1e3 * t:8.2f} {flops / t / 1e9:8.1f}"
+      if _YNN.value:
+        own = med[("own", name)]
+        line += f" {1e3 * own:8.2f} {flops / own / 1e9:8.1f} {t / own:8.2f}"
       for layout in layouts:
         tt = med[(layout, name)]
         line += f" {1e3 * tt:10.2f} {flops / tt / 1e9:8.1f}"
@@ -224,7 +238,8 @@ def main(argv):
         line += f" {t / med[(layout, name)]:9.2f}"
       print(line, flush=True)
   print(f"\n({', '.join(f'{v}: PyTorch {k}' for k, v in SHORT.items() if k in layouts)};"
-        " JAX/...: JAX's time over PyTorch's, above 1 JAX is slower)")
+        " JAX/...: JAX's time over PyTorch's, above 1 JAX is slower"
+        + ("; own: XLA's own convolution, no YNNPACK fusion)" if _YNN.value else ")"))
 
 
 if __name__ == "__main__":

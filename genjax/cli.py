@@ -200,8 +200,50 @@ def retain_host_memory() -> bool:
   return bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
 
 
+_YNN_CONVOLUTIONS = flags.DEFINE_bool(
+    "ynn_convolutions", False,
+    "XLA:CPU: let YNNPACK run the convolutions, as jaxlib does by default (False: XLA's own; own_convolutions()).")
+
+# XLA:CPU's compile option listing what it hands to YNNPACK, and the list without convolutions.
+YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+YNN_WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+
+
+def with_own_convolutions(xla_flags: str) -> str:
+  """`xla_flags` (XLA_FLAGS' value) with YNNPACK's fusions limited to dots and reductions, unless it names them."""
+  if f"--{YNN_OPTION}=" in xla_flags:
+    return xla_flags  # the user's own choice
+  return f"{xla_flags} --{YNN_OPTION}={YNN_WITHOUT_CONVOLUTIONS}".strip()
+
+
+def own_convolutions() -> bool:
+  """Makes XLA:CPU run convolutions itself rather than through YNNPACK; True if it took effect.
+
+  jaxlib's XLA:CPU hands convolutions, dots and reductions to YNNPACK. Where
+  measured, XLA's own 3x3 convolutions are faster than YNNPACK's, the diffusion
+  U-Net trains and samples faster with them, and the DCGAN and the VAE train
+  about as fast (benchmarks/cpu_fusions.py and conv_reproducer.py time both;
+  docs/speed.md has the figures and the machine). XLA reads XLA_FLAGS when its first backend starts, so this sets
+  them for the whole process and does nothing once a backend runs (or where
+  XLA_FLAGS already names the option); like retain_host_memory, the library
+  never calls it on import: train.py, sample.py and the benchmarks do.
+  """
+  try:
+    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+    if xla_bridge.backends_are_initialized():
+      return False
+  except (ImportError, AttributeError):  # JAX's private module moved: set the flags, as before a backend starts
+    pass
+  before = os.environ.get("XLA_FLAGS", "")
+  os.environ["XLA_FLAGS"] = with_own_convolutions(before)
+  return os.environ["XLA_FLAGS"] != before
+
+
 def set_up_process() -> bool:
-  """What --retain_host_memory asks of the whole process (call after flags are parsed); True if memory is kept."""
+  """What --retain_host_memory and --ynn_convolutions ask of the whole process (call after flags are parsed, before
+  JAX starts a backend); True if memory is kept."""
+  if not _YNN_CONVOLUTIONS.value:
+    own_convolutions()
   return _RETAIN.value and retain_host_memory()
 
 

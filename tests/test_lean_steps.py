@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from genjax import build, parallel, train_lib
+from genjax import build, cli, parallel, train_lib
 from genjax import random as grandom
 from tests.helpers import restore_state, tiny_config
 
@@ -146,3 +146,39 @@ def test_retained_host_memory_is_reused_without_page_faults():
   retained, faults = probe("retain")
   assert not default and retained
   assert faults < 100 and default_faults > 10 * max(faults, 1), (default_faults, faults)
+
+
+
+_CONV_PROBE = r"""
+import sys
+import jax, jax.numpy as jnp
+from jax import lax
+from genjax import cli
+took = cli.own_convolutions() if sys.argv[1] == "own" else False
+conv = lambda x, k: lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+f = jax.jit(lambda x, k, w: (conv(x, k), x.reshape(-1, 64) @ w, jnp.sum(x, axis=(1, 2))))
+text = f.lower(jnp.ones((8, 14, 14, 64)), jnp.ones((3, 3, 64, 64)), jnp.ones((64, 64))).compile().as_text()
+print(took, text.count("kind=kCustom"), cli.own_convolutions())
+"""
+
+
+def test_own_convolutions_takes_convolutions_from_ynnpack_and_leaves_its_dots_and_reductions():
+  """jaxlib hands the convolution, the product and the sum to YNNPACK (three library fusions); after
+  own_convolutions, XLA runs the convolution itself (two); once a backend runs, it changes nothing."""
+  def probe(mode):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", _CONV_PROBE, mode], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env)
+    took, fusions, again = out.stdout.split()
+    return took == "True", int(fusions), again == "True"
+
+  assert probe("default") == (False, 3, False)
+  assert probe("own") == (True, 2, False)
+
+
+def test_a_users_own_ynn_option_is_kept():
+  assert cli.with_own_convolutions("") == f"--{cli.YNN_OPTION}={cli.YNN_WITHOUT_CONVOLUTIONS}"
+  assert cli.with_own_convolutions("--xla_force_host_platform_device_count=8") == (
+      f"--xla_force_host_platform_device_count=8 --{cli.YNN_OPTION}={cli.YNN_WITHOUT_CONVOLUTIONS}")
+  mine = f"--{cli.YNN_OPTION}= --xla_cpu_multi_thread_eigen=false"
+  assert cli.with_own_convolutions(mine) == mine
