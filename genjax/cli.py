@@ -3,6 +3,7 @@
 import contextlib
 import ctypes
 import errno
+import importlib.metadata
 import os
 import platform
 import re
@@ -207,6 +208,11 @@ _YNN_CONVOLUTIONS = flags.DEFINE_bool(
 # XLA:CPU's compile option listing what it hands to YNNPACK, and the list without convolutions.
 YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
 YNN_WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+_YNN_JAXLIBS = ((0, 10), (0, 12))  # the jaxlib releases known to take the option and its values: [from, to)
+
+
+def _jaxlib_version() -> tuple[int, ...]:
+  return tuple(int(p) for p in re.findall(r"\d+", importlib.metadata.version("jaxlib"))[:2])
 
 
 def with_own_convolutions(xla_flags: str) -> str:
@@ -223,11 +229,15 @@ def own_convolutions() -> bool:
   measured, XLA's own 3x3 convolutions are faster than YNNPACK's, the diffusion
   U-Net trains and samples faster with them, and the DCGAN and the VAE train
   about as fast (benchmarks/cpu_fusions.py and conv_reproducer.py time both;
-  docs/speed.md has the figures and the machine). XLA reads XLA_FLAGS when its first backend starts, so this sets
-  them for the whole process and does nothing once a backend runs (or where
-  XLA_FLAGS already names the option); like retain_host_memory, the library
-  never calls it on import: train.py, sample.py and the benchmarks do.
+  docs/speed.md has the figures and the machine). XLA reads XLA_FLAGS when its
+  first backend starts, so this sets them for the whole process and does
+  nothing once a backend runs, where XLA_FLAGS already names the option, or
+  with a jaxlib outside `_YNN_JAXLIBS` (XLA aborts on a flag it does not
+  know). Like retain_host_memory, the library never calls it on import:
+  train.py, sample.py and the benchmarks do.
   """
+  if not _YNN_JAXLIBS[0] <= _jaxlib_version() < _YNN_JAXLIBS[1]:
+    return False
   try:
     from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
     if xla_bridge.backends_are_initialized():

@@ -182,3 +182,14 @@ def test_a_users_own_ynn_option_is_kept():
       f"--xla_force_host_platform_device_count=8 --{cli.YNN_OPTION}={cli.YNN_WITHOUT_CONVOLUTIONS}")
   mine = f"--{cli.YNN_OPTION}= --xla_cpu_multi_thread_eigen=false"
   assert cli.with_own_convolutions(mine) == mine
+
+
+def test_own_convolutions_leaves_a_jaxlib_it_was_not_written_for_alone(monkeypatch):
+  """XLA aborts on a flag its jaxlib does not know: outside the known releases nothing is set."""
+  from jax._src import xla_bridge
+  monkeypatch.setenv("XLA_FLAGS", "")
+  monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+  monkeypatch.setattr(cli, "_jaxlib_version", lambda: (0, 12))
+  assert not cli.own_convolutions() and os.environ["XLA_FLAGS"] == ""
+  monkeypatch.setattr(cli, "_jaxlib_version", lambda: (0, 10))
+  assert cli.own_convolutions() and os.environ["XLA_FLAGS"] == cli.with_own_convolutions("")
