@@ -148,7 +148,6 @@ def test_retained_host_memory_is_reused_without_page_faults():
   assert faults < 100 and default_faults > 10 * max(faults, 1), (default_faults, faults)
 
 
-
 _CONV_PROBE = r"""
 import sys
 import jax, jax.numpy as jnp
