@@ -14,11 +14,15 @@ Each operation is first timed plainly, in rounds in which the two alternate (ben
 `timed_rounds`: --rounds rounds of --train_steps steps, or of one sampler run of --sample_steps DDIM steps),
 then profiled:
 - XLA: `jax.profiler.trace` around --profile_steps training steps (one sampler run), the `*.xplane.pb` it
-  writes read with the XPlane proto TensorFlow ships; each thunk's time (its own, less any thunk nested in
-  it on the same thread) is summed per HLO instruction, and each instruction is put in a category from the
-  ops fused into it (`compiled.as_text()`) and their JAX op names: a convolution's window tells a kernel
-  gradient (a window as large as the image) from a forward or input-gradient pass (the kernel's window), and
-  'transpose(' in its op name an input gradient from a forward pass; a dot whose op name is an einsum
+  writes read with the XPlane proto TensorFlow ships. A thunk runs from its start to its end, an
+  asynchronous one's (XLA's own convolution, on Eigen's threads) being the "end:" event its flow id ties it
+  to, not its launch's. XLA runs independent thunks at once, so each stretch of wall-clock time is split
+  evenly among the thunks running in it (loops and calls take no share: their bodies' thunks do), and the
+  shares are summed per HLO instruction: they add up to the time some thunk was running, the profiled run's
+  wall clock less the gaps. Each instruction is put in a category from the ops fused into it
+  (`compiled.as_text()`) and their JAX op names: a convolution's window tells a kernel gradient (a window as
+  large as the image) from a forward or input-gradient pass (the kernel's window), and 'transpose(' in its
+  op name an input gradient from a forward pass; a dot whose op name is an einsum
   right in an attention block is attention's; a fusion mostly of threefry's ops is random numbers (XLA
   fuses the dropout masks' bits into their consumers); and so on (`xla_category`).
 - PyTorch: `torch.profiler.profile` (record_shapes) around the same steps; each op's self time goes to the
@@ -28,8 +32,7 @@ then profiled:
 
 The table gives milliseconds per training step and per DDIM step (the sampler run over --sample_steps) in
 each category, XLA's over PyTorch's, the sums against the wall-clock time of the profiled run and of the plain
-rounds (their median), and for XLA the time some thunk was running (the union of the thunks' intervals: XLA
-runs independent thunks on several threads at once). Then the --top instructions and ops of each side.
+rounds (their median). Then the --top instructions and ops of each side.
 Where the two lower the net differently (XLA fuses GroupNorm's normalisation into the SiLU that follows,
 PyTorch's native_group_norm does both), compare the subtotal of the two categories.
 """
@@ -96,11 +99,13 @@ class Instruction:
   text: str
   op_name: str
   called: list[str]  # the computations it calls (fusions, calls, loops)
+  users: list[str] = dataclasses.field(default_factory=list)  # the instructions that read its result
 
 
 _COMPUTATION = re.compile(r"^(?:ENTRY )?%?(?P<name>[^\s(]+) .*\{\s*$")
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?(?P<name>[^\s=]+) = (?P<shape>.*?) (?P<op>[a-z][\w\-]*)\((?P<rest>.*)$")
 _CALLED = re.compile(r"(?:calls|to_apply|body|condition)=%?([^\s,}]+)")
+_OPERAND = re.compile(r"%([\w.\-]+)")
 _WINDOW = re.compile(r"window=\{size=([\dx]+)")
 _MOVES = {"copy", "transpose", "concatenate", "slice", "dynamic-slice", "dynamic-update-slice", "reshape", "bitcast",
           "broadcast", "pad", "reverse", "parameter", "constant", "tuple", "get-tuple-element", "iota"}
@@ -133,6 +138,10 @@ def parse_hlo(text: str) -> tuple[dict[str, Instruction], dict[str, list[str]]]:
                        _CALLED.findall(rest))
     instructions[inst.name] = inst
     computations[current].append(inst.name)
+  for inst in instructions.values():
+    for operand in set(_OPERAND.findall(inst.text.split(" = ", 1)[1].split(", metadata=")[0])):
+      if operand in instructions and operand != inst.name:
+        instructions[operand].users.append(inst.name)
   return instructions, computations
 
 
@@ -179,6 +188,11 @@ def xla_category(inst: Instruction, instructions: dict, computations: dict) -> s
   if any(_SOFTMAX.search(n) for n in names) and any(o.opcode in ("reduce", "exponential") for o in ops):
     return ATTENTION
   if all(o.opcode in _MOVES for o in body):
+    if inst.text.split(" = ", 1)[1].startswith("u32["):
+      return RANDOM  # threefry's state, copied from round to round: JAX rolls its rounds in a loop on a CPU
+    users = [instructions[u] for u in inst.users]
+    if users and all(xla_category(u, instructions, computations) == CONV_DW for u in users):
+      return CONV_DW  # the layout XLA's own kernel gradient reads (oneDNN's reorders are in its call too)
     return COPIES
   if names and not any(k in n for n in names for k in ("UNet", "jvp(", "transpose(")):
     return OPTIMIZER  # Adam's update, and the few ops of the step before the net (the noised images)
@@ -236,59 +250,68 @@ def xplane_pb2():
 
 @dataclasses.dataclass
 class XlaProfile:
-  self_ps: dict[str, int]  # per HLO instruction: the thunks' own time, summed
+  self_ps: dict[str, int]  # per HLO instruction: its thunks' share of the wall clock, summed
   count: dict[str, int]
-  busy_ps: int  # the union of all the thunks' intervals
+  busy_ps: int  # the union of all the thunks' intervals (= the sum of the shares)
 
 
-def read_xla_trace(trace_dir: str, module_name: str) -> XlaProfile:
-  """The thunk events of `module_name` in the trace that jax.profiler.trace wrote under `trace_dir`."""
+def read_xla_trace(trace_dir: str, module_name: str, containers: frozenset = frozenset()) -> XlaProfile:
+  """The thunk events of `module_name` in the trace that jax.profiler.trace wrote under `trace_dir`.
+
+  XLA runs independent thunks at once, on several threads, so a thunk's own duration counts the cores it
+  shared: each stretch of time is split evenly among the thunks running in it. The thunks of `containers`
+  (loops, calls: their bodies' thunks are timed themselves) are counted but take no share.
+  """
   files = sorted(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True), key=os.path.getmtime)
   if not files:
     raise FileNotFoundError(f"no *.xplane.pb under {trace_dir}")
   space = xplane_pb2().XSpace()
   with open(files[-1], "rb") as f:
     space.ParseFromString(f.read())
-  self_ps, count, intervals = collections.Counter(), collections.Counter(), []
+  count, edges = collections.Counter(), []
   for plane in space.planes:
     if not plane.name.startswith("/host:CPU"):
       continue
     stat_names = {k: v.name for k, v in plane.stat_metadata.items()}
+    # An asynchronous thunk (XLA's own convolution, run on Eigen's pool) returns when it has launched its work;
+    # the executor records "end: NAME" when that work is done, tied to the start by a flow id (_p = _c).
+    ends = {}
     for line in plane.lines:
-      events = []
+      for e in line.events:
+        if plane.event_metadata[e.metadata_id].name.startswith("end: "):
+          for s in e.stats:
+            if stat_names.get(s.metadata_id) == "_c":
+              ends[s.uint64_value or s.int64_value] = line.timestamp_ns * 1000 + e.offset_ps
+    for line in plane.lines:
       for e in line.events:
         stats = {stat_names.get(s.metadata_id): s for s in e.stats}
         module = stats.get("hlo_module")
         if "hlo_op" not in stats or module is None or stat_names.get(module.ref_value) != module_name:
           continue
-        start = line.timestamp_ns * 1000 + e.offset_ps
-        events.append((start, start + e.duration_ps, plane.event_metadata[e.metadata_id].name))
-      # A thunk's own time: less those nested in it on this thread (a loop's body run in place, say).
-      events.sort(key=lambda ev: (ev[0], -ev[1]))
-      stack, own = [], {}
-      for i, (start, end, _) in enumerate(events):
-        while stack and events[stack[-1]][1] <= start:
-          stack.pop()
-        own[i] = end - start
-        if stack:
-          own[stack[-1]] -= end - start
-        stack.append(i)
-        intervals.append((start, end))
-      for i, (_, _, name) in enumerate(events):
-        self_ps[name] += own[i]
+        name = plane.event_metadata[e.metadata_id].name
         count[name] += 1
-  busy, reach = 0, None
-  for start, end in sorted(intervals):
-    if reach is None or start > reach:
-      busy += end - start
-      reach = end
-    elif end > reach:
-      busy += end - reach
-      reach = end
-  return XlaProfile(dict(self_ps), dict(count), busy)
+        if name in containers:
+          continue
+        start = line.timestamp_ns * 1000 + e.offset_ps
+        flow = stats.get("_p")
+        end = max(start + e.duration_ps, ends.get(flow.uint64_value or flow.int64_value, 0) if flow else 0)
+        edges += [(start, 1, name), (end, -1, name)]
+  share, running, busy, last = collections.Counter(), collections.Counter(), 0, None
+  for t, step, name in sorted(edges, key=lambda edge: (edge[0], edge[1])):  # ends before starts at a tie
+    n = sum(running.values())
+    if n and t > last:
+      for other, k in running.items():
+        share[other] += (t - last) * k / n
+      busy += t - last
+    running[name] += step
+    if not running[name]:
+      del running[name]
+    last = t
+  return XlaProfile({k: round(v) for k, v in share.items()}, dict(count), busy)
 
 
-def profile_xla(run, n: int, module_name: str, trace_dir: str | None) -> tuple[XlaProfile, float]:
+def profile_xla(run, n: int, module_name: str, trace_dir: str | None,
+                containers: frozenset = frozenset()) -> tuple[XlaProfile, float]:
   """run(n) under jax.profiler.trace: the profile and the run's wall-clock seconds."""
   import jax  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
@@ -297,7 +320,7 @@ def profile_xla(run, n: int, module_name: str, trace_dir: str | None) -> tuple[X
       t0 = time.perf_counter()
       run(n)
       wall = time.perf_counter() - t0
-    return read_xla_trace(folder, module_name), wall
+    return read_xla_trace(folder, module_name, containers), wall
 
 
 # ---------------------------------------------------------------------------------------------------- PyTorch
@@ -390,7 +413,7 @@ def profile_torch(run, n: int):
 # ------------------------------------------------------------------------------------------------- the tables
 
 
-def print_table(title: str, xla_ms: dict, torch_ms: dict, walls: dict, busy_ms: float) -> None:
+def print_table(title: str, xla_ms: dict, torch_ms: dict, walls: dict) -> None:
   xla_ms, torch_ms = dict(xla_ms), dict(torch_ms)
   xla_ms[CONV_BWD] = xla_ms.get(CONV_DX, 0.0) + xla_ms.get(CONV_DW, 0.0)
   xla_ms[NORM_ELEMENTWISE] = xla_ms.get(REDUCTIONS, 0.0) + xla_ms.get(ELEMENTWISE, 0.0)
@@ -416,7 +439,6 @@ def print_table(title: str, xla_ms: dict, torch_ms: dict, walls: dict, busy_ms: 
       row(category, x, t, NOTES.get(category, ""))
   print("-" * 60)
   row("sum of the ops", total["XLA"], total["torch"])
-  row("XLA: some thunk running (union)", busy_ms, None, "XLA runs independent thunks on several threads")
   row("wall-clock, the profiled run", walls["xla_profiled"], walls["torch_profiled"])
   row("wall-clock, plain rounds (median)", walls["xla"], walls["torch"])
 
@@ -518,15 +540,16 @@ def main(argv):
     n = _PROFILE_STEPS.value if op == "train" else 1
     units = n * per_step[op]
     module_name = compiled[op].as_text().split("\n", 1)[0].split()[1].rstrip(",")
+    instructions, computations = parse_hlo(compiled[op].as_text())
+    containers = frozenset(k for k, inst in instructions.items() if inst.opcode in ("while", "call", "conditional"))
     time.sleep(speed.SETTLE_S)
-    xla_profile, xla_wall = profile_xla(xla_runs[op], n, module_name, _TRACE_DIR.value)
+    xla_profile, xla_wall = profile_xla(xla_runs[op], n, module_name, _TRACE_DIR.value, containers)
     time.sleep(speed.SETTLE_S)
     torch_ops, torch_wall = profile_torch(torch_c.run, n)
     print(f"  profiled: load average {os.getloadavg()[0]:.1f}; {sum(xla_profile.count.values())} XLA thunks",
           flush=True)
     if not xla_profile.self_ps:
       print(f"  no XLA thunk events of {module_name} in the trace: this jaxlib's profile has none to break down")
-    instructions, computations = parse_hlo(compiled[op].as_text())
     xla_ms, xla_rows = collections.Counter(), []
     for name, ps in xla_profile.self_ps.items():
       inst = instructions.get(name)
@@ -540,7 +563,7 @@ def main(argv):
       torch_ms[category] += us / 1e3 / units
       torch_rows.append((us / 1e3 / units, calls / units, category, name))
     walls = dict(wall_ms, xla_profiled=1e3 * xla_wall / units, torch_profiled=1e3 * torch_wall / units)
-    print_table(titles[op], xla_ms, torch_ms, walls, xla_profile.busy_ps / 1e9 / units)
+    print_table(titles[op], xla_ms, torch_ms, walls)
     print_top(op, sorted(xla_rows, reverse=True), sorted(torch_rows, reverse=True), _TOP.value)
 
 
