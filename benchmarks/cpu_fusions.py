@@ -1,14 +1,14 @@
 """Which XLA:CPU library fusions a training step (and the U-Net's sampler) should use, side by side in one process.
 
 Command: python benchmarks/cpu_fusions.py [--configs=dcgan_mnist5k,vae_mnist5k,diffusion_mnist5k --rounds=5
-         --variants=jaxlib,no_ynn_conv,no_ynn --sample_images=256]
+         --variants=jaxlib,no_ynn_conv,genjax --sample_images=256]
 
 XLA:CPU hands some operations to YNNPACK (the compile option xla_cpu_experimental_ynn_fusion_type lists which:
 its dots, its reductions, its convolutions; each becomes a `__ynn_fusion`) and emits the rest itself. For each
 config, its training step (genjax's, as train.py compiles it: one device, state donated) is compiled once per
 variant with that option: 'jaxlib' (the option as jaxlib leaves it), 'no_ynn_conv' (dots and reductions only:
-XLA's own convolutions, the setting genjax.cli.set_up_process makes) and 'no_ynn' (no library fusion). The
-variants train from the same state on the same batch and key, their losses are checked equal, and they are
+XLA's own convolutions) and 'no_ynn' (no library fusion); 'genjax' is 'no_ynn_conv' with threefry's rounds
+unrolled (genjax.cli.unroll_threefry), the two settings genjax.cli.set_up_process makes. The variants train from the same state on the same batch and key, their losses are checked equal, and they are
 timed in alternating rounds (benchmarks/speed.py's `timed_rounds`). For a diffusion config the DDIM sampler
 (--sample_steps steps of --sample_images images, the config's net) is timed the same way. Prints steps/s of
 each and the ratio to the first variant. CPU only; XLA_FLAGS should not name the option (the variants set it).
@@ -27,7 +27,7 @@ from absl import app, flags  # noqa: E402
 from benchmarks import speed  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list("configs", ["dcgan_mnist5k", "vae_mnist5k", "diffusion_mnist5k"], "configs/ modules.")
-_VARIANTS = flags.DEFINE_list("variants", ["jaxlib", "no_ynn_conv", "no_ynn"], "Library fusion settings to time.")
+_VARIANTS = flags.DEFINE_list("variants", ["jaxlib", "no_ynn_conv", "genjax"], "Library fusion settings to time.")
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Timed rounds, the variants alternating.")
 _SAMPLE_IMAGES = flags.DEFINE_integer("sample_images", 256, "Images of the DDIM sampler's run.")
 _SAMPLE_STEPS = flags.DEFINE_integer("sample_steps", 10, "DDIM steps of the sampler's run.")
@@ -43,8 +43,12 @@ def main(argv):
 
   if jax.default_backend() != "cpu":
     raise app.UsageError("cpu_fusions.py compares XLA:CPU's options: CPU only")
-  options = {"jaxlib": None, "no_ynn_conv": {cli.YNN_OPTION: cli.YNN_WITHOUT_CONVOLUTIONS},
-             "no_ynn": {cli.YNN_OPTION: ""}}
+  from jax._src.interpreters import mlir  # pylint: disable=g-import-not-at-top
+  from jax._src.random import threefry2x32  # pylint: disable=g-import-not-at-top
+
+  own = {cli.YNN_OPTION: cli.YNN_WITHOUT_CONVOLUTIONS}
+  options = {"jaxlib": None, "no_ynn_conv": own, "no_ynn": {cli.YNN_OPTION: ""}, "genjax": own}
+  rolled = threefry2x32._threefry2x32_cpu_lowering_rule  # JAX's CPU rule, to put back after 'genjax'  # noqa: SLF001
   print(f"JAX {jax.__version__}, {os.cpu_count()} CPU threads, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
         flush=True)
   for name in _CONFIGS.value:
@@ -55,8 +59,12 @@ def main(argv):
     key = grandom.step_key(keys.train, 0)
     contenders, losses = [], {}
     for variant in _VARIANTS.value:
-      compiled = jax.jit(family.train_step, donate_argnums=0).lower(family.init(keys.init), batch, key).compile(
-          compiler_options=options[variant])
+      if variant == "genjax":
+        cli.unroll_threefry()
+      # A new function each time, traced and lowered afresh under this variant's threefry rule.
+      compiled = jax.jit(lambda *a: family.train_step(*a), donate_argnums=0).lower(  # noqa: PLW0108
+          family.init(keys.init), batch, key).compile(compiler_options=options[variant])
+      print(f"{name} {variant}: {compiled.as_text().count(' while(')} loops in the compiled step", flush=True)
       state, metrics = compiled(family.init(keys.init), batch, key)
       losses[variant] = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
       box = {"state": state}
@@ -79,6 +87,7 @@ def main(argv):
           jax.block_until_ready(out)
 
         contenders.append(speed.Contender(f"{variant} DDIM", lambda s=sample: s(1), sample))
+      mlir.register_lowering(threefry2x32.threefry2x32_p, rolled, platform="cpu")
     first = losses[_VARIANTS.value[0]]
     for variant, metrics in losses.items():
       for k, v in metrics.items():

@@ -192,3 +192,28 @@ def test_own_convolutions_leaves_a_jaxlib_it_was_not_written_for_alone(monkeypat
   assert not cli.own_convolutions() and os.environ["XLA_FLAGS"] == ""
   monkeypatch.setattr(cli, "_jaxlib_version", lambda: (0, 10))
   assert cli.own_convolutions() and os.environ["XLA_FLAGS"] == cli.with_own_convolutions("")
+
+
+_THREEFRY_PROBE = r"""
+import sys
+import jax, numpy as np
+from genjax import cli
+took = cli.unroll_threefry() if sys.argv[1] == "unrolled" else False
+f = jax.jit(lambda key: jax.random.bits(key, (4096,)))
+text = f.lower(jax.random.key(3)).compile().as_text()
+print(took, text.count(" while("), "".join(f"{b:08x}" for b in np.asarray(f(jax.random.key(3)))[[0, 1, 4095]]))
+"""
+
+
+def test_unroll_threefry_draws_the_same_bits_without_the_loop():
+  """On a CPU JAX lowers threefry's rounds as a loop; unroll_threefry lowers them as JAX does on a GPU: no loop in
+  the compiled draw, and the same bits."""
+  def probe(mode):
+    out = subprocess.run([sys.executable, "-c", _THREEFRY_PROBE, mode], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    took, loops, bits = out.stdout.split()
+    return took == "True", int(loops), bits
+
+  took, loops, bits = probe("rolled")
+  assert not took and loops == 1
+  assert probe("unrolled") == (True, 0, bits)
