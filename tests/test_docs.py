@@ -135,6 +135,8 @@ NOT_RUN = {
     "python benchmarks/unet_ops.py": _MEASUREMENT,
     "python benchmarks/conv_reproducer.py": _MEASUREMENT,
     "python benchmarks/cpu_fusions.py": _MEASUREMENT,
+    "python benchmarks/cpu_fusions.py --variants=genjax,no_ynn_conv --rounds=9": _MEASUREMENT,
+    "python benchmarks/dcgan_speed.py --impls=fast": _MEASUREMENT,
     "python benchmarks/diffusion_speed.py --impls=fast --sample_steps=10 --rounds=3": _MEASUREMENT,
     "python benchmarks/diffusion_speed.py --impls=fast --sample_steps=10 --rounds=3 --ynn_convolutions":
         _MEASUREMENT,
