@@ -1,7 +1,7 @@
 """The DCGAN on little data with and without augmentation of what D sees, at equal steps, in one run (issue 28).
 
 Command: python benchmarks/small_data_gan.py --train_examples=450 [--steps=500,1000,2000,3000
-         --variants=none,diffaugment,ada --num_samples=1000 --recipe=base --name=NAME]
+         --variants=none,diffaugment,ada --num_samples=1000 --recipe=base --name=NAME --workdir=DIR]
 
 Trains the DCGAN of --recipe (benchmarks/recipes.py: 'base' is configs/dcgan_mnist5k.py's classic(), the
 PyTorch example's recipe) on `--train_examples` of mnist5k's training digits (dataset.train_examples: a fixed
@@ -13,6 +13,9 @@ all see the same machine. At each of --steps it measures every variant with the 
 FID counts what the subset lacks too). It also prints the FID of --num_samples digits drawn from the subset itself:
 what a generator that memorised its training digits would score. Prints the table and writes
 docs/small_data_<n>.json (docs/small_data_<n>_<recipe>.json for another recipe, _<name> with --name).
+With --workdir, each variant's state is saved there at every measured step, and the same command run again
+resumes from the last one (the same batches and keys: the FIDs are those of an uninterrupted run), so a run
+longer than one sitting can be taken in several.
 """
 
 import json
@@ -38,6 +41,7 @@ _VARIANTS = flags.DEFINE_list("variants", ["none", "diffaugment", "ada"], "Augme
 _NUM = flags.DEFINE_integer("num_samples", 1000, "Samples per FID.")
 _SEGMENT = flags.DEFINE_integer("segment_steps", 250, "Steps of one variant before the next one's turn.")
 _NAME = flags.DEFINE_string("name", None, "The JSON's suffix (default: the recipe's name; none for 'base').")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Save each variant here at every measured step; resume from it.")
 _RECIPE = flags.DEFINE_string("recipe", "base", "The DCGAN every variant starts from: a name of "
                               "benchmarks/gan_recipe.py's RECIPES or name=field:value;field:value.")
 
@@ -59,7 +63,9 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   recipe_name, recipe = recipes.parse(_RECIPE.value)
-  runs = [alternating.Run(v, config_of(v, _EXAMPLES.value, recipe)) for v in _VARIANTS.value]
+  workdir = _WORKDIR.value
+  runs = [alternating.Run(v, config_of(v, _EXAMPLES.value, recipe), workdir and os.path.join(workdir, v))
+          for v in _VARIANTS.value]
   print(f"JAX {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; load "
         f"{os.getloadavg()[0]:.1f}; recipe {recipe_name} {recipe}; {_EXAMPLES.value or 4500} training digits, "
         f"batch {runs[0].config.batch_size};"
@@ -68,12 +74,19 @@ def main(argv):
   picks = np.random.default_rng(0).choice(len(subset), _NUM.value, replace=len(subset) < _NUM.value)
   memorised = quality.fid_of_images(subset[picks], "mnist5k")
   print(f"FID of {_NUM.value} digits drawn from the {len(subset)} training digits (a memorising G): {memorised:.2f}")
-  print(f"{'variant':>12s}{'steps':>7s}{'minutes':>8s}{'FID':>9s}")
   rows, wall = [], time.perf_counter()
+  measured = os.path.join(workdir, "rows.json") if workdir else None
+  if measured and os.path.exists(measured):
+    with open(measured, encoding="utf-8") as f:
+      rows = json.load(f)
+    print(f"resumed from {workdir}: steps {', '.join(f'{run.name} {run.step}' for run in runs)}")
+  print(f"{'variant':>12s}{'steps':>7s}{'minutes':>8s}{'FID':>9s}")
   name = recipe_name if _NAME.value is None else _NAME.value
   suffix = "" if name in ("base", "") else f"_{name}"
   out = os.path.join(DOCS, f"small_data_{_EXAMPLES.value or 4500}{suffix}.json")
   for target in sorted(int(s) for s in _STEPS.value):
+    if any(row["step"] == target for row in rows) and min(run.step for run in runs) >= target:
+      continue  # measured before the run was resumed
     while min(run.step for run in runs) < target:
       for run in runs:
         run.train_to_step(min(target, run.step + _SEGMENT.value))
@@ -90,6 +103,11 @@ def main(argv):
                  "num_samples": _NUM.value, "recipe": recipe, "memorised_fid": memorised,
                  "date": time.strftime("%Y-%m-%d"),
                  "rows": rows}, f, indent=1)
+    if workdir:
+      for run in runs:
+        run.save()
+      with open(measured, "w", encoding="utf-8") as f:
+        json.dump(rows, f)
   print(f"wall {(time.perf_counter() - wall) / 60:.1f} min, load {os.getloadavg()[0]:.1f}")
 
 
