@@ -8,8 +8,9 @@ its dots, its reductions, its convolutions; each becomes a `__ynn_fusion`) and e
 config, its training step (genjax's, as train.py compiles it: one device, state donated) is compiled once per
 variant with that option: 'jaxlib' (the option as jaxlib leaves it), 'no_ynn_conv' (dots and reductions only:
 XLA's own convolutions) and 'no_ynn' (no library fusion); 'genjax' is 'no_ynn_conv' with threefry's rounds
-unrolled (genjax.cli.unroll_threefry), the two settings genjax.cli.set_up_process makes. The variants train from the same state on the same batch and key, their losses are checked equal, and they are
-timed in alternating rounds (benchmarks/speed.py's `timed_rounds`). For a diffusion config the DDIM sampler
+unrolled (genjax.cli.unroll_threefry), the two settings genjax.cli.set_up_process makes. The variants train
+from the same state on the same batch and key, their losses are checked equal, and they are timed in
+alternating rounds (benchmarks/speed.py's `timed_rounds`). For a diffusion config the DDIM sampler
 (--sample_steps steps of --sample_images images, the config's net) is timed the same way. Prints steps/s of
 each and the ratio to the first variant. CPU only; XLA_FLAGS should not name the option (the variants set it).
 """
