@@ -1,11 +1,13 @@
 """FID against steps of benchmarks/small_data_gan.py's runs, one panel per training-set size, as one PNG.
 
-Command: python benchmarks/plot_small_data.py --out=docs/small_data_fid.png docs/small_data_100_long.json \
-    docs/small_data_450.json docs/small_data_4500.json docs/small_data_100_hinge_sn.json \
-    docs/small_data_450_sn_lr4_b64.json docs/small_data_4500_sn_lr4_b64.json
-Panels run three to a row. Each panel draws every variant's FID (1,000 EMA samples against the 4,500 training
-digits) at the steps the run measured, and a dotted line at the FID of digits drawn from the training subset itself (what a generator
-that memorised it would score).
+Command: python benchmarks/plot_small_data.py --out=docs/small_data_fid.png \
+    docs/small_data_100_long.json+docs/small_data_100_long32.json docs/small_data_450.json \
+    docs/small_data_4500.json docs/small_data_100_hinge_sn.json docs/small_data_450_sn_lr4_b64.json \
+    docs/small_data_4500_sn_lr4_b64.json
+Panels run three to a row; FILE+FILE draws the runs in one panel (a run measured further than another: their rows
+merged, the later file's kept at a step both measured). Each panel draws every variant's FID (1,000 EMA samples
+against the 4,500 training digits) at the steps the run measured, and a dotted line at the FID of digits drawn from
+the training subset itself (what a generator that memorised it would score).
 """
 
 import json
@@ -29,9 +31,15 @@ def main(argv):
   fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), dpi=120, squeeze=False)
   for ax in axes.flat[len(runs):]:
     ax.set_axis_off()
-  for ax, path in zip(axes.flat, runs):
-    with open(path, encoding="utf-8") as f:
-      run = json.load(f)
+  for ax, paths in zip(axes.flat, runs):
+    run = None
+    for path in paths.split("+"):
+      with open(path, encoding="utf-8") as f:
+        more = json.load(f)
+      if run is not None:  # the same variant at the same step: the later file's
+        seen = {(r["variant"], r["step"]) for r in more["rows"]}
+        more["rows"] = [r for r in run["rows"] if (r["variant"], r["step"]) not in seen] + more["rows"]
+      run = more
     for variant in dict.fromkeys(row["variant"] for row in run["rows"]):
       points = sorted((r["step"], r["fid"]) for r in run["rows"] if r["variant"] == variant)
       ax.plot(*zip(*points), "o-", label=LABELS.get(variant, variant))
