@@ -96,6 +96,8 @@ NOT_RUN = {
     "python benchmarks/small_data_gan.py --train_examples=100 --steps=2000,4000,8000,12000,16000": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=100 --steps=2000,4000,8000,12000,16000,20000,24000"
     " --variants=none,diffaugment --name=long": _MEASUREMENT,
+    "python benchmarks/small_data_gan.py --train_examples=100 --steps=24000,28000,32000 --variants=none,diffaugment"
+    " --name=long32": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=0 --steps=1000,2000": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=100 --steps=2000,4000,8000 --recipe=hinge_sn": _MEASUREMENT,
     "python benchmarks/gan_recipe.py --minutes=2,5 --recipes=base,hinge_sn,ttur,translation,batch64,r1_layer,sn_bn,lr4"
@@ -109,7 +111,7 @@ NOT_RUN = {
     "python benchmarks/small_data_gan.py --train_examples=0 --steps=2000,4000 --recipe=sn_lr4_b64"
     " --variants=none,translation,ada": _MEASUREMENT,
     "python benchmarks/plot_small_data.py --out=docs/small_data_fid.png docs/small_data_100_long.json"
-    " docs/small_data_450.json docs/small_data_4500.json docs/small_data_100_hinge_sn.json"
+    "+docs/small_data_100_long32.json docs/small_data_450.json docs/small_data_4500.json docs/small_data_100_hinge_sn.json"
     " docs/small_data_450_sn_lr4_b64.json docs/small_data_4500_sn_lr4_b64.json": _PLOT,
     "python benchmarks/generated_data.py --train_examples=100 --minutes=3 --per_class=200 --classifier_steps=1000":
         _MEASUREMENT,
