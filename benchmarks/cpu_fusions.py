@@ -44,12 +44,8 @@ def main(argv):
 
   if jax.default_backend() != "cpu":
     raise app.UsageError("cpu_fusions.py compares XLA:CPU's options: CPU only")
-  from jax._src.interpreters import mlir  # pylint: disable=g-import-not-at-top
-  from jax._src.random import threefry2x32  # pylint: disable=g-import-not-at-top
-
   own = {cli.YNN_OPTION: cli.YNN_WITHOUT_CONVOLUTIONS}
   options = {"jaxlib": None, "no_ynn_conv": own, "no_ynn": {cli.YNN_OPTION: ""}, "genjax": own}
-  rolled = threefry2x32._threefry2x32_cpu_lowering_rule  # JAX's CPU rule, to put back after 'genjax'  # noqa: SLF001
   print(f"JAX {jax.__version__}, {os.cpu_count()} CPU threads, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
         flush=True)
   for name in _CONFIGS.value:
@@ -88,7 +84,7 @@ def main(argv):
           jax.block_until_ready(out)
 
         contenders.append(speed.Contender(f"{variant} DDIM", lambda s=sample: s(1), sample))
-      mlir.register_lowering(threefry2x32.threefry2x32_p, rolled, platform="cpu")
+      cli.unroll_threefry(False)  # JAX's own CPU rule again for the next variant
     first = losses[_VARIANTS.value[0]]
     for variant, metrics in losses.items():
       for k, v in metrics.items():

@@ -254,8 +254,9 @@ _UNROLL_THREEFRY = flags.DEFINE_bool(
     "XLA:CPU: compute random bits with threefry's rounds unrolled, as on a GPU (the same bits; unroll_threefry()).")
 
 
-def unroll_threefry() -> bool:
-  """Lowers threefry2x32 on the CPU with its 20 rounds unrolled, as JAX does on a GPU; True if it took effect.
+def unroll_threefry(unrolled: bool = True) -> bool:
+  """Lowers threefry2x32 on the CPU with its 20 rounds unrolled, as JAX does on a GPU (False: JAX's CPU loop
+  again); True if it took effect.
 
   On a CPU, JAX runs threefry's rounds in a loop of five (to compile faster),
   and XLA copies both words of the counter array from one iteration to the
@@ -269,7 +270,8 @@ def unroll_threefry() -> bool:
   try:
     from jax._src.interpreters import mlir  # pylint: disable=g-import-not-at-top
     from jax._src.random import threefry2x32  # pylint: disable=g-import-not-at-top
-    primitive, rule = threefry2x32.threefry2x32_p, threefry2x32._threefry2x32_lowering_rule  # noqa: SLF001
+    rules = threefry2x32._threefry2x32_lowering_rule, threefry2x32._threefry2x32_cpu_lowering_rule  # noqa: SLF001
+    primitive, rule = threefry2x32.threefry2x32_p, rules[0] if unrolled else rules[1]
   except (ImportError, AttributeError):
     return False
   mlir.register_lowering(primitive, rule, platform="cpu")

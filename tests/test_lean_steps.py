@@ -198,7 +198,9 @@ _THREEFRY_PROBE = r"""
 import sys
 import jax, numpy as np
 from genjax import cli
-took = cli.unroll_threefry() if sys.argv[1] == "unrolled" else False
+took = cli.unroll_threefry() if sys.argv[1] != "rolled" else False
+if sys.argv[1] == "back":
+  took = cli.unroll_threefry(False)  # JAX's CPU loop again
 f = jax.jit(lambda key: jax.random.bits(key, (4096,)))
 text = f.lower(jax.random.key(3)).compile().as_text()
 print(took, text.count(" while("), "".join(f"{b:08x}" for b in np.asarray(f(jax.random.key(3)))[[0, 1, 4095]]))
@@ -207,7 +209,7 @@ print(took, text.count(" while("), "".join(f"{b:08x}" for b in np.asarray(f(jax.
 
 def test_unroll_threefry_draws_the_same_bits_without_the_loop():
   """On a CPU JAX lowers threefry's rounds as a loop; unroll_threefry lowers them as JAX does on a GPU: no loop in
-  the compiled draw, and the same bits."""
+  the compiled draw, and the same bits; unroll_threefry(False) puts JAX's loop back."""
   def probe(mode):
     out = subprocess.run([sys.executable, "-c", _THREEFRY_PROBE, mode], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -217,3 +219,4 @@ def test_unroll_threefry_draws_the_same_bits_without_the_loop():
   took, loops, bits = probe("rolled")
   assert not took and loops == 1
   assert probe("unrolled") == (True, 0, bits)
+  assert probe("back") == (True, 1, bits)
