@@ -1,13 +1,19 @@
-"""Per layer: XLA's own strided and transposed convolutions against genjax's 'fast' forms, in one run.
+"""Per layer: XLA's own strided and transposed convolutions, genjax's 'fast' forms and PyTorch's, in one run.
 
-Command: python benchmarks/layer_speed.py [--rounds=5 --calls=3 --device=cpu]
+Command: python benchmarks/layer_speed.py [--rounds=5 --calls=3 --impls=xla,fast,torch --device=cpu]
+(PyTorch: pip install -e '.[bench]', the CPU build.)
 
 Each stride-2 layer of the DCGAN (64x64, batch 64, ngf = ndf = 64) and of the
-conv VAE (28x28, batch 128) that `conv_impl` switches, timed as a training
-step uses it: the forward pass and the gradients with respect to the input
-and the kernel, one compiled call. The two forms alternate, round by round;
-the table gives the median milliseconds of each and the ratio. This is what
-`genjax.nets.layers.resolve_impl`'s per-backend choice rests on.
+conv VAE (28x28, batch 128), timed as a training step uses it: the forward
+pass and the gradients with respect to the input and the kernel, one
+compiled call (PyTorch: `conv2d` or `conv_transpose2d` in NCHW, as the DCGAN
+example runs it, then `autograd.grad` of both). The contenders alternate,
+round by round; the table gives the median milliseconds of each, XLA's over
+'fast' (what `genjax.nets.layers.resolve_impl`'s per-backend choice rests
+on) and PyTorch's over 'fast' (above 1: genjax's form is the faster). The
+rows marked * are layers the 'fast' form leaves to XLA's own op (few output
+channels), so its two genjax columns are the same computation. The process
+is set up as train.py's is (genjax.cli.set_up_process).
 """
 
 import os
@@ -23,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Timed rounds of each form, alternating.")
 _CALLS = flags.DEFINE_integer("calls", 3, "Calls per round.")
 _DEVICE = flags.DEFINE_enum("device", "cpu", ["cpu", "gpu"], "Where the layers run.")
+_IMPLS = flags.DEFINE_list("impls", ["xla", "fast", "torch"], "Contenders: genjax conv_impl values and 'torch'.")
 
 # (model, kind, batch, input size, C_in, C_out, padding): the layers whose form conv_impl picks.
 _DCGAN_T = ((2, 2), (2, 2))  # PyTorch ConvTranspose2d(4, 2, 1)
@@ -31,6 +38,7 @@ LAYERS = (
     ("DCGAN G", "transposed", 64, 4, 512, 256, _DCGAN_T),
     ("DCGAN G", "transposed", 64, 8, 256, 128, _DCGAN_T),
     ("DCGAN G", "transposed", 64, 16, 128, 64, _DCGAN_T),
+    ("DCGAN G*", "transposed", 64, 32, 64, 3, _DCGAN_T),
     ("DCGAN D", "strided", 64, 64, 3, 64, _DCGAN_C),
     ("DCGAN D", "strided", 64, 32, 64, 128, _DCGAN_C),
     ("DCGAN D", "strided", 64, 16, 128, 256, _DCGAN_C),
@@ -54,36 +62,85 @@ def layer_step(kind: str, padding, impl: str):
   return jax.jit(jax.grad(loss, argnums=(0, 1)))
 
 
+def torch_layer_step(kind: str, batch: int, size: int, c_in: int, c_out: int, device: str):
+  """The same layer in PyTorch (kernel 4, stride 2, padding 1: every row's padding), fwd + both gradients.
+
+  Returns the step (a function of nothing) and its output's spatial size, to check against genjax's.
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  fn = torch.nn.functional
+  dev = torch.device("cuda" if device == "gpu" else "cpu")
+  gen = torch.Generator().manual_seed(0)
+  x = torch.randn(batch, c_in, size, size, generator=gen).to(dev).requires_grad_()
+  if kind == "transposed":
+    kernel = (0.02 * torch.randn(c_in, c_out, 4, 4, generator=gen)).to(dev).requires_grad_()
+    y_size = fn.conv_transpose2d(x, kernel, stride=2, padding=1).shape[-1]
+  else:
+    kernel = (0.02 * torch.randn(c_out, c_in, 4, 4, generator=gen)).to(dev).requires_grad_()
+    y_size = fn.conv2d(x, kernel, stride=2, padding=1).shape[-1]
+  cotangent = torch.ones(batch, c_out, y_size, y_size, device=dev)
+
+  def step():
+    if kind == "transposed":
+      y = fn.conv_transpose2d(x, kernel, stride=2, padding=1)
+    else:
+      y = fn.conv2d(x, kernel, stride=2, padding=1)
+    grads = torch.autograd.grad(y, (x, kernel), cotangent)
+    if dev.type == "cuda":
+      torch.cuda.synchronize()
+    return grads
+
+  return step, y_size
+
+
 def main(argv):
   del argv
+  from genjax import cli  # pylint: disable=g-import-not-at-top
+  cli.set_up_process()
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from genjax.nets import layers  # pylint: disable=g-import-not-at-top
+  impls = _IMPLS.value
+  if "fast" not in impls or not set(impls) <= {"xla", "fast", "torch"}:
+    raise app.UsageError(f"--impls: 'fast' and any of 'xla', 'torch', got {impls}")
   device = jax.devices(_DEVICE.value)[0]
-  print(f"JAX {jax.__version__} on {device.device_kind}; median of {_ROUNDS.value} rounds of {_CALLS.value} calls")
+  versions = f"JAX {jax.__version__} on {device.device_kind}"
+  if "torch" in impls:
+    import torch  # pylint: disable=g-import-not-at-top
+    versions += f", PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
+  print(f"{versions}; median of {_ROUNDS.value} rounds of {_CALLS.value} calls")
+  ratios = [f"{impl}/fast" for impl in impls if impl != "fast"]
   print(f"{'layer':10s} {'kind':10s} {'batch':>5s} {'size':>5s} {'C_in':>5s} {'C_out':>5s}"
-        f" {'xla ms':>8s} {'fast ms':>8s} {'xla/fast':>8s}")
+        + "".join(f" {impl + ' ms':>9s}" for impl in impls) + "".join(f" {r:>10s}" for r in ratios))
   for model, kind, batch, size, c_in, c_out, padding in LAYERS:
     key_x, key_k = jax.random.split(jax.random.key(0))
     x = jax.device_put(jax.random.normal(key_x, (batch, size, size, c_in)), device)
     kernel = jax.device_put(0.02 * jax.random.normal(key_k, (4, 4, c_in, c_out)), device)
-    fn = {impl: layer_step(kind, padding, impl) for impl in ("xla", "fast")}
     function = layers.conv_transpose if kind == "transposed" else layers.conv
     y = jax.eval_shape(lambda x, k: function(x, k, (2, 2), padding, impl="xla"), x, kernel)  # noqa: E731
     cotangent = jax.device_put(jnp.ones(y.shape, y.dtype), device)
-    times = {impl: [] for impl in fn}
-    for f in fn.values():
-      jax.block_until_ready(f(x, kernel, cotangent))
+    steps = {}
+    for impl in impls:
+      if impl == "torch":
+        steps[impl], y_size = torch_layer_step(kind, batch, size, c_in, c_out, _DEVICE.value)
+        if y_size != y.shape[1]:
+          raise AssertionError(f"{model} {kind} {size}: PyTorch's output is {y_size} wide, genjax's {y.shape[1]}")
+      else:
+        f = layer_step(kind, padding, impl)
+        steps[impl] = lambda f=f: jax.block_until_ready(f(x, kernel, cotangent))
+    times = {impl: [] for impl in steps}
+    for step in steps.values():
+      step()
     for _ in range(_ROUNDS.value):
-      for impl, f in fn.items():
+      for impl, step in steps.items():
         t0 = time.perf_counter()
         for _ in range(_CALLS.value):
-          grads = f(x, kernel, cotangent)
-        jax.block_until_ready(grads)
+          step()
         times[impl].append((time.perf_counter() - t0) / _CALLS.value * 1e3)
-    xla, fast = statistics.median(times["xla"]), statistics.median(times["fast"])
-    print(f"{model:10s} {kind:10s} {batch:5d} {size:5d} {c_in:5d} {c_out:5d} {xla:8.2f} {fast:8.2f} {xla / fast:8.2f}",
-          flush=True)
+    ms = {impl: statistics.median(t) for impl, t in times.items()}
+    print(f"{model:10s} {kind:10s} {batch:5d} {size:5d} {c_in:5d} {c_out:5d}"
+          + "".join(f" {ms[impl]:9.2f}" for impl in impls)
+          + "".join(f" {ms[impl] / ms['fast']:10.2f}" for impl in impls if impl != "fast"), flush=True)
 
 
 if __name__ == "__main__":

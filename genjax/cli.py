@@ -174,7 +174,7 @@ _RETAIN = flags.DEFINE_bool(
     "glibc: keep freed host memory for reuse instead of returning it to the OS (retain_host_memory()).")
 
 # mallopt(3) parameters, from glibc's malloc.h.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 
 
 def retain_host_memory() -> bool:
@@ -199,6 +199,35 @@ def retain_host_memory() -> bool:
     return False
   # mallopt takes an int: 2**31 - 1 is the largest trim threshold it can hold.
   return bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
+
+
+_SINGLE_ARENA = flags.DEFINE_bool(
+    "single_malloc_arena", False,
+    "glibc: one malloc arena for all threads, so that XLA's threads reuse freed buffers over 64 MiB too"
+    " (single_malloc_arena(); faster for large activations, slower for small nets).")
+
+
+def single_malloc_arena() -> bool:
+  """Makes glibc's malloc serve every thread from one arena; True if it took effect (Linux with glibc).
+
+  XLA runs its programs on threads of its own, and glibc gives each thread an
+  arena whose heaps hold at most 64 MiB: it maps every larger buffer afresh
+  for such a thread and unmaps it when freed, whatever retain_host_memory()
+  set, so a step whose buffers are that large (im2col patches of a 64x64
+  DCGAN, a PixelCNN's stacks) faults all their pages in at every call. With
+  one arena they are reused, but the threads then wait on one lock for every
+  allocation, which costs more than it saves in small nets' steps
+  (docs/speed.md has both). Call it before any thread has allocated: glibc
+  fixes its arena limit once a process has more than 8 arenas. Process-wide,
+  so only the entry points call it, on --single_malloc_arena.
+  """
+  if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    return False
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+  except OSError:
+    return False
+  return bool(libc.mallopt(_M_ARENA_MAX, 1))
 
 
 _YNN_CONVOLUTIONS = flags.DEFINE_bool(
@@ -279,12 +308,14 @@ def unroll_threefry(unrolled: bool = True) -> bool:
 
 
 def set_up_process() -> bool:
-  """What --retain_host_memory, --ynn_convolutions and --unroll_threefry ask of the whole process (call after flags
-  are parsed, before JAX starts a backend); True if memory is kept."""
+  """What --retain_host_memory, --single_malloc_arena, --ynn_convolutions and --unroll_threefry ask of the whole
+  process (call after flags are parsed, before JAX starts a backend); True if memory is kept."""
   if not _YNN_CONVOLUTIONS.value:
     own_convolutions()
   if _UNROLL_THREEFRY.value:
     unroll_threefry()
+  if _SINGLE_ARENA.value:
+    single_malloc_arena()
   return _RETAIN.value and retain_host_memory()
 
 
