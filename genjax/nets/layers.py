@@ -20,9 +20,11 @@ computed:
     each phase's windows, take one product each. The phases are then
     interleaved (depth to space). No multiply is by an inserted zero.
     Layers to fewer than 16 channels stay XLA's: thin products lose there.
-  * strided convolution (space to depth): the padded input is folded into
-    s*s times the channels and the kernel into ceil(k/s) taps, so the same
-    sum becomes a stride-1 convolution, computed as one product.
+  * strided convolution: one product over the patches, read from the padded
+    input with its width folded into blocks of s pixels (a reshape: no copy),
+    so each kernel row's window is ceil(k/s) whole blocks, and the rows are
+    strided slices; the kernel, padded with zero taps to whole blocks, is
+    just reshaped.
   Stride-1 layers are computed the 'xla' way in both.
 - 'auto': 'fast' on CPU, 'xla' elsewhere (`resolve_impl`): on a GPU, XLA's
   own ops (cuDNN) ran the DCGAN step faster than 'fast' and compiled sooner,
@@ -195,17 +197,6 @@ def _kernel_tangent(patches: jax.Array, d_kernel: jax.Array, precision) -> jax.A
   return t.reshape(*patches.shape[:-1], o)
 
 
-def _conv1(x: jax.Array, kernel: jax.Array, pads, precision) -> jax.Array:
-  """Stride-1 convolution as one matrix product over the input's patches (im2col).
-
-  XLA:CPU computes the kernel gradient of a convolution as a convolution
-  whose window is the whole image, many times slower than this product's
-  gradient, which is two products and a sum of shifted slices.
-  """
-  k_h, k_w, c_in, c_out = kernel.shape
-  return _matmul(_patches(x, k_h, k_w, pads), kernel.reshape(k_h * k_w * c_in, c_out), precision)
-
-
 def dense(x: jax.Array, kernel_KxO: jax.Array, *, impl: str = "fast", precision=None) -> jax.Array:
   """x [B, H, W, K] @ kernel [K, O] (a 1x1 convolution, `flax.linen.Dense` on NHWC features), as `impl` says.
 
@@ -243,9 +234,12 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Paddi
          impl: str = "fast", precision=None) -> jax.Array:
   """`lax.conv_general_dilated(x, kernel, strides, padding)` in NHWC/HWIO, computed as `impl` says.
 
-  'fast' folds each stride-s block of the padded input into channels (space
-  to depth) and the kernel to match, then computes the stride-1 convolution
-  as one matrix product over patches.
+  'fast' is one matrix product over the patches (im2col), which are read
+  from the padded input with its width folded into blocks of s_w pixels: a
+  kernel row's window is then ceil(k_w/s_w) whole blocks, contiguous in
+  memory, and the rows are strided slices. No transpose of the input or the
+  kernel (an earlier space-to-depth form had both, and built its patches
+  slower; benchmarks/layer_speed.py, docs/speed.md).
   """
   if x.ndim != 4:
     raise ValueError(f"conv: needs NHWC inputs (2 spatial dimensions), got shape {x.shape}")
@@ -257,23 +251,21 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Paddi
       raise ValueError(f"conv: input size {n} with padding {(lo, hi)} is smaller than the kernel {k}")
   if resolve_impl(impl) == "xla" or strides == (1, 1):
     return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DIMENSIONS, precision=precision)
-  taps, padded = [], []
-  for n, k, s, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), strides, pads):
-    out = (n + lo + hi - k) // s + 1
-    c = -(-k // s)  # taps of the stride-1 kernel
-    length = s * (out - 1 + c)  # a whole number of blocks, covering every window
-    taps.append(c)
-    padded.append((lo, length - n - lo))
-  (c_h, c_w), (s_h, s_w) = taps, strides
-  x = _pad_or_crop(x, padded)
-  b, n_h, n_w, _ = x.shape
-  x = x.reshape(b, n_h // s_h, s_h, n_w // s_w, s_w, c_in).transpose(0, 1, 3, 2, 4, 5)
-  x = x.reshape(b, n_h // s_h, n_w // s_w, s_h * s_w * c_in)
-  # kernel[s*m + a] -> k2[m, a]; taps past the kernel's end are zero.
-  k2 = jnp.pad(kernel, ((0, c_h * s_h - k_h), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
-  k2 = k2.reshape(c_h, s_h, c_w, s_w, c_in, c_out).transpose(0, 2, 1, 3, 4, 5)
-  k2 = k2.reshape(c_h, c_w, s_h * s_w * c_in, c_out)
-  return _conv1(x, k2, ((0, 0), (0, 0)), precision)
+  (s_h, s_w), ((lo_h, hi_h), (lo_w, hi_w)) = strides, pads
+  (n_h, n_w), b = x.shape[1:3], x.shape[0]
+  out_h, out_w = (n_h + lo_h + hi_h - k_h) // s_h + 1, (n_w + lo_w + hi_w - k_w) // s_w + 1
+  c_w = -(-k_w // s_w)  # blocks of s_w pixels in a kernel row's window
+  # The rows the windows read, and a whole number of blocks covering every window's columns.
+  len_h, len_w = s_h * (out_h - 1) + k_h, s_w * (out_w - 1 + c_w)
+  x = _pad_or_crop(x, [(lo_h, len_h - n_h - lo_h), (lo_w, len_w - n_w - lo_w)])
+  blocks = x.reshape(b, len_h, len_w // s_w, s_w * c_in)
+  windows = [lax.slice(blocks, (0, i, m, 0), (b, i + s_h * (out_h - 1) + 1, m + out_w, s_w * c_in), (1, s_h, 1, 1))
+             for i in range(k_h) for m in range(c_w)]
+  # Stacked on a new axis, as in `_patches`: one fusion.
+  patches = jnp.stack(windows, axis=3).reshape(b, out_h, out_w, k_h * c_w * s_w * c_in)
+  # Kernel tap (i, s_w*m + a) meets window (i, m)'s pixel a: the kernel in its own order, padded to whole blocks.
+  k2 = jnp.pad(kernel, ((0, 0), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
+  return _matmul(patches, k2.reshape(k_h * c_w * s_w * c_in, c_out), precision)
 
 
 def _phases(n: int, k: int, s: int, lo: int, hi: int):
@@ -386,6 +378,7 @@ class Conv(_Convolution):
 
 
 class ConvTranspose(_Convolution):
-  """`flax.linen.ConvTranspose` (NHWC, 2-D, transpose_kernel=False) with its parameters, computed by `conv_transpose`."""
+  """`flax.linen.ConvTranspose` (NHWC, 2-D, transpose_kernel=False) with its parameters, computed by
+  `conv_transpose`."""
 
   _function = staticmethod(conv_transpose)

@@ -43,7 +43,7 @@ the outputs and gradients agree to float rounding (tests/test_unet.py):
 
 Each part of 'fast' made the training step and the sampler faster on a CPU,
 and the convolutions themselves stay XLA's (`lax.conv_general_dilated`): im2col
-products (genjax.nets.layers._conv1), a Winograd F(2x2, 3x3) form, kernel
+products (as genjax.nets.layers computes its strided layers), a Winograd F(2x2, 3x3) form, kernel
 gradients as shifted products and layers' strided 'fast' form for the
 downsampling all lost to XLA's own 3x3 convolutions. benchmarks/diffusion_speed.py
 measures both impls side by side against the same U-Net in PyTorch; the
