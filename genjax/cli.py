@@ -107,7 +107,8 @@ def user_errors_exit():
 
 
 def define_config(default: str, help_string: str):
-  """`config_flags.DEFINE_config_file('config', default, lock_config=True)`, refusing a bad file or override in one line.
+  """`config_flags.DEFINE_config_file('config', default, lock_config=True)`, refusing a bad file or override in one
+  line.
 
   ml_collections reads the default file, and checks the overrides against
   it, as the flag is defined (at import of the script); a bad one exits 2 here.
@@ -131,7 +132,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as e:
     if _config_flags() and isinstance(e, flags.IllegalFlagValueError) and "--config=" in str(e).split(":")[0]:
       defaults = [f.default for f in _config_flags() if isinstance(f.default, str)]
-      fail(config_flag.describe_config_error(argv, defaults[0] if defaults else "", e))  # ml_collections's text says no why
+      # ml_collections's text says no why.
+      fail(config_flag.describe_config_error(argv, defaults[0] if defaults else "", e))
     fail(_flag_error(e))
   except Exception as e:  # pylint: disable=broad-except  (a config file runs as Python and may raise anything)
     defaults = [f.default for f in _config_flags() if isinstance(f.default, str)]
@@ -191,14 +193,19 @@ def retain_host_memory() -> bool:
   process, so the library never calls it on import; train.py, sample.py and
   the benchmarks do (--retain_host_memory).
   """
+  # mallopt takes an int: 2**31 - 1 is the largest trim threshold it can hold.
+  return _mallopt((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, (1 << 31) - 1))
+
+
+def _mallopt(*settings: tuple[int, int]) -> bool:
+  """glibc's mallopt(param, value) for each setting; True if all took (False off Linux with glibc)."""
   if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
     return False
   try:
     libc = ctypes.CDLL("libc.so.6")
   except OSError:
     return False
-  # mallopt takes an int: 2**31 - 1 is the largest trim threshold it can hold.
-  return bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
+  return all([bool(libc.mallopt(param, value)) for param, value in settings])
 
 
 _SINGLE_ARENA = flags.DEFINE_bool(
@@ -221,13 +228,7 @@ def single_malloc_arena() -> bool:
   fixes its arena limit once a process has more than 8 arenas. Process-wide,
   so only the entry points call it, on --single_malloc_arena.
   """
-  if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-    return False
-  try:
-    libc = ctypes.CDLL("libc.so.6")
-  except OSError:
-    return False
-  return bool(libc.mallopt(_M_ARENA_MAX, 1))
+  return _mallopt((_M_ARENA_MAX, 1))
 
 
 _YNN_CONVOLUTIONS = flags.DEFINE_bool(
