@@ -72,20 +72,13 @@ def torch_layer_step(kind: str, batch: int, size: int, c_in: int, c_out: int, de
   dev = torch.device("cuda" if device == "gpu" else "cpu")
   gen = torch.Generator().manual_seed(0)
   x = torch.randn(batch, c_in, size, size, generator=gen).to(dev).requires_grad_()
-  if kind == "transposed":
-    kernel = (0.02 * torch.randn(c_in, c_out, 4, 4, generator=gen)).to(dev).requires_grad_()
-    y_size = fn.conv_transpose2d(x, kernel, stride=2, padding=1).shape[-1]
-  else:
-    kernel = (0.02 * torch.randn(c_out, c_in, 4, 4, generator=gen)).to(dev).requires_grad_()
-    y_size = fn.conv2d(x, kernel, stride=2, padding=1).shape[-1]
+  op, shape = (fn.conv_transpose2d, (c_in, c_out, 4, 4)) if kind == "transposed" else (fn.conv2d, (c_out, c_in, 4, 4))
+  kernel = (0.02 * torch.randn(*shape, generator=gen)).to(dev).requires_grad_()
+  y_size = op(x, kernel, stride=2, padding=1).shape[-1]
   cotangent = torch.ones(batch, c_out, y_size, y_size, device=dev)
 
   def step():
-    if kind == "transposed":
-      y = fn.conv_transpose2d(x, kernel, stride=2, padding=1)
-    else:
-      y = fn.conv2d(x, kernel, stride=2, padding=1)
-    grads = torch.autograd.grad(y, (x, kernel), cotangent)
+    grads = torch.autograd.grad(op(x, kernel, stride=2, padding=1), (x, kernel), cotangent)
     if dev.type == "cuda":
       torch.cuda.synchronize()
     return grads
