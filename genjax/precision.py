@@ -9,7 +9,10 @@
   floating inputs to bfloat16, so products and convolutions run in it, and casts what the net returns back to
   float32. Losses, log-densities, the diffusion preconditioning and the samplers (outside the nets) are
   float32; inside them the normalisations' statistics (Flax's BatchNorm and GroupNorm, the U-Net's
-  GroupNorm), attention's softmax and the U-Net's sinusoidal embedding are computed in float32.
+  GroupNorm), attention's softmax and the denoisers' sinusoidal embeddings are computed in float32. The inputs
+  a net names in `float32_inputs` (the denoisers' noise level) reach it uncast: bfloat16 holds the integers
+  only to 256 exactly, so the step indices 0..999 would become 507 distinct levels (999 and 1000 one), and
+  EDM's 250 ln(sigma) would move sigma by up to 1.6%.
 * 'float16' (GPUs without bfloat16): the same in float16, whose range (largest 65,504, smallest normal 6e-5)
   needs dynamic loss scaling: the loss is multiplied by a scale S before differentiation, every gradient
   leaf of every optimizer (a GAN's two) is divided by S before the update, and a step whose gradients are not
@@ -20,6 +23,7 @@ The gradients are float32 (the transpose of a cast is a cast back), so the optim
 """
 
 import dataclasses
+import inspect
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -57,8 +61,10 @@ def to_float32(tree, dtype) -> Any:
 @dataclasses.dataclass(frozen=True)
 class Cast:
   """A Flax module whose `apply` computes in `dtype`: parameters and floating inputs cast to it, floating
-  outputs (and mutated collections) cast back to float32. `init` is the module's own, so parameters are
-  created in float32 and the parameter tree is the module's; any other attribute is the module's."""
+  outputs (and mutated collections) cast back to float32, except the inputs the module names in its class
+  attribute `float32_inputs` (argument names of its `__call__`), which it gets as they are. `init` is the
+  module's own, so parameters are created in float32 and the parameter tree is the module's; any other
+  attribute is the module's."""
 
   module: nn.Module
   dtype: Any
@@ -70,7 +76,14 @@ class Cast:
     variables = dict(variables)
     if "params" in variables:
       variables["params"] = _recast(variables["params"], jnp.float32, self.dtype)
-    args, kwargs = _recast((args, kwargs), jnp.float32, self.dtype)
+    keep = getattr(self.module, "float32_inputs", ())
+    if keep:
+      bound = inspect.signature(self.module.__call__).bind(*args, **kwargs)
+      kept = {name: bound.arguments.pop(name) for name in keep if name in bound.arguments}
+      bound.arguments.update(_recast(dict(bound.arguments), jnp.float32, self.dtype) | kept)
+      args, kwargs = bound.args, bound.kwargs
+    else:
+      args, kwargs = _recast((args, kwargs), jnp.float32, self.dtype)
     return to_float32(self.module.apply(variables, *args, **kwargs), self.dtype)
 
   def clone(self, **kwargs) -> "Cast":

@@ -78,6 +78,30 @@ def test_the_unets_groupnorm_takes_its_statistics_in_float32_under_bfloat16():
   np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2)  # the output's own bfloat16 rounding
 
 
+@pytest.mark.parametrize("denoiser", ["unet", "mlp"])
+@pytest.mark.parametrize("as_keyword", [False, True])
+def test_a_denoiser_gets_its_noise_level_uncast_under_bfloat16(denoiser, as_keyword):
+  """bfloat16 holds 999 as 1000 (8 significant bits), so a cast noise level would make the two steps one;
+  uncast, the sinusoidal embedding (float32) tells them apart, while x is still cast (the output differs
+  from float32's), whether the level is passed by position or by name."""
+  from genjax.nets import mlp_denoiser, unet  # pylint: disable=g-import-not-at-top
+  if denoiser == "unet":
+    net = unet.UNet(ch=32, out_ch=1, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(), dropout=0.0)
+    x, name = jax.random.normal(jax.random.key(0), (2, 8, 8, 1)), "t_B"
+  else:
+    net, x, name = mlp_denoiser.MLPDenoiser(hidden=(16,)), jax.random.normal(jax.random.key(0), (2, 4)), "c_B"
+  params = net.init(jax.random.key(1), x, jnp.zeros(2))
+  low = precision.wrap(net, "bfloat16")
+
+  def at(module, t):
+    level = jnp.full((2,), t, jnp.float32)
+    return module.apply(params, x, **{name: level}) if as_keyword else module.apply(params, x, level)
+
+  assert jnp.bfloat16(999.0) == jnp.bfloat16(1000.0)
+  assert float(jnp.abs(at(low, 999.0) - at(low, 1000.0)).max()) > 1e-3
+  assert at(low, 999.0).dtype == jnp.float32 and not np.array_equal(at(low, 999.0), at(net, 999.0))
+
+
 # ------------------------------------------------------------------ float16's dynamic loss scaling
 
 

@@ -11,6 +11,7 @@ level's, as in the U-Net.
 """
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -24,6 +25,7 @@ class MLPDenoiser(nn.Module):
   hidden: Sequence[int] = (256, 256, 256)
   emb_dim: int = 64
   num_classes: int = 0
+  float32_inputs: ClassVar[tuple[str, ...]] = ("c_B",)  # precision.Cast passes the noise level uncast
 
   @nn.compact
   def __call__(self, x_BxD: jax.Array, c_B: jax.Array, train: bool = False,

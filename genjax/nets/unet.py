@@ -53,6 +53,7 @@ U-Net").
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -282,6 +283,7 @@ class UNet(nn.Module):
   dropout: float = 0.1
   impl: str = "auto"
   num_classes: int = 0
+  float32_inputs: ClassVar[tuple[str, ...]] = ("t_B",)  # precision.Cast passes the noise level uncast
 
   @nn.compact
   def __call__(self, x, t_B, train: bool = False, labels_B: jax.Array | None = None):
