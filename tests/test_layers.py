@@ -147,7 +147,7 @@ def test_the_pure_functions_take_lists_and_ints_as_lax_does():
   np.testing.assert_allclose(layers.conv_transpose(x, k, [2, 2], [[2, 2], [2, 2]]), want, rtol=1e-5, atol=1e-5)
 
 
-# The three forms of the kernel tangent (layers._kernel_tangent), in both layers: wide patches
+# The three forms of the kernel tangent (im2col._kernel_tangent), in both layers: wide patches
 # (the transposed product), narrow ones (per image) and few rows per output channel (XLA's own).
 @pytest.mark.parametrize("size,c_in,c_out", [((16, 12), 32, 16), ((8, 6), 3, 32), ((4, 4), 32, 64)],
                          ids=["wide", "narrow", "few_rows"])
@@ -177,7 +177,7 @@ def test_forward_mode_and_second_order_equal_lax(function, size, c_in, c_out):
     assert _relative_error(a, b) < 1e-5, name
 
 
-# `dense`'s 'fast' form is `_matmul`, whose kernel tangent has three forms (layers._kernel_tangent): narrow
+# `dense`'s 'fast' form is `im2col.matmul`, whose kernel tangent has three forms (im2col._kernel_tangent): narrow
 # inputs (per image), wide ones (the transposed product) and few rows per output channel (XLA's own).
 @pytest.mark.parametrize("size,k,o", [((6, 5), 32, 16), ((6, 5), 160, 24), ((2, 2), 160, 64)],
                          ids=["narrow", "wide", "few_rows"])

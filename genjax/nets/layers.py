@@ -11,7 +11,7 @@ computed:
   products too. XLA:CPU's own gradients of these layers are several times
   slower than its forward pass (jax#23783): the kernel gradient runs as a
   convolution whose window is the whole image. The products' kernel
-  gradient is arranged for XLA:CPU's library kernels (`_matmul`).
+  gradient is arranged for XLA:CPU's library kernels (`im2col.matmul`).
   * transposed convolution (sub-pixel): output o = s*q + r (phase r) sees
     the kernel taps t = r0, r0+s, ... at consecutive inputs, so every phase
     is a stride-1 convolution with ceil(k/s) taps; all phases share one
@@ -33,7 +33,7 @@ computed:
   with their machine and date, are in docs/speed.md.
 
 `dense` is a 1x1 convolution (a product over the channels) with the same two
-forms; 'fast' gives it `_matmul`'s kernel gradient.
+forms; 'fast' gives it `im2col.matmul`'s kernel gradient.
 
 The functions `conv` and `conv_transpose` are the pure parts: NHWC inputs, HWIO
 kernels, paddings as Flax and `lax` take them ('SAME', 'VALID' or explicit
@@ -50,21 +50,14 @@ import math
 import flax.linen as nn
 import jax
 from jax import lax
-from jax.custom_derivatives import SymbolicZero
 import jax.numpy as jnp
+
+from genjax.nets import im2col
 
 IMPLS = ("auto", "xla", "fast")
 _MIN_FAST_FEATURES = 16  # transposed convolutions to fewer channels stay XLA's
 _MAX_WASTE = 1.4  # sub-pixel: one shared product while it computes at most this many times the needed windows
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
-# Patches narrower than this (a net's first layer) take their kernel gradient one image at a time.
-# XLA:CPU gives a product with so small an output (48 x 64 for the DCGAN's D) to Eigen, which read
-# the whole batch's cotangent transposed, fused into a slow gather; one image at a time over one
-# flattened axis of pixels (`_kernel_tangent`), it reads the cotangent as it is. Measured in whole
-# DCGAN steps by benchmarks/dcgan_speed.py (figures, with machine and date, in docs/speed.md).
-_PER_IMAGE_WIDTH = 128
-# Patches with at most this many rows per output channel take XLA's own kernel gradient (_kernel_tangent).
-_FEW_ROWS = 4
 
 Padding = str | Sequence[tuple[int, int]]
 
@@ -122,85 +115,12 @@ def conv_transpose_pads(kernel: Sequence[int], strides: Sequence[int],
   return pads
 
 
-def _pad_or_crop(x: jax.Array, pads: Sequence[tuple[int, int]]) -> jax.Array:
-  """Pads the spatial axes of NHWC `x` with zeros; a negative amount crops."""
-  config = [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads] + [(0, 0, 0)]
-  return lax.pad(x, jnp.zeros((), x.dtype), config)
-
-
-def _patches(x: jax.Array, k_h: int, k_w: int, pads) -> jax.Array:
-  """[B, H', W', k_h * k_w * C]: every k_h x k_w window of the padded `x`, in (i, j, c) order (im2col)."""
-  x = _pad_or_crop(x, pads)
-  out_h, out_w = x.shape[1] - k_h + 1, x.shape[2] - k_w + 1
-  if (k_h, k_w) == (1, 1):
-    return x
-  windows = [x[:, i:i + out_h, j:j + out_w] for i in range(k_h) for j in range(k_w)]
-  # Stacked on a new axis, not concatenated on the channels: XLA:CPU then makes the slices and the
-  # copy one fusion instead of one per window (fewer kernels, a shorter compile, the same speed;
-  # benchmarks/dcgan_speed.py reports the compile time; docs/speed.md).
-  return jnp.stack(windows, axis=3).reshape(x.shape[0], out_h, out_w, -1)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _matmul(patches: jax.Array, kernel_KxO: jax.Array, precision) -> jax.Array:
-  """patches [B, H, W, K] @ kernel [K, O], with a tangent whose transpose XLA:CPU computes fast.
-
-  The kernel gradient of a plain product is patches^T @ cotangent, a product
-  over the first axis of both, which XLA:CPU leaves to Eigen instead of its
-  faster library kernels (YNNPACK). The tangent in the kernel is written as
-  (d_kernel^T @ patches^T)^T with the transposes kept, so its transpose is
-  (cotangent^T @ patches)^T: one copy of the cotangent, then a plain product.
-  The values are the same products (tests/test_layers.py); forward mode and
-  higher orders (R1, gradient penalty) still work. It makes a whole DCGAN
-  step faster on a CPU, and narrow patches' gradient taken per image
-  (`_PER_IMAGE_WIDTH`) more so: benchmarks/dcgan_speed.py measures it, the
-  two forms alternating in one process; the figures, with their machine and
-  date, are in docs/speed.md.
-  """
-  return jnp.einsum("bhwk,ko->bhwo", patches, kernel_KxO, precision=precision)
-
-
-@functools.partial(_matmul.defjvp, symbolic_zeros=True)
-def _matmul_jvp(precision, primals, tangents):
-  patches, kernel = primals
-  d_patches, d_kernel = tangents
-  y = _matmul(patches, kernel, precision)
-  terms = []
-  if not isinstance(d_patches, SymbolicZero):
-    terms.append(jnp.einsum("bhwk,ko->bhwo", d_patches, kernel, precision=precision))
-  if not isinstance(d_kernel, SymbolicZero):
-    terms.append(_kernel_tangent(patches, d_kernel, precision))
-  return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
-
-
-def _kernel_tangent(patches: jax.Array, d_kernel: jax.Array, precision) -> jax.Array:
-  """patches @ d_kernel, written for the form its transpose (the kernel gradient) should take."""
-  b, k, o = patches.shape[0], patches.shape[-1], d_kernel.shape[-1]
-  # One contracted axis of pixels, not H and W apart: with two, XLA:CPU copies the cotangent
-  # channels-first before the product, an extra pass over it (benchmarks/layer_speed.py; docs/speed.md).
-  rows = patches.reshape(b, -1, k)
-  if rows.size // k <= _FEW_ROWS * o and k >= _PER_IMAGE_WIDTH:
-    # Few rows (a deep layer: 4x4 maps) and a big kernel: XLA's own transpose, whose gradient comes
-    # out in the kernel's layout. The form below would leave it transposed, and XLA fuses that
-    # transpose into each of the optimizer's reads (4 strided gathers of the whole kernel; measured
-    # by benchmarks/dcgan_speed.py, figures in docs/speed.md).
-    t = jnp.einsum("...k,ko->...o", rows, d_kernel, precision=precision)
-  elif k < _PER_IMAGE_WIDTH:
-    # Transpose: one product per image, summed over the images.
-    per_image = jnp.broadcast_to(d_kernel, (b, k, o))
-    t = jnp.einsum("b...k,bko->b...o", rows, per_image, precision=precision)
-  else:
-    # Transpose: (cotangent^T @ patches)^T; the barriers keep XLA from folding the transposes back.
-    barrier = lax.optimization_barrier
-    t = jnp.einsum("ok,...k->o...", barrier(d_kernel.T), rows, precision=precision)
-    t = barrier(jnp.moveaxis(barrier(t), 0, -1))
-  return t.reshape(*patches.shape[:-1], o)
 
 
 def dense(x: jax.Array, kernel_KxO: jax.Array, *, impl: str = "fast", precision=None) -> jax.Array:
   """x [B, H, W, K] @ kernel [K, O] (a 1x1 convolution, `flax.linen.Dense` on NHWC features), as `impl` says.
 
-  'xla' is the plain product. 'fast' is `_matmul`: the same values, with the kernel gradient arranged for
+  'xla' is the plain product. 'fast' is `im2col.matmul`: the same values, with the kernel gradient arranged for
   XLA:CPU's library kernels instead of a transposing copy of the input (the U-Net's 1x1 shortcuts:
   genjax.nets.unet). Nothing else in genjax calls it, so the DCGAN and VAE compute what they did.
   """
@@ -208,7 +128,7 @@ def dense(x: jax.Array, kernel_KxO: jax.Array, *, impl: str = "fast", precision=
     raise ValueError(f"dense: needs NHWC inputs, got shape {x.shape}")
   if resolve_impl(impl) == "xla":
     return jnp.einsum("bhwk,ko->bhwo", x, kernel_KxO, precision=precision)
-  return _matmul(x, kernel_KxO, precision)
+  return im2col.matmul(x, kernel_KxO, precision)
 
 
 def _compiled(function):
@@ -257,15 +177,15 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Paddi
   c_w = -(-k_w // s_w)  # blocks of s_w pixels in a kernel row's window
   # The rows the windows read, and a whole number of blocks covering every window's columns.
   len_h, len_w = s_h * (out_h - 1) + k_h, s_w * (out_w - 1 + c_w)
-  x = _pad_or_crop(x, [(lo_h, len_h - n_h - lo_h), (lo_w, len_w - n_w - lo_w)])
+  x = im2col.pad_or_crop(x, [(lo_h, len_h - n_h - lo_h), (lo_w, len_w - n_w - lo_w)])
   blocks = x.reshape(b, len_h, len_w // s_w, s_w * c_in)
   windows = [lax.slice(blocks, (0, i, m, 0), (b, i + s_h * (out_h - 1) + 1, m + out_w, s_w * c_in), (1, s_h, 1, 1))
              for i in range(k_h) for m in range(c_w)]
-  # Stacked on a new axis, as in `_patches`: one fusion.
+  # Stacked on a new axis, as in `im2col.patches`: one fusion.
   patches = jnp.stack(windows, axis=3).reshape(b, out_h, out_w, k_h * c_w * s_w * c_in)
   # Kernel tap (i, s_w*m + a) meets window (i, m)'s pixel a: the kernel in its own order, padded to whole blocks.
   k2 = jnp.pad(kernel, ((0, 0), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
-  return _matmul(patches, k2.reshape(k_h * c_w * s_w * c_in, c_out), precision)
+  return im2col.matmul(patches, k2.reshape(k_h * c_w * s_w * c_in, c_out), precision)
 
 
 def _phases(n: int, k: int, s: int, lo: int, hi: int):
@@ -327,13 +247,13 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
     qs.append(q)
     conv_pad.append((lo, length + c - 1 - n - lo))
     shifts.append([o - min(off) for o in off])
-  patches = _patches(x, c_h, c_w, conv_pad)
+  patches = im2col.patches(x, c_h, c_w, conv_pad)
   k2 = k2.reshape(c_h * c_w * c_in, s_h, s_w, c_out)
   (q_h, q_w), (shift_h, shift_w) = qs, shifts
   waste = (q_h + max(shift_h)) * (q_w + max(shift_w)) / (q_h * q_w)
   if waste < _MAX_WASTE:
     # One product for all phases, over the union of their windows; each phase's own windows sliced after.
-    y = _matmul(patches, k2.reshape(-1, s_h * s_w * c_out), precision)
+    y = im2col.matmul(patches, k2.reshape(-1, s_h * s_w * c_out), precision)
     # Split, not indexed: the gradient is then one concatenation of the phases (each padded back to
     # the union), not s*s zero-padded copies of the whole product summed (a faster VAE step on CPU:
     # benchmarks/vae_speed.py; docs/speed.md).
@@ -342,7 +262,7 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
                    for r, a in enumerate(shift_h)], axis=3)
   else:
     # Small images, where the union of the windows is much larger than each phase's: one product a phase.
-    y = jnp.stack([jnp.stack([_matmul(patches[:, a:a + q_h, d:d + q_w], k2[:, r, t], precision)
+    y = jnp.stack([jnp.stack([im2col.matmul(patches[:, a:a + q_h, d:d + q_w], k2[:, r, t], precision)
                               for t, d in enumerate(shift_w)], axis=3)
                    for r, a in enumerate(shift_h)], axis=3)
   # (B, Q_h, Q_w, s_h, s_w, C) -> (B, Q_h*s_h, Q_w*s_w, C), cropped to the output size.
