@@ -23,8 +23,8 @@ CASES = [
     (4, 1, "VALID"),  # the DCGAN G's projection, from 1x1
 ]
 SIZES = [(1, 1), (4, 4), (7, 7), (8, 5)]
-# (in, out): a transposed convolution to fewer than 16 channels stays XLA's (genjax.nets.layers), so the
-# first pair is the one that runs the sub-pixel products; the second checks the hand-over.
+# (in, out): a transposed convolution to fewer than 16 channels is a strided convolution's transpose
+# (genjax.nets.layers), so the first pair runs the sub-pixel products and the second that form.
 CHANNELS = [(1, 16), (3, 1)]
 
 
@@ -148,9 +148,11 @@ def test_the_pure_functions_take_lists_and_ints_as_lax_does():
 
 
 # The three forms of the kernel tangent (im2col._kernel_tangent), in both layers: wide patches
-# (the transposed product), narrow ones (per image) and few rows per output channel (XLA's own).
-@pytest.mark.parametrize("size,c_in,c_out", [((16, 12), 32, 16), ((8, 6), 3, 32), ((4, 4), 32, 64)],
-                         ids=["wide", "narrow", "few_rows"])
+# (the transposed product), narrow ones (per image) and few rows per output channel (XLA's own); and
+# the transposed convolution to few channels (a strided convolution's transpose).
+@pytest.mark.parametrize("size,c_in,c_out",
+                         [((16, 12), 32, 16), ((8, 6), 3, 32), ((4, 4), 32, 64), ((8, 8), 64, 3)],
+                         ids=["wide", "narrow", "few_rows", "few_out"])
 @pytest.mark.parametrize("function", [layers.conv, layers.conv_transpose], ids=["strided", "transpose"])
 def test_forward_mode_and_second_order_equal_lax(function, size, c_in, c_out):
   """The fast layers' own tangent rule: jvp in input and kernel together, and the gradient of a gradient

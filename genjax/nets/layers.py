@@ -19,7 +19,11 @@ computed:
     channels), or, on small images where that union is much larger than
     each phase's windows, take one product each. The phases are then
     interleaved (depth to space). No multiply is by an inserted zero.
-    Layers to fewer than 16 channels stay XLA's: thin products lose there.
+    Layers to fewer than 16 channels (a generator's image), where those
+    products would be thin, are computed as what they are, the transpose of
+    a strided convolution (its 'fast' form's vector-Jacobian product), so
+    that their kernel gradient is that convolution's product over patches,
+    not XLA's image-sized window.
   * strided convolution: one product over the patches, read from the padded
     input with its width folded into blocks of s pixels (a reshape: no copy),
     so each kernel row's window is ceil(k/s) whole blocks, and the rows are
@@ -55,7 +59,7 @@ import jax.numpy as jnp
 from genjax.nets import im2col
 
 IMPLS = ("auto", "xla", "fast")
-_MIN_FAST_FEATURES = 16  # transposed convolutions to fewer channels stay XLA's
+_MIN_FAST_FEATURES = 16  # transposed convolutions to fewer channels: `_strided_adjoint`
 _MAX_WASTE = 1.4  # sub-pixel: one shared product while it computes at most this many times the needed windows
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
@@ -211,6 +215,26 @@ def _permute(x: jax.Array, order: Sequence[int], axis: int) -> jax.Array:
   return jnp.concatenate([parts[i] for i in order], axis=axis)
 
 
+def _strided_adjoint(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pads, out: Sequence[int],
+                     precision) -> jax.Array:
+  """`lax.conv_transpose(x, kernel, strides, pads)` as the transpose of the strided convolution it inverts.
+
+  `lax.conv_transpose` puts x[i] * kernel[a] at output s*i + low - a, so it is the vector-Jacobian product of
+  a convolution with stride s of the `out`-sized output, by the kernel flipped (taps) and transposed
+  (channels), padded low by k - 1 - low and high to give x's size. Its gradients are then that convolution's
+  forward pass (in x) and kernel gradient, both products over patches ('fast'). The vjp is taken at zeros:
+  the convolution is linear, and its forward pass is not used (XLA drops it).
+  """
+  k_sizes = kernel.shape[:2]
+  fwd_pads = []
+  for n, s, (lo, _), k, o in zip(x.shape[1:3], strides, pads, k_sizes, out):
+    fwd_pads.append((k - 1 - lo, s * (n - 1) - (k - 1 - lo) + k - o))
+  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+  _, pullback = jax.vjp(lambda y: conv(y, flipped, strides, fwd_pads, impl="fast", precision=precision),
+                        jnp.zeros((x.shape[0], *out, kernel.shape[3]), x.dtype))
+  return pullback(x)[0]
+
+
 @_compiled
 def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Padding, *,
                    impl: str = "fast", precision=None) -> jax.Array:
@@ -225,9 +249,12 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
   k_h, k_w, c_in, c_out = kernel.shape
   pads = conv_transpose_pads((k_h, k_w), strides, padding)
   dims = [_phases(n, k, s, lo, hi) for n, k, s, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), strides, pads)]
-  # Few output channels make thin products, slower than XLA's own op (measured: 64 -> 3 channels at 64x64).
-  if resolve_impl(impl) == "xla" or strides == (1, 1) or c_out < _MIN_FAST_FEATURES:
+  if resolve_impl(impl) == "xla" or strides == (1, 1):
     return lax.conv_transpose(x, kernel, strides, pads, dimension_numbers=_DIMENSIONS, precision=precision)
+  if c_out < _MIN_FAST_FEATURES:
+    # Few output channels make thin phase products, slower than XLA's own forward pass (64 -> 3 channels at
+    # 64x64), whose kernel gradient is in turn many times slower than a strided convolution's.
+    return _strided_adjoint(x, kernel, strides, pads, [d[0] for d in dims], precision)
   b = x.shape[0]
   (out_h, c_h, first_h, off_h), (out_w, c_w, first_w, off_w) = dims
   s_h, s_w = strides
