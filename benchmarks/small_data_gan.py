@@ -13,9 +13,9 @@ all see the same machine. At each of --steps it measures every variant with the 
 FID counts what the subset lacks too). It also prints the FID of --num_samples digits drawn from the subset itself:
 what a generator that memorised its training digits would score. Prints the table and writes
 docs/small_data_<n>.json (docs/small_data_<n>_<recipe>.json for another recipe, _<name> with --name).
-With --workdir, each variant's state is saved there at every measured step, and the same command run again
-resumes from the last one (the same batches and keys: the FIDs are those of an uninterrupted run), so a run
-longer than one sitting can be taken in several.
+With --workdir, each variant's state is saved there at every measured step and every --save_steps between
+them, and the same command run again resumes from the last save (the same batches and keys: the FIDs are those
+of an uninterrupted run), so a run longer than one sitting can be taken in several, losing at most --save_steps.
 """
 
 import json
@@ -40,6 +40,7 @@ _STEPS = flags.DEFINE_list("steps", ["500", "1000", "2000", "3000"], "Steps at w
 _VARIANTS = flags.DEFINE_list("variants", ["none", "diffaugment", "ada"], "Augmentations of what D sees.")
 _NUM = flags.DEFINE_integer("num_samples", 1000, "Samples per FID.")
 _SEGMENT = flags.DEFINE_integer("segment_steps", 250, "Steps of one variant before the next one's turn.")
+_SAVE = flags.DEFINE_integer("save_steps", 2000, "With --workdir, also save every this many steps between measures.")
 _NAME = flags.DEFINE_string("name", None, "The JSON's suffix (default: the recipe's name; none for 'base').")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Save each variant here at every measured step; resume from it.")
 _RECIPE = flags.DEFINE_string("recipe", "base", "The DCGAN every variant starts from: a name of "
@@ -90,6 +91,8 @@ def main(argv):
     while min(run.step for run in runs) < target:
       for run in runs:
         run.train_to_step(min(target, run.step + _SEGMENT.value))
+        if workdir and run.step < target and run.step // _SAVE.value > (run.step - _SEGMENT.value) // _SAVE.value:
+          run.save()  # a stopped run resumes here; rows.json still ends at the last measured step
     for run in runs:
       numbers = quality.measure(jax.jit(run.family.sample, static_argnums=2), jax.jit(run.family.unscale),
                                 run.params(), run.keys.eval, "mnist5k", _NUM.value)
