@@ -65,7 +65,7 @@ def matmul(patches: jax.Array, kernel_KxO: jax.Array, precision) -> jax.Array:
 
 
 @functools.partial(matmul.defjvp, symbolic_zeros=True)
-def matmul_jvp(precision, primals, tangents):
+def _matmul_jvp(precision, primals, tangents):
   patches, kernel = primals
   d_patches, d_kernel = tangents
   y = matmul(patches, kernel, precision)
