@@ -58,11 +58,15 @@ def to_float32(tree, dtype) -> Any:
   return _recast(tree, jnp.dtype(dtype), jnp.float32)
 
 
+_APPLY_KEYWORDS = ("rngs", "mutable", "capture_intermediates", "method")
+
+
 @dataclasses.dataclass(frozen=True)
 class Cast:
   """A Flax module whose `apply` computes in `dtype`: parameters and floating inputs cast to it, floating
   outputs (and mutated collections) cast back to float32, except the inputs the module names in its class
-  attribute `float32_inputs` (argument names of its `__call__`), which it gets as they are. `init` is the
+  attribute `float32_inputs` (argument names of its `__call__`; not for another `method`), which it gets as
+  they are. `init` is the
   module's own, so parameters are created in float32 and the parameter tree is the module's; any other
   attribute is the module's."""
 
@@ -76,7 +80,9 @@ class Cast:
     variables = dict(variables)
     if "params" in variables:
       variables["params"] = _recast(variables["params"], jnp.float32, self.dtype)
-    keep = getattr(self.module, "float32_inputs", ())
+    # Module.apply's own keywords (rngs for dropout, mutable for BatchNorm) are not the call's inputs.
+    own = {name: kwargs.pop(name) for name in _APPLY_KEYWORDS if name in kwargs}
+    keep = () if "method" in own else getattr(self.module, "float32_inputs", ())
     if keep:
       bound = inspect.signature(self.module.__call__).bind(*args, **kwargs)
       kept = {name: bound.arguments.pop(name) for name in keep if name in bound.arguments}
@@ -84,7 +90,7 @@ class Cast:
       args, kwargs = bound.args, bound.kwargs
     else:
       args, kwargs = _recast((args, kwargs), jnp.float32, self.dtype)
-    return to_float32(self.module.apply(variables, *args, **kwargs), self.dtype)
+    return to_float32(self.module.apply(variables, *args, **kwargs, **own), self.dtype)
 
   def clone(self, **kwargs) -> "Cast":
     return Cast(self.module.clone(**kwargs), self.dtype)

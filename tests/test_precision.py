@@ -118,10 +118,11 @@ def test_the_unets_groupnorm_takes_its_statistics_in_float32_under_bfloat16():
 def test_a_denoiser_gets_its_noise_level_uncast_under_bfloat16(denoiser, as_keyword):
   """bfloat16 holds 999 as 1000 (8 significant bits), so a cast noise level would make the two steps one;
   uncast, the sinusoidal embedding (float32) tells them apart, while x is still cast (the output differs
-  from float32's), whether the level is passed by position or by name."""
+  from float32's), whether the level is passed by position or by name, and beside `Module.apply`'s own
+  keywords (the U-Net trains with dropout: `rngs`)."""
   from genjax.nets import mlp_denoiser, unet  # pylint: disable=g-import-not-at-top
   if denoiser == "unet":
-    net = unet.UNet(ch=32, out_ch=1, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(), dropout=0.0)
+    net = unet.UNet(ch=32, out_ch=1, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(), dropout=0.5)
     x, name = jax.random.normal(jax.random.key(0), (2, 8, 8, 1)), "t_B"
   else:
     net, x, name = mlp_denoiser.MLPDenoiser(hidden=(16,)), jax.random.normal(jax.random.key(0), (2, 4)), "c_B"
@@ -130,7 +131,8 @@ def test_a_denoiser_gets_its_noise_level_uncast_under_bfloat16(denoiser, as_keyw
 
   def at(module, t):
     level = jnp.full((2,), t, jnp.float32)
-    return module.apply(params, x, **{name: level}) if as_keyword else module.apply(params, x, level)
+    extra = {"train": True, "rngs": {"dropout": jax.random.key(2)}} if denoiser == "unet" else {}
+    return module.apply(params, x, **{name: level}, **extra) if as_keyword else module.apply(params, x, level, **extra)
 
   assert jnp.bfloat16(999.0) == jnp.bfloat16(1000.0)
   assert float(jnp.abs(at(low, 999.0) - at(low, 1000.0)).max()) > 1e-3
