@@ -66,9 +66,8 @@ class Cast:
   """A Flax module whose `apply` computes in `dtype`: parameters and floating inputs cast to it, floating
   outputs (and mutated collections) cast back to float32, except the inputs the module names in its class
   attribute `float32_inputs` (argument names of its `__call__`; not for another `method`), which it gets as
-  they are. `init` is the
-  module's own, so parameters are created in float32 and the parameter tree is the module's; any other
-  attribute is the module's."""
+  they are. `init` is the module's own, so parameters are created in float32 and the parameter tree is the
+  module's; any other attribute is the module's."""
 
   module: nn.Module
   dtype: Any
