@@ -90,8 +90,9 @@ def main(argv):
       continue  # measured before the run was resumed
     while min(run.step for run in runs) < target:
       for run in runs:
+        before = run.step
         run.train_to_step(min(target, run.step + _SEGMENT.value))
-        if workdir and run.step < target and run.step // _SAVE.value > (run.step - _SEGMENT.value) // _SAVE.value:
+        if workdir and run.step < target and run.step // _SAVE.value > before // _SAVE.value:
           run.save()  # a stopped run resumes here; rows.json still ends at the last measured step
     for run in runs:
       numbers = quality.measure(jax.jit(run.family.sample, static_argnums=2), jax.jit(run.family.unscale),
