@@ -24,7 +24,8 @@ CASES = [
 ]
 SIZES = [(1, 1), (4, 4), (7, 7), (8, 5)]
 # (in, out): a transposed convolution to fewer than 16 channels is a strided convolution's transpose
-# (genjax.nets.layers), so the first pair runs the sub-pixel products and the second that form.
+# (genjax.nets.layers), so the first pair runs the sub-pixel products and the second that form. The first
+# pair takes that form too where the phases' windows overlap little (1x1 and 4x4 inputs with most paddings).
 CHANNELS = [(1, 16), (3, 1)]
 
 

@@ -16,14 +16,14 @@ computed:
     the kernel taps t = r0, r0+s, ... at consecutive inputs, so every phase
     is a stride-1 convolution with ceil(k/s) taps; all phases share one
     product over the union of their windows (s*s times the output
-    channels), or, on small images where that union is much larger than
-    each phase's windows, take one product each. The phases are then
-    interleaved (depth to space). No multiply is by an inserted zero.
-    Layers to fewer than 16 channels (a generator's image), where those
-    products would be thin, are computed as what they are, the transpose of
-    a strided convolution (its 'fast' form's vector-Jacobian product), so
-    that their kernel gradient is that convolution's product over patches,
-    not XLA's image-sized window.
+    channels). The phases are then interleaved (depth to space). No
+    multiply is by an inserted zero. Layers to fewer than 16 channels (a
+    generator's image), where those products would be thin, and layers
+    from small images (4x4), where the union of the windows is much larger
+    than each phase's, are computed as what they are, the transpose of a
+    strided convolution (its 'fast' form's vector-Jacobian product): their
+    gradients are that convolution's forward pass and its kernel gradient,
+    products over patches of the cotangent.
   * strided convolution: one product over the patches, read from the padded
     input with its width folded into blocks of s pixels (a reshape: no copy),
     so each kernel row's window is ceil(k/s) whole blocks, and the rows are
@@ -60,7 +60,7 @@ from genjax.nets import im2col
 
 IMPLS = ("auto", "xla", "fast")
 _MIN_FAST_FEATURES = 16  # transposed convolutions to fewer channels: `_strided_adjoint`
-_MAX_WASTE = 1.4  # sub-pixel: one shared product while it computes at most this many times the needed windows
+_MAX_WASTE = 1.4  # sub-pixel: one shared product while it computes under this many times the needed windows
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 Padding = str | Sequence[tuple[int, int]]
@@ -251,20 +251,9 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
   dims = [_phases(n, k, s, lo, hi) for n, k, s, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), strides, pads)]
   if resolve_impl(impl) == "xla" or strides == (1, 1):
     return lax.conv_transpose(x, kernel, strides, pads, dimension_numbers=_DIMENSIONS, precision=precision)
-  if c_out < _MIN_FAST_FEATURES:
-    # Few output channels make thin phase products, slower than XLA's own forward pass (64 -> 3 channels at
-    # 64x64), whose kernel gradient is in turn many times slower than a strided convolution's.
-    return _strided_adjoint(x, kernel, strides, pads, [d[0] for d in dims], precision)
   b = x.shape[0]
   (out_h, c_h, first_h, off_h), (out_w, c_w, first_w, off_w) = dims
   s_h, s_w = strides
-  # One kernel for all phases: (c_h, c_w, C_in, s_h*s_w*C_out), zero where a phase has fewer taps.
-  # Padded with zeros to c*s taps, tap s*j + a is k2[j, a], and phase r takes a = first[r]: a
-  # permutation, not a gather (whose gradient would be a scatter-add into zeros).
-  k2 = jnp.pad(kernel, ((0, c_h * s_h - k_h), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
-  k2 = k2.reshape(c_h, s_h, c_w, s_w, c_in, c_out)
-  k2 = _permute(_permute(k2, first_h, axis=1), first_w, axis=3)
-  k2 = k2.transpose(0, 2, 4, 1, 3, 5).reshape(c_h, c_w, c_in, s_h * s_w * c_out)
   # Phase r at q reads inputs q + offset[r] + j: one convolution over the union of the windows.
   qs, conv_pad, shifts = [], [], []
   for n, out, s, c, off in ((x.shape[1], out_h, s_h, c_h, off_h), (x.shape[2], out_w, s_w, c_w, off_w)):
@@ -274,24 +263,29 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
     qs.append(q)
     conv_pad.append((lo, length + c - 1 - n - lo))
     shifts.append([o - min(off) for o in off])
-  patches = im2col.patches(x, c_h, c_w, conv_pad)
-  k2 = k2.reshape(c_h * c_w * c_in, s_h, s_w, c_out)
   (q_h, q_w), (shift_h, shift_w) = qs, shifts
   waste = (q_h + max(shift_h)) * (q_w + max(shift_w)) / (q_h * q_w)
-  if waste < _MAX_WASTE:
-    # One product for all phases, over the union of their windows; each phase's own windows sliced after.
-    y = im2col.matmul(patches, k2.reshape(-1, s_h * s_w * c_out), precision)
-    # Split, not indexed: the gradient is then one concatenation of the phases (each padded back to
-    # the union), not s*s zero-padded copies of the whole product summed (a faster VAE step on CPU:
-    # benchmarks/vae_speed.py; docs/speed.md).
-    phase = lax.split(y, [c_out] * (s_h * s_w), axis=3)
-    y = jnp.stack([jnp.stack([phase[r * s_w + t][:, a:a + q_h, d:d + q_w] for t, d in enumerate(shift_w)], axis=3)
-                   for r, a in enumerate(shift_h)], axis=3)
-  else:
-    # Small images, where the union of the windows is much larger than each phase's: one product a phase.
-    y = jnp.stack([jnp.stack([im2col.matmul(patches[:, a:a + q_h, d:d + q_w], k2[:, r, t], precision)
-                              for t, d in enumerate(shift_w)], axis=3)
-                   for r, a in enumerate(shift_h)], axis=3)
+  if c_out < _MIN_FAST_FEATURES or waste >= _MAX_WASTE:
+    # Few output channels make thin phase products, slower than XLA's own forward pass (64 -> 3 channels at
+    # 64x64), whose kernel gradient is in turn many times slower than a strided convolution's. On small
+    # images the union of the phases' windows is much larger than each phase's, and one product a phase
+    # builds s*s times the input's patches (a 4x4 input) for products as slow to differentiate.
+    return _strided_adjoint(x, kernel, strides, pads, [d[0] for d in dims], precision)
+  # One kernel for all phases: (c_h, c_w, C_in, s_h*s_w*C_out), zero where a phase has fewer taps.
+  # Padded with zeros to c*s taps, tap s*j + a is k2[j, a], and phase r takes a = first[r]: a
+  # permutation, not a gather (whose gradient would be a scatter-add into zeros).
+  k2 = jnp.pad(kernel, ((0, c_h * s_h - k_h), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
+  k2 = k2.reshape(c_h, s_h, c_w, s_w, c_in, c_out)
+  k2 = _permute(_permute(k2, first_h, axis=1), first_w, axis=3)
+  k2 = k2.transpose(0, 2, 4, 1, 3, 5).reshape(c_h * c_w * c_in, s_h * s_w * c_out)
+  # One product for all phases, over the union of their windows; each phase's own windows sliced after.
+  y = im2col.matmul(im2col.patches(x, c_h, c_w, conv_pad), k2, precision)
+  # Split, not indexed: the gradient is then one concatenation of the phases (each padded back to
+  # the union), not s*s zero-padded copies of the whole product summed (a faster VAE step on CPU:
+  # benchmarks/vae_speed.py; docs/speed.md).
+  phase = lax.split(y, [c_out] * (s_h * s_w), axis=3)
+  y = jnp.stack([jnp.stack([phase[r * s_w + t][:, a:a + q_h, d:d + q_w] for t, d in enumerate(shift_w)], axis=3)
+                 for r, a in enumerate(shift_h)], axis=3)
   # (B, Q_h, Q_w, s_h, s_w, C) -> (B, Q_h*s_h, Q_w*s_w, C), cropped to the output size.
   y = y.transpose(0, 1, 3, 2, 4, 5).reshape(b, q_h * s_h, q_w * s_w, c_out)
   return y[:, :out_h, :out_w]
