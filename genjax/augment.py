@@ -11,6 +11,8 @@ Two kinds, for two purposes:
   differentiably, between G and D (genjax.models.gan). D never sees an un-augmented image, and G learns the
   un-augmented distribution because its samples pass through the same transforms as the reals.
 
+ADA (Karras et al. 2020), the other augmentation of what D sees, is `genjax.ada`; it resamples with `warp`.
+
 Keys. Example i of the global batch of step s draws from `fold_in(fold_in(step_key(s), AUGMENT), i)`: a resumed
 run augments exactly as an uninterrupted one, and a device holding a slice of the batch draws what the whole
 batch would have given its examples, so 1 and 8 devices augment the same examples the same way.
@@ -270,118 +272,3 @@ def diffaugment(keys_B: jax.Array, x_BxHxWxC: jax.Array, policy: tuple[str, ...]
     return x
 
   return jax.vmap(one)(keys_B, x_BxHxWxC)
-
-
-# ------------------------------------------------------------------ ADA (Karras et al. 2020)
-
-
-def _sampling_matrix(forward_2x2: jax.Array, shift: jax.Array, height: int, width: int) -> jax.Array:
-  """The [2, 3] matrix whose output pixel reads the input at the inverse of `forward_2x2` (about the centre) then
-  `shift` (pixels): `transform_matrix`'s form for any invertible linear map."""
-  inverse = jnp.linalg.inv(forward_2x2)
-  centre = jnp.array([(height - 1) / 2, (width - 1) / 2], jnp.float32)
-  return jnp.concatenate([inverse, (centre - inverse @ (centre + shift))[:, None]], axis=1)
-
-
-def _rotation(angle):
-  cos, sin = jnp.cos(angle), jnp.sin(angle)
-  return jnp.array([[cos, sin], [-sin, cos]])
-
-
-def ada_augment(keys_B: jax.Array, x_BxHxWxC: jax.Array, p: jax.Array) -> jax.Array:
-  """StyleGAN2-ADA's 'bgc' pipeline for images in [-1, 1], image b drawing from keys_B[b]: each transform applied
-  with probability p (the two rotations with 1 - sqrt(1 - p), so that some rotation happens with probability p),
-  with the paper's strengths: a left-right flip, quarter turns, a whole-pixel shift of up to 1/8 of the side, an
-  isotropic zoom 2^N(0, 0.2^2), a rotation uniform in a full turn, an anisotropic zoom 2^N(0, 0.2^2) between the
-  rotations, a fractional shift N(0, (1/8)^2) of the side; one bilinear resampling with mirrored borders; then
-  brightness + N(0, 0.2^2), contrast x 2^N(0, 0.5^2) and a luma flip (x -> -x) for one channel (hue and
-  saturation need colour). Differentiable in the images; p is an array, so changing it never recompiles."""
-  _, height, width, channels = x_BxHxWxC.shape
-  size = jnp.array([height, width], jnp.float32)
-  p = jnp.clip(jnp.asarray(p, jnp.float32), 0.0, 1.0)
-  p_rotate = 1.0 - jnp.sqrt(1.0 - p)
-
-  def one(key, x):
-    k = jax.random.split(key, 20)
-    on = lambda i, q=p: jax.random.uniform(k[i]) < q
-    normal = lambda i, shape=(): jax.random.normal(k[i], shape)
-    flip = jnp.where(on(0) & jax.random.bernoulli(k[1]), -1.0, 1.0)
-    quarter = jnp.where(on(2), jax.random.randint(k[3], (), 0, 4), 0) * (jnp.pi / 2)
-    shift = jnp.where(on(4), jnp.round(jax.random.uniform(k[5], (2,), minval=-0.125, maxval=0.125) * size), 0.0)
-    zoom = jnp.where(on(6), 2.0 ** (0.2 * normal(7)), 1.0)
-    pre = jnp.where(on(8, p_rotate), jax.random.uniform(k[9], minval=-jnp.pi, maxval=jnp.pi), 0.0)
-    aniso = jnp.where(on(10), 2.0 ** (0.2 * normal(11)), 1.0)
-    post = jnp.where(on(12, p_rotate), jax.random.uniform(k[13], minval=-jnp.pi, maxval=jnp.pi), 0.0)
-    shift = shift + jnp.where(on(14), 0.125 * normal(15, (2,)) * size, 0.0)
-    forward = (_rotation(post) @ jnp.diag(jnp.stack([aniso, 1.0 / aniso])) @ _rotation(pre) * zoom
-               @ _rotation(quarter) @ jnp.diag(jnp.stack([1.0, flip])))
-    matrix = _sampling_matrix(forward, shift, height, width)
-    x = warp(x[None], matrix[None], mode="mirror")[0]
-    x = x + jnp.where(on(16), 0.2 * normal(17), 0.0)
-    x = x * jnp.where(on(18), 2.0 ** (0.5 * normal(19)), 1.0)
-    if channels == 1:
-      x = x * jnp.where(jax.random.uniform(jax.random.fold_in(key, 1)) < p,
-                        jnp.where(jax.random.bernoulli(jax.random.fold_in(key, 2)), -1.0, 1.0), 1.0)
-    return x
-
-  with jax.named_scope(GEOMETRY):
-    return jax.vmap(one)(keys_B, x_BxHxWxC)
-
-
-def ada_adjust(p: jax.Array, sign_mean: jax.Array, target: float, images_per_adjustment: int,
-               kimg: float) -> jax.Array:
-  """ADA's update of p after an interval whose D outputs on reals had mean sign r_t = `sign_mean`: up by
-  images_per_adjustment / (kimg * 1000) when r_t > target (D is overfitting: too sure of the reals), down by
-  as much otherwise, kept in [0, 1]; p can go from 0 to 1 in `kimg` thousand images."""
-  step = images_per_adjustment / (kimg * 1000.0)
-  return jnp.clip(p + jnp.sign(sign_mean - target) * step, 0.0, 1.0)
-
-
-def ada_options() -> options.Group:
-  """The GAN's `gan.ada_*` fields, which build an `ADA`."""
-  return options.Group({
-      "target": options.number(0.0, "ADA (Karras et al. 2020): the mean sign of D on reals that p is steered to"
-                               " (the paper's 0.6); 0: no ADA", "[0, 1)", added=(ADDED, 0.0)),
-      "kimg": options.number(500.0, "ADA: thousands of images over which p can go from 0 to 1", "> 0",
-                             added=(ADDED, 500.0)),
-      "interval": options.count(4, "ADA: steps between adjustments of p", most=10000, added=(ADDED, 4)),
-  }, ADA)
-
-
-@dataclasses.dataclass(frozen=True)
-class ADA:
-  """Adaptive discriminator augmentation (Karras et al. 2020): `ada_augment` of everything D sees at probability
-  p, p adjusted every `interval` steps by the sign of D's outputs on reals (`ada_adjust`). target 0: off.
-
-  Its state ({'p', 'sign_sum', 'count'}: p, and the sum and number of the per-step mean signs since the last
-  adjustment) is part of the model's, so it is checkpointed and a resume goes on with the same p.
-  """
-
-  target: float = 0.0
-  kimg: float = 500.0
-  interval: int = 4
-
-  def __post_init__(self):
-    if not 0.0 <= self.target < 1.0 or not self.kimg > 0 or self.interval < 1:
-      raise ValueError(f"ada: target in [0, 1), kimg > 0 and interval >= 1, got {self.target}, {self.kimg},"
-                       f" {self.interval}")
-
-  @property
-  def enabled(self) -> bool:
-    return self.target > 0
-
-  def init(self) -> dict | None:
-    if not self.enabled:
-      return None
-    return {"p": jnp.zeros((), jnp.float32), "sign_sum": jnp.zeros((), jnp.float32),
-            "count": jnp.zeros((), jnp.int32)}
-
-  def update(self, state: dict, sign_mean: jax.Array, local_batch: int, axis_name: str | None = None) -> dict:
-    """The state after a step whose D outputs on the global real batch had mean sign `sign_mean` (of
-    `local_batch` examples on each device of pmap's `axis_name`)."""
-    batch_size = local_batch * (1 if axis_name is None else jax.lax.axis_size(axis_name))
-    sign_sum, count = state["sign_sum"] + sign_mean, state["count"] + 1
-    due = count >= self.interval
-    p = jnp.where(due, ada_adjust(state["p"], sign_sum / count, self.target, batch_size * self.interval, self.kimg),
-                  state["p"])
-    return {"p": p, "sign_sum": jnp.where(due, 0.0, sign_sum), "count": jnp.where(due, 0, count)}

@@ -40,10 +40,13 @@ ALLOWED = [
     # A family knows nets, losses, the collectives helper and how options are declared; never files,
     # datasets or the loop.
     ("models", ("genjax.models", "genjax.nets", "genjax.losses", "genjax.parallel", "genjax.random",
-                "genjax.config_checks", "genjax.options", "genjax.errors", "genjax.augment", "genjax.precision")),
+                "genjax.config_checks", "genjax.options", "genjax.errors", "genjax.augment", "genjax.ada",
+                "genjax.precision")),
     # Transforms of images, the keys they draw from and their options; a family (the GAN's DiffAugment and ADA)
     # and the build use them.
     ("augment.py", ("genjax.parallel", "genjax.random", "genjax.options", "genjax.config_checks")),
+    # ADA's transforms (resampled with augment's warp), its rule and its options.
+    ("ada.py", ("genjax.augment", "genjax.options")),
     # The precision policy: dtypes, a module wrapper and an optimizer wrapper, declared as one option.
     ("precision.py", ("genjax.options",)),
     # Declaring options knows only the checks: a family's model module and the shared fields import it.

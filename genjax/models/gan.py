@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from genjax import ada as adaptive
 from genjax import augment
 from genjax import config_checks as checks
 from genjax import options, parallel
@@ -65,7 +66,7 @@ class GANState(struct.PyTreeNode):
   g_opt_state: Any
   d_opt_state: Any
   ema_params: Any  # exponential moving average of g_params
-  ada: Any = None  # ADA's state (genjax.augment.ADA); None without ADA, so that other checkpoints are unchanged
+  ada: Any = None  # ADA's state (genjax.ada.ADA); None without ADA, so that other checkpoints are unchanged
 
   @property
   def ada_p(self) -> jax.Array | None:
@@ -121,7 +122,7 @@ class GAN:
   num_classes: int = family.num_classes_option(block="model").field()
   # Augmentation of what D sees (genjax.augment); runs before they existed had none.
   diffaugment: str = augment.diffaugment_option().field()
-  ada: augment.ADA = augment.ada_options().field()
+  ada: adaptive.ADA = adaptive.ada_options().field()
   points: bool = False
   axis_name: str | None = None
 
@@ -134,8 +135,7 @@ class GAN:
       raise ValueError(f"num_classes: G's and D's must be the GAN's, {self.num_classes}")
     if not augment.is_policy(self.diffaugment):
       raise ValueError(augment.policy_error("diffaugment", self.diffaugment))
-    if self.diffaugment and self.ada.enabled:
-      raise ValueError("diffaugment and ada: one augmentation of what D sees, not both")
+    self.ada.check_gan(self.loss, self.diffaugment)
     if self.num_classes and self.pack > 1:
       raise ValueError(f"pack: a projection D scores one class per input; a conditional GAN packs 1, got {self.pack}")
 
@@ -162,7 +162,7 @@ class GAN:
     example i drawing from fold_in(aug_key, its global index), then packed."""
     if (self.diffaugment or ada_p is not None) and not self.points:
       keys_B = grandom.example_keys(aug_key, x_BxD.shape[0], parallel.batch_offset(x_BxD.shape[0], self.axis_name))
-      x_BxD = (augment.ada_augment(keys_B, x_BxD, ada_p) if ada_p is not None
+      x_BxD = (adaptive.ada_augment(keys_B, x_BxD, ada_p) if ada_p is not None
                else augment.diffaugment(keys_B, x_BxD, tuple(self.diffaugment.split(","))))
     return self.pack_examples(x_BxD)
 

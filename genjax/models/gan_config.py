@@ -1,6 +1,7 @@
 """The GAN family's seam: its nets' options, the checks across fields, construction from a config, and its
 registration (the GAN's own options are declared on the fields of `genjax.models.gan.GAN`)."""
 
+from genjax import ada as adaptive
 from genjax import config_checks as checks
 from genjax import options, precision
 from genjax.models import family, update
@@ -47,6 +48,10 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
   checks.require(not (config.gan.diffaugment and config.gan.ada_target),
                  f"gan.ada_target: one augmentation of what D sees; with gan.diffaugment {config.gan.diffaugment!r}"
                  f" set, allowed: 0.0, got {config.gan.ada_target}")
+  checks.require(not config.gan.ada_target or config.gan.loss in adaptive.SIGN_LOSSES,
+                 f"gan.ada_target: ADA reads the sign of D on reals, which tells real from fake only for the losses"
+                 f" {', '.join(map(repr, adaptive.SIGN_LOSSES))}; with gan.loss {config.gan.loss!r} allowed: 0.0,"
+                 f" got {config.gan.ada_target}")
   if points:
     checks.require(not config.gan.ada_target, f"gan.ada_target: transforms images, and dataset {dataset!r} has"
                                               f" 2-D points; allowed: 0.0, got {config.gan.ada_target}")
