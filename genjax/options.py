@@ -39,8 +39,9 @@ from genjax.errors import UserError
 # after workdirs were written declares `added=(version, value those runs had)`; `migrate` fills it only into
 # files of an older version, so a field missing from a current file is refused as missing.
 # 2 (2026-12): model.num_classes, the classes a family is conditioned on. 3 (2026-12): dataset.train_examples,
-# dataset.augment_*, gan.diffaugment.
-VERSION = 4
+# dataset.augment_*, gan.diffaugment. 4 (2026-12): precision. 5 (2026-12): diffusion.linear_per_1000 (the
+# linear schedule's betas scaled to T; before, unscaled).
+VERSION = 5
 VERSION_KEY = "config_version"
 _UNSET = object()
 _KEY = "genjax.option"  # where a dataclass field's metadata holds its Option or Group

@@ -160,10 +160,11 @@ def scaled(fam, data) -> np.ndarray:
 # ------------------------------------------------------------------ references: levels and the denoiser
 
 
-def alpha_bar(schedule: str) -> np.ndarray:
-  """alpha_bar_t, t = 1..T: Ho et al.'s betas 1e-4..0.02, or Nichol & Dhariwal's f(t) / f(0), betas <= 0.999."""
+def alpha_bar(schedule: str, per_1000: bool = True) -> np.ndarray:
+  """alpha_bar_t, t = 1..T: Ho et al.'s betas 1e-4..0.02 for 1,000 steps scaled by 1,000 / T (improved-diffusion's:
+  here 0.002..0.4; unscaled as runs before config version 5), or Nichol & Dhariwal's f(t) / f(0), betas <= 0.999."""
   if schedule == "linear":
-    betas = np.linspace(1e-4, 0.02, T)
+    betas = np.linspace(1e-4, 0.02, T) * (1000 / T if per_1000 else 1.0)
   else:
     f = np.cos((np.arange(T + 1) / T + 0.008) / 1.008 * np.pi / 2) ** 2
     betas = np.minimum(1.0 - f[1:] / f[:-1], 0.999)
@@ -174,7 +175,7 @@ def edm_levels(fam, steps: int) -> np.ndarray:
   """Karras et al.'s eq. 5 between sigma_min and sigma_max (for a VP model within its s = sigma / alpha)."""
   low, high = fam.sigma_min, fam.sigma_max
   if fam.vp:
-    s = np.sqrt((1.0 - alpha_bar(fam.schedule)) / alpha_bar(fam.schedule))
+    s = np.sqrt((1.0 - alpha_bar(fam.schedule, fam.linear_per_1000)) / alpha_bar(fam.schedule, fam.linear_per_1000))
     low, high = max(low, s[0]), min(high, s[-1])
   i = np.arange(steps) / (steps - 1)
   return (high ** (1 / fam.rho) + i * (low ** (1 / fam.rho) - high ** (1 / fam.rho))) ** fam.rho
@@ -184,7 +185,7 @@ def vp_alpha_bars(fam, steps: int) -> np.ndarray:
   """alpha_bar of the VP samplers' and the bound's `steps` levels, least noisy first: the respaced schedule (4 or
   all T steps here), or EDM's levels s as alpha_bar = 1 / (1 + s^2)."""
   if fam.vp:
-    return alpha_bar(fam.schedule)[{STEPS: VP_STEPS, T: np.arange(1, T + 1)}[steps] - 1]
+    return alpha_bar(fam.schedule, fam.linear_per_1000)[{STEPS: VP_STEPS, T: np.arange(1, T + 1)}[steps] - 1]
   return 1.0 / (1.0 + edm_levels(fam, steps)[::-1] ** 2)
 
 
@@ -194,7 +195,7 @@ def noise_input(fam, abar):
   abar = np.asarray(abar, np.float64)
   if not fam.vp:
     return 250.0 * np.log(np.sqrt((1.0 - abar) / abar))
-  table = alpha_bar(fam.schedule)
+  table = alpha_bar(fam.schedule, fam.linear_per_1000)
   lam = np.log(table / (1.0 - table))
   return np.interp(np.log(abar / (1.0 - abar)), lam[::-1], np.arange(T, dtype=np.float64)[::-1])
 
@@ -263,7 +264,7 @@ def hand_loss(fam, p, x, draws, xp=np):
   mean = lambda a: xp.mean(a.reshape(a.shape[0], -1), axis=-1)  # noqa: E731
   if fam.vp:
     t = draws["level"]
-    abar = column(alpha_bar(fam.schedule)[t], x)
+    abar = column(alpha_bar(fam.schedule, fam.linear_per_1000)[t], x)
     a, s = np.sqrt(abar), np.sqrt(1.0 - abar)
     out = hand_net(p, a * x + s * noise, t.astype(np.float64), train=True, drop=drop, xp=xp)
     target = noise if fam.objective == "eps" else a * noise - s * x
@@ -535,8 +536,10 @@ def hand_bound(fam, p, data, key, offset):
 def test_evaluate_is_the_variational_bound_of_the_models_levels(name):
   """bits/dim = (L_N + sum of the diffusion KLs + decoder) / (dims ln 2), each term by hand on eval_steps levels,
   not the sampler's (all T steps of a VP schedule; 6 of EDM's, least noisy first), with x_hat (unclipped,
-  the net in inference mode) and example i's keys from its global index offset + i (offset 2 here)."""
-  fam = model(name)
+  the net in inference mode) and example i's keys from its global index offset + i (offset 2 here). The 'eps'
+  model keeps the linear schedule unscaled (as a run written before config version 5), whose t = T leaves signal,
+  so that its prior term is large enough to check."""
+  fam = model(name, **({"linear_per_1000": False} if name == "eps" else {}))
   p64 = params64(name)
   data = examples(fam, 4, seed=5)
   key = jax.random.key(17)
@@ -544,7 +547,7 @@ def test_evaluate_is_the_variational_bound_of_the_models_levels(name):
   want, parts = hand_bound(fam, p64, data, key, 2)
   np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
   # The test can fail: the diffusion terms and the decoder are 100 tolerances or more, and so is the prior term
-  # of the linear schedule, which leaves signal at t = T (the cosine one leaves alpha_bar_T = 1e-6, EDM's
+  # of the unscaled linear schedule, which leaves signal at t = T (the cosine one leaves alpha_bar_T = 1e-6, EDM's
   # sigma_max = 5 leaves 1 / 26); per image, not per dimension, is dims times each.
   big = np.abs(parts) / (dims(fam) * math.log(2.0)) > 100 * (2e-5 + 2e-5 * np.abs(want))[:, None]
   assert np.all(big[:, 1:]) and (np.all(big[:, 0]) or fam.objective != "eps"), parts
@@ -602,10 +605,35 @@ def test_a_configs_defaults_are_the_models():
   assert tuple(blocks["model"].hidden) == tuple(mlp.hidden) and blocks["model"].emb_dim == mlp.emb_dim
 
 
+def test_models_scale_the_linear_schedule_to_t_and_runs_written_before_keep_theirs(tmp_path):
+  """Every model since config version 5 trains and samples on the linear schedule scaled to its T
+  (`genjax.losses.diffusion.linear_betas`); a config.json of version 4 has no field and reads back unscaled, the
+  schedule its weights were trained on."""
+  import json  # pylint: disable=g-import-not-at-top
+  from configs import base  # pylint: disable=g-import-not-at-top
+  from genjax import options, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from genjax.losses import diffusion as dm  # pylint: disable=g-import-not-at-top
+  model = build.family(conformance.config_of("diffusion", "mlp", **{"diffusion.num_timesteps": 100}))
+  levels = model.parametrisation.vp_levels(100)
+  np.testing.assert_array_equal(levels[0], dm.linear_schedule(100, per_1000=True)[0])
+  old = dataclasses.replace(model, linear_per_1000=False)
+  np.testing.assert_array_equal(old.parametrisation.vp_levels(100)[0], dm.linear_schedule(100)[0])
+  config = base.get_config("diffusion")
+  assert config.diffusion.linear_per_1000
+  workdir_lib.save_config(str(tmp_path), config)
+  path = tmp_path / "config.json"
+  saved = json.loads(path.read_text())
+  del saved["diffusion"]["linear_per_1000"]
+  path.write_text(json.dumps({**saved, options.VERSION_KEY: 4}))
+  assert workdir_lib.load_config(str(tmp_path)).diffusion.linear_per_1000 is False
+
+
 VALIDATION = [  # (overrides, refused with this message or None: accepted), the conditional rules at their edges
     ({"diffusion.sampler": "heun", "diffusion.sample_steps": 2}, None),
-    ({"diffusion.sampler": "heun", "diffusion.sample_steps": 1}, "diffusion.sample_steps: heun needs at least 2"),
-    ({"diffusion.sampler": "ddim", "diffusion.sample_steps": 1}, None),
+    ({"diffusion.sampler": "heun", "diffusion.sample_steps": 1}, "diffusion.sample_steps: the samplers need at least"),
+    ({"diffusion.sampler": "ddim", "diffusion.sample_steps": 1}, "diffusion.sample_steps: the samplers need at least"),
+    ({"diffusion.inpaint_steps": 1}, "diffusion.inpaint_steps: the samplers need at least 2 levels"),
+    ({"diffusion.inpaint_steps": 2}, None),
     ({"diffusion.eval_steps": 2}, None),
     ({"diffusion.eval_steps": 1}, "diffusion.eval_steps: must be at least 2, got 1"),
     ({"diffusion.objective": "eps", "diffusion.num_timesteps": 8, "diffusion.sample_steps": 8,
@@ -629,7 +657,7 @@ VALIDATION = [  # (overrides, refused with this message or None: accepted), the 
 
 @pytest.mark.parametrize("overrides,message", VALIDATION, ids=[str(i) for i in range(len(VALIDATION))])
 def test_validate_config_draws_the_diffusion_rules_at_their_edges(overrides, message):
-  """Heun needs 2 levels, the bound 2; an 'eps' / 'v' model's levels are at most its T steps (Heun's sampler
+  """Every sampler needs 2 levels, the bound 2; an 'eps' / 'v' model's levels are at most its T steps (Heun's sampler
   excepted: its levels are EDM's), an 'edm' model's are not bounded by T; sigma_max > sigma_min; points need
   the MLP."""
   config = conformance.config_of("diffusion", "mlp", **overrides)

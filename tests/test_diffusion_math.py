@@ -25,6 +25,20 @@ def test_the_linear_schedule_has_ho_et_als_values():
   assert np.all(np.diff(dm.log_snr(alpha, sigma)) < 0)  # the log-SNR falls with t
 
 
+def test_the_linear_schedule_scaled_to_t_ends_near_pure_noise_at_any_t():
+  """Ho et al.'s betas are for T = 1,000; improved-diffusion scales both ends by 1,000 / T, so alpha_bar_T stays
+  near 4e-5 at any T (unscaled: 0.36 at T = 100, and 0 in float32 from about T = 21,000, where the samplers
+  divide by alpha). Betas above 0.999 (T < 20) are clipped."""
+  np.testing.assert_array_equal(dm.linear_betas(1000, per_1000=True), dm.linear_betas(1000))
+  for t in (100, 250, 4000, 100_000):
+    alpha, _ = dm.linear_schedule(t, per_1000=True)
+    assert 1e-5 < alpha[-1] ** 2 < 1e-4, (t, alpha[-1] ** 2)
+    assert np.float32(alpha[-1]) > 0
+  assert dm.linear_schedule(100)[0][-1] ** 2 > 0.3
+  betas = dm.linear_betas(8, per_1000=True)
+  assert betas.max() == 0.999 and betas[0] == pytest.approx(0.0125)
+
+
 def test_the_cosine_schedule_telescopes_to_f_t_over_f_0():
   alpha, _ = dm.cosine_schedule(1000)
   f = lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731

@@ -19,7 +19,9 @@ steps is the respaced process that DDIM and the respaced samplers use.
 
 Schedules, each returning (alpha, sigma) arrays:
   * `linear_schedule`: Ho et al. (2020), beta from 1e-4 to 0.02 over T = 1,000
-    steps, alpha_bar_t = prod_{s <= t} (1 - beta_s);
+    steps, alpha_bar_t = prod_{s <= t} (1 - beta_s); for another T both ends
+    scaled by 1,000 / T (Nichol & Dhariwal's code), so that alpha_bar_T stays
+    near 4e-5 (unscaled it is 0.36 at T = 100 and underflows past 20,000);
   * `cosine_schedule`: Nichol & Dhariwal (2021), alpha_bar(t) = f(t) / f(0),
     f(t) = cos^2((t / T + s) / (1 + s) pi / 2), s = 0.008, beta clipped to 0.999;
   * `edm_sigmas`: Karras et al. (2022), sigma_i = (sigma_max^(1/rho) + i / (N - 1)
@@ -42,14 +44,17 @@ def alphas_from_alpha_bar(alpha_bar_T: np.ndarray) -> tuple[np.ndarray, np.ndarr
   return np.sqrt(alpha_bar_T), np.sqrt(1.0 - alpha_bar_T)
 
 
-def linear_betas(num_steps: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02) -> np.ndarray:
-  """Ho et al. (2020): beta_t evenly spaced from beta_1 to beta_T (float64 [T])."""
-  return np.linspace(beta_1, beta_T, num_steps, dtype=np.float64)
+def linear_betas(num_steps: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02, per_1000: bool = False,
+                 max_beta: float = 0.999) -> np.ndarray:
+  """Ho et al. (2020): beta_t evenly spaced from beta_1 to beta_T (float64 [T]); `per_1000`: both ends as given
+  for 1,000 steps and scaled by 1,000 / T (improved-diffusion's get_named_beta_schedule); clipped to max_beta."""
+  scale = 1000.0 / num_steps if per_1000 else 1.0
+  return np.minimum(np.linspace(beta_1 * scale, beta_T * scale, num_steps, dtype=np.float64), max_beta)
 
 
-def linear_schedule(num_steps: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02):
-  """(alpha_t, sigma_t), float64 [T], of Ho et al.'s linear beta schedule."""
-  return alphas_from_alpha_bar(np.cumprod(1.0 - linear_betas(num_steps, beta_1, beta_T)))
+def linear_schedule(num_steps: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02, per_1000: bool = False):
+  """(alpha_t, sigma_t), float64 [T], of Ho et al.'s linear beta schedule (`linear_betas`)."""
+  return alphas_from_alpha_bar(np.cumprod(1.0 - linear_betas(num_steps, beta_1, beta_T, per_1000)))
 
 
 def cosine_schedule(num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.999):

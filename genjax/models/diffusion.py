@@ -19,19 +19,17 @@ puts in place of `label_dropout` of the labels; sampling guides with classifier-
 conditional and null-label passes in one batch. Inpainting (`inpaint`, any mask): RePaint or the replacement
 method (`genjax.losses.diffusion_sampling`).
 
-Weights: the state keeps the trained weights and their EMA (warm-up rules of `genjax.losses.ema`); sampling and
-evaluation use the EMA ('ema', the default) or the trained weights ('raw'). The nets have no BatchNorm, so the
-EMA needs no statistics of its own.
+Weights: the trained weights and their EMA (`genjax.losses.ema`'s warm-up); sampling and evaluation use the EMA
+('ema', the default) or the trained weights ('raw'). The nets have no BatchNorm: the EMA needs no statistics.
 
 Evaluation: the variational bound in bits per dimension of the model run on `eval_steps` levels (the prior term,
 the diffusion terms as Gaussian KLs, and Ho et al.'s discretised decoder at the first level), an upper bound of
 that model's negative log-likelihood on 8-bit data; pictures of the samples, the denoising trajectory of a few of
 them and the predictions of the data along it.
 
-Ranges: images arrive as uint8 and `scale` maps them to [-1, 1], a grid of 256 levels 2/255 apart (the
-decoder's); `unscale` maps back. Points of a 2-D mixture are used as they are. Devices (`genjax.parallel`): each
-example's noise level, noise, dropout and dropped label come from the key of its global index, so the numbers do
-not depend on the device count; gradients and metrics are averaged over pmap's axis.
+Ranges: uint8 images <-> [-1, 1] (`scale`, `unscale`: the decoder's grid of 256 levels 2/255 apart); points as
+they are. Devices (`genjax.parallel`): each example's level, noise, dropout and dropped label come from the key of
+its global index, so the numbers do not depend on the device count; gradients and metrics average over pmap's axis.
 """
 
 import dataclasses
@@ -92,9 +90,11 @@ class Diffusion:
   # EDM's p_mean, p_std).
   objective: str = options.choice("eps", OBJECTIVES, "'eps' (DDPM), 'v' (Salimans & Ho) or 'edm' (Karras et al.'s"
                                   " preconditioned loss)").field()
-  schedule: str = options.choice("linear", SCHEDULES, "eps/v: 'linear' (DDPM's betas 1e-4..0.02) or 'cosine'"
-                                 " (Nichol & Dhariwal)").field()
+  schedule: str = options.choice("linear", SCHEDULES, "eps/v: 'linear' (DDPM's betas 1e-4..0.02 at T = 1000) or"
+                                 " 'cosine' (Nichol & Dhariwal)").field()
   num_timesteps: int = options.count(1000, "eps/v: T of the schedule", most=100_000).field()  # DDPM's 1,000; 100x
+  linear_per_1000: bool = options.flag(True, "linear: its betas scaled by 1000 / T, so that any T ends near pure"
+                                       " noise (runs before config version 5: unscaled)", added=(5, False)).field()
   sampler: str = options.choice("ddim", SAMPLERS, "'ddim', 'ancestral' (DDPM) or 'heun' (EDM's; 2 N - 1 net"
                                 " evaluations)", free=True).field()
   # Each level is a net evaluation per sample (DDPM samples with 1,000).

@@ -43,8 +43,10 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
   checks.require(d.guidance_hi is None or d.guidance_hi > d.guidance_lo,
                  f"diffusion.guidance_hi: the interval's top must be above guidance_lo = {d.guidance_lo}, got"
                  f" {d.guidance_hi}")
-  checks.require(d.sampler != "heun" or d.sample_steps >= 2,
-                 f"diffusion.sample_steps: heun needs at least 2 levels, got {d.sample_steps}")
+  # One level would be t = 1 alone for a VP schedule (pure noise returned as data) and 0 / 0 for EDM's grid.
+  for field in ("sample_steps", "inpaint_steps"):
+    checks.require(d[field] >= 2, f"diffusion.{field}: the samplers need at least 2 levels (the noisiest and the"
+                                  f" data's), got {d[field]}")
   checks.require(d.eval_steps >= 2, f"diffusion.eval_steps: must be at least 2, got {d.eval_steps}")
   if d.objective != "edm":
     for field in ("sample_steps", "eval_steps"):

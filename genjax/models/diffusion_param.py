@@ -42,10 +42,11 @@ Net = Callable[[jax.Array, jax.Array], jax.Array]  # net(x_in_B..., c_B) -> outp
 
 
 @functools.lru_cache(maxsize=8)
-def vp_schedule(schedule: str, num_timesteps: int) -> tuple[np.ndarray, np.ndarray]:
-  """(alpha_t, sigma_t), float64 [T], of a discrete VP schedule."""
+def vp_schedule(schedule: str, num_timesteps: int, linear_per_1000: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """(alpha_t, sigma_t), float64 [T], of a discrete VP schedule; `linear_per_1000`: the linear schedule's betas
+  scaled to T (`genjax.losses.diffusion.linear_betas`), as every run since config version 5."""
   if schedule == "linear":
-    return dm.linear_schedule(num_timesteps)
+    return dm.linear_schedule(num_timesteps, per_1000=linear_per_1000)
   if schedule == "cosine":
     return dm.cosine_schedule(num_timesteps)
   raise ValueError(f"schedule: unknown {schedule!r}; allowed: {', '.join(SCHEDULES)}")
@@ -105,7 +106,12 @@ class DiscreteVP(Parametrisation):
 
   schedule: str
   num_timesteps: int
+  linear_per_1000: bool
   vp: ClassVar[bool] = True
+
+  @property
+  def schedule_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    return vp_schedule(self.schedule, self.num_timesteps, self.linear_per_1000)
 
   @abc.abstractmethod
   def target(self, x, eps, alpha, sigma):
@@ -117,19 +123,19 @@ class DiscreteVP(Parametrisation):
 
   def edm_range(self) -> tuple[float, float]:
     """EDM's range within the s = sigma / alpha the schedule trained on, where the net knows its input."""
-    alphas, sigmas = vp_schedule(self.schedule, self.num_timesteps)
+    alphas, sigmas = self.schedule_arrays
     s = sigmas / alphas
     return max(self.sigma_min, float(s[0])), min(self.sigma_max, float(s[-1]))
 
   def vp_levels(self, steps):
     """The schedule's steps respaced evenly, t = 1 and t = T included (repeats dropped when steps > T)."""
-    alphas, sigmas = vp_schedule(self.schedule, self.num_timesteps)
+    alphas, sigmas = self.schedule_arrays
     t = np.unique(np.round(np.linspace(1, self.num_timesteps, steps)).astype(np.int64))
     return alphas[t - 1], sigmas[t - 1]
 
   def noise_input(self, alpha_B, sigma_B):
     """The step index t - 1 at a step of the schedule; in between, the fractional index at the same log-SNR."""
-    alphas, sigmas = vp_schedule(self.schedule, self.num_timesteps)
+    alphas, sigmas = self.schedule_arrays
     table = np.log(np.square(alphas)) - np.log(np.square(sigmas))  # log-SNR, decreasing in t
     lam_B = 2.0 * (jnp.log(alpha_B) - jnp.log(sigma_B))
     index = np.arange(self.num_timesteps, dtype=np.float32)
@@ -141,7 +147,7 @@ class DiscreteVP(Parametrisation):
 
   def loss(self, net, x, noise, level_keys_B):
     """Ho et al.'s simple loss on the target: its MSE at t ~ U{1..T}, the net's input z_t and index t - 1."""
-    alphas, sigmas = (jnp.asarray(v, jnp.float32) for v in vp_schedule(self.schedule, self.num_timesteps))
+    alphas, sigmas = (jnp.asarray(v, jnp.float32) for v in self.schedule_arrays)
     t_B = jax.vmap(lambda k: jax.random.randint(k, (), 0, self.num_timesteps))(level_keys_B)
     a, s = column(alphas[t_B], x), column(sigmas[t_B], x)
     out = net(dm.diffuse(x, a, s, noise), t_B.astype(jnp.float32))
