@@ -100,6 +100,12 @@ class Cast:
     return getattr(self.module, name)
 
 
+def compute_dtype(module) -> Any:
+  """The dtype `module`'s apply computes in: a `Cast`'s, else float32 (for code that runs a net's parameters
+  itself, as the PixelCNN's cached sampler does)."""
+  return module.dtype if isinstance(module, Cast) else jnp.float32
+
+
 def wrap(module: nn.Module, precision: str):
   """`module` computing under `precision`: the module itself for 'float32', else a `Cast` of it."""
   if precision not in POLICIES:

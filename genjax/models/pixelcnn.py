@@ -234,7 +234,8 @@ class PixelCNN:
     """Draws positions start onwards (raster, then channel order; pixels for the mixture) of `canvas` given those
     before, example b from keys_N[b] (of class labels_N[b] where conditional); the positions before `start` and
     those `known` marks (`inpaint`) are kept. One compiled loop: n and `start` change only shapes and bounds."""
-    fill = pixelcnn_nets.complete_cached if cached else pixelcnn_nets.complete_naive
+    fill = ((lambda *a: pixelcnn_nets.complete_cached(*a, dtype=precision.compute_dtype(self.net))) if cached
+            else pixelcnn_nets.complete_naive)
     return fill(self.net, params, canvas_NxHxWxC.astype(jnp.float32), self._draw(keys_N), start,
                 self.cond(labels_N), known)
 

@@ -252,10 +252,10 @@ class _Cache(struct.PyTreeNode):
   cond_h: tuple
 
 
-def _cache_init(net: GatedPixelCNN, params, canvas, cond) -> _Cache:
+def _cache_init(net: GatedPixelCNN, params, canvas, cond, dtype) -> _Cache:
   n, height, width, _ = canvas.shape
   f, sizes = net.features, net.kernel_sizes()
-  zeros = lambda *shape: jnp.zeros(shape, canvas.dtype)
+  zeros = lambda *shape: jnp.zeros(shape, dtype)
   cond_v = cond_h = ()
   if cond is not None:  # nn.Dense(use_bias=False)'s product, as the net computes it
     cond_v = tuple(cond @ params[f"cond_v_{l}"]["kernel"] for l in range(net.num_layers))
@@ -272,6 +272,7 @@ def _cache_row(net: GatedPixelCNN, params, cache: _Cache, canvas, i) -> _Cache:
   row 1 begins, before anything reads it."""
   above = jnp.maximum(i - 1, 0)
   v_in, v_to_h = list(cache.v_in), list(cache.v_to_h)
+  canvas = canvas.astype(cache.v_to_h[0].dtype)  # what the net computes in
   for layer, k in enumerate(net.kernel_sizes()):
     r = k // 2
     source = jnp.pad(canvas, ((0, 0), (r, 0), (0, 0), (0, 0))) if layer == 0 else v_in[layer]
@@ -295,7 +296,7 @@ def _cache_pixel(net: GatedPixelCNN, params, masks, cache: _Cache, canvas, i, j)
   for layer, k in enumerate(net.kernel_sizes()):
     r = k // 2
     if layer == 0:
-      row = jax.lax.dynamic_index_in_dim(canvas, i, axis=1, keepdims=False)  # [N, W, C]
+      row = jax.lax.dynamic_index_in_dim(canvas, i, axis=1, keepdims=False).astype(cache.v_to_h[0].dtype)  # [N, W, C]
       source = jnp.pad(row, ((0, 0), (r, 0), (0, 0)))
     else:
       source = h_in[layer]
@@ -312,18 +313,20 @@ def _cache_pixel(net: GatedPixelCNN, params, masks, cache: _Cache, canvas, i, j)
   y = _conv(nn.relu(h), params["head_0"], masks["head_0"])
   y = _conv(nn.relu(y), params["head_1"], masks["head_1"])[:, 0, 0]
   out = y if net.per_pixel_features else y.reshape(n, channels, net.out_features)
-  return cache.replace(h_in=tuple(h_in)), out
+  return cache.replace(h_in=tuple(h_in)), out.astype(jnp.float32)
 
 
 def complete_cached(net: GatedPixelCNN, params, canvas_NxHxWxC: jax.Array, draw, start=0,
-                    cond_NxE: jax.Array | None = None, known=None) -> jax.Array:
+                    cond_NxE: jax.Array | None = None, known=None, dtype=jnp.float32) -> jax.Array:
   """The sampler that computes only what a new position changes (Ramachandran et al. 2017's caching): the
   vertical stack once per row (its row above is final by then), the horizontal stack and the head once per
   position, over the kernel's columns of the current row. The same positions, outputs (to float rounding) and
   draws as complete_naive: the same key gives the same samples.
 
   A `start` inside the canvas first replays the rows above it and the columns before it, without drawing.
-  `known`: the values kept, as complete_naive keeps them (the comment above)."""
+  `known`: the values kept, as complete_naive keeps them (the comment above). `dtype`: what the net computes in
+  (`genjax.precision.compute_dtype`: a bfloat16 net's parameters and inputs are cast as its apply casts them;
+  the canvas and the draws stay float32)."""
   _, height, width, channels = canvas_NxHxWxC.shape
   net.check(channels)
   known = _known_mask(known, canvas_NxHxWxC)
@@ -332,7 +335,8 @@ def complete_cached(net: GatedPixelCNN, params, canvas_NxHxWxC: jax.Array, draw,
   canvas = canvas_NxHxWxC
   start = jnp.asarray(start)
   first_row, first_column, _ = _position(start, width, per)
-  cache = _cache_init(net, params, canvas, cond_NxE)
+  params = jax.tree.map(lambda a: a.astype(dtype), params)
+  cache = _cache_init(net, params, canvas, None if cond_NxE is None else cond_NxE.astype(dtype), dtype)
   cache = jax.lax.fori_loop(0, first_row + 1, lambda i, c: _cache_row(net, params, c, canvas, i), cache)
   cache = jax.lax.fori_loop(0, first_column,
                             lambda j, c: _cache_pixel(net, params, masks, c, canvas, first_row, j)[0], cache)
