@@ -309,7 +309,8 @@ def class_accuracy(images_NxHxWxC: np.ndarray, asked_N: np.ndarray, num_classes:
 def measure(sample_fn, unscale_fn, params, key: jax.Array, dataset: str, num_samples: int, *,
             full: bool = False, data_dir: str | None = None,
             inception_weights: str | None = None, label_probs: np.ndarray | None = None) -> dict[str, float]:
-  """FID and KID (and with `full` precision, recall, density and coverage) of `num_samples` samples; {} if none.
+  """FID and KID (and with `full` precision, recall, density and coverage, on as many reference examples as
+  samples: `sample_quality.equal_sizes`) of `num_samples` samples; {} if none.
 
   `sample_fn(params, key, n[, labels])` and `unscale_fn` are the family's (jitted); a conditional model's
   samples are of classes drawn from `label_probs` (`label_marginal` of the held-out labels), and on digits the
@@ -325,7 +326,7 @@ def measure(sample_fn, unscale_fn, params, key: jax.Array, dataset: str, num_sam
   kid_mean, kid_std = sample_quality.kid(real, fake, num_subsets=50, subset_size=min(1000, num_samples))
   result = {"fid": sample_quality.frechet_distance_of(*stats), "kid": kid_mean, "kid_std": kid_std}
   if full:
-    result.update(sample_quality.precision_recall_density_coverage(real, fake))
+    result.update(sample_quality.precision_recall_density_coverage(*sample_quality.equal_sizes(real, fake)))
   if asked is not None and dataset in DIGIT_DATASETS:
     result.update(class_accuracy(generated, asked, len(label_probs)))
   return result

@@ -116,6 +116,7 @@ def test_prdc_on_constructed_clouds():
   # Real points 0..9 on a line: the 3rd neighbour is 2 away inside, 3 away at both ends.
   real = np.arange(10, dtype=np.float64)[:, None]
   np.testing.assert_allclose(sq.knn_radii(real, 3), [3, 2, 2, 2, 2, 2, 2, 2, 2, 3])
+  np.testing.assert_allclose(sq.knn_radii(real, 3, rows=3), [3, 2, 2, 2, 2, 2, 2, 2, 2, 3])  # in 4 blocks
   same = sq.precision_recall_density_coverage(real, real, k=3, k_density=3)
   assert same["precision"] == same["recall"] == same["coverage"] == 1.0
   # Each point lies in the balls of the points within 2 (3 at the ends): the count by hand, over k * 10.
@@ -127,3 +128,22 @@ def test_prdc_on_constructed_clouds():
   # reals 0..7 lie in a fake's ball (the fakes' radii: 3, 2, 2, 2, 3; recall).
   half = sq.precision_recall_density_coverage(real, real[:5], k=3, k_density=3)
   assert half["precision"] == 1.0 and half["coverage"] == pytest.approx(0.7) and half["recall"] == pytest.approx(0.8)
+
+
+def test_coverage_is_measured_on_sets_of_one_size_as_its_paper_defines_it():
+  """A k-NN ball's radius shrinks as its set grows, so coverage compares sets of one size (Naeem et al.: a perfect
+  generator's expected coverage is 1 - prod_{i<=k} (N - i) / (M + N - i), 0.97 for k = 5 at N = M, 0.38 for a
+  reference 10 times the samples). `equal_sizes` subsamples the larger set, deterministically, to the smaller's."""
+  rng = np.random.default_rng(0)
+  real, fake = rng.normal(size=(2000, 8)), rng.normal(size=(200, 8))
+  expected = lambda n, m: 1.0 - np.prod([(n - i) / (m + n - i) for i in range(1, 6)])  # noqa: E731
+  unequal = sq.precision_recall_density_coverage(real, fake)["coverage"]
+  sub_real, same_fake = sq.equal_sizes(real, fake)
+  assert sub_real.shape == (200, 8) and np.array_equal(same_fake, fake)
+  assert {tuple(r) for r in sub_real} <= {tuple(r) for r in real}  # rows of the set, none twice
+  assert len({tuple(r) for r in sub_real}) == 200
+  np.testing.assert_array_equal(sq.equal_sizes(real, fake)[0], sub_real)  # the same rows every time
+  equal = sq.precision_recall_density_coverage(sub_real, fake)["coverage"]
+  assert abs(unequal - expected(2000, 200)) < 0.06 and abs(equal - expected(200, 200)) < 0.04, (unequal, equal)
+  b, a = sq.equal_sizes(fake, real)  # either order
+  assert a.shape == (200, 8) and np.array_equal(b, fake)
