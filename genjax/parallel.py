@@ -121,6 +121,14 @@ def is_chief() -> bool:
   return jax.process_index() == 0
 
 
+def from_chief(flag: bool) -> bool:
+  """Process 0's `flag` on every process (what only it can know, such as what metrics.jsonl holds)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+
+
 # ------------------------------------------------------------------ placement
 
 

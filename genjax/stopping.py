@@ -75,9 +75,12 @@ class StopRequest:
   def interrupted(self) -> bool:
     return self._signal == signal.SIGINT
 
-  def requested(self, step: int) -> bool:
+  def requested(self, steps: range) -> bool:
+    """Whether to save and stop after the compiled call that trained `steps`. Across processes JAX's sync point
+    is one step number, which each step must be asked about: a call of several steps asks for each of them (in
+    order, every one), or it would step over the sync point and never stop."""
     if jax.process_count() > 1:
-      return self._ckpt.reached_preemption(step)
+      return any([self._ckpt.reached_preemption(s) for s in steps])
     return self._signal is not None
 
   def close(self) -> None:

@@ -139,10 +139,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
       raise UserError(f"--workdir: {workdir!r} holds checkpoints but no config.json, which says what they were"
                       " trained with; put it back (sample.py needs it too), or use a new --workdir")
     # A checkpoint's step whose evaluation was due but not written (stopped or out of disk while evaluating):
-    # the resume evaluates it first. Only process 0 writes metrics, so only it can tell; the evaluation has no
-    # collectives, so the others need not know.
-    missing_evaluation = bool(chief and start and (start % config.eval_every == 0 or start == config.num_steps)
-                              and not has_row(workdir, "eval", start))
+    # the resume evaluates it first. Only process 0 writes metrics, so only it can tell; every process must
+    # decide the same (whether the run is complete; the evaluation's calls), so it tells the others.
+    missing_evaluation = parallel.from_chief(bool(
+        chief and start and (start % config.eval_every == 0 or start == config.num_steps)
+        and not has_row(workdir, "eval", start)))
     if start and start >= config.num_steps and not (start == config.num_steps and missing_evaluation):
       # Nothing to train: the run is complete, and a complete run is left exactly as it is.
       logging.info("the run in %s is complete: its checkpoint of step %d reaches num_steps %d; nothing was"
@@ -360,7 +361,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
       if pending is not None:
         check_finite(pending[0], par.fetch(pending[1]), last_saved)
       pending = (first, metrics)
-      stop_now = stop.requested(step)
+      stop_now = stop.requested(range(first, step + 1))
       log_now = step % config.log_every == 0 or step == config.num_steps
       save_now = step % config.checkpoint_every == 0 or step == config.num_steps or stop_now
       eval_now = step % config.eval_every == 0 or step == config.num_steps

@@ -129,8 +129,12 @@ def main():
   args = parser.parse_args()
   from genjax import parallel  # pylint: disable=g-import-not-at-top
   parallel.initialize(args.coordinator_address, args.num_processes, args.process_id)
+  import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   os.makedirs(args.out, exist_ok=True)
+  # What every process learns of process 0's own knowledge (the loop's resume decisions): its flag, not theirs.
+  with open(os.path.join(args.out, f"from_chief_{jax.process_index()}.txt"), "w") as f:
+    f.write(str(parallel.from_chief(parallel.is_chief())))
   for run in args.runs.split(","):
     model, path, devices = run.split(":")
     leaves = train_steps(model, path, None if devices == "all" else int(devices))

@@ -50,6 +50,13 @@ def test_two_processes_reach_the_state_of_one(runs, run):
   conformance.assert_same_state(_state(runs / "two", model, path, "all"), one, run)
 
 
+def test_every_process_gets_process_0s_flag(runs):
+  """`parallel.from_chief`: the decisions only process 0 can make (a resume's missing evaluation) reach every
+  process; otherwise process 0 would evaluate alone and the others end the run as complete (a hang)."""
+  assert [(runs / "two" / f"from_chief_{i}.txt").read_text() for i in range(2)] == ["True", "True"]
+  assert (runs / "one" / "from_chief_0.txt").read_text() == "True"
+
+
 @pytest.mark.parametrize("model", ["vae", "dcgan"])
 def test_pmap_on_one_device_reaches_the_state_of_jit(runs, model):
   """The pmap path with an axis of one (the conformance suite runs pmap on 8 devices)."""
