@@ -141,35 +141,26 @@ def test_mnist5k_skip_batches_resumes_exactly(skip):
   assert_same_batches(take(mnist5k_iter(seed=5, skip_batches=skip), 3), take(fresh, 3))
 
 
-def test_mnist5k_processes_read_disjoint_halves():
-  train = data.load_mnist5k("train")
-  shards = [mnist5k.process_shard(p, 2) for p in range(2)]
-  shard_ids = [identities(*shard) for shard in shards]
-  assert [len(ids) for ids in shard_ids] == [2250, 2250]
-  assert not set(shard_ids[0]) & set(shard_ids[1])
-  assert sorted(shard_ids[0] + shard_ids[1]) == sorted(identities(train["image"], train["label"]))
-  # Strided shards: each process sees every class.
-  for _, labels in shards:
-    np.testing.assert_array_equal(np.bincount(labels, minlength=10), [225] * 10)
-
-  # When the processes do not divide 4,500, the rest is dropped so that all shards are equal.
-  assert [len(mnist5k.process_shard(p, 7)[1]) for p in range(7)] == [642] * 7
-
-  seen = []
-  for p in range(2):
-    it = data.train_iterator("mnist5k", batch_size=200, seed=0, process_index=p, process_count=2)
-    batches = take(it, 22)  # one epoch: 2250 // 100
-    assert batches[0]["image"].shape == (100, 28, 28, 1)
-    ids = [i for b in batches for i in identities(b["image"], b["label"])]
-    assert len(set(ids)) == 2200 and set(ids) <= set(shard_ids[p])
-    seen.append(set(ids))
-  assert not seen[0] & seen[1]
+def test_mnist5k_processes_take_their_rows_of_the_global_batches_one_process_reads():
+  """The global batches do not depend on the number of processes (a resume on another host count sees the same
+  ones): process p of P takes rows [p L, (p + 1) L) of each, L = batch / P; over an epoch the processes read
+  disjoint examples; a resume mid-epoch (skip_batches) continues the same way."""
+  for processes, skip in ((2, 0), (3, 7), (2, 44)):
+    one = take(mnist5k_iter(batch_size=300, seed=4, skip_batches=skip), 16)
+    parts = [take(mnist5k_iter(batch_size=300, seed=4, skip_batches=skip, process_index=p,
+                               process_count=processes), 16) for p in range(processes)]
+    assert parts[0][0]["image"].shape == (300 // processes, 28, 28, 1)
+    joined = [{k: np.concatenate([part[i][k] for part in parts]) for k in ("image", "label")} for i in range(16)]
+    assert_same_batches(joined, one)
+  seen = [{i for b in take(mnist5k_iter(batch_size=300, process_index=p, process_count=2), 15)
+           for i in identities(b["image"], b["label"])} for p in range(2)]
+  assert len(seen[0]) == len(seen[1]) == 2250 and not seen[0] & seen[1]  # one epoch: 4500 // 300 = 15 batches
 
 
 def test_train_iterator_rejects_bad_arguments_in_one_line():
   with pytest.raises(ValueError, match=r"^batch_size: the global batch 101 does not divide among 2 processes$"):
     data.train_iterator("mnist5k", batch_size=101, seed=0, process_index=0, process_count=2)
-  with pytest.raises(ValueError, match=r"^batch_size: the per-process batch 5000 exceeds the 4500 training"):
+  with pytest.raises(ValueError, match=r"^batch_size: the global batch 5000 exceeds the 4500 training examples"):
     data.train_iterator("mnist5k", batch_size=5000, seed=0, process_index=0, process_count=1)
   with pytest.raises(ValueError, match=r"^seed: must be an integer >= 0, got -1$"):
     data.train_iterator("mnist5k", batch_size=10, seed=-1, process_index=0, process_count=1)
@@ -422,8 +413,10 @@ def test_mixture_batches_are_draws_from_the_mixture():
   assert counts.min() > 0.8 * len(x) / 8  # equal weights: 1,250 per mode expected
 
 
-def test_mixture_processes_draw_different_batches_and_eval_points_are_fixed():
+def test_mixture_processes_draw_their_rows_of_one_global_batch_and_eval_points_are_fixed():
   a = next(data.train_iterator("ring8", batch_size=8, seed=0, process_index=0, process_count=2))["image"]
   b = next(data.train_iterator("ring8", batch_size=8, seed=0, process_index=1, process_count=2))["image"]
   assert a.shape == (4, 2) and not np.array_equal(a, b)
+  one = next(data.train_iterator("ring8", batch_size=8, seed=0, process_index=0, process_count=1))["image"]
+  np.testing.assert_array_equal(np.concatenate([a, b]), one)  # the same global batch for any process count
   np.testing.assert_array_equal(data.eval_images("ring8", 50), data.eval_images("ring8", 100)[:50])

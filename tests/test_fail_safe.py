@@ -216,9 +216,8 @@ CASES = {
                                     " from configs/base.py, which has it"),
     # the data
     "batch larger than the dataset": ("train.py", ["--config.batch_size=6000", "--workdir={d}/new"], None,
-                                      "error: batch_size: the per-process batch 6000 exceeds the 4500 training"
-                                      " examples of each of the 1 processes of dataset 'mnist5k'; allowed: at most"
-                                      " 4500"),
+                                      "error: batch_size: the global batch 6000 exceeds the 4500 training"
+                                      " examples of dataset 'mnist5k'; allowed: at most 4500"),
     # a TFDS dataset not prepared (TensorFlow and TFDS log on the way there: none of it may reach stderr)
     "TFDS dataset not prepared": ("train.py", ["--config.dataset.name=mnist", "--config.dataset.download=False",
                                                "--config.dataset.data_dir={d}/tfds", "--workdir={d}/new"], None,

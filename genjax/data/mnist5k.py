@@ -110,63 +110,46 @@ def train_subset(num_examples: int | None) -> tuple[np.ndarray, np.ndarray]:
   return _read_only(images[rows]), _read_only(labels[rows])
 
 
-def process_shard(process_index: int, process_count: int,
-                  num_examples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """The read-only (images, labels) of the train split (of its `train_subset(num_examples)`) that process
-  `process_index` reads.
-
-  Rows i, i + P, i + 2P, ... of the train split (P = process_count), after
-  dropping the last 4500 % P rows so every process has as many examples as
-  the others, as `tfds.even_splits(..., drop_remainder=True)` does. Strided
-  rather than contiguous shards because the file is sorted by class: each
-  process then sees every class.
-  """
-  images, labels = train_subset(num_examples)
-  usable = len(labels) - len(labels) % process_count
-  return images[process_index:usable:process_count], labels[process_index:usable:process_count]
-
-
 def epoch_rng(seed: int, process_index: int, epoch: int) -> np.random.Generator:
-  """The generator of one epoch's order: a pure function of (seed, process, epoch).
-
-  Any epoch can be started without replaying the ones before it (O(1)
-  resume), and the process index is part of the key so that processes,
-  whose strided shards hold neighbouring rows of a class-sorted file, do not
-  visit those neighbours in lockstep.
-  """
+  """The generator of one epoch's order: a pure function of (seed, process, epoch), so any epoch can be started
+  without replaying the ones before it (O(1) resume). The embedded digits draw one global order (process 0's
+  key); the TFDS reader keys each process's shard with its own index."""
   return np.random.default_rng([seed, process_index, epoch])
 
 
 def train_batches(*, batch_size: int, seed: int, skip_batches: int, process_index: int,
                   process_count: int, num_examples: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-  """Infinite batches of this process's shard of the train split; see `genjax.data.train_iterator`.
+  """Infinite batches of this process's rows of each global batch; see `genjax.data.train_iterator`.
 
   Args:
     batch_size: examples per batch of this process (the per-process batch).
     seed: non-negative int; the same seed gives the same batches.
     skip_batches: start at the batch a fresh iterator would yield this-th (0-based).
     process_index: this process, in [0, process_count).
-    process_count: processes that share the train split.
+    process_count: processes that share each global batch.
     num_examples: train on `train_subset(num_examples)`; None: the whole train split.
 
-  Each epoch visits a fresh permutation of the shard in batches of
-  `batch_size`; the last `len(shard) % batch_size` examples of the
-  permutation are dropped, so every batch has the same shape.
+  Each epoch visits a fresh permutation of the train split (a function of the seed and the epoch alone) in
+  global batches of `batch_size * process_count`, of which process p takes rows [p * batch_size, (p + 1) *
+  batch_size); the last `N % (batch_size * process_count)` examples of the permutation are dropped, so every
+  batch has the same shape. The global batches are the same for any number of processes, so a resume may change
+  it. (One process: the batches this reader always gave.)
   """
-  images, labels = process_shard(process_index, process_count, num_examples)
-  steps_per_epoch = len(labels) // batch_size
+  images, labels = train_subset(num_examples)
+  global_batch = batch_size * process_count
+  steps_per_epoch = len(labels) // global_batch
   if steps_per_epoch == 0:
-    raise UserError(f"batch_size: the per-process batch {batch_size} exceeds the {len(labels)} training "
-                    f"examples of each of the {process_count} processes of dataset 'mnist5k'; allowed: at most"
-                    f" {len(labels) * process_count}")  # (of its train_examples, where set)
+    raise UserError(f"batch_size: the global batch {global_batch} exceeds the {len(labels)} training examples of"
+                    f" dataset 'mnist5k'; allowed: at most {len(labels)}")  # (of its train_examples, where set)
   first_epoch, first_step = divmod(skip_batches, steps_per_epoch)
 
   def batches() -> Iterator[dict[str, np.ndarray]]:
     epoch, step = first_epoch, first_step
     while True:
-      order = epoch_rng(seed, process_index, epoch).permutation(len(labels))
+      order = epoch_rng(seed, 0, epoch).permutation(len(labels))
       for s in range(step, steps_per_epoch):
-        rows = order[s * batch_size:(s + 1) * batch_size]
+        start = s * global_batch + process_index * batch_size
+        rows = order[start:start + batch_size]
         # Fancy indexing copies: the caller owns each batch.
         yield {"image": images[rows], "label": labels[rows]}
       epoch, step = epoch + 1, 0

@@ -70,8 +70,11 @@ def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: str | Non
       (0-based), i.e. resume after `skip_batches` training steps; the batches
       are exactly those of a fresh iterator advanced that many times.
     process_index, process_count: this process and how many read the data
-      (default: `jax.process_index()`, `jax.process_count()`). Process i reads
-      its own 1/process_count of the train split (the remainder is dropped).
+      (default: `jax.process_index()`, `jax.process_count()`). mnist5k and the
+      2-D mixtures: process i takes its rows of each global batch, the same
+      global batches for any process count. TFDS datasets: process i reads
+      its own 1/process_count of the train split (the remainder dropped),
+      shuffled with its own key, so their batches depend on the count.
     train_examples: train on this many examples of the train split, the same ones whatever the seed
       (mnist5k: a class-balanced subset, `mnist5k.train_subset`; TFDS: the split's first, 'train[:n]'); None:
       all of them. The 2-D mixtures draw fresh points and have none.

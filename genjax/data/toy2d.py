@@ -51,19 +51,19 @@ def train_batches(name: str, *, batch_size: int, seed: int, skip_batches: int, p
                   process_count: int) -> Iterator[dict[str, np.ndarray]]:
   """Infinite batches {'image': float32 [batch_size, 2], 'label': int32 zeros} of fresh draws.
 
-  The mixture has no finite train split: batch b of process p is drawn by
-  numpy from the seed sequence (seed, p, b), so skipping batches costs
-  nothing and a resumed run sees exactly the batches it would have seen.
-  The key is 'image', the name every family reads its examples from.
+  The mixture has no finite train split: global batch b (`batch_size` points of each of the processes) is drawn
+  by numpy from the seed sequence (seed, 0, b), and process p takes its p-th rows, so skipping batches costs
+  nothing, a resumed run sees exactly the batches it would have seen, and the global batches do not depend on
+  the number of processes. The key is 'image', the name every family reads its examples from.
   """
   mode_centres(name)
-  del process_count  # every process draws its own independent batches
 
   def batches() -> Iterator[dict[str, np.ndarray]]:
     b = skip_batches
     while True:
-      rng = np.random.default_rng([seed, process_index, b])
-      yield {"image": _numpy_draw(name, rng, batch_size), "label": np.zeros(batch_size, np.int32)}
+      points = _numpy_draw(name, np.random.default_rng([seed, 0, b]), batch_size * process_count)
+      yield {"image": points[process_index * batch_size:(process_index + 1) * batch_size],
+             "label": np.zeros(batch_size, np.int32)}
       b += 1
 
   return batches()
