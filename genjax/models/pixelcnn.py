@@ -34,8 +34,8 @@ its known positions before each drawn one (never on a box's lower rim). On digit
 
 Class conditioning (`num_classes` > 0; 0: the unconditional model as before): p(x | c) = prod_i p(x_i | x_<i, c),
 c entering both halves of every gate of both stacks as V^T h, h = one_hot(c) (van den Oord et al. 2016, eq. 4).
-Every method reads each example's label; `complete_lower_half` given none draws the class from p(c | x_upper):
-a draw from p(x_lower | x_upper) = sum_c p(c | x_upper) p(x_lower | x_upper, c).
+Every method reads each example's label; `complete_lower_half` given none draws c from p(c | x_upper) (uniform
+prior): a draw from p(x_lower | x_upper) = sum_c p(c | x_upper) p(x_lower | x_upper, c) for balanced classes.
 
 Devices: under pmap each device binarises its rows with the keys of their global indices and averages
 gradients and metrics over the axis, as the VAE does.
