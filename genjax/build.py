@@ -226,8 +226,9 @@ def family(config: ml_collections.ConfigDict) -> family_lib.Family:
   axis_name = parallel.AXIS if config.parallel == "pmap" else None
   optim = config.optim
 
-  def optimizer_for(value: float) -> optax.GradientTransformation:
-    built = optimizer(learning_rate(value, optim.schedule, config.num_steps), optim.b1, optim.b2,
+  def optimizer_for(value: float, updates_per_step: int = 1) -> optax.GradientTransformation:
+    # `updates_per_step`: how often a training step applies it (a GAN's D: d_steps), so that a schedule spans the run.
+    built = optimizer(learning_rate(value, optim.schedule, config.num_steps * updates_per_step), optim.b1, optim.b2,
                       optim.grad_clip_norm)
     return precision.loss_scaled(built) if config.precision == "float16" else built
 

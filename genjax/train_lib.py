@@ -1,10 +1,9 @@
 """The family-agnostic training loop: `train_and_evaluate(config, workdir)`.
 
-The loop knows a family only through `genjax.models.family`: the registry
-builds it from the config, and it provides the `Family` protocol (init,
-train_step, eval_params, sample, evaluate, visuals). On a 2-D
-mixture the loop also scores and draws the family's samples
-(`genjax.evaluation`, which sample.py shares). The loop owns everything that touches the disk.
+The loop knows a family only through `genjax.models.family`: the registry builds it from the config, and it
+provides the `Family` protocol (init, train_step, eval_params, sample, evaluate, visuals). On a 2-D mixture the
+loop also scores and draws the family's samples (`genjax.evaluation`, which sample.py shares). The loop owns
+everything that touches the disk.
 """
 
 import collections
@@ -357,7 +356,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
       if first == start + 1:
         jax.block_until_ready(metrics)
         logging.info("first call (%d step%s, compiled before) took %.2f s", n, "s" * (n > 1), time.perf_counter() - t0)
-        t_log = time.perf_counter()
+        t_log, step_log = time.perf_counter(), step  # the rate counts the steps after the first call
       if pending is not None:
         check_finite(pending[0], par.fetch(pending[1]), last_saved)
       pending = (first, metrics)
@@ -384,6 +383,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
         eta = (config.num_steps - step) / max(rate, 1e-9)
         logging.info("step %d/%d  %s  |  %s  eta %s", step, config.num_steps, _format(fetched),
                      utilization.describe(speed), time.strftime("%H:%M:%S", time.gmtime(eta)))
+      paused = time.perf_counter()  # saves and evaluations are not in the training rate
       if save_now and save(step):
         last_saved = step
       if stop_now:
@@ -395,5 +395,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
           if last_saved != step and save(step):
             last_saved = step
           raise Preempted(step, interrupted=stop.interrupted, complete=step == config.num_steps) from None
+      t_log += time.perf_counter() - paused
   logging.info("wrote checkpoints, metrics.jsonl, TensorBoard events and sample grids to %s", workdir)
   return result

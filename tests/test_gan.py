@@ -248,6 +248,37 @@ def test_ttur_gives_each_net_its_own_learning_rate():
   assert tree_equal(new.g_params, state.g_params) and not tree_equal(new.d_params, state.d_params)
 
 
+def test_a_cosine_schedule_spans_the_run_for_d_updating_several_times_a_step():
+  """With d_steps D updates a step, D's optimizer counts d_steps x num_steps updates: its cosine schedule spans
+  them, so D still learns at the run's last step (over num_steps updates it reached 0 halfway and froze D)."""
+  from genjax import build  # pylint: disable=g-import-not-at-top
+  from tests import conformance  # pylint: disable=g-import-not-at-top
+  config = conformance.config_of("gan", "mlp", num_steps=4, **{"optim.schedule": "cosine", "gan.d_steps": 2})
+  build.validate(config)
+  family = build.family(config)
+  state = family.init(jax.random.key(0))
+  batch = {"image": np.random.default_rng(0).normal(size=(config.batch_size, 2)).astype(np.float32)}
+  step = jax.jit(family.train_step)
+  for s in range(4):
+    new, _ = step(state, batch, jax.random.key(s))
+    assert not tree_equal(new.d_params, state.d_params), s  # D moves at every step, the last one included
+    state = new
+
+
+def test_the_steps_flop_count_holds_each_of_its_d_updates():
+  """XLA's cost analysis counts a loop's body once; the D updates are unrolled (up to 8), so the count the loop
+  reports for MFU grows by one D update per d_step (a scan gave the same count for d_steps 1, 2 and 5)."""
+  from genjax import utilization  # pylint: disable=g-import-not-at-top
+  batch = {"image": np.ones((B, 2), np.float32)}
+
+  def flops(d_steps):
+    gan = tiny_mlp(d_steps=d_steps)
+    return utilization.flops_of(jax.jit(gan.train_step).lower(gan.init(jax.random.key(0)), batch, jax.random.key(1)))
+
+  one, two, three = flops(1), flops(2), flops(3)
+  assert two > one and three - two == pytest.approx(two - one, rel=1e-3)
+
+
 def test_pack_puts_consecutive_examples_side_by_side_on_the_last_axis():
   gan = tiny_mlp(pack=2)
   x = jnp.arange(12.0).reshape(6, 2)

@@ -129,7 +129,8 @@ def labels_or_uniform(key: jax.Array, n: int, num_classes: int, labels: jax.Arra
   return jnp.asarray(labels, jnp.int32)
 
 
-# optimizer_for(learning_rate) -> the shared optimizer (schedule, Adam's betas, clipping) at that step size.
+# optimizer_for(learning_rate, updates_per_step=1) -> the shared optimizer (schedule, Adam's betas, clipping) at that
+# step size, its schedule spanning num_steps x updates_per_step updates (a GAN's D updates d_steps times a step).
 OptimizerFor = Callable[[float], optax.GradientTransformation]
 
 

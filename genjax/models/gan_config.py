@@ -90,7 +90,8 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
   return GAN(
       generator=precision.wrap(generator, config.precision),
       discriminator=precision.wrap(discriminator, config.precision), g_optimizer=optimizer_for(optim.learning_rate),
-      d_optimizer=optimizer_for(optim.d_learning_rate or optim.learning_rate), data_shape=example_shape,
+      d_optimizer=optimizer_for(optim.d_learning_rate or optim.learning_rate, config.gan.d_steps),
+      data_shape=example_shape,
       points=len(example_shape) == 1, axis_name=axis_name, **options.values(model, options.of(GAN, "model")),
       **options.values(config.gan, OPTIONS["gan"]))
 
