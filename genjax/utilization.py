@@ -18,12 +18,15 @@ from typing import Any
 # (a word or words of jax's device_kind, {precision: dense peak TFLOP/s of one chip}); the first match counts.
 PEAKS: tuple[tuple[str, dict[str, float]], ...] = (
     ("H100 PCIe", {"float32": 378.0, "bfloat16": 756.0, "float16": 756.0}),
+    ("H100 NVL", {"float32": 417.5, "bfloat16": 835.5, "float16": 835.5}),
     ("H100", {"float32": 494.7, "bfloat16": 989.4, "float16": 989.4}),  # SXM; the H200 has the same units
+    ("GH200", {"float32": 494.7, "bfloat16": 989.4, "float16": 989.4}),  # its GPU is an H100 (SXM)
     ("H200", {"float32": 494.7, "bfloat16": 989.4, "float16": 989.4}),
     ("A100", {"float32": 156.0, "bfloat16": 312.0, "float16": 312.0}),
     ("L4", {"float32": 60.0, "bfloat16": 121.0, "float16": 121.0}),
     ("A10G", {"float32": 35.0, "bfloat16": 70.0, "float16": 70.0}),
-    ("V100", {"float32": 15.7, "float16": 125.0}),  # no TF32, no bfloat16 units
+    ("V100-PCIE", {"float32": 14.0, "float16": 112.0}),  # device_kind 'Tesla V100-PCIE-16GB'
+    ("V100", {"float32": 15.7, "float16": 125.0}),  # SXM2; no TF32, no bfloat16 units
     ("TPU v2", {"float32": 45.0, "bfloat16": 45.0}),
     ("TPU v3", {"float32": 123.0, "bfloat16": 123.0}),
     ("TPU v4", {"float32": 275.0, "bfloat16": 275.0}),

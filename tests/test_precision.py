@@ -211,7 +211,9 @@ def test_precision_is_pinned_and_wrap_refuses_an_unknown_policy():
     ("NVIDIA H100 80GB HBM3", "bfloat16", 989.4), ("NVIDIA H100 PCIe", "float32", 378.0),
     ("NVIDIA L4", "bfloat16", 121.0), ("NVIDIA L40S", "bfloat16", None), ("TPU v5 lite", "bfloat16", 197.0),
     ("TPU v5p", "float32", 459.0), ("TPU v4", "bfloat16", 275.0), ("cpu", "float32", None),
-    ("Tesla V100-SXM2-16GB", "bfloat16", None)])
+    ("Tesla V100-SXM2-16GB", "bfloat16", None), ("NVIDIA H100 NVL", "bfloat16", 835.5),
+    ("NVIDIA GH200 480GB", "bfloat16", 989.4), ("Tesla V100-PCIE-16GB", "float16", 112.0),
+    ("Tesla V100-SXM2-16GB", "float16", 125.0)])
 def test_the_peak_table(kind, policy, want):
   assert utilization.peak_tflops(kind, policy) == want
   assert utilization.peak_tflops(kind, policy, given=12.5) == 12.5
