@@ -40,8 +40,8 @@ def held_out(dataset, num_examples: int, num_classes: int) -> HeldOut:
     raise UserError(f"dataset.name: the held-out split of {dataset.name!r} is empty; nothing to evaluate on")
   if not num_classes:
     return HeldOut(examples["image"], None, None)
-  # The classes samples are asked for: their shares in the whole held-out split, the data's frequencies. The
-  # first examples alone can be of a few classes only (mnist5k's split is sorted by class).
+  # The classes samples are asked for: their shares in the whole held-out split, the data's frequencies, which
+  # the first examples' may differ from.
   every = examples if examples["image"].shape[0] < num_examples else data.eval_examples(
       dataset.name, WHOLE_SPLIT, data_dir=dataset.data_dir, download=dataset.download)
   return HeldOut(examples["image"], examples["label"], quality.label_marginal(every["label"], num_classes))

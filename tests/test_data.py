@@ -168,13 +168,21 @@ def test_train_iterator_rejects_bad_arguments_in_one_line():
     data.train_iterator("mnist5k", batch_size=10, seed=0, process_index=2, process_count=2)
 
 
-def test_eval_images_of_mnist5k_are_the_test_rows_in_order(csv_rows):
-  images = data.eval_images("mnist5k", 30)
+def test_eval_images_of_mnist5k_are_the_test_rows_class_by_class_interleaved(csv_rows):
+  """The held-out digits: the test rows (file rows 9 mod 10, sorted by class), the first of every class, then the
+  second, ...: any first N are of every class (in file order the first 100 were all 0s and 1s)."""
+  examples = data.eval_examples("mnist5k", 30)
+  images = examples["image"]
   assert images.shape == (30, 28, 28, 1) and images.dtype == np.uint8
-  for position in (0, 29):
-    row = csv_rows[10 * position + 9]
+  test = data.load_mnist5k("test")
+  for position in (0, 1, 29):  # class c's rank r is at 10 r + c; the test split holds 50 of each class
+    row = csv_rows[10 * (50 * (position % 10) + position // 10) + 9]
     np.testing.assert_array_equal(images[position], np.array(row[:784], np.uint8).reshape(28, 28, 1))
-  assert data.eval_images("mnist5k", 10_000).shape == (500, 28, 28, 1)
+  np.testing.assert_array_equal(examples["label"], np.tile(np.arange(10), 3))
+  np.testing.assert_array_equal(np.bincount(data.eval_examples("mnist5k", 100)["label"]), [10] * 10)
+  every = data.eval_examples("mnist5k", 10_000)
+  assert every["image"].shape == (500, 28, 28, 1)
+  assert sorted(identities(every["image"], every["label"])) == sorted(identities(test["image"], test["label"]))
 
 
 # ------------------------------------------------------------------------------ names

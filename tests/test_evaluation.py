@@ -73,7 +73,7 @@ def test_inpainting_numbers_score_each_mask_by_kept_labels_and_fid():
     known = np.asarray(masks.known(mask, held.images.shape))
     mixed = np.where(known, held.images, np.roll(held.images, 1, axis=0))
     np.testing.assert_allclose(got[f"inpaint_kept_{mask}"], np.mean(quality.digit_labels(mixed) == predicted))
-    assert 0.5 < got[f"inpaint_kept_{mask}"] < 1.0  # another digit's pixels change some labels
+    assert 0.0 < got[f"inpaint_kept_{mask}"] < 1.0  # another digit's pixels change some labels
   assert got["inpaint_fid_lower_half"] != fid_same
   assert evaluation.inpainting_numbers(None, _unscale, None, None, dataset, held, 20) == {}
   cifar = type("Dataset", (), {"name": "cifar10", "data_dir": None})()
@@ -94,11 +94,12 @@ def test_masks_are_the_lower_half_the_centre_box_and_half_the_pixels_at_random()
 
 
 def test_a_conditional_models_samples_ask_for_the_classes_of_the_whole_held_out_split():
-  """mnist5k's held-out split is sorted by class: its first 100 digits are 0s and 1s. The samples FID measures
-  ask for the classes as often as the whole split holds them, not as the first examples do."""
+  """The samples FID measures ask for the classes as often as the whole held-out split holds them, not as the
+  first examples do. (mnist5k's held-out digits come class by class interleaved, so its first 100 are of every
+  class; in its file, sorted by class, they were 0s and 1s.)"""
   dataset = type("Dataset", (), {"name": "mnist5k", "data_dir": None, "download": False})()
   held = evaluation.held_out(dataset, 100, 10)
-  assert set(held.labels.tolist()) <= {0, 1} and held.images.shape[0] == 100
+  assert np.bincount(held.labels, minlength=10).tolist() == [10] * 10 and held.images.shape[0] == 100
   every = data.eval_examples("mnist5k", 500)["label"]
   np.testing.assert_allclose(held.label_probs, np.bincount(every, minlength=10) / 500)
   assert (held.label_probs > 0.05).all()

@@ -164,7 +164,9 @@ def eval_examples(name: str, num_examples: int, *, split: str = "test", data_dir
                   download: bool = True) -> dict[str, np.ndarray]:
   """`eval_images` with the labels: {'image': uint8 [N, H, W, C], 'label': int32 [N]} (zeros where a dataset has none).
 
-  The 2-D mixtures give their fixed float32 points as 'image', with zero labels.
+  The 2-D mixtures give their fixed float32 points as 'image', with zero labels. mnist5k's digits come class by
+  class interleaved (the first of every class in file order, then the second, ...): its file is sorted by class,
+  and the first N of file order would hold only a few classes (100: only 0s and 1s).
   """
   check_name(name)
   num_examples = _check_int("num_examples", num_examples, 1)
@@ -173,7 +175,9 @@ def eval_examples(name: str, num_examples: int, *, split: str = "test", data_dir
     return {"image": points, "label": np.zeros((points.shape[0],), np.int32)}
   if name == "mnist5k":
     examples = mnist5k.load_mnist5k(split)
-    return {"image": examples["image"][:num_examples], "label": examples["label"][:num_examples]}
+    labels = examples["label"]
+    rows = np.stack([np.flatnonzero(labels == c) for c in range(10)], axis=1).ravel()[:num_examples]
+    return {"image": examples["image"][rows], "label": labels[rows]}
   return tfds_batches.eval_examples(name, num_examples, split=split, data_dir=data_dir, download=download,
                                     chunk=_EVAL_CHUNK)
 
