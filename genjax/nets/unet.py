@@ -14,7 +14,12 @@ Transformer's sinusoidal one of width `ch` (`timestep_embedding`), then dense
 
 With ch = 128, ch_mult = (1, 2, 2, 2), 2 blocks, attention at 16x16 and 32x32x3
 images this is the paper's CIFAR-10 model, 35.7M parameters (tested). 28x28
-images take ch_mult of length 3 (28, 14, 7).
+images take ch_mult of length 3 (28, 14, 7). Two differences from DDPM's code:
+every layer starts from Flax's default initialisation (DDPM's starts each
+block's second conv, attention's output projection and the last conv at zero,
+so that every block starts as the identity), and the stride-2 conv pads 1 on
+each side (PyTorch's padding=1, as improved-diffusion; TF's 'SAME' of DDPM
+pads 0 before and 1 after), so DDPM's weights do not port as they are.
 
 `impl` says how three parts are computed; the function, the parameters (names,
 shapes, initial values) and so the checkpoints are the same either way, and
