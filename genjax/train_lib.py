@@ -356,7 +356,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
       if first == start + 1:
         jax.block_until_ready(metrics)
         logging.info("first call (%d step%s, compiled before) took %.2f s", n, "s" * (n > 1), time.perf_counter() - t0)
-        t_log, step_log = time.perf_counter(), step  # the rate counts the steps after the first call
       if pending is not None:
         check_finite(pending[0], par.fetch(pending[1]), last_saved)
       pending = (first, metrics)

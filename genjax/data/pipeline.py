@@ -136,7 +136,7 @@ def eval_images(name: str, num_examples: int, *, split: str = "test", data_dir: 
   if name in POINT_DATASETS:
     return toy2d.eval_points(name, num_examples)
   if name == "mnist5k":
-    return mnist5k.load_mnist5k(split)["image"][:num_examples]
+    return eval_examples(name, num_examples, split=split)["image"]  # class by class interleaved
   return tfds_batches.eval_examples(name, num_examples, split=split, data_dir=data_dir, download=download,
                                     chunk=_EVAL_CHUNK)["image"]
 
