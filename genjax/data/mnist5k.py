@@ -133,7 +133,7 @@ def train_batches(*, batch_size: int, seed: int, skip_batches: int, process_inde
   global batches of `batch_size * process_count`, of which process p takes rows [p * batch_size, (p + 1) *
   batch_size); the last `N % (batch_size * process_count)` examples of the permutation are dropped, so every
   batch has the same shape. The global batches are the same for any number of processes, so a resume may change
-  it. (One process: the batches this reader always gave.)
+  the number of processes. (One process: the batches this reader always gave.)
   """
   images, labels = train_subset(num_examples)
   global_batch = batch_size * process_count
