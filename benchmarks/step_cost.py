@@ -27,7 +27,8 @@ from genjax import build, data, utilization  # noqa: E402
 from genjax import random as grandom  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/diffusion_cifar10.py", "The config to cost.")
-_CHIPS = flags.DEFINE_integer("chips", 1, "Devices the global batch is split over (a v4-32 slice: 16 chips).")
+_CHIPS = flags.DEFINE_integer("chips", 1, "Devices the global batch is split over (a v4-32 slice: 16 chips;"
+                              " on TPU v2 and v3 each chip is two devices).")
 _DEVICE = flags.DEFINE_string("device", "TPU v4", "A device kind of genjax.utilization's table.")
 _PRECISION = flags.DEFINE_string("precision", "bfloat16", "The precision policy the run would use.")
 _MFU = flags.DEFINE_float("mfu", 0.3, "The share of the peak assumed for the time estimate.")

@@ -118,7 +118,7 @@ def ada_augment(keys_B: jax.Array, x_BxHxWxC: jax.Array, p: jax.Array) -> jax.Ar
     return apply_colour(colour_matrix(d["brightness"], d["contrast"], d["luma_flip"], d["hue"], d["saturation"]),
                         x)
 
-  with jax.named_scope(augment.GEOMETRY):
+  with augment.float32_geometry():
     return jax.vmap(one)(keys_B, x_BxHxWxC)
 
 

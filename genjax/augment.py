@@ -18,6 +18,7 @@ run augments exactly as an uninterrupted one, and a device holding a slice of th
 batch would have given its examples, so 1 and 8 devices augment the same examples the same way.
 """
 
+import contextlib
 import dataclasses
 import math
 from typing import Any
@@ -38,6 +39,14 @@ ADDED = 3  # the config version that added augmentation: runs before had none (a
 # The name scope of the transforms' matrix products (their geometry, their resampling): float32 under every
 # precision policy (genjax.precision), which the conformance suite's check of bfloat16 products leaves out.
 GEOMETRY = "float32_geometry"
+
+
+@contextlib.contextmanager
+def float32_geometry():
+  """The scope of the transforms' products, in full float32: a TPU's default precision for float32 products
+  (one bfloat16 pass) would move a 256-pixel image's sampling points by about a pixel, a GPU's TF32 by 0.1."""
+  with jax.named_scope(GEOMETRY), jax.default_matmul_precision("highest"):
+    yield
 
 
 # ------------------------------------------------------------------ the input pipeline's augmentation
@@ -94,7 +103,7 @@ def policy_options() -> options.Group:
       "scale": _number(1.0, "largest zoom of a training image: a factor exp(u), u uniform in +-log(1 + scale);"
                        " 0: none"),
       "translate": _number(0.5, "largest shift of a training image, a fraction of its side per axis (uniform in"
-                           " +-translate); 0: none"),
+                           " +-translate, rounded to whole pixels); 0: none"),
   }, Policy)
 
 
@@ -108,7 +117,7 @@ def transform_matrix(flip: jax.Array, angle: jax.Array, zoom: jax.Array, shift: 
   inverse = jnp.array([[cos, sin], [-sin, cos]]) / zoom
   inverse = inverse * jnp.array([[1.0], [jnp.where(flip, -1.0, 1.0)]])
   centre = jnp.array([(height - 1) / 2, (width - 1) / 2], jnp.float32)
-  with jax.named_scope(GEOMETRY):
+  with float32_geometry():
     offset = centre - inverse @ (centre + shift)
   return jnp.concatenate([inverse, offset[:, None]], axis=1)
 
@@ -121,8 +130,9 @@ def affine_matrices(keys_B: jax.Array, policy: Policy, height: int, width: int) 
     flip = policy.flip & jax.random.bernoulli(k_flip)
     angle = math.radians(policy.rotate) * jax.random.uniform(k_rot, minval=-1.0, maxval=1.0)
     zoom = jnp.exp(math.log1p(policy.scale) * jax.random.uniform(k_scale, minval=-1.0, maxval=1.0))
-    shift = policy.translate * jax.random.uniform(k_shift, (2,), minval=-1.0, maxval=1.0) * jnp.array(
-        [height, width], jnp.float32)
+    # Whole pixels (as torchvision's RandomAffine): a shift alone then moves the image without blurring it.
+    shift = jnp.round(policy.translate * jax.random.uniform(k_shift, (2,), minval=-1.0, maxval=1.0) * jnp.array(
+        [height, width], jnp.float32))
     return transform_matrix(flip, angle, zoom, shift, height, width)
 
   return jax.vmap(one)(keys_B)
@@ -139,7 +149,7 @@ def warp(images_BxHxWxC: jax.Array, matrices_Bx2x3: jax.Array, fill: float = 0.0
   grid_3xP = jnp.stack([rows.ravel(), cols.ravel(), jnp.ones(height * width, jnp.float32)])
 
   def one(image_HxWxC, matrix):
-    with jax.named_scope(GEOMETRY):
+    with float32_geometry():
       coords = matrix @ grid_3xP  # [2, P]
     sample = lambda channel: jax.scipy.ndimage.map_coordinates(channel, list(coords), order=1, mode=mode,
                                                                cval=fill)
@@ -190,7 +200,7 @@ class Augmented:
 
 # ------------------------------------------------------------------ DiffAugment (Zhao et al. 2020)
 
-DIFFAUGMENT = ("color", "translation", "cutout")  # the paper's transforms, applied in this order
+DIFFAUGMENT = ("color", "translation", "cutout")  # the paper's transforms, in its order
 
 
 def _brightness(key, x):
@@ -249,20 +259,21 @@ def diffaugment_option() -> options.Option:
   """The GAN's `gan.diffaugment` field."""
   return options.Option(
       "", "DiffAugment (Zhao et al. 2020) of reals and fakes before D, in D's and G's updates: '' (none) or"
-      " transforms joined by commas, of 'color', 'translation', 'cutout' (the paper's 'color,translation,cutout')",
+      " transforms joined by commas, applied in that order, of 'color', 'translation', 'cutout' (the paper's"
+      " 'color,translation,cutout')",
       lambda c, f: checks.require(is_policy(checks.get(c, f)), policy_error(f, checks.get(c, f))),
       added=(ADDED, ""))
 
 
 def diffaugment(keys_B: jax.Array, x_BxHxWxC: jax.Array, policy: tuple[str, ...]) -> jax.Array:
-  """DiffAugment's transforms named in `policy` (of `DIFFAUGMENT`), image b drawing from keys_B[b], on images
+  """DiffAugment's transforms named in `policy` (of `DIFFAUGMENT`), in its order, image b drawing from keys_B[b], on images
   in the model's range ([-1, 1]); differentiable in the images. As the official implementation: brightness
   +-0.5, saturation x[0, 2], contrast x[0.5, 1.5], translation by up to 1/8 of the side, cutout of half the side,
   zeros where the image is moved away or cut out. Reals and fakes each take their own keys."""
   unknown = sorted(set(policy) - set(DIFFAUGMENT))
   if unknown:
     raise ValueError(f"diffaugment: unknown {', '.join(map(repr, unknown))}; allowed: {', '.join(DIFFAUGMENT)}")
-  fns = [fn for name in DIFFAUGMENT if name in policy for fn in _DIFFAUGMENT_FNS[name]]
+  fns = [fn for name in policy for fn in _DIFFAUGMENT_FNS[name]]  # in the policy's order, as the official code
   if not fns:
     return x_BxHxWxC
 

@@ -6,7 +6,8 @@ optimisations (`step_flops`: what the model asks for, not what a fusion saves or
 and writes into every training row of metrics.jsonl, and the progress line, the steps per second, the
 TFLOP/s achieved (steps/s x FLOPs) and, where one device's peak is known, MFU = achieved / (peak x devices).
 
-The peaks are dense (no sparsity) TFLOP/s of one chip from the vendors' data sheets, for the matrix unit a
+The peaks are dense (no sparsity) TFLOP/s of one device (a chip; a TensorCore on TPU v2 and v3) from the
+vendors' data sheets, for the matrix unit a
 policy's products run on: float32 products run as TF32 on NVIDIA's tensor cores (JAX's default matmul
 precision on those GPUs) and as bfloat16 passes on TPUs. A device not in the table has no MFU unless the
 config's `peak_tflops` names its peak.
@@ -15,7 +16,7 @@ config's `peak_tflops` names its peak.
 import re
 from typing import Any
 
-# (a word or words of jax's device_kind, {precision: dense peak TFLOP/s of one chip}); the first match counts.
+# (a word or words of jax's device_kind, {precision: dense peak TFLOP/s of one device}); the first match counts.
 PEAKS: tuple[tuple[str, dict[str, float]], ...] = (
     ("H100 PCIe", {"float32": 378.0, "bfloat16": 756.0, "float16": 756.0}),
     ("H100 NVL", {"float32": 417.5, "bfloat16": 835.5, "float16": 835.5}),
@@ -27,8 +28,9 @@ PEAKS: tuple[tuple[str, dict[str, float]], ...] = (
     ("A10G", {"float32": 35.0, "bfloat16": 70.0, "float16": 70.0}),
     ("V100-PCIE", {"float32": 14.0, "float16": 112.0}),  # device_kind 'Tesla V100-PCIE-16GB'
     ("V100", {"float32": 15.7, "float16": 125.0}),  # SXM2; no TF32, no bfloat16 units
-    ("TPU v2", {"float32": 45.0, "bfloat16": 45.0}),
-    ("TPU v3", {"float32": 123.0, "bfloat16": 123.0}),
+    # A v2 or v3 chip is two JAX devices (one per TensorCore, no megacore): each has half the chip's 45 and 123.
+    ("TPU v2", {"float32": 22.5, "bfloat16": 22.5}),
+    ("TPU v3", {"float32": 61.5, "bfloat16": 61.5}),
     ("TPU v4", {"float32": 275.0, "bfloat16": 275.0}),
     ("TPU v5 lite", {"float32": 197.0, "bfloat16": 197.0}),  # v5e
     ("TPU v5p", {"float32": 459.0, "bfloat16": 459.0}),

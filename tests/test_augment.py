@@ -54,6 +54,37 @@ def test_each_transform_is_the_exact_array_operation():
       0.25 * x[0, 2, 2] + 0.75 * x[0, 2, 3]) + 0.75 * (0.25 * x[0, 3, 2] + 0.75 * x[0, 3, 3]), rtol=1e-5)
 
 
+def test_a_translation_alone_moves_each_image_by_whole_pixels_without_blurring_it():
+  x = digits()
+  moved = np.asarray(augment.augment_images(keys(), x, augment.Policy(translate=0.1)))
+  padded = np.pad(np.asarray(x), ((0, 0), (3, 3), (3, 3), (0, 0)))  # 0.1 of 28 pixels: at most 3 after rounding
+  for i in range(B):
+    found = [(dr, dc) for dr in range(-3, 4) for dc in range(-3, 4)
+             if np.array_equal(moved[i], padded[i, 3 + dr:31 + dr, 3 + dc:31 + dc])]
+    assert found and found != [(0, 0)], i
+
+
+def _products_outside_full_precision(fn, *args):
+  """The matrix products of fn's trace not at full float32 precision."""
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "dot_general" and eqn.params["precision"] != (jax.lax.Precision.HIGHEST,) * 2:
+        yield eqn
+      for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        yield from walk(sub)
+  return list(walk(jax.make_jaxpr(fn)(*args).jaxpr))
+
+
+def test_the_geometry_and_colour_products_run_at_full_float32_precision():
+  """On a TPU (one bfloat16 pass) or a GPU (TF32) the default precision would move the sampling points."""
+  x = digits().astype(jnp.float32)
+  policy = augment.Policy(rotate=10.0, scale=0.1, translate=0.1)
+  assert not _products_outside_full_precision(lambda x: augment.augment_images(keys(), x, policy), x)
+  rgb = jnp.concatenate([x, x, x], axis=-1) / 127.5 - 1
+  products = _products_outside_full_precision(lambda x: ada.ada_augment(keys(), x, jnp.float32(0.5)), rgb)
+  assert not products, products
+
+
 def test_the_same_key_gives_the_same_transform_and_others_differ():
   x = digits()
   policy = augment.Policy(rotate=15.0, scale=0.1, translate=0.1)
@@ -165,6 +196,10 @@ def test_diffaugment_transforms_as_the_paper_says():
   assert zeros.max() == 16 and zeros.min() >= 4  # a 4x4 box, clipped at the edges to at least 2x2
   colour = augment.diffaugment(k, x, ("color",))
   assert not np.allclose(colour, x)
+  # In the policy's order, as the official code: colour after cutout brightens the box it cut.
+  black = lambda y: int(np.asarray((y == 0).all(axis=-1)).sum())
+  assert black(augment.diffaugment(k, x, ("color", "cutout"))) >= 4 * 200
+  assert black(augment.diffaugment(k, x, ("cutout", "color"))) == 0
   np.testing.assert_array_equal(augment.diffaugment(k, x, ()), x)
 
 

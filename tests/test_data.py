@@ -180,6 +180,9 @@ def test_eval_images_of_mnist5k_are_the_test_rows_class_by_class_interleaved(csv
     np.testing.assert_array_equal(images[position], np.array(row[:784], np.uint8).reshape(28, 28, 1))
   np.testing.assert_array_equal(examples["label"], np.tile(np.arange(10), 3))
   np.testing.assert_array_equal(np.bincount(data.eval_examples("mnist5k", 100)["label"]), [10] * 10)
+  # A chunk at a time, the same images in the same order.
+  np.testing.assert_array_equal(np.concatenate(list(data.eval_image_chunks("mnist5k", 100))),
+                                data.eval_images("mnist5k", 100))
   every = data.eval_examples("mnist5k", 10_000)
   assert every["image"].shape == (500, 28, 28, 1)
   assert sorted(identities(every["image"], every["label"])) == sorted(identities(test["image"], test["label"]))

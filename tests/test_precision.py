@@ -213,7 +213,8 @@ def test_precision_is_pinned_and_wrap_refuses_an_unknown_policy():
     ("TPU v5p", "float32", 459.0), ("TPU v4", "bfloat16", 275.0), ("cpu", "float32", None),
     ("Tesla V100-SXM2-16GB", "bfloat16", None), ("NVIDIA H100 NVL", "bfloat16", 835.5),
     ("NVIDIA GH200 480GB", "bfloat16", 989.4), ("Tesla V100-PCIE-16GB", "float16", 112.0),
-    ("Tesla V100-SXM2-16GB", "float16", 125.0)])
+    ("Tesla V100-SXM2-16GB", "float16", 125.0),
+    ("TPU v3", "bfloat16", 61.5), ("TPU v2", "float32", 22.5)])  # per TensorCore: JAX's device there
 def test_the_peak_table(kind, policy, want):
   assert utilization.peak_tflops(kind, policy) == want
   assert utilization.peak_tflops(kind, policy, given=12.5) == 12.5

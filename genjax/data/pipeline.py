@@ -154,7 +154,7 @@ def eval_image_chunks(name: str, num_examples: int, *, split: str = "test", data
   if name in POINT_DATASETS:
     raise UserError(f"dataset.name: {name!r} holds 2-D points, not images")
   if name == "mnist5k":
-    images = mnist5k.load_mnist5k(split)["image"][:num_examples]
+    images = eval_images(name, num_examples, split=split)  # class by class interleaved, as eval_images
     return (images[i:i + _EVAL_CHUNK] for i in range(0, images.shape[0], _EVAL_CHUNK))
   return (chunk["image"] for chunk in tfds_batches.eval_chunks(name, num_examples, split=split, data_dir=data_dir,
                                                                download=download, chunk=_EVAL_CHUNK))
