@@ -59,6 +59,21 @@ def test_after_the_power_iterations_each_normalised_weight_has_top_singular_valu
 
 
 @pytest.mark.parametrize("name", CASES)
+def test_init_stores_the_initializers_weights_not_their_normalised_values(name):
+  """As Miyato et al.'s and PyTorch's spectral norm: the weights Adam updates start at the initializer's draw
+  (flax's SpectralNorm alone would store them divided by its first estimate of sigma)."""
+  net, shape = CASES[name]
+  x, labels = jax.random.normal(jax.random.key(1), shape), jnp.arange(shape[0])
+  normalised = net.init(jax.random.key(0), x, train=False, labels_B=labels)
+  plain = net.clone(spectral_norm=False).init(jax.random.key(0), x, train=False, labels_B=labels)
+  assert jax.tree.structure(normalised["params"]) == jax.tree.structure(plain["params"])
+  for a, b in zip(jax.tree.leaves(normalised["params"]), jax.tree.leaves(plain["params"])):
+    np.testing.assert_array_equal(a, b)
+  # The state is the one a training call would start from: a sigma estimate for every weight matrix.
+  assert len(_sigmas(normalised["batch_stats"])) >= 3
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_d_computes_with_the_normalised_weights_and_its_state_changes_only_in_training(name):
   net, x, labels, params, stats = _iterated(name)
   evaluated = net.apply({"params": params, "batch_stats": stats}, x, train=False, labels_B=labels)

@@ -77,7 +77,7 @@ def minimax_generator_loss(fake_logits_B):
 
   The saturating generator loss, the generator's side of the minimax game of
   Goodfellow et al. 2014, eq. 1, which G minimises. Its gradient,
-  sigmoid(l_f) / B per logit, vanishes when D confidently rejects the fakes
+  -sigmoid(l_f) / B per logit, vanishes when D confidently rejects the fakes
   (l_f -> -inf), early in training; see `non_saturating_generator_loss`.
 
   Args:

@@ -69,12 +69,22 @@ def apply_layer(layer: nn.Module, x: jax.Array, train: bool, spectral_norm: bool
   """layer(x); with `spectral_norm`, with every weight matrix of the layer divided by its largest singular value
   (Miyato et al. 2018; flax's SpectralNorm: one power iteration per call, a conv kernel as a matrix of
   [kh * kw * in, out], its vector u and estimate sigma in 'batch_stats', updated when `train`). Called from a
-  net's compact method."""
+  net's compact method. The parameters it initialises are the initializer's weights, as Miyato et al.'s and
+  PyTorch's: flax's SpectralNorm would store them divided by their first estimate of sigma, which changes the
+  scale Adam's steps are relative to, layer by layer."""
   if not spectral_norm:
     return layer(x)
   # The power iteration runs on the float32 vector u; the normalised weight is cast to x's dtype (genjax.precision).
   dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else None
-  return nn.SpectralNorm(layer, dtype=dtype)(x, update_stats=train)
+  initializing = layer.parent.is_initializing()
+  if initializing:
+    layer(x)  # creates the weights
+    drawn = dict(layer.variables["params"])  # a copy: the scope's view would show what SpectralNorm writes
+  y = nn.SpectralNorm(layer, dtype=dtype)(x, update_stats=train)
+  if initializing:
+    for name, value in drawn.items():
+      layer.put_variable("params", name, value)
+  return y
 
 
 CLASS_EMBEDDING = 128  # BigGAN's shared class embedding's size
