@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from genjax import paths
-from genjax.errors import DiskFullError, UserError, disk_full_cause
+from genjax.errors import CheckpointWriteError, DiskFullError, UserError, disk_full_cause, os_error_cause, os_error_words
 
 TMP_MARK = ".orbax-checkpoint-tmp"  # orbax writes a step under this name and renames it when complete
 # restore_latest: how many steps to read while a live run keeps replacing the newest. A read takes about as
@@ -134,13 +134,14 @@ class Checkpointer:
     Raises:
       DiskFullError: this save, or the previous one (which is joined first), ran out of space or quota; its
         half-written step directory is removed and every complete checkpoint is left as it was.
+      CheckpointWriteError: the same, where the OS refused the write another way (permission, read-only).
     """
     # Joined here rather than inside orbax's save, so that a failure is blamed on the step that failed.
     self._join(self._in_flight)
     try:
       taken = self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
     except Exception as e:  # pylint: disable=broad-except  (tensorstore reports a full disk as a ValueError)
-      error = self._disk_full(e, step)
+      error = self._write_failed(e, step)
       if error is None:
         raise
       raise error from e
@@ -162,20 +163,22 @@ class Checkpointer:
     try:
       self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
-      error = self._disk_full(e, step)
+      error = self._write_failed(e, step)
       if error is None:
         raise
       raise error from e
     finally:
       self._in_flight = None
 
-  def _disk_full(self, error: BaseException, step: int | None) -> DiskFullError | None:
-    """The one-line DiskFullError for a failed save of `step` if `error` says the disk or quota is full; else None.
+  def _write_failed(self, error: BaseException, step: int | None) -> CheckpointWriteError | None:
+    """The one-line DiskFullError for a failed save of `step` if `error` says the disk or quota is full, a
+    CheckpointWriteError if the OS refused another way (permission, a read-only file system); else None.
 
     Removes what the failed save left behind, so that the disk holds only complete checkpoints.
     """
     cause = disk_full_cause(error)
-    if cause is None:
+    refused = os_error_cause(error) if cause is None else None
+    if cause is None and refused is None:
       return None
     self._partial_left = True
     removed = self._remove_partial_steps()
@@ -189,6 +192,10 @@ class Checkpointer:
       kept = (f"the checkpoint of step {last} is intact; free space, then run the same command to resume from"
               " it")
     partial = f" (the partial {what if step is not None else 'step'} was removed)" if removed else ""
+    if refused is not None:
+      kept = kept.replace("free space", "fix that")
+      return CheckpointWriteError(f"checkpoint: cannot write {what} into {self._directory}:"
+                                  f" {os_error_words(refused)}{partial}; {kept}")
     return DiskFullError(f"checkpoint: cannot write {what} into {self._directory}:"
                          f" {'disk quota exceeded' if quota else 'no space left on device'}{partial}; {kept}")
 
@@ -318,7 +325,7 @@ class Checkpointer:
         self._manager.close()
       except Exception as e:  # pylint: disable=broad-except
         # Only the last save can still be writing when the manager closes: a failure here is that step's.
-        error = self._disk_full(e, self._last_started)
+        error = self._write_failed(e, self._last_started)
         if error is None:
           raise
         raise error from e

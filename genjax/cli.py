@@ -16,8 +16,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from genjax import config_flag
-from genjax.errors import (DiskFullError, NonFiniteLossError, Preempted, UserError, disk_full_cause, disk_full_words,
-                           says_disk_full)
+from genjax.errors import (CheckpointWriteError, NonFiniteLossError, Preempted, UserError, chain, disk_full_cause,
+                           disk_full_words, os_error_cause, os_error_words, says_disk_full)
 
 
 EXIT_USER_ERROR = 2  # bad input of any kind: config, flags, workdir, data, checkpoint
@@ -73,6 +73,8 @@ def user_errors_exit():
   from genjax.data import DatasetUnavailableError  # pylint: disable=g-import-not-at-top
   try:
     yield
+  except CheckpointWriteError as e:  # at once: orbax's threads may still hold the failed save
+    _exit_now(f"error: {' '.join(str(e).split())}", EXIT_USER_ERROR)
   except (UserError, DatasetUnavailableError) as e:
     fail(str(e))
   except NonFiniteLossError as e:
@@ -91,19 +93,17 @@ def user_errors_exit():
     _exit_now("stopped on request (SIGTERM) outside the training steps; every checkpoint on disk is complete;"
               " run the same command to go on", 0)
   except OSError as e:
-    # A full disk or quota in any write (config.json, metrics, pictures, TensorBoard). A checkpoint that failed
-    # first says more (DiskFullError: which step is intact); a write that then failed on the way out (closing
-    # the TensorBoard file) only hides it. The OS names the file only where it was opened or renamed.
-    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+    # Any write or read the OS refused (config.json, metrics, pictures, TensorBoard, a bucket): a full disk,
+    # permission, a directory where a file goes. A checkpoint that failed first says more (which step is
+    # intact); a write that then failed on the way out (closing the TensorBoard file) only hides it.
+    if e.errno is None:
       raise
-    earlier, seen = e.__context__, set()
-    while earlier is not None and id(earlier) not in seen:
-      if isinstance(earlier, DiskFullError):
-        fail(str(earlier))
-      seen.add(id(earlier))
-      earlier = earlier.__cause__ or earlier.__context__
-    fail(f"{disk_full_words(e)}: free space, then run the same command again; every checkpoint on disk is"
-         " complete")
+    for earlier in chain(e.__context__):
+      if isinstance(earlier, CheckpointWriteError):
+        _exit_now(f"error: {' '.join(str(earlier).split())}", EXIT_USER_ERROR)
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+    fail(f"{disk_full_words(e) if full else os_error_words(e)}: {'free space' if full else 'fix that'}, then run"
+         " the same command again; every checkpoint on disk is complete")
 
 
 def define_config(default: str, help_string: str):
@@ -339,10 +339,10 @@ def _keep_log_record(record) -> bool:
     return False
   if "/orbax/" not in record.pathname:
     return True
-  # A save that found the disk or quota full is logged with a traceback on each thread it passes (the write,
-  # the commit, the finalize, the wait) before the save raises it, which genjax.checkpoint says in one line.
-  if says_disk_full(record.getMessage()) or (record.exc_info and record.exc_info[1] is not None
-                                             and disk_full_cause(record.exc_info[1]) is not None):
+  # A save that found the disk full (or the OS refused) is logged with a traceback on each thread it passes (the
+  # write, the commit, the finalize, the wait) before the save raises it, which genjax.checkpoint says in one line.
+  error = record.exc_info[1] if record.exc_info else None
+  if says_disk_full(record.getMessage()) or (error is not None and (disk_full_cause(error) or os_error_cause(error))):
     return False
   # An item whose metadata is gone is named in genjax's one-line error (an unreadable checkpoint).
   if "could not be restored. Please provide a `CheckpointHandlerRegistry`" in record.getMessage():

@@ -38,7 +38,35 @@ class Preempted(Exception):
     self.interrupted = interrupted
 
 
-class DiskFullError(UserError):
+class CheckpointWriteError(UserError):
+  """A checkpoint could not be written (permission, a read-only or lost file system): one line naming the step,
+  the OS's words and the last complete checkpoint, which is intact. The CLIs exit 2 at once (orbax's threads
+  may still hold the failed save)."""
+
+
+def chain(error: BaseException | None):
+  """`error` and the exceptions of its cause and context chain, each once."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    yield error
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+
+
+def os_error_cause(error: BaseException) -> OSError | None:
+  """The first OSError with an errno in `error`'s chain (itself first), or None."""
+  return next((e for e in chain(error) if isinstance(e, OSError) and e.errno is not None), None)
+
+
+def os_error_words(error: OSError, words: str | None = None) -> str:
+  """'Permission denied (file)': the OS's words (or `words`) and the files it names."""
+  import os  # pylint: disable=g-import-not-at-top
+  names = [os.fsdecode(name) if isinstance(name, (str, bytes)) else str(name)
+           for name in (error.filename, error.filename2) if name is not None]
+  return f"{words or error.strerror or error}{' (' + ', '.join(names) + ')' if names else ''}"
+
+
+class DiskFullError(CheckpointWriteError):
   """A checkpoint could not be written for want of space (ENOSPC) or quota (EDQUOT).
 
   The message is one line: the step that could not be written, where, and the
@@ -59,15 +87,11 @@ def disk_full_cause(error: BaseException) -> BaseException | None:
   An OSError with errno ENOSPC or EDQUOT is preferred; else any exception whose message quotes the OS's
   words (tensorstore reports a failed write as a ValueError with the OS's message in it).
   """
-  chain, seen = [], set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    chain.append(error)
-    error = error.__cause__ or error.__context__
-  for e in chain:
+  errors = list(chain(error))
+  for e in errors:
     if isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS:
       return e
-  for e in chain:
+  for e in errors:
     if says_disk_full(str(e)):
       return e
   return None
@@ -75,11 +99,7 @@ def disk_full_cause(error: BaseException) -> BaseException | None:
 
 def disk_full_words(error: OSError) -> str:
   """'no space left on device (file)' or 'disk quota exceeded (file)': the OS's words and the files it names."""
-  import os  # pylint: disable=g-import-not-at-top
-  names = [os.fsdecode(name) if isinstance(name, (str, bytes)) else str(name)
-           for name in (error.filename, error.filename2) if name is not None]
-  words = "disk quota exceeded" if error.errno == errno.EDQUOT else "no space left on device"
-  return f"{words}{' (' + ', '.join(names) + ')' if names else ''}"
+  return os_error_words(error, "disk quota exceeded" if error.errno == errno.EDQUOT else "no space left on device")
 
 
 def says_disk_full(text: str) -> bool:

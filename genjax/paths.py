@@ -250,16 +250,25 @@ class Appender:
     self._uploaded_at = float("-inf")  # the first write is uploaded at once
     self._dirty = False
 
+  def _local(self, operation) -> None:
+    """operation() on the open file; an OSError (a full disk) then names the file, as the OS does not."""
+    try:
+      operation()
+    except OSError as e:
+      if e.filename is not None:
+        raise
+      raise OSError(e.errno, e.strerror, self.path) from e
+
   def write(self, data) -> None:
     if not self._remote:
-      self._file.write(data)
+      self._local(lambda: self._file.write(data))
       return
     self._data += data if self._binary else data.encode("utf-8")
     self._dirty = True
 
   def flush(self, force: bool = False) -> None:
     if not self._remote:
-      self._file.flush()
+      self._local(self._file.flush)
       return
     if self._dirty and (force or time.monotonic() - self._uploaded_at >= REMOTE_FLUSH_S):
       write_atomically(self.path, self._data)
@@ -267,7 +276,7 @@ class Appender:
 
   def close(self) -> None:
     if not self._remote:
-      self._file.close()
+      self._local(self._file.close)
       return
     self.flush(force=True)
 

@@ -30,8 +30,9 @@ def check_workdir(workdir: str, flag: str = "--workdir") -> str:
   """The absolute path of `workdir` if it is, or can be made, a writable directory; writes nothing.
 
   An existing directory is proven writable with a temporary file that is
-  removed at once; a missing one needs its nearest existing parent to be a
-  writable directory. A gs:// workdir (`genjax.paths`) is proven writable
+  removed at once, and so is each of its entries (checkpoints/, metrics.jsonl,
+  ...), which a run writes into or replaces; a missing one needs its nearest
+  existing parent to be a writable directory. A gs:// workdir (`genjax.paths`) is proven writable
   with a probe object, removed at once; another scheme is refused.
   """
   path = paths.resolve(workdir, flag)
@@ -47,6 +48,10 @@ def check_workdir(workdir: str, flag: str = "--workdir") -> str:
       pass
   except OSError as e:
     raise UserError(f"{flag}: cannot write to {workdir!r} ({e.strerror or e})") from e
+  if probe == path:  # found at a save, or a metrics row, after minutes of training
+    for entry in sorted(os.path.join(path, name) for name in os.listdir(path)):
+      if not os.access(entry, os.W_OK):
+        raise UserError(f"{flag}: cannot write to {entry} (permission); fix that, then run the same command again")
   return path
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 
@@ -303,6 +304,19 @@ def test_unwritable_workdir_is_refused(tmp_path):
   blocker.write_text("not a directory")
   result = run_cli("train.py", f"--workdir={blocker / 'run'}", "--config.num_steps=1")
   _assert_refused(result, f"--workdir: cannot write to '{blocker / 'run'}'")
+
+
+def test_a_workdir_entry_a_run_cannot_write_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+  """A checkpoints/ the run may not write into (another user's, immutable) would be found at the first save,
+  after minutes of training (os.access stands in for the permission: root may write anything)."""
+  (tmp_path / "checkpoints").mkdir()
+  (tmp_path / "metrics.jsonl").write_text("")
+  assert workdir_lib.check_workdir(str(tmp_path)) == str(tmp_path)
+  access = os.access
+  monkeypatch.setattr(os, "access", lambda p, mode: access(p, mode) and not str(p).endswith("checkpoints"))
+  with pytest.raises(UserError, match=re.escape(f"--workdir: cannot write to {tmp_path}/checkpoints (permission);"
+                                                " fix that, then run the same command again")):
+    workdir_lib.check_workdir(str(tmp_path))
 
 
 def test_sample_on_an_empty_workdir_is_refused(tmp_path):

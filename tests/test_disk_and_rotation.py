@@ -25,7 +25,7 @@ import pytest
 
 from genjax import build, checkpoint, cli
 from genjax import random as grandom
-from genjax.errors import DiskFullError, UserError
+from genjax.errors import CheckpointWriteError, DiskFullError, UserError
 from tests.helpers import ROOT, restore_state, run_cli, tiny_config
 
 TMP_MARK = checkpoint.TMP_MARK
@@ -271,6 +271,18 @@ def test_a_full_quota_and_other_errors_of_a_save(tmp_path, monkeypatch):
     del args, kwargs
     raise ValueError("INVALID_ARGUMENT: something else")
 
+  def refused(*args, **kwargs):
+    del args, kwargs
+    raise PermissionError(errno.EPERM, "Operation not permitted", f"{tmp_path}/1.orbax-checkpoint-tmp")
+
+  monkeypatch.setattr(manager, "save", refused)
+  with pytest.raises(CheckpointWriteError) as raised:
+    ckpt.save(1, _tiny_state())
+  assert str(raised.value) == (f"checkpoint: cannot write step 1 into {tmp_path}: Operation not permitted"
+                               f" ({tmp_path}/1.orbax-checkpoint-tmp); no checkpoint is complete yet; fix that, then"
+                               " run the same command to start again")
+  assert not isinstance(raised.value, DiskFullError)
+
   monkeypatch.setattr(manager, "save", other)
   with pytest.raises(ValueError, match="^INVALID_ARGUMENT: something else$") as raised:
     ckpt.save(1, _tiny_state())
@@ -290,8 +302,15 @@ def test_delete_removes_one_step(tmp_path):
 
 def _exits(body) -> tuple[int, str]:
   import io  # pylint: disable=g-import-not-at-top
+  from unittest import mock  # pylint: disable=g-import-not-at-top
+
+  def exit_now(line, status):  # os._exit, which would end pytest
+    print(line, file=sys.stderr)
+    raise SystemExit(status)
+
   err = io.StringIO()
-  with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exited:
+  with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exited, mock.patch.object(cli, "_exit_now",
+                                                                                                exit_now):
     with cli.user_errors_exit():
       body()
   return exited.value.code, err.getvalue()
@@ -323,9 +342,38 @@ def test_the_cli_says_a_full_disk_of_any_write_in_one_line():
   def permission():
     raise OSError(errno.EACCES, "Permission denied", "/w/config.json")
 
-  with pytest.raises(PermissionError):  # not a full disk: left as it is
+  assert _exits(permission) == (2, "error: Permission denied (/w/config.json): fix that, then run the same command"
+                                   " again; every checkpoint on disk is complete\n")
+
+  def refused_checkpoint():
+    raise CheckpointWriteError("checkpoint: cannot write step 4 into /w/checkpoints: Permission denied; the"
+                               " checkpoint of step 3 is intact")
+
+  assert _exits(refused_checkpoint) == (2, "error: checkpoint: cannot write step 4 into /w/checkpoints: Permission"
+                                           " denied; the checkpoint of step 3 is intact\n")
+  with pytest.raises(OSError, match="no errno"):  # no errno: not the OS's refusal, left as it is
     with cli.user_errors_exit():
-      permission()
+      raise OSError("no errno")
+
+
+def test_a_full_disk_in_an_appended_file_names_the_file(tmp_path):
+  """metrics.jsonl and TensorBoard's events are appended to; the OS's error from a write or flush names no file."""
+  from genjax import paths  # pylint: disable=g-import-not-at-top
+
+  class Full:
+    def write(self, data):
+      raise OSError(errno.ENOSPC, "No space left on device")
+
+    flush = close = lambda self: self.write(b"")
+
+  path = str(tmp_path / "metrics.jsonl")
+  appender = paths.Appender(path)
+  appender._file.close()  # pylint: disable=protected-access
+  appender._file = Full()  # pylint: disable=protected-access
+  for operation in (lambda: appender.write("{}\n"), appender.flush, appender.close):
+    with pytest.raises(OSError) as raised:
+      operation()
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == path
 
 
 def test_orbaxs_and_asyncios_reports_of_a_full_disk_are_dropped_and_only_they():
@@ -337,6 +385,7 @@ def test_orbaxs_and_asyncios_reports_of_a_full_disk_are_dropped_and_only_they():
   assert not keep(record("_SignalingThread.run() raised an exception: RESOURCE_EXHAUSTED: Failed writing: No space"
                          " left on device [os_error_code='28']"))
   assert keep(record("Save Finalize thread (save_finalize) failed.", ValueError("INVALID_ARGUMENT: other")))
+  assert not keep(record("_SignalingThread.run() raised an exception", PermissionError(errno.EPERM, "refused")))
   assert keep(record("No space left on device", path="/work/genjax/train_lib.py", level=logging.INFO))
   # The failed save's other writes, gathered and never awaited, reported by asyncio when collected ...
   unretrieved = cli._not_an_unretrieved_read  # pylint: disable=protected-access
