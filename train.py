@@ -64,6 +64,9 @@ def main(argv):
     if "family" in config_flag.overridden_fields(sys.argv):
       raise UserError("--config.family: a config file fixes its family (its fields are the family's); allowed: a"
                       " config file of the family you want, e.g. --config=configs/gan_ring8.py")
+    if "family" not in _CONFIG.value:
+      raise UserError(f"--config: {config_file} sets no family; allowed: a config of configs/ (a family's"
+                      " get_config in configs/base.py)")
     from configs import base  # pylint: disable=g-import-not-at-top
     # A field the file sets that no config has would be saved and never read: refused as an override is.
     config_flag.check_fields(_CONFIG.value, base.get_config(_CONFIG.value.family), config_file)

@@ -13,6 +13,7 @@ import logging as std_logging
 from typing import NoReturn
 
 from absl import app, flags, logging
+import ml_collections
 from ml_collections import config_flags
 
 from genjax import config_flag
@@ -93,9 +94,8 @@ def user_errors_exit():
     _exit_now("stopped on request (SIGTERM) outside the training steps; every checkpoint on disk is complete;"
               " run the same command to go on", 0)
   except OSError as e:
-    # Any write or read the OS refused (config.json, metrics, pictures, TensorBoard, a bucket): a full disk,
-    # permission, a directory where a file goes. A checkpoint that failed first says more (which step is
-    # intact); a write that then failed on the way out (closing the TensorBoard file) only hides it.
+    # Any write or read the OS refused (a full disk, permission, a bucket). A checkpoint that failed first says
+    # more (which step is intact); a write that then failed on the way out (closing TensorBoard's) hides it.
     if e.errno is None:
       raise
     for earlier in chain(e.__context__):
@@ -129,6 +129,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
     rest = flags.FLAGS(argv)
     for flag in _config_flags():
       flag.value.keys()  # ml_collections keeps a file it could not read as an object that raises on first use
+      if not isinstance(flag.value, ml_collections.ConfigDict):  # a dict: described below
+        raise TypeError(f"{type(flag.value).__name__}, not an ml_collections.ConfigDict")
   except flags.Error as e:
     if _config_flags() and isinstance(e, flags.IllegalFlagValueError) and "--config=" in str(e).split(":")[0]:
       defaults = [f.default for f in _config_flags() if isinstance(f.default, str)]

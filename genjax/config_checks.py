@@ -22,14 +22,16 @@ MAX_KEEP_CHECKPOINTS = 1000
 MAX_BATCH_SIZE = 2**20  # batch_size, eval.batch_size (the data check also bounds batch_size by the split)
 MAX_NUM_EXAMPLES = 1_000_000  # eval.num_examples, sample.py --num_examples
 MAX_QUALITY_SAMPLES = 200_000  # eval.quality_samples, sample.py --quality_samples: 4x FID's usual 50,000
-# The fewest that give every number: KID compares pairs, precision/recall and density/coverage take k = 3 neighbours.
+# The fewest that give the loop's numbers: KID compares pairs, precision/recall take k = 3 neighbours.
 MIN_QUALITY_SAMPLES = 4
+# sample.py's, which adds density and coverage: k = 5 neighbours.
+MIN_FULL_QUALITY_SAMPLES = 6
 
 
-def quality_samples(what: str, value) -> None:
-  """`what` (a field or flag) must be 0 (no sample-quality numbers) or a count in [MIN, MAX]_QUALITY_SAMPLES."""
-  require(is_int(value) and (value == 0 or MIN_QUALITY_SAMPLES <= value <= MAX_QUALITY_SAMPLES),
-          f"{what}: must be 0 (none) or an integer in [{MIN_QUALITY_SAMPLES}, {MAX_QUALITY_SAMPLES}], got {value!r}")
+def quality_samples(what: str, value, least: int = MIN_QUALITY_SAMPLES) -> None:
+  """`what` (a field or flag) must be 0 (no sample-quality numbers) or a count in [least, MAX_QUALITY_SAMPLES]."""
+  require(is_int(value) and (value == 0 or least <= value <= MAX_QUALITY_SAMPLES),
+          f"{what}: must be 0 (none) or an integer in [{least}, {MAX_QUALITY_SAMPLES}], got {value!r}")
 
 
 def quality_samples_field(config, field: str) -> None:

@@ -100,6 +100,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   if not auto and (address is None or count is None or index is None):
     raise UserError("--coordinator_address, --num_processes, --process_id: give all three (or their JAX_*"
                     " environment variables), or --distributed alone where JAX detects the cluster")
+  host, _, port = (address or "").rpartition(":")
+  if address is not None and not (host and port.isdigit() and 0 < int(port) < 65536):
+    raise UserError(f"--coordinator_address: expected HOST:PORT (process 0's), got {address!r}")
   if count is not None and count < 1:
     raise UserError(f"--num_processes: must be >= 1, got {count}")
   if count is not None and index is not None and not 0 <= index < count:

@@ -19,6 +19,11 @@ QUALITY_ORDER = ("fid", "kid", "kid_std", "precision", "recall", "density", "cov
 
 def _parse_value(text: str, old):
   """`text` as the type of the field's current value `old`: a Python literal, else the text itself (a name)."""
+  if isinstance(old, float):  # 'nan' and 'inf' too, which the field's own check then refuses
+    try:
+      return float(text)
+    except ValueError:
+      pass
   try:
     value = ast.literal_eval(text)
   except (ValueError, SyntaxError):
@@ -61,7 +66,7 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   conditional model; `inpaint` (a kind of genjax.masks) a grid of held-out
   images inpainted where that mask hides them, for a family that inpaints.
   """
-  config_checks.quality_samples("--quality_samples", quality_samples)
+  config_checks.quality_samples("--quality_samples", quality_samples, config_checks.MIN_FULL_QUALITY_SAMPLES)
   if iwae_k is not None and iwae_k <= 0:
     raise UserError(f"--iwae_k: must be a positive integer, got {iwae_k}")
   if iwae_k is not None:
@@ -70,8 +75,8 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
     raise UserError(f"--num_examples: must be a positive integer, got {num_examples}")
   if num_examples is not None:
     config_checks.in_range("--num_examples", num_examples, 1, config_checks.MAX_NUM_EXAMPLES)
-  if truncation is not None and not truncation > 0:
-    raise UserError(f"--truncation: must be > 0, got {truncation}")
+  if truncation is not None and not 0 < truncation < float("inf"):
+    raise UserError(f"--truncation: must be a finite number > 0, got {truncation}")
   workdir = paths.resolve(workdir)  # a gs:// one as it is; another scheme refused
   config = workdir_lib.load_config(workdir)  # validated, or refused naming the file
   spec = family_lib.get(config.family)
@@ -104,7 +109,11 @@ def sample_and_evaluate(workdir: str, iwae_k: int | None = None, num_examples: i
   config.unlock()
   for field, value in settings.items():
     block, name = field.split(".")
-    config[block][name] = value
+    try:
+      config[block][name] = value
+    except TypeError as e:  # ml_collections keeps each field's type
+      kind = type(config[block][name]).__name__
+      raise UserError(f"--set: {field}: cannot use {value!r}; allowed: a value of type {kind}") from e
   config.lock()
   if options or flag_values:
     try:

@@ -218,13 +218,16 @@ def test_every_upper_bound_refused_is_accepted_at_the_bound():
 
 
 @pytest.mark.parametrize("flag,value,message", [
-    ("quality_samples", 200_001, "--quality_samples: must be 0 (none) or an integer in [4, 200000], got 200001"),
-    ("quality_samples", -1, "--quality_samples: must be 0 (none) or an integer in [4, 200000], got -1"),
-    ("quality_samples", 3, "--quality_samples: must be 0 (none) or an integer in [4, 200000], got 3"),
+    ("quality_samples", 200_001, "--quality_samples: must be 0 (none) or an integer in [6, 200000], got 200001"),
+    ("quality_samples", -1, "--quality_samples: must be 0 (none) or an integer in [6, 200000], got -1"),
+    # density and coverage take 5 neighbours (the loop's 4 gave a traceback here)
+    ("quality_samples", 5, "--quality_samples: must be 0 (none) or an integer in [6, 200000], got 5"),
     ("iwae_k", 100_001, "--iwae_k: must be an integer in [1, 100000], got 100001"),
     ("iwae_k", 0, "--iwae_k: must be a positive integer, got 0"),
     ("num_examples", 10**6 + 1, "--num_examples: must be an integer in [1, 1000000], got 1000001"),
     ("num_examples", 0, "--num_examples: must be a positive integer, got 0"),
+    ("truncation", float("inf"), "--truncation: must be a finite number > 0, got inf"),
+    ("truncation", float("nan"), "--truncation: must be a finite number > 0, got nan"),
 ])
 def test_sample_count_flags_are_bounded_before_the_workdir_is_read(tmp_path, flag, value, message):
   missing = tmp_path / "missing"  # read first, it would be refused as holding no config.json
@@ -234,7 +237,7 @@ def test_sample_count_flags_are_bounded_before_the_workdir_is_read(tmp_path, fla
   assert not missing.exists()
 
 
-@pytest.mark.parametrize("flag,value", [("quality_samples", 200_000), ("quality_samples", 0), ("quality_samples", 4),
+@pytest.mark.parametrize("flag,value", [("quality_samples", 200_000), ("quality_samples", 0), ("quality_samples", 6),
                                         ("iwae_k", 100_000),
                                         ("iwae_k", 1), ("num_examples", 10**6), ("num_examples", 1)])
 def test_sample_count_flags_at_their_bounds_reach_the_workdir(tmp_path, flag, value):

@@ -123,6 +123,8 @@ def _config_files(workdir: str) -> None:
   here = os.path.dirname(workdir)
   files = {"syntax.py": "def get_config(:\n", "noget.py": "x = 1\n",
            "raises.py": "def get_config():\n  return {}['model']\n", "notdict.py": "def get_config():\n  return 3\n",
+           "dict.py": "def get_config():\n  return {'family': 'vae'}\n",
+           "nofamily.py": "import ml_collections\n\ndef get_config():\n  return ml_collections.ConfigDict({'a': 1})\n",
            # a copy of a config with a misspelt field, which an unlocked ConfigDict would simply add
            "typo.py": "from configs import vae_mnist5k_mlp\n\ndef get_config():\n  c = vae_mnist5k_mlp.get_config()\n"
                       "  c.optim.learning_rat = 0.1\n  return c\n"}
@@ -148,6 +150,12 @@ CASES = {
     "config file returns no ConfigDict": ("train.py", ["--config={d}/notdict.py", "--workdir={d}/new"], _config_files,
                                           "error: --config: get_config() in {d}/notdict.py returned int, not an"
                                           " ml_collections.ConfigDict"),
+    "config file returns a dict": ("train.py", ["--config={d}/dict.py", "--workdir={d}/new"], _config_files,
+                                   "error: --config: get_config() in {d}/dict.py returned dict, not an"
+                                   " ml_collections.ConfigDict"),
+    "config file sets no family": ("train.py", ["--config={d}/nofamily.py", "--workdir={d}/new"], _config_files,
+                                   "error: --config: {d}/nofamily.py sets no family; allowed: a config of configs/ (a"
+                                   " family's get_config in configs/base.py)"),
     "misspelt field in a config file": ("train.py", ["--config={d}/typo.py", "--workdir={d}/new"], _config_files,
                                         "error: optim.learning_rat: no such field of a vae config (set in"
                                         " {d}/typo.py); did you mean optim.learning_rate?"),

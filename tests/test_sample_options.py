@@ -64,6 +64,9 @@ def test_a_flag_of_another_familys_option_is_one_line(trained, tmp_path):
                                    " diffusion family (a resume could not keep it); allowed: diffusion.sampler, "),
     ({"diffusion.sampler": "euler"}, "--set: diffusion.sampler: unknown 'euler'; allowed: "),
     ({"diffusion.sample_steps": "0"}, "--set: diffusion.sample_steps: must be "),
+    ({"diffusion.sample_steps": "abc"}, "--set: diffusion.sample_steps: cannot use 'abc'; allowed: a value of type"
+                                        " int"),
+    ({"diffusion.eta": "nan"}, "--set: diffusion.eta: must be "),
 ])
 def test_what_sample_py_cannot_set_is_one_line(trained, tmp_path, options, message):
   with pytest.raises(UserError) as raised:

@@ -98,7 +98,7 @@ class Diffusion:
   sampler: str = options.choice("ddim", SAMPLERS, "'ddim', 'ancestral' (DDPM) or 'heun' (EDM's; 2 N - 1 net"
                                 " evaluations)", free=True).field()
   # Each level is a net evaluation per sample (DDPM samples with 1,000).
-  sample_steps: int = options.count(50, "the sampler's noise levels N (heun: >= 2)", most=10_000, free=True).field()
+  sample_steps: int = options.count(50, "the sampler's noise levels N (>= 2)", most=10_000, free=True).field()
   eta: float = options.number(0.0, "DDIM's eta (0: deterministic, 1: the ancestral sampler's variance)", ">= 0",
                               free=True).field()
   churn: float = options.number(0.0, "Heun's S_churn (0: deterministic)", ">= 0", free=True).field()
@@ -130,7 +130,7 @@ class Diffusion:
   inpaint_method: str = options.choice("repaint", INPAINT_METHODS, "'repaint' (Lugmayr et al. 2022: resampling"
                                        " jumps) or 'replacement' (score_sde's: the known region noised afresh)",
                                        free=True, added=(2, "repaint")).field()
-  inpaint_steps: int = options.count(50, "inpainting's levels N", most=10_000, free=True, added=(2, 50)).field()
+  inpaint_steps: int = options.count(50, "inpainting's levels N (>= 2)", most=10_000, free=True, added=(2, 50)).field()
   jump_length: int = options.count(5, "repaint: levels each jump goes back up", most=10_000, free=True,
                                    added=(2, 5)).field()
   jump_count: int = options.count(5, "repaint: passes over each jump's levels (1: the replacement method with"
