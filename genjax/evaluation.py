@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from genjax import data, images, masks, metrics, paths, quality
+from genjax import random as grandom
 from genjax.data import POINT_DATASETS, toy2d
 from genjax.errors import UserError
 
@@ -56,11 +57,13 @@ def sample_numbers(sample_fn, unscale_fn, params, key, dataset, quality_samples:
   """The numbers of one set of weights' samples: a 2-D mixture's mode coverage, an image dataset's FID and KID
   (with `full`, precision, recall, density and coverage too) of `quality_samples` samples, and the inpaintings'
   (`inpainting_numbers`) of a family that inpaints images (`inpaint_fn`, None for one that cannot)."""
-  return {**point_metrics(sample_fn, params, key, dataset.name),
-          **quality.measure(sample_fn, unscale_fn, params, key, dataset.name, quality_samples, full=full,
-                            data_dir=dataset.data_dir, inception_weights=inception_weights,
-                            label_probs=held.label_probs),
-          **inpainting_numbers(inpaint_fn, unscale_fn, params, key, dataset, held, batch_size, inception_weights)}
+  purpose = lambda p: jax.random.fold_in(key, p)  # each its own key (genjax.random), the eval stream's
+  return {**point_metrics(sample_fn, params, purpose(grandom.EVAL_POINTS), dataset.name),
+          **quality.measure(sample_fn, unscale_fn, params, purpose(grandom.EVAL_QUALITY), dataset.name,
+                            quality_samples, full=full, data_dir=dataset.data_dir,
+                            inception_weights=inception_weights, label_probs=held.label_probs),
+          **inpainting_numbers(inpaint_fn, unscale_fn, params, purpose(grandom.EVAL_INPAINT), dataset, held,
+                               batch_size, inception_weights)}
 
 
 def inpaintings_of(family):

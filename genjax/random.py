@@ -57,9 +57,10 @@ def binarize(x_BxHxWxC: jax.Array, keys_B: jax.Array) -> jax.Array:
   return draw(keys_B, x_BxHxWxC)
 
 
-# The eval stream folded with this gives the key of a family's eval_params (a GAN's standing statistics):
-# apart from the eval stream's other uses, fold_in(eval, i) for held-out example i or sample batch i.
-EVAL_PARAMS = 2**31 - 1
+# The eval stream folded with these gives the key of one purpose each: a family's eval_params (a GAN's standing
+# statistics), a 2-D mixture's mode-coverage samples, the samples of FID/KID (batch b: fold_in of it with b), the
+# inpainted held-out examples; apart from fold_in(eval, i) of held-out example i (`held_out_keys`).
+EVAL_PARAMS, EVAL_POINTS, EVAL_QUALITY, EVAL_INPAINT = 2**31 - 1, 2**31 - 2, 2**31 - 3, 2**31 - 4
 
 
 def eval_params_key(eval_key: jax.Array) -> jax.Array:

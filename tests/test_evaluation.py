@@ -2,6 +2,8 @@
 classifier labels as it labels the whole digit, and their FID, over the whole split in padded batches), the masks,
 and a conditional model's class accuracy."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,3 +125,28 @@ def test_samples_are_drawn_500_at_a_time_or_all_at_once_each_batch_from_its_own_
     assert images.shape == (n, 28, 28, 1)
     assert [c[0] for c in calls] == sizes
     assert [c[1] for c in calls] == [jax.random.key_data(jax.random.fold_in(key, b)).tolist() for b in range(len(sizes))]
+
+
+def test_each_number_of_the_samples_draws_from_a_key_of_its_own(monkeypatch):
+  """Mode coverage, FID's samples and the inpaintings each take their own key of the eval stream, none of them
+  the stream's key itself or a held-out example's fold_in(eval, i) (whose draws they would repeat)."""
+  seen = {}
+
+  def record(name):
+    def fn(*args, **kwargs):
+      seen[name] = next(a for a in args if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype,
+                                                                                               jax.dtypes.prng_key))
+      return {}
+    return fn
+
+  monkeypatch.setattr(evaluation, "point_metrics", record("points"))
+  monkeypatch.setattr(evaluation.quality, "measure", record("quality"))
+  monkeypatch.setattr(evaluation, "inpainting_numbers", record("inpaint"))
+  key = jax.random.key(0)
+  held = evaluation.HeldOut(images=None, labels=None, label_probs=None)
+  dataset = types.SimpleNamespace(name="mnist5k", data_dir=None)  # the config's dataset block
+  evaluation.sample_numbers(None, None, None, key, dataset, 0, held=held, inception_weights=None)
+  data_of = lambda k: tuple(np.asarray(jax.random.key_data(k)).ravel())
+  drawn = [data_of(seen[name]) for name in ("points", "quality", "inpaint")]
+  held_out = {data_of(jax.random.fold_in(key, i)) for i in range(1000)} | {data_of(key)}
+  assert len(set(drawn)) == 3 and not set(drawn) & held_out
