@@ -57,9 +57,10 @@ ALLOWED = [
     # Where files go (local or a bucket): the layer every writer of a workdir calls; it knows only genjax's errors.
     ("paths.py", ("genjax.errors",)),
     ("workdir.py", ("genjax.build", "genjax.errors", "genjax.models.family", "genjax.options", "genjax.paths")),
-    # The evaluation the loop and sample.py share: data, metrics, pictures; never a checkpoint or the loop.
+    # The evaluation the loop and sample.py share: data, metrics, pictures, its keys' purposes; never a checkpoint
+    # or the loop.
     ("evaluation.py", ("genjax.data", "genjax.images", "genjax.masks", "genjax.metrics", "genjax.quality", "genjax.errors",
-                       "genjax.paths")),
+                       "genjax.paths", "genjax.random")),
     ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.masks", "genjax.random", "genjax.workdir",
                        "genjax.paths", "genjax.evaluation", "genjax.writers", "genjax.errors", "genjax.models.family",
                        "genjax.quality", "genjax.config_checks")),
