@@ -162,6 +162,19 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
           f" a resume keeps what the weights were trained with: use the same {name}, or a new --workdir")
 
 
+def _dead_here(holder) -> bool:
+  """Whether a holder label names a process of this host that no longer exists."""
+  try:
+    if holder["host"] != socket.gethostname():
+      return False
+    os.kill(int(holder["pid"]), 0)
+  except ProcessLookupError:
+    return True
+  except (OSError, ValueError, KeyError, TypeError):
+    return False
+  return False
+
+
 class RunLock:
   """One train.py per workdir: an exclusive lock on the workdir directory, held for the run's life.
 
@@ -220,6 +233,8 @@ class RunLock:
         holder = json.load(f)
     except (OSError, ValueError):
       return "another train.py"
+    if _dead_here(holder):  # a killed run's label, not yet rewritten by the run holding the lock now
+      return "another train.py (still checking its input)"
     return self._describe(holder)
 
   def announce(self) -> None:

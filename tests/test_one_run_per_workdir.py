@@ -93,8 +93,20 @@ def test_the_lock_is_refused_in_process_and_taken_again_once_released(tmp_path):
   first = workdir_lib.RunLock(str(tmp_path))
   with pytest.raises(UserError, match=r"is in use by another train\.py; one train\.py per workdir"):
     workdir_lib.RunLock(str(tmp_path))  # no label yet: the holder is still checking its input
+  # A label left by a run killed before (its pid gone), not yet rewritten by the run holding the lock now.
+  with open(tmp_path / workdir_lib.HOLDER_FILE, "w", encoding="utf-8") as f:
+    json.dump({"pid": _dead_pid(), "host": socket.gethostname(), "started": "2026-01-01 00:00:00 UTC"}, f)
+  with pytest.raises(UserError, match=r"is in use by another train\.py \(still checking its input\); one"):
+    workdir_lib.RunLock(str(tmp_path))
   first.release()
   workdir_lib.RunLock(str(tmp_path)).release()
+
+
+def _dead_pid() -> int:
+  """The pid of a process that has exited."""
+  child = subprocess.Popen([sys.executable, "-c", "pass"])  # pylint: disable=consider-using-with
+  child.wait()
+  return child.pid
 
 
 def test_a_run_killed_with_the_lock_held_leaves_nothing_stale(tmp_path):
