@@ -30,7 +30,8 @@ from configs import dcgan_mnist5k  # noqa: E402
 from genjax import quality  # noqa: E402
 from genjax.nets import dcgan  # noqa: E402
 
-_STEPS = flags.DEFINE_list("steps", ["2000", "4300"], "Steps at which to measure both runs (4,300: about 5 CPU minutes).")
+_STEPS = flags.DEFINE_list("steps", ["2000", "4300"],
+                           "Steps at which to measure both runs (4,300: about 5 CPU minutes).")
 _NUM = flags.DEFINE_integer("num_samples", 1000, "Samples per FID.")
 _SEGMENT = flags.DEFINE_integer("segment", 250, "Steps of one run before the other's turn.")
 
@@ -60,7 +61,8 @@ def main(argv):
   d_kernel = lambda run: run.state.d_params["Conv_0"]["kernel"]
   print(f"JAX {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; load "
         f"{os.getloadavg()[0]:.1f}; {quality.describe('mnist5k', _NUM.value, config.seed)}")
-  print(f"D's first kernel at init, normalised / drawn: {float(d_kernel(runs[1]).ravel()[0] / d_kernel(runs[0]).ravel()[0]):.2f}")
+  ratio = float(d_kernel(runs[1]).ravel()[0] / d_kernel(runs[0]).ravel()[0])
+  print(f"D's first kernel at init, normalised / drawn: {ratio:.2f}")
   print(f"{'init':>12s}{'steps':>7s}{'FID':>9s}")
   rows, wall = [], time.perf_counter()
   for steps in sorted(int(s) for s in _STEPS.value):

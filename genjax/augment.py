@@ -266,8 +266,8 @@ def diffaugment_option() -> options.Option:
 
 
 def diffaugment(keys_B: jax.Array, x_BxHxWxC: jax.Array, policy: tuple[str, ...]) -> jax.Array:
-  """DiffAugment's transforms named in `policy` (of `DIFFAUGMENT`), in its order, image b drawing from keys_B[b], on images
-  in the model's range ([-1, 1]); differentiable in the images. As the official implementation: brightness
+  """DiffAugment's transforms named in `policy` (of `DIFFAUGMENT`), in its order, image b drawing from keys_B[b],
+  on images in the model's range ([-1, 1]); differentiable in the images. As the official implementation: brightness
   +-0.5, saturation x[0, 2], contrast x[0.5, 1.5], translation by up to 1/8 of the side, cutout of half the side,
   zeros where the image is moved away or cut out. Reals and fakes each take their own keys."""
   unknown = sorted(set(policy) - set(DIFFAUGMENT))

@@ -64,8 +64,8 @@ AUGMENT = augment.policy_options()
 # block (what the evaluations measure, never what is trained).
 SHARED: dict[str, options.Block] = {
     "": {
-        "family": options.Option("vae", "model family, fixed by the config file: 'vae', 'gan', 'diffusion' or 'pixelcnn'"
-                                 " (get_config's argument)", lambda c, f: family_lib.get(checks.get(c, f))),
+        "family": options.Option("vae", "model family, fixed by the config file: 'vae', 'gan', 'diffusion' or"
+                                 " 'pixelcnn' (get_config's argument)", lambda c, f: family_lib.get(checks.get(c, f))),
         "seed": options.Option(0, "root of every PRNG stream (init, data, train, sample, eval)", _seed),
     },
     "dataset": {

@@ -18,7 +18,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from genjax import paths
-from genjax.errors import CheckpointWriteError, DiskFullError, UserError, disk_full_cause, os_error_cause, os_error_words
+from genjax.errors import (CheckpointWriteError, DiskFullError, UserError, disk_full_cause, os_error_cause,
+                           os_error_words)
 
 TMP_MARK = ".orbax-checkpoint-tmp"  # orbax writes a step under this name and renames it when complete
 # restore_latest: how many steps to read while a live run keeps replacing the newest. A read takes about as
@@ -182,20 +183,19 @@ class Checkpointer:
       return None
     self._partial_left = True
     removed = self._remove_partial_steps()
-    quota = getattr(cause, "errno", None) == errno.EDQUOT or "quota" in str(cause).lower() or (
-        f"os_error_code='{errno.EDQUOT}'" in str(cause))
     what = f"step {step}" if step is not None else "a checkpoint"
+    remedy = "fix that" if refused is not None else "free space"
     last = self._last_complete_step()
     if last is None:
-      kept = ("no checkpoint is complete yet; free space, then run the same command to start again")
+      kept = f"no checkpoint is complete yet; {remedy}, then run the same command to start again"
     else:
-      kept = (f"the checkpoint of step {last} is intact; free space, then run the same command to resume from"
-              " it")
+      kept = f"the checkpoint of step {last} is intact; {remedy}, then run the same command to resume from it"
     partial = f" (the partial {what if step is not None else 'step'} was removed)" if removed else ""
     if refused is not None:
-      kept = kept.replace("free space", "fix that")
       return CheckpointWriteError(f"checkpoint: cannot write {what} into {self._directory}:"
                                   f" {os_error_words(refused)}{partial}; {kept}")
+    quota = getattr(cause, "errno", None) == errno.EDQUOT or "quota" in str(cause).lower() or (
+        f"os_error_code='{errno.EDQUOT}'" in str(cause))
     return DiskFullError(f"checkpoint: cannot write {what} into {self._directory}:"
                          f" {'disk quota exceeded' if quota else 'no space left on device'}{partial}; {kept}")
 

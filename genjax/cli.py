@@ -13,7 +13,6 @@ import logging as std_logging
 from typing import NoReturn
 
 from absl import app, flags, logging
-import ml_collections
 from ml_collections import config_flags
 
 from genjax import config_flag
@@ -35,9 +34,12 @@ def _raise_stop_requested(signum, frame):
   raise StopRequested()
 
 
-def fail(message: str, status: int = EXIT_USER_ERROR) -> NoReturn:
-  """Prints `error: message` as one line on stderr and exits with `status`."""
-  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+def fail(message: str, status: int = EXIT_USER_ERROR, at_once: bool = False) -> NoReturn:
+  """Prints `error: message` as one line on stderr and exits with `status` (`at_once`: as `_exit_now`)."""
+  line = f"error: {' '.join(str(message).split())}"
+  if at_once:
+    _exit_now(line, status)
+  print(line, file=sys.stderr, flush=True)
   sys.exit(status)
 
 
@@ -75,7 +77,7 @@ def user_errors_exit():
   try:
     yield
   except CheckpointWriteError as e:  # at once: orbax's threads may still hold the failed save
-    _exit_now(f"error: {' '.join(str(e).split())}", EXIT_USER_ERROR)
+    fail(str(e), at_once=True)
   except (UserError, DatasetUnavailableError) as e:
     fail(str(e))
   except NonFiniteLossError as e:
@@ -94,13 +96,12 @@ def user_errors_exit():
     _exit_now("stopped on request (SIGTERM) outside the training steps; every checkpoint on disk is complete;"
               " run the same command to go on", 0)
   except OSError as e:
-    # Any write or read the OS refused (a full disk, permission, a bucket). A checkpoint that failed first says
-    # more (which step is intact); a write that then failed on the way out (closing TensorBoard's) hides it.
+    # Any write or read the OS refused; a checkpoint that failed first says more (which step is intact).
     if e.errno is None:
       raise
     for earlier in chain(e.__context__):
       if isinstance(earlier, CheckpointWriteError):
-        _exit_now(f"error: {' '.join(str(earlier).split())}", EXIT_USER_ERROR)
+        fail(str(earlier), at_once=True)
     full = e.errno in (errno.ENOSPC, errno.EDQUOT)
     fail(f"{disk_full_words(e) if full else os_error_words(e)}: {'free space' if full else 'fix that'}, then run"
          " the same command again; every checkpoint on disk is complete")
@@ -129,8 +130,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     rest = flags.FLAGS(argv)
     for flag in _config_flags():
       flag.value.keys()  # ml_collections keeps a file it could not read as an object that raises on first use
-      if not isinstance(flag.value, ml_collections.ConfigDict):  # a dict: described below
-        raise TypeError(f"{type(flag.value).__name__}, not an ml_collections.ConfigDict")
+      config_flag.require_config_dict(flag.value)
   except flags.Error as e:
     if _config_flags() and isinstance(e, flags.IllegalFlagValueError) and "--config=" in str(e).split(":")[0]:
       defaults = [f.default for f in _config_flags() if isinstance(f.default, str)]
@@ -341,8 +341,8 @@ def _keep_log_record(record) -> bool:
     return False
   if "/orbax/" not in record.pathname:
     return True
-  # A save that found the disk full (or the OS refused) is logged with a traceback on each thread it passes (the
-  # write, the commit, the finalize, the wait) before the save raises it, which genjax.checkpoint says in one line.
+  # A save the disk or the OS refused is logged with a traceback on each thread it passes (the write, the
+  # commit, the finalize, the wait) before the save raises it, which genjax.checkpoint says in one line.
   error = record.exc_info[1] if record.exc_info else None
   if says_disk_full(record.getMessage()) or (error is not None and (disk_full_cause(error) or os_error_cause(error))):
     return False

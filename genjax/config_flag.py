@@ -112,6 +112,13 @@ def describe_config_error(argv: list[str], default: str, error: BaseException) -
   return f"--config: {first_line(error)}"
 
 
+def require_config_dict(value) -> None:
+  """TypeError unless `value` (a --config flag's) is a ConfigDict: ml_collections takes a plain dict too, which
+  `describe_config_error` then names."""
+  if not isinstance(value, ml_collections.ConfigDict):
+    raise TypeError(f"{type(value).__name__}, not an ml_collections.ConfigDict")
+
+
 def first_line(error: BaseException) -> str:
   text = str(error).strip()
   return text.splitlines()[0] if text else type(error).__name__

@@ -104,7 +104,8 @@ def test_initialize_does_nothing_without_settings_and_wants_all_three(monkeypatc
     parallel.initialize("127.0.0.1:1234", 2, 2)
   # JAX's own would be an IndexError, or a segmentation fault for a port that is no number
   for address in ("nohost", "localhost:abc", ":1234", "localhost:0", "localhost:65536"):
-    with pytest.raises(UserError, match=rf"^--coordinator_address: expected HOST:PORT \(process 0's\), got '{address}'$"):
+    with pytest.raises(UserError,
+                       match=rf"^--coordinator_address: expected HOST:PORT \(process 0's\), got '{address}'$"):
       parallel.initialize(address, 2, 0)
 
 
