@@ -26,6 +26,8 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import speed  # noqa: E402
+
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Timed rounds of each form, alternating.")
 _CALLS = flags.DEFINE_integer("calls", 3, "Calls per round.")
 _DEVICE = flags.DEFINE_enum("device", "cpu", ["cpu", "gpu"], "Where the layers run.")
@@ -50,16 +52,20 @@ LAYERS = (
 
 
 def layer_step(kind: str, padding, impl: str):
-  """fwd + d/dx + d/dkernel of one layer, as a training step computes them."""
+  """fwd + d/dx + d/dkernel of one layer, as a training step computes them.
+
+  The step returns the layer's output beside the two gradients: the gradients of a linear layer do not need
+  its output, so a step returning them alone would be compiled without the forward pass that PyTorch's runs.
+  """
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from genjax.nets import layers  # pylint: disable=g-import-not-at-top
   function = layers.conv_transpose if kind == "transposed" else layers.conv
 
-  def loss(x, kernel, cotangent):
-    return jnp.vdot(function(x, kernel, (2, 2), padding, impl=impl), cotangent)
+  def step(x, kernel, cotangent):
+    y, vjp = jax.vjp(lambda x, kernel: function(x, kernel, (2, 2), padding, impl=impl), x, kernel)
+    return y, vjp(cotangent)
 
-  return jax.jit(jax.grad(loss, argnums=(0, 1)))
+  return jax.jit(step)
 
 
 def torch_layer_step(kind: str, batch: int, size: int, c_in: int, c_out: int, device: str):
@@ -100,6 +106,7 @@ def main(argv):
   versions = f"JAX {jax.__version__} on {device.device_kind}"
   if "torch" in impls:
     import torch  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(os.cpu_count())  # XLA's pool has a thread per logical CPU; PyTorch's default is per core
     versions += f", PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
   print(f"{versions}; median of {_ROUNDS.value} rounds of {_CALLS.value} calls")
   ratios = [f"{impl}/fast" for impl in impls if impl != "fast"]
@@ -126,6 +133,7 @@ def main(argv):
       step()
     for _ in range(_ROUNDS.value):
       for impl, step in steps.items():
+        time.sleep(speed.SETTLE_S)  # each contender starts from idle thread pools (benchmarks/speed.py)
         t0 = time.perf_counter()
         for _ in range(_CALLS.value):
           step()

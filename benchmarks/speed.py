@@ -198,6 +198,8 @@ def main(title: str, make_config, torch_contender, image_shape, *, rounds: int, 
   contenders = [genjax_contender(f"genjax conv_impl={impl}", build.family(make_config(batch, impl)), images, flops)
                 for impl in impls]
   if with_torch:
+    import torch  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(os.cpu_count())  # XLA's pool has a thread per logical CPU; PyTorch's default is per core
     contenders.append(torch_contender(images, device))
   peak = matmul_peak(device)
   rates = timed_rounds(contenders, rounds, steps, batch)
