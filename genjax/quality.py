@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import tempfile
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -92,8 +93,13 @@ def check_inception_weights(path: str | None, what: str) -> None:
 def _digit_network() -> Network:
   """The shipped digit classifier, read once per process (not at every evaluation)."""
   path = features.SHIPPED["mnist5k"]
-  return Network("mnist5k_classifier", f"mnist5k_classifier-{_sha256(path)[:12]}",
-                 features.load_digit_classifier(path), features.digit_features)
+  try:
+    return Network("mnist5k_classifier", f"mnist5k_classifier-{_sha256(path)[:12]}",
+                   features.load_digit_classifier(path), features.digit_features)
+  except (ValueError, OSError) as e:  # missing, truncated: the install lost its package data
+    raise data.DatasetUnavailableError(
+        f"the shipped digit classifier {path} does not load ({e}); reinstall genjax"
+        " (pip install --force-reinstall genjax)") from None
 
 
 @functools.cache
@@ -153,11 +159,6 @@ def _width(net: Network, dataset: str) -> int:
   return _widths[key]
 
 
-def _split_size(dataset: str) -> int | None:
-  """The size of the reference split where it is known without reading TFDS (mnist5k, parsed once per process)."""
-  return len(data.load_mnist5k(REFERENCE_SPLIT)["image"]) if dataset == "mnist5k" else None
-
-
 def _reference_images(dataset: str, limit: int, data_dir: str | None) -> Iterator[np.ndarray]:
   """Chunks of the first `limit` + 1 reference images: the one past the limit tells whether the split is larger."""
   if dataset == "mnist5k":  # 3.5 MB, already in memory
@@ -178,7 +179,8 @@ def _compute(dataset: str, net: Network, limit: int, data_dir: str | None) -> tu
   return np.concatenate(parts).astype(np.float32, copy=False), seen <= limit
 
 
-def _read(path: str, want: dict[str, Any], net: Network) -> tuple[np.ndarray | None, bool, str]:
+def _read(path: str, want: dict[str, Any], net: Network,
+          data_dir: str | None) -> tuple[np.ndarray | None, bool, str]:
   """(features, whole split?, '') of cache file `path` if it checks out against `want`, else (None, False, why not)."""
   try:
     stored = np.load(path, allow_pickle=False)
@@ -200,7 +202,9 @@ def _read(path: str, want: dict[str, Any], net: Network) -> tuple[np.ndarray | N
       if count.shape != () or count.dtype.kind not in "iu" or whole.shape != () or whole.dtype.kind not in "iu":
         return None, False, "its count or whole_split is not an integer"
       count, whole = int(count), int(whole)
-      rows = _split_size(want["dataset"])
+      # A TFDS split's size is known where it is prepared: a file written from another copy (a partial one,
+      # another version, tfds.testing.mock_data's examples) then shows a count that does not fit.
+      rows = data.split_size(want["dataset"], REFERENCE_SPLIT, data_dir)
       want_count = min(rows, want["limit"]) if rows is not None else count
       if not 0 <= count <= want["limit"] or count != want_count:
         return None, False, f"its count is {count:,}, want {want_count:,}"
@@ -221,17 +225,20 @@ def _read(path: str, want: dict[str, Any], net: Network) -> tuple[np.ndarray | N
 def _store(path: str, feats: np.ndarray, provenance: dict[str, Any]) -> bool:
   """Writes the cache file (a whole new file, atomically); False, with a warning, if the directory refuses it."""
   directory = os.path.dirname(path)
-  # Ends in .npz, as a name without it would make np.savez write to another file.
-  temporary = f"{path}.{os.getpid()}.tmp.npz"
+  temporary = None
   try:
     os.makedirs(directory, exist_ok=True)
-    with open(temporary, "wb") as f:
+    # A name of its own for every writer (threads, or hosts sharing the directory whose processes have the same
+    # pid); ending in .npz, as a name without it would make np.savez write to another file.
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp.npz")
+    with os.fdopen(descriptor, "wb") as f:
       np.savez(f, features=feats, **{k: np.asarray(v) for k, v in provenance.items()})
     os.replace(temporary, path)  # readers and concurrent writers see one whole file, never part of one
     return True
   except OSError as e:  # permission, a path under a regular file, read-only filesystem, full disk
-    with contextlib.suppress(OSError):
-      os.remove(temporary)
+    if temporary:
+      with contextlib.suppress(OSError):
+        os.remove(temporary)
     logging.warning("reference features cache directory %s cannot be written (%s); keeping the features in"
                     " memory for this process", directory, _why(e))
     return False
@@ -251,7 +258,7 @@ def reference_features(dataset: str, net: Network, data_dir: str | None = None) 
     _whole_split[dataset, limit] = whole
     return feats
   if os.path.exists(path):
-    feats, whole, why = _read(path, want, net)
+    feats, whole, why = _read(path, want, net, data_dir)
     if feats is not None:
       _whole_split[dataset, limit] = whole
       return feats
@@ -353,7 +360,9 @@ def describe(dataset: str, num_samples: int, seed: int, inception_weights: str |
 def _reference(dataset: str) -> str:
   """'the train split of X', or 'the first 50,000 of the train split of X' when the split is larger."""
   limit, split = REFERENCE_LIMIT, f"the {REFERENCE_SPLIT} split of {dataset}"
-  whole, size = _whole_split.get((dataset, limit)), _split_size(dataset)
+  # A TFDS split's size (its metadata) is not looked up for a line of text.
+  size = data.split_size(dataset, REFERENCE_SPLIT) if dataset == "mnist5k" else None
+  whole = _whole_split.get((dataset, limit))
   if whole is None and size is not None:
     whole = size <= limit
   if whole is None:  # a TFDS split neither read nor cached in this process: its size is not known here

@@ -17,8 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _FLAG = "--xla_backend_optimization_level=0"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
-# genjax.quality caches reference features here: one directory for the run's processes, never the user's.
-os.environ.setdefault("GENJAX_CACHE", os.path.join(tempfile.gettempdir(), "genjax-tests-cache"))
+# genjax.quality caches reference features here: one directory for the run's processes, never the user's (a
+# GENJAX_CACHE of the user's own would get the features of tfds.testing.mock_data's images).
+os.environ["GENJAX_CACHE"] = os.path.join(tempfile.gettempdir(), "genjax-tests-cache")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "genjax-tests-xla-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))

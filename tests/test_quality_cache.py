@@ -297,3 +297,55 @@ def test_sample_py_with_a_corrupt_cache_prints_the_fid_of_a_clean_one(tmp_path, 
   assert runs["corrupt"][:2] == runs["clean"][:2]
   assert f"reference features cache {tmp_path / 'corrupt_cache'}" in runs["corrupt"][2]
   assert "reference features cache" not in runs["clean"][2]
+
+
+def test_a_tfds_cache_whose_count_misses_the_prepared_split_is_recomputed(tmp_path, monkeypatch, net, train, calls,
+                                                                          caplog):
+  """A cache written from another copy of a TFDS split (64 mock examples, a partial download) is not the
+  reference of a prepared split whose metadata says it holds more."""
+  monkeypatch.setenv("GENJAX_CACHE", str(tmp_path))
+  monkeypatch.setattr(quality, "REFERENCE_LIMIT", 2500)
+  path = tmp_path / f"mnist_train_{net.tag}.npz"
+  _save(path, **_fields(net, quality._features(net, train[:64]), dataset="mnist", limit=2500,  # pylint: disable=protected-access
+                        whole_split=1))
+  monkeypatch.setattr(quality.data, "eval_image_chunks",
+                      lambda name, n, *, split, data_dir=None, download=True: iter([train[:n]]))
+  sizes = []
+  monkeypatch.setattr(quality.data, "split_size", lambda *args: sizes.append(args) or 60_000)
+  calls.clear()
+  got = quality.reference_features("mnist", net, data_dir="/prepared")
+  assert sum(len(c) for c in calls) == 2500  # recomputed from the split
+  assert sizes == [("mnist", "train", "/prepared")]
+  assert any(re.search(r"is bad: its count is 64, want 2,500; recomputing", m) for m in _warnings(caplog))
+  np.testing.assert_array_equal(got, quality._features(net, train[:2500]))  # pylint: disable=protected-access
+
+
+def test_split_size_reads_a_prepared_tfds_split_s_metadata_and_knows_no_mock(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from genjax.data import tfds_batches  # pylint: disable=g-import-not-at-top
+  assert data.split_size("mnist5k", "train") == 4500 and data.split_size("mnist5k", "test") == 500
+  assert tfds_batches.split_size("dummy_mnist", "train", str(tmp_path)) is None  # not prepared there
+  tfds.testing.DummyMnist(data_dir=str(tmp_path)).download_and_prepare()
+  assert tfds_batches.split_size("dummy_mnist", "train", str(tmp_path)) == 20
+  assert tfds_batches.split_size("dummy_mnist", "validation", str(tmp_path)) is None
+  with tfds.testing.mock_data(num_examples=64):
+    assert data.split_size("mnist", "train", str(tmp_path / "none")) is None
+
+
+def test_writers_at_once_each_write_a_whole_file_of_their_own(tmp_path, net, fresh):
+  """Threads of one process (or hosts whose processes share a pid) storing the same cache: each write lands."""
+  import threading  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / f"mnist5k_train_{net.tag}.npz")
+  provenance = {k: v for k, v in _fields(net, fresh).items() if k != "features"}
+  results = []
+
+  def write():
+    results.extend(quality._store(path, fresh, provenance) for _ in range(10))  # pylint: disable=protected-access
+
+  threads = [threading.Thread(target=write) for _ in range(3)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert results == [True] * 30
+  _assert_valid_cache(path, fresh, net)

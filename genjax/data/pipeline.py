@@ -160,6 +160,17 @@ def eval_image_chunks(name: str, num_examples: int, *, split: str = "test", data
                                                                download=download, chunk=_EVAL_CHUNK))
 
 
+def split_size(name: str, split: str = "train", data_dir: str | None = None) -> int | None:
+  """How many examples `split` of `name` holds, where that is known without reading them: mnist5k's, and a TFDS
+  dataset's from its prepared metadata (None where it is not prepared, or under tfds.testing.mock_data)."""
+  check_name(name)
+  if name == "mnist5k":
+    return len(mnist5k.load_mnist5k(split)["label"])
+  if name in POINT_DATASETS:
+    return None
+  return tfds_batches.split_size(name, split, data_dir)
+
+
 def eval_examples(name: str, num_examples: int, *, split: str = "test", data_dir: str | None = None,
                   download: bool = True) -> dict[str, np.ndarray]:
   """`eval_images` with the labels: {'image': uint8 [N, H, W, C], 'label': int32 [N]} (zeros where a dataset has none).

@@ -153,6 +153,18 @@ def train_batches(name: str, *, local_batch: int, seed: int, data_dir: str | Non
   return batches()
 
 
+def split_size(name: str, split: str, data_dir: str | None) -> int | None:
+  """The examples in `split` of `name` as prepared in `data_dir`, from its metadata (nothing is read); None where
+  TFDS does not know it: not prepared there, or under tfds.testing.mock_data."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    splits = builder.info.splits if builder.is_prepared() else {}
+    return int(splits[split].num_examples) if split in splits else None
+  except Exception:  # pylint: disable=broad-except  # an unknown name, an unreadable data_dir: not known
+    return None
+
+
 def eval_chunks(name: str, num_examples: int, *, split: str, data_dir: str | None, download: bool,
                 chunk: int) -> Iterator[dict[str, np.ndarray]]:
   """The first `num_examples` examples of `split` in order, as {'image', 'label'} chunks of at most `chunk`."""
