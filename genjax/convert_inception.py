@@ -46,6 +46,9 @@ def convert(pth: str, out: str, allow_other_weights: bool = False) -> str:
     state = torch.load(pth, map_location="cpu", weights_only=True)
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(f"--pth: {pth!r} is not a PyTorch state dict ({type(e).__name__})") from None
+  if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    raise UserError(f"--pth: {pth!r} is not a flat PyTorch state dict of tensors (a checkpoint that holds one"
+                    " under a key? save its state dict alone)")
   try:
     params = features.inception_params_from_torch({k: v.numpy() for k, v in state.items()})
   except ValueError as e:

@@ -83,10 +83,14 @@ def train(dataset: str, steps: int, seed: int, data_dir: str | None = None, batc
   """(params, held-out accuracy) of a classifier trained on `dataset`'s training split."""
   from genjax import data  # pylint: disable=g-import-not-at-top
   from genjax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from genjax.nets import classifier  # pylint: disable=g-import-not-at-top
 
   if data.image_shape(dataset) != (28, 28, 1):
     raise UserError(f"--dataset: the digit classifier takes 28x28x1 images; {dataset!r} has"
                     f" {data.image_shape(dataset)}")
+  if data.num_classes(dataset) != classifier.DigitClassifier.classes:  # binarized_mnist: every label would be 0
+    raise UserError(f"--dataset: the digit classifier learns {classifier.DigitClassifier.classes} labelled classes;"
+                    f" {dataset!r} has {data.num_classes(dataset) or 'no'} labels")
   if steps <= 0:
     raise UserError(f"--steps: must be a positive integer, got {steps}")
   batches = data.train_iterator(dataset, batch_size=batch_size, seed=seed, data_dir=data_dir, process_index=0,

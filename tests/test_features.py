@@ -23,6 +23,27 @@ def test_weights_round_trip_and_a_file_of_another_network_is_refused(tmp_path):
     features.load_digit_classifier(str(tmp_path / "other.npz"))
 
 
+
+def test_a_damaged_weights_file_is_one_line_naming_it(tmp_path, monkeypatch):
+  """A truncated copy (np.load: BadZipFile) is a bad file, not a crash: for --inception_weights a UserError, for
+  the shipped classifier a reinstall."""
+  from genjax import quality  # pylint: disable=g-import-not-at-top
+  from genjax.errors import UserError  # pylint: disable=g-import-not-at-top
+  features.save_params(str(tmp_path / "w.npz"), features.init_digit_classifier(jax.random.key(3)))
+  whole = (tmp_path / "w.npz").read_bytes()
+  (tmp_path / "half.npz").write_bytes(whole[:len(whole) // 2])
+  with pytest.raises(UserError, match=r"^--inception_weights: .*half.npz: not an .npz of named arrays \(BadZipFile\);"):
+    quality.check_inception_weights(str(tmp_path / "half.npz"), "--inception_weights")
+  for name in ("half.npz", "missing.npz"):
+    monkeypatch.setitem(features.SHIPPED, "mnist5k", str(tmp_path / name))
+    quality._digit_network.cache_clear()  # pylint: disable=protected-access
+    try:
+      with pytest.raises(data.DatasetUnavailableError, match=rf"classifier .*{name} does not load .*; reinstall genjax"):
+        quality.network("mnist5k")
+    finally:
+      quality._digit_network.cache_clear()  # pylint: disable=protected-access
+
+
 @pytest.fixture(scope="module")
 def shipped():
   return features.load_digit_classifier(features.SHIPPED["mnist5k"])
@@ -90,6 +111,16 @@ def test_the_classifier_command_trains_on_a_tfds_dataset_and_scores_its_labelled
   assert set(np.unique(held_out["label"]).tolist()) <= set(range(10))
   logits = np.asarray(features.digit_logits(params, held_out["image"]))
   assert accuracy == pytest.approx(float(np.mean(logits.argmax(-1) == held_out["label"])))
+
+
+def test_the_classifier_refuses_a_dataset_without_labels_before_reading_it(monkeypatch):
+  """binarized_mnist's labels would all be 0: a classifier always saying 0 would score 1.0 on them."""
+  from genjax import train_classifier  # pylint: disable=g-import-not-at-top
+  from genjax.errors import UserError  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(data, "train_iterator", lambda *a, **k: pytest.fail("read the data"))
+  with pytest.raises(UserError, match=r"^--dataset: the digit classifier learns 10 labelled classes; 'binarized_mnist'"
+                                      r" has no labels$"):
+    train_classifier.train("binarized_mnist", steps=2, seed=0)
 
 
 def test_held_out_examples_of_mnist5k_carry_their_labels():

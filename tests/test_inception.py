@@ -95,6 +95,9 @@ def test_the_converter_reads_a_pth_and_writes_weights_that_load_equal(networks, 
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   with pytest.raises(UserError, match=r"^--pth: no file '.*missing.pth'; download https://github.com/mseitzer"):
     convert_inception.convert(str(tmp_path / "missing.pth"), out)
+  torch.save({"state_dict": state}, str(tmp_path / "nested.pth"))
+  with pytest.raises(UserError, match=r"^--pth: .*nested.pth' is not a flat PyTorch state dict of tensors"):
+    convert_inception.convert(str(tmp_path / "nested.pth"), out, allow_other_weights=True)
   torch.save({"fc.weight": torch.zeros(3)}, str(tmp_path / "other.pth"))
   with pytest.raises(UserError, match=r"the state dict has no Conv2d_1a_3x3.conv.weight: not pytorch-fid's"):
     convert_inception.convert(str(tmp_path / "other.pth"), out, allow_other_weights=True)

@@ -9,6 +9,7 @@ Images go in as uint8, generated ones quantised like real ones.
 import functools
 import hashlib
 import os
+import zipfile
 
 import jax
 import numpy as np
@@ -40,7 +41,7 @@ def load_params(path: str, like):
   try:
     with np.load(path, allow_pickle=False) as stored:
       arrays = dict(stored)
-  except (ValueError, OSError, EOFError) as e:
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # BadZipFile: a truncated copy, a bad CRC
     raise ValueError(f"{path}: not an .npz of named arrays ({type(e).__name__})") from None
   leaves = []
   for p, x in jax.tree_util.tree_flatten_with_path(like)[0]:
