@@ -98,6 +98,8 @@ NOT_RUN = {
     " --variants=none,diffaugment --name=long": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=100 --steps=24000,28000,32000 --variants=none,diffaugment"
     " --name=long32": _MEASUREMENT,
+    "python benchmarks/small_data_gan.py --train_examples=450 --steps=4000,8000,16000,24000,32000,40000"
+    " --variants=none,diffaugment --name=long --workdir=runs/small_data_450_long": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=0 --steps=1000,2000": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=100 --steps=2000,4000,8000 --recipe=hinge_sn": _MEASUREMENT,
     "python benchmarks/gan_recipe.py --minutes=2,5 --recipes=base,hinge_sn,ttur,translation,batch64,r1_layer,sn_bn,lr4"
