@@ -109,6 +109,8 @@ NOT_RUN = {
     "python benchmarks/gan_recipe.py --minutes=5,15 --recipes=base,sn_lr4_b64 --reference=diffusion_mnist5k"
     " --num_samples=5000 --out=docs/gan_recipe_final.json": _MEASUREMENT,
     "python benchmarks/sn_init.py --steps=2000,4300": _MEASUREMENT,
+    "python benchmarks/gan_recipe.py --minutes=5,15 --recipes=base,sn_lr4_b64 --reference=diffusion_mnist5k"
+    " --num_samples=5000 --out=docs/gan_recipe_final_draw_init.json": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=450 --steps=2000,4000,8000 --recipe=sn_lr4_b64"
     " --variants=none,translation,ada": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=0 --steps=2000,4000 --recipe=sn_lr4_b64"
