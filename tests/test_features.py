@@ -23,7 +23,6 @@ def test_weights_round_trip_and_a_file_of_another_network_is_refused(tmp_path):
     features.load_digit_classifier(str(tmp_path / "other.npz"))
 
 
-
 def test_a_damaged_weights_file_is_one_line_naming_it(tmp_path, monkeypatch):
   """A truncated copy (np.load: BadZipFile) is a bad file, not a crash: for --inception_weights a UserError, for
   the shipped classifier a reinstall."""
