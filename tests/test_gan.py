@@ -12,6 +12,7 @@ import pytest
 from genjax.losses import ema
 from genjax.losses import gan as gan_losses
 from genjax.models.gan import GAN, slerp
+from tests.helpers import tiny_config
 from genjax.models.update import EMA
 from genjax.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from genjax.nets.mlp_gan import MLPDiscriminator, MLPGenerator
@@ -344,3 +345,16 @@ def test_bad_arguments_are_one_line_errors():
     tiny_mlp(loss="vanilla")
   with pytest.raises(ValueError, match="ema_decay"):
     tiny_mlp(ema=EMA(decay=1.0))
+
+
+@pytest.mark.parametrize("config_name", ["gan_ring8", "dcgan_mnist5k"])
+def test_a_wasserstein_critic_without_any_lipschitz_constraint_is_refused(config_name):
+  """WGAN's loss with neither a penalty nor spectral norm (and no weight clipping) lets D grow without bound."""
+  from genjax import build  # pylint: disable=g-import-not-at-top
+  from genjax.errors import UserError  # pylint: disable=g-import-not-at-top
+  free = {"gan.loss": "wasserstein", "model.d_spectral_norm": False, "gan.gp_weight": 0.0, "gan.r1_gamma": 0.0,
+          "gan.r2_gamma": 0.0}
+  with pytest.raises(UserError, match=r"^gan.gp_weight: gan.loss 'wasserstein' needs D kept Lipschitz.*; allowed: > 0"):
+    build.validate(tiny_config(config_name, **free))
+  for constraint in ({"gan.gp_weight": 10.0}, {"gan.r1_gamma": 1.0}, {"model.d_spectral_norm": True}):
+    build.validate(tiny_config(config_name, **{**free, **constraint}))

@@ -52,13 +52,18 @@ def validate_config(config, dataset: str, example_shape: tuple[int, ...]) -> Non
                  f"gan.ada_target: ADA reads the sign of D on reals, which tells real from fake only for the losses"
                  f" {', '.join(map(repr, adaptive.SIGN_LOSSES))}; with gan.loss {config.gan.loss!r} allowed: 0.0,"
                  f" got {config.gan.ada_target}")
+  penalised = [f"gan.{f}" for f in _PENALTIES if config.gan[f] > 0]
+  checks.require(config.gan.loss != "wasserstein" or penalised or model.d_spectral_norm,
+                 "gan.gp_weight: gan.loss 'wasserstein' needs D kept Lipschitz, and this config has no gradient"
+                 " penalty, no spectral norm (and genjax clips no weights), so D's outputs would grow without"
+                 " bound; allowed: > 0 (WGAN-GP's 10), or a gan.r1_gamma or gan.r2_gamma > 0, or"
+                 " model.d_spectral_norm=True")
   if points:
     checks.require(not config.gan.ada_target, f"gan.ada_target: transforms images, and dataset {dataset!r} has"
                                               f" 2-D points; allowed: 0.0, got {config.gan.ada_target}")
     checks.require(not config.gan.diffaugment, f"gan.diffaugment: transforms images, and dataset {dataset!r} has"
                                                f" 2-D points; allowed: '', got {config.gan.diffaugment!r}")
     return
-  penalised = [f"gan.{f}" for f in _PENALTIES if config.gan[f] > 0]
   if penalised:
     checks.require(model.d_norm != "batch",
                    f"model.d_norm: 'batch' couples the examples of a batch, so the gradient penalty of"
