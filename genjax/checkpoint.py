@@ -234,6 +234,23 @@ class Checkpointer:
         return None
       return max(steps, default=None)
 
+  def _where(self, step: int) -> tuple[str, str]:
+    """The start of a line about `step`, and the remedy for an unreadable one."""
+    return (f"checkpoint: step {step} in {self._manager.directory}",
+            f"; move {paths.join(str(self._manager.directory), str(step))} away to resume from the checkpoint"
+            " before it, or use a new --workdir")
+
+  def saved_metadata(self, step: int):
+    """The shapes and dtypes of the state saved at `step` (read without its arrays); UserError if unreadable."""
+    where, unreadable = self._where(step)
+    try:
+      saved = self._manager.item_metadata(step)["state"]
+    except Exception as e:  # pylint: disable=broad-except
+      raise UserError(f"{where} is unreadable ({_first_line(e)}){unreadable}") from e
+    if saved is None:
+      raise UserError(f"{where} is unreadable (no metadata of its state){unreadable}")
+    return saved
+
   def restore(self, step: int, like):
     """The state saved at `step`, with the structure, shapes and placement of `like`.
 
@@ -241,15 +258,8 @@ class Checkpointer:
       UserError: the checkpoint holds another model (naming the first array
         that differs) or cannot be read; nothing is written.
     """
-    where = f"checkpoint: step {step} in {self._manager.directory}"
-    unreadable = (f"; move {paths.join(str(self._manager.directory), str(step))} away to resume from the"
-                  " checkpoint before it, or use a new --workdir")
-    try:
-      saved = self._manager.item_metadata(step)["state"]
-    except Exception as e:  # pylint: disable=broad-except
-      raise UserError(f"{where} is unreadable ({_first_line(e)}){unreadable}") from e
-    if saved is None:
-      raise UserError(f"{where} is unreadable (no metadata of its state){unreadable}")
+    where, unreadable = self._where(step)
+    saved = self.saved_metadata(step)
     difference = first_difference(saved, like)
     if difference is not None:
       raise UserError(f"{where} was written by another model: {difference}; use a new --workdir, or the config"

@@ -144,7 +144,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
         chief and start and (start % config.eval_every == 0 or start == config.num_steps)
         and not has_row(workdir, "eval", start)))
     if start and start >= config.num_steps and not (start == config.num_steps and missing_evaluation):
-      # Nothing to train: the run is complete, and a complete run is left exactly as it is.
+      # Nothing to train: complete, and left exactly as it is, if its newest checkpoint reads (sample.py's).
+      reader.saved_metadata(start)
       logging.info("the run in %s is complete: its checkpoint of step %d reaches num_steps %d; nothing was"
                    " changed (python sample.py --workdir=%s evaluates it)", workdir, start, config.num_steps,
                    workdir)

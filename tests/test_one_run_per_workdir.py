@@ -163,6 +163,12 @@ def test_num_steps_at_or_below_the_checkpoint_says_complete_and_changes_nothing(
   result = train_lib.train_and_evaluate(tiny_config("vae_mnist5k_mlp", **{**RUN, "num_steps": 1}), workdir)
   assert result == last_row(workdir, "eval", 2) and set(result) >= {"neg_elbo", "nll"}
   assert _files(workdir) == before
+  # A newest checkpoint emptied (or half copied) is no complete run: it is refused as unreadable.
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "2"))
+  os.mkdir(os.path.join(workdir, "checkpoints", "2"))
+  with pytest.raises(UserError, match=r"^checkpoint: step 2 in .*checkpoints is unreadable \(.*\); move .*checkpoints/2"
+                                      r" away to resume from the checkpoint before it"):
+    train_lib.train_and_evaluate(tiny_config("vae_mnist5k_mlp", **{**RUN, "num_steps": 1}), workdir)
 
 
 # ---------------------------------------------------------------------------------------------- Ctrl-C
