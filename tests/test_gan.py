@@ -12,10 +12,10 @@ import pytest
 from genjax.losses import ema
 from genjax.losses import gan as gan_losses
 from genjax.models.gan import GAN, slerp
-from tests.helpers import tiny_config
 from genjax.models.update import EMA
 from genjax.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from genjax.nets.mlp_gan import MLPDiscriminator, MLPGenerator
+from tests.helpers import tiny_config
 
 B = 8
 
