@@ -221,9 +221,11 @@ def optimizer(learning_rate: optax.ScalarOrSchedule, b1: float, b2: float,
   return optax.chain(optax.clip_by_global_norm(grad_clip_norm), adam)
 
 
-def family(config: ml_collections.ConfigDict) -> family_lib.Family:
-  """The model family described by a validated config (through the registry), built for its `parallel` path."""
-  axis_name = parallel.AXIS if config.parallel == "pmap" else None
+def family(config: ml_collections.ConfigDict, par: parallel.DataParallel | None = None) -> family_lib.Family:
+  """The model family described by a validated config (through the registry), built for the steps `par`
+  compiles (its `axis_name`: under a low precision on several devices the jit path's too); without `par`, for config.parallel's
+  path with XLA's collectives under jit, so that `jax.jit(family.train_step)` runs as it is."""
+  axis_name = par.axis_name if par is not None else parallel.AXIS if config.parallel == "pmap" else None
   optim = config.optim
 
   def optimizer_for(value: float, updates_per_step: int = 1) -> optax.GradientTransformation:

@@ -7,6 +7,12 @@ Both paths run the families' own `train_step`:
   global batch is sharded along its first axis, and XLA inserts the
   collectives. The step sees the global batch as one array, so BatchNorm
   statistics, loss means and random draws are those of a single device.
+  Under a low precision policy (bfloat16, float16) on several devices the
+  step runs instead in `shard_map` over the mesh and writes its collectives
+  itself, as under pmap: XLA's partitioner would sum each weight's gradient
+  across devices in the compute dtype, inside the product that makes it,
+  before its cast to float32; written out, the per-device gradients are
+  float32 before the sum (`DataParallel.explicit_collectives`).
 * 'pmap': one program per device, mapped over the axis 'data'. The family
   is built with `axis_name='data'`: it averages gradients and metrics with
   `pmean` (`mean_over`), BatchNorm averages its statistics over the axis, and
@@ -142,9 +148,11 @@ class DataParallel:
     path: 'jit' or 'pmap'.
     num_devices: devices to spread the batch over, the first ones of
       `jax.devices()`; None: all of them (required when several processes run).
+    precision: the config's precision policy; under a low one on several devices the jit path's step is
+      written per device (`explicit_collectives`), and the family must be built with this object's `axis_name`.
   """
 
-  def __init__(self, path: str = "jit", num_devices: int | None = None):
+  def __init__(self, path: str = "jit", num_devices: int | None = None, precision: str = "float32"):
     if path not in PATHS:
       raise UserError(f"parallel: unknown {path!r}; allowed: {', '.join(PATHS)}")
     devices = jax.devices()
@@ -158,6 +166,8 @@ class DataParallel:
       devices = devices[:num_devices]
     self.path = path
     self.devices = list(devices)
+    # Whether the step is one device's program that writes its own collectives (the module's docstring).
+    self.explicit_collectives = path == "pmap" or (precision != "float32" and len(self.devices) > 1)
     self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
     self.replicated = NamedSharding(self.mesh, P())
     self.sharded = NamedSharding(self.mesh, P(AXIS))  # batch rows along the first axis
@@ -201,8 +211,36 @@ class DataParallel:
 
   @property
   def axis_name(self) -> str | None:
-    """The axis name the family must be built with: 'data' for pmap, None for jit."""
-    return AXIS if self.path == "pmap" else None
+    """The axis name the family must be built with: AXIS where the step writes its own collectives, else None."""
+    return AXIS if self.explicit_collectives else None
+
+  @property
+  def program_copies(self) -> int:
+    """How many copies of a compiled step's program run: one per device where it is one device's (pmap,
+    shard_map), whose cost analysis counts one device's share of the batch; else one, over every device."""
+    return self.num_devices if self.explicit_collectives else 1
+
+  def _check_family(self, train_step) -> None:
+    """Refuses the step of a family built for another axis (`genjax.build.family(config)` without this object,
+    where the step is written per device): its gradients would not be averaged over the devices."""
+    built_for = getattr(getattr(train_step, "__self__", None), "axis_name", self.axis_name)
+    if built_for != self.axis_name:
+      raise UserError(f"parallel: the family was built for the axis {built_for!r}, this {self.path} step runs over"
+                      f" {self.axis_name!r}; build it with genjax.build.family(config, par)")
+
+  def _mapped(self, fn, batch_spec, num_args: int):
+    """`fn(state, batch, ...)` of `num_args` arguments as the jit path compiles it: itself, or under a low
+    precision in `shard_map` (the batch split by `batch_spec`, every other argument replicated, the outputs
+    replicated: the family averaged them over the axis).
+
+    With pmap's semantics (`check_vma=False`): each device's gradient is of its own rows, summed by the
+    family's `pmean` in float32. Tracked instead, the gradient of a replicated weight would be summed where
+    its low-precision copy meets the device's rows, in the compute dtype.
+    """
+    if self.path == "pmap" or not self.explicit_collectives:
+      return fn
+    return jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), batch_spec, *[P()] * (num_args - 2)),
+                         out_specs=(P(), P()), check_vma=False)
 
   def check_batch(self, batch_size: int, pack: int = 1) -> None:
     """Refuses, before anything compiles, a global batch the devices or processes cannot share."""
@@ -319,9 +357,11 @@ class DataParallel:
 
     Donating the state lets XLA update parameters and moments in place.
     """
+    self._check_family(train_step)
     if self.path == "pmap":
       return jax.pmap(train_step, axis_name=AXIS, in_axes=(0, 0, None), devices=self.devices, donate_argnums=0)
-    return jax.jit(train_step, in_shardings=(self.replicated, self.sharded, self.replicated),
+    return jax.jit(self._mapped(train_step, P(AXIS), 3),
+                   in_shardings=(self.replicated, self.sharded, self.replicated),
                    out_shardings=(self.replicated, self.replicated), donate_argnums=0)
 
   def compile_steps(self, train_step):
@@ -332,6 +372,7 @@ class DataParallel:
     a time, inside one `lax.scan` (no return to Python between the steps).
     Metrics gain a leading axis, one row a step.
     """
+    self._check_family(train_step)
 
     def steps(state, batches, train_key, first):
       n = jax.tree.leaves(batches)[0].shape[0]
@@ -344,5 +385,6 @@ class DataParallel:
 
     if self.path == "pmap":
       return jax.pmap(steps, axis_name=AXIS, in_axes=(0, 0, None, None), devices=self.devices, donate_argnums=0)
-    return jax.jit(steps, in_shardings=(self.replicated, self._steps_sharded, self.replicated, self.replicated),
+    return jax.jit(self._mapped(steps, P(None, AXIS), 4),
+                   in_shardings=(self.replicated, self._steps_sharded, self.replicated, self.replicated),
                    out_shardings=(self.replicated, self.replicated), donate_argnums=0)

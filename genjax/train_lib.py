@@ -100,7 +100,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     Preempted: SIGTERM, Ctrl-C (or a preemption notice) arrived; a checkpoint of the current step was saved.
   """
   build.validate(config)
-  par = parallel.DataParallel(config.parallel, config.num_devices)
+  par = parallel.DataParallel(config.parallel, config.num_devices, config.precision)
   par.check_batch(config.batch_size, config.model.get("pack", 1))  # PacGAN's groups stay on one device
   workdir = check_workdir(workdir)
   with contextlib.ExitStack() as locked:
@@ -117,7 +117,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
   check_resumable(workdir, config)
   if config.eval.quality_samples:
     quality.check_inception_weights(config.eval.inception_weights, "eval.inception_weights")
-  family = build.family(config)
+  family = build.family(config, par)
   keys = grandom.streams(config.seed)
   chief = parallel.is_chief()  # only process 0 writes logs, metrics and pictures
   ckpt_dir = paths.join(workdir, "checkpoints")
@@ -193,12 +193,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
 
     memory.check_memory(compile_first(), par, config.batch_size)
     # The FLOPs of one step, counted once (genjax.utilization): of the one-step program, which a call of
-    # several steps repeats; pmap's program is one device's.
+    # several steps repeats; pmap's (and shard_map's) program is one device's.
     one_step = step_fn if per_call == 1 else memory.AheadOfTime(par.compile_step(family.train_step))
     step_flops = utilization.flops_of(one_step.lower(abstract_state, par.put_batch(first_batch),
                                                      par.step_keys(keys.train)(start)))
-    if step_flops is not None and config.parallel == "pmap":
-      step_flops *= par.num_devices
+    step_flops = None if step_flops is None else step_flops * par.program_copies
     peak = utilization.peak_tflops(par.describe()["device_kind"], config.precision, config.peak_tflops)
     # The evaluation's programs, compiled now (jit keeps them for the calls): their memory is checked like the
     # step's, before anything is written, rather than found short at the first evaluation.

@@ -22,7 +22,9 @@ path, the device count or the processes.
 """
 
 import argparse
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -30,15 +32,21 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MODELS = ("vae", "dcgan", "wgan_gp")
+# The conv VAE and the DCGAN under float16 (genjax.precision): the jit path then writes its own collectives
+# (genjax.parallel.DataParallel.explicit_collectives), so that each gradient is float32 before the cross-device sum.
+LOW_PRECISION = {"vae_float16": "vae", "dcgan_float16": "dcgan"}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 3
 BATCH = 16
 
 
 def model_config(model: str, path: str, num_devices: int | None):
-  """Small configs of the three kinds of step: VAE, DCGAN with BatchNorm, WGAN-GP with 2 critic steps."""
+  """Small configs of the three kinds of step: VAE, DCGAN with BatchNorm, WGAN-GP with 2 critic steps; and the
+  first two under float16 (LOW_PRECISION)."""
   from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
   common = {"parallel": path, "num_devices": num_devices, "batch_size": BATCH}
+  if model in LOW_PRECISION:
+    model, common["precision"] = LOW_PRECISION[model], "float16"
   if model == "vae":
     return tiny_config("vae_mnist5k", **common)
   # A constant EMA decay: after 3 steps a ramped-up EMA is the raw weights, and the EMA's arithmetic would go unseen.
@@ -50,31 +58,50 @@ def model_config(model: str, path: str, num_devices: int | None):
 
 
 def train_steps(model: str, path: str, num_devices: int | None) -> dict:
-  """The canonical state after STEPS steps, flattened to {'path/of/leaf': numpy array}."""
+  """The canonical state after STEPS steps, flattened to {'path/of/leaf': numpy array}, and under 'program' the
+  step's FLOPs as the loop counts them and the element types the jit path's compiled step's all-reduces return
+  ('collectives': the distinct ones, sorted, space-separated)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from genjax import build, parallel  # pylint: disable=g-import-not-at-top
+  from genjax import build, parallel, utilization  # pylint: disable=g-import-not-at-top
   from genjax import random as grandom  # pylint: disable=g-import-not-at-top
   from genjax.data import load_mnist5k  # pylint: disable=g-import-not-at-top
 
   config = model_config(model, path, num_devices)
-  par = parallel.DataParallel(path, num_devices)
+  par = parallel.DataParallel(path, num_devices, config.precision)
   par.check_batch(BATCH)
-  family = build.family(config)
+  family = build.family(config, par)
   keys = grandom.streams(0)
   state = par.to_run(par.init(family.init, keys.init))
-  step_fn = par.compile_step(family.train_step)
   step_key = par.step_keys(keys.train)
   images = load_mnist5k("train")["image"][:STEPS * BATCH]
   rows = BATCH // jax.process_count()
+  batches = [par.put_batch({"image": images[s * BATCH:(s + 1) * BATCH][jax.process_index() * rows:][:rows]})
+             for s in range(STEPS)]
+  step_fn, collectives = par.compile_step(family.train_step), []
+  lowered = step_fn.lower(state, batches[0], step_key(0))
+  flops = utilization.flops_of(lowered) * par.program_copies  # as the loop counts a step's FLOPs
+  if path == "jit":  # pmap's programs are compiled ahead of time for the global shapes, and called with local ones
+    step_fn = lowered.compile()
+    collectives = all_reduce_types(step_fn.as_text())
   for s in range(STEPS):
-    global_batch = images[s * BATCH:(s + 1) * BATCH]
-    local = global_batch[jax.process_index() * rows:(jax.process_index() + 1) * rows]
-    state, _ = step_fn(state, par.put_batch({"image": local}), step_key(s))
+    state, _ = step_fn(state, batches[s], step_key(s))
   # The canonical state is what a checkpoint holds, whichever path trained it.
   flat = jax.tree_util.tree_flatten_with_path(par.to_canonical(state))[0]
-  return {jax.tree_util.keystr(p): np.asarray(x.addressable_data(0)) for p, x in flat}
+  leaves = {jax.tree_util.keystr(p): np.asarray(x.addressable_data(0)) for p, x in flat}
+  return {**leaves, "program": {"collectives": " ".join(sorted(set(collectives))), "flops": flops}}
+
+
+def all_reduce_types(hlo: str) -> list[str]:
+  """The element type of every array an all-reduce of the compiled program `hlo` (its text) returns."""
+  found = []
+  for line in hlo.splitlines():
+    _, _, rhs = line.partition(" = ")
+    result = re.match(r"(.*?)\ball-reduce(-start)?\(", rhs)  # '(f32[4]{0}, /*index=5*/f32[..]) all-reduce('
+    if result:
+      found += re.findall(r"\b([a-z]+[0-9]+)\[", result.group(1))
+  return found
 
 
 def launch(out, runs: list[str], *, devices: int, process: tuple[str, int, int] | None = None) -> subprocess.Popen:
@@ -139,6 +166,8 @@ def main():
     model, path, devices = run.split(":")
     leaves = train_steps(model, path, None if devices == "all" else int(devices))
     if parallel.is_chief():
+      with open(os.path.join(args.out, f"{model}_{path}_{devices}_program.json"), "w", encoding="ascii") as f:
+        json.dump(leaves.pop("program"), f)
       np.savez(os.path.join(args.out, f"{model}_{path}_{devices}.npz"), **leaves)
       print(f"done {run}", flush=True)
 

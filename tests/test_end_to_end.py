@@ -105,8 +105,8 @@ def test_a_non_finite_loss_stops_the_run_with_its_step_and_keeps_the_last_checkp
       return new_state, metrics
 
   real_family = build.family
-  monkeypatch.setattr(build, "family", lambda config: PoisonedFromStep4(
-      **{f.name: getattr(real_family(config), f.name) for f in dataclasses.fields(VAE)}))
+  monkeypatch.setattr(build, "family", lambda config, par=None: PoisonedFromStep4(
+      **{f.name: getattr(real_family(config, par), f.name) for f in dataclasses.fields(VAE)}))
   workdir = str(tmp_path / "run")
   with pytest.raises(NonFiniteLossError, match=r"non-finite loss nan at step 4; checkpoint of step 2 left intact"):
     train_lib.train_and_evaluate(tiny_config(num_steps=10, log_every=5), workdir)

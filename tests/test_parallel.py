@@ -7,6 +7,7 @@ joined by `jax.distributed.initialize` on 127.0.0.1 over gloo, JAX's CPU
 collectives; and the pmap path on one device.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -24,15 +25,19 @@ from tests.helpers import ROOT, restore_state, tiny_config
 PATHS = ("jit", "pmap")
 # The conv VAE and the DCGAN (BatchNorm in both nets, an EMA at a constant decay) of tests.multidevice.
 TWO_PROCESSES = ["vae:jit:all", "dcgan:jit:all", "dcgan:pmap:all"]
+# Under float16, on 8 devices (tests.multidevice.LOW_PRECISION).
+LOW_PRECISION = ["vae_float16:jit:8", "dcgan_float16:jit:8", "dcgan_float16:pmap:8", "dcgan_float16:jit:1"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   """{'one': one process on one device, jit and pmap; 'two': two processes with one device each, every process
-  feeding its own rows of each global batch}: folders of .npz states after 3 steps, all run at once."""
+  feeding its own rows of each global batch; 'low': float16 on 8 devices (and 1)}: folders of .npz states after
+  3 steps (and each step's FLOPs and the types its all-reduces return), all run at once."""
   out = tmp_path_factory.mktemp("multidevice")
   address = multidevice.local_address()
   procs = [multidevice.launch(out / "one", [f"{m}:{p}:1" for m in ("vae", "dcgan") for p in PATHS], devices=1)]
+  procs.append(multidevice.launch(out / "low", LOW_PRECISION, devices=8))
   procs += [multidevice.launch(out / "two", TWO_PROCESSES, devices=1, process=(address, 2, i)) for i in range(2)]
   multidevice.finish(procs)
   return out
@@ -40,6 +45,10 @@ def runs(tmp_path_factory):
 
 def _state(folder, model: str, path: str, devices: str) -> dict:
   return dict(np.load(folder / f"{model}_{path}_{devices}.npz"))
+
+
+def _program(folder, run: str) -> dict:
+  return json.loads((folder / f"{run.replace(':', '_')}_program.json").read_text())
 
 
 @pytest.mark.parametrize("run", TWO_PROCESSES)
@@ -63,7 +72,49 @@ def test_pmap_on_one_device_reaches_the_state_of_jit(runs, model):
   conformance.assert_same_state(_state(runs / "one", model, "pmap", "1"), _state(runs / "one", model, "jit", "1"))
 
 
+@pytest.mark.parametrize("run", LOW_PRECISION[:2])
+def test_under_float16_the_jit_path_sums_float32_gradients_across_devices(runs, run):
+  """XLA's partitioner would sum each kernel's gradient across devices inside the float16 convolution that
+  makes it (measured: float16 all-reduces in every family's step); the step written per device sums them
+  after their cast to float32 (genjax.parallel.DataParallel.explicit_collectives)."""
+  assert _program(runs / "low", run)["collectives"] == "f32"
+
+
+def test_under_float16_the_jit_path_takes_pmaps_step(runs):
+  """Per device, as pmap: each device's gradient is of its own rows, averaged once (shard_map's own tracking
+  would sum it where the weights meet the rows, then the family's mean would not divide it: Adam's moments
+  would be 8 times pmap's)."""
+  conformance.assert_same_state(_state(runs / "low", "dcgan_float16", "jit", "8"),
+                                _state(runs / "low", "dcgan_float16", "pmap", "8"))
+
+
+def test_a_step_written_per_device_counts_the_flops_of_the_global_batch(runs):
+  """The loop's FLOPs of a step (genjax.utilization) from one device's program on 8 devices, under jit's
+  shard_map and pmap alike: 8 devices' shares of the batch, so the whole batch's FLOPs on one device, and 8
+  copies of the work every device repeats (the optimizer's update of every weight, the EMA), which in this
+  DCGAN of width 8 and batch 16 adds 7%."""
+  one = _program(runs / "low", "dcgan_float16:jit:1")["flops"]
+  eight = _program(runs / "low", "dcgan_float16:jit:8")["flops"]
+  assert eight == _program(runs / "low", "dcgan_float16:pmap:8")["flops"]
+  assert one < eight < 1.1 * one, (eight, one)
+
+
 # ------------------------------------------------------------------ in this process (one device)
+
+
+def test_a_step_of_a_family_built_for_another_axis_is_refused():
+  """A pmap step (or a low-precision jit step on several devices) of a family built without the axis would
+  not average its gradients over the devices."""
+  from genjax import build  # pylint: disable=g-import-not-at-top
+  config = tiny_config(parallel="pmap")
+  par = parallel.DataParallel("pmap", 1)
+  with pytest.raises(UserError, match=r"^parallel: the family was built for the axis None, this pmap step runs"
+                     r" over 'data'; build it with genjax.build.family\(config, par\)$"):
+    par.compile_steps(build.family(tiny_config()).train_step)
+  for family in (build.family(config), build.family(config, par)):
+    par.compile_step(family.train_step)
+  # On one device a low-precision jit step is XLA's own program, as a family built without `par` expects.
+  parallel.DataParallel("jit", 1, "float16").compile_step(build.family(tiny_config(precision="float16")).train_step)
 
 
 def test_unknown_path_and_too_many_devices_are_one_line_errors():
