@@ -200,6 +200,18 @@ def read_bytes(path: str) -> bytes:
     return f.read()
 
 
+def new_file_mode() -> int:
+  """The mode `open` gives a new file: 0o666 less the process's umask. A `tempfile.mkstemp` file is 0o600, so a
+  file renamed from one needs it, or other users of a shared workdir or cache could not read it."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:  # Linux: reading it does not change it
+      mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+  except (OSError, StopIteration, ValueError):
+    mask = os.umask(0o022)  # elsewhere: set and put back at once
+    os.umask(mask)
+  return 0o666 & ~mask
+
+
 def write_atomically(path: str, data: str | bytes) -> None:
   """Writes `data` to `path` so that a crash leaves the old file or the new one, never part of one.
 
@@ -214,6 +226,7 @@ def write_atomically(path: str, data: str | bytes) -> None:
   directory, name = os.path.split(path)
   fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
   try:
+    os.fchmod(fd, new_file_mode())
     # Unbuffered: a write that fails fails here, once (a buffered file would fail again when closed, past the
     # cleanup), and the temporary file goes.
     view = memoryview(payload)

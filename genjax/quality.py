@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from genjax import data
+from genjax import data, paths
 from genjax.errors import UserError
 from genjax.metrics import features, sample_quality
 
@@ -231,6 +231,7 @@ def _store(path: str, feats: np.ndarray, provenance: dict[str, Any]) -> bool:
     # A name of its own for every writer (threads, or hosts sharing the directory whose processes have the same
     # pid); ending in .npz, as a name without it would make np.savez write to another file.
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp.npz")
+    os.fchmod(descriptor, paths.new_file_mode())
     with os.fdopen(descriptor, "wb") as f:
       np.savez(f, features=feats, **{k: np.asarray(v) for k, v in provenance.items()})
     os.replace(temporary, path)  # readers and concurrent writers see one whole file, never part of one

@@ -64,7 +64,7 @@ ALLOWED = [
     ("sample_lib.py", ("genjax.build", "genjax.checkpoint", "genjax.data", "genjax.masks", "genjax.random", "genjax.workdir",
                        "genjax.paths", "genjax.evaluation", "genjax.writers", "genjax.errors", "genjax.models.family",
                        "genjax.quality", "genjax.config_checks")),
-    ("quality.py", ("genjax.data", "genjax.metrics", "genjax.errors")),
+    ("quality.py", ("genjax.data", "genjax.metrics", "genjax.errors", "genjax.paths")),
     ("masks.py", ()),
     # The loop's parts that know neither families nor files: stopping when asked, compiled programs' memory.
     ("stopping.py", ("genjax.checkpoint",)),

@@ -349,3 +349,19 @@ def test_writers_at_once_each_write_a_whole_file_of_their_own(tmp_path, net, fre
     t.join()
   assert results == [True] * 30
   _assert_valid_cache(path, fresh, net)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_cache_file_and_an_atomic_write_get_the_mode_of_a_new_file(tmp_path, net, fresh, umask):
+  """Not mkstemp's 0600: a cache directory shared by users (or config.json in a shared workdir) is read by others."""
+  from genjax import paths  # pylint: disable=g-import-not-at-top
+  provenance = {k: v for k, v in _fields(net, fresh).items() if k != "features"}
+  old = os.umask(umask)
+  try:
+    assert quality._store(str(tmp_path / "cache.npz"), fresh, provenance)  # pylint: disable=protected-access
+    paths.write_atomically(str(tmp_path / "config.json"), "{}")
+    (tmp_path / "plain").write_text("")
+  finally:
+    os.umask(old)
+  want = 0o666 & ~umask
+  assert [os.stat(tmp_path / name).st_mode & 0o777 for name in ("cache.npz", "config.json", "plain")] == [want] * 3
