@@ -225,6 +225,10 @@ def family(config: ml_collections.ConfigDict, par: parallel.DataParallel | None 
   """The model family described by a validated config (through the registry), built for the steps `par`
   compiles (its `axis_name`: under a low precision on several devices the jit path's too); without `par`, for config.parallel's
   path with XLA's collectives under jit, so that `jax.jit(family.train_step)` runs as it is."""
+  checks.require(par is None or (par.path, par.precision) == (config.parallel, config.precision),
+                 f"parallel: the DataParallel is for {getattr(par, 'path', None)} under"
+                 f" {getattr(par, 'precision', None)}, the config for {config.parallel} under {config.precision};"
+                 " make it with DataParallel(config.parallel, config.num_devices, config.precision)")
   axis_name = par.axis_name if par is not None else parallel.AXIS if config.parallel == "pmap" else None
   optim = config.optim
 

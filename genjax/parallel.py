@@ -11,8 +11,10 @@ Both paths run the families' own `train_step`:
   step runs instead in `shard_map` over the mesh and writes its collectives
   itself, as under pmap: XLA's partitioner would sum each weight's gradient
   across devices in the compute dtype, inside the product that makes it,
-  before its cast to float32; written out, the per-device gradients are
-  float32 before the sum (`DataParallel.explicit_collectives`).
+  before its cast to float32 (float16 on XLA:CPU, which converts bfloat16
+  to float32 first; the accelerators' choice for bfloat16 is theirs);
+  written out, the per-device gradients are float32 before the sum
+  (`DataParallel.explicit_collectives`).
 * 'pmap': one program per device, mapped over the axis 'data'. The family
   is built with `axis_name='data'`: it averages gradients and metrics with
   `pmean` (`mean_over`), BatchNorm averages its statistics over the axis, and
@@ -165,6 +167,7 @@ class DataParallel:
                         f" allowed: None or {len(devices)}")
       devices = devices[:num_devices]
     self.path = path
+    self.precision = precision
     self.devices = list(devices)
     # Whether the step is one device's program that writes its own collectives (the module's docstring).
     self.explicit_collectives = path == "pmap" or (precision != "float32" and len(self.devices) > 1)
@@ -250,8 +253,9 @@ class DataParallel:
                       f" allowed: multiples of {n}")
     if batch_size % processes:
       raise UserError(f"batch_size: the global batch {batch_size} does not divide among {processes} processes")
-    if self.path == "pmap" and (batch_size // n) % pack:
-      raise UserError(f"model.pack: {pack} must divide the per-device batch {batch_size // n} of the pmap path;"
+    if self.explicit_collectives and (batch_size // n) % pack:  # each device packs its own rows
+      where = "pmap path" if self.path == "pmap" else f"jit path under {self.precision}"
+      raise UserError(f"model.pack: {pack} must divide the per-device batch {batch_size // n} of the {where};"
                       f" allowed: divisors of {batch_size // n}")
 
   # A state has the canonical layout (replicated, what checkpoints hold) or the run layout of the path.

@@ -115,6 +115,11 @@ def test_a_step_of_a_family_built_for_another_axis_is_refused():
     par.compile_step(family.train_step)
   # On one device a low-precision jit step is XLA's own program, as a family built without `par` expects.
   parallel.DataParallel("jit", 1, "float16").compile_step(build.family(tiny_config(precision="float16")).train_step)
+  # A DataParallel made without the config's precision would compile XLA's float16 sums on several devices.
+  with pytest.raises(UserError, match=r"^parallel: the DataParallel is for jit under float32, the config for jit"
+                     r" under float16; make it with DataParallel\(config.parallel, config.num_devices,"
+                     r" config.precision\)$"):
+    build.family(tiny_config(precision="float16"), parallel.DataParallel("jit", 1))
 
 
 def test_unknown_path_and_too_many_devices_are_one_line_errors():
@@ -195,3 +200,18 @@ def test_a_batch_the_devices_cannot_share_is_refused_before_compiling(tmp_path):
   assert result.stderr.strip().splitlines()[-1] == (
       "error: batch_size: the global batch 12 does not divide among 8 devices; allowed: multiples of 8")
   assert "first step" not in result.stderr and not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_packs_must_fit_each_devices_rows_where_the_step_is_written_per_device():
+  """PacGAN's packs are of one device's rows under pmap, and under jit at a low precision on several devices."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8")
+  code = ("from genjax import parallel\nfrom genjax.errors import UserError\n"
+          "for path, precision in (('jit', 'float32'), ('jit', 'bfloat16'), ('pmap', 'float32')):\n"
+          "  try:\n    parallel.DataParallel(path, 8, precision).check_batch(16, 4)\n    print('accepted')\n"
+          "  except UserError as e:\n    print(e)\n")
+  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert result.stdout.splitlines() == [
+      "accepted",
+      "model.pack: 4 must divide the per-device batch 2 of the jit path under bfloat16; allowed: divisors of 2",
+      "model.pack: 4 must divide the per-device batch 2 of the pmap path; allowed: divisors of 2"], result.stderr[-2000:]
