@@ -45,13 +45,13 @@ def apply_gradients(loss_fn: Callable[..., tuple[jax.Array, Any]], params, opt_s
   """
   scale = precision.scale_of(opt_state)
   if scale is None:
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
+    (loss, aux), grads = precision.sums_in_float32(jax.value_and_grad(loss_fn, has_aux=True))(params, *args)
   else:
     def scaled(params, *args):
       loss, aux = loss_fn(params, *args)
       return loss * scale, (loss, aux)
 
-    (_, (loss, aux)), grads = jax.value_and_grad(scaled, has_aux=True)(params, *args)
+    (_, (loss, aux)), grads = precision.sums_in_float32(jax.value_and_grad(scaled, has_aux=True))(params, *args)
   grads = parallel.mean_over(grads, axis_name)
   updates, opt_state = optimizer.update(grads, opt_state, params)
   grad_norm = optax.tree.norm(grads)
