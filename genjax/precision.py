@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from genjax import options
@@ -161,20 +162,37 @@ def _evaluate(jaxpr, consts, args) -> list:
 
 
 def sums_in_float32(fun):
-  """`fun` whose every sum over a bfloat16 or float16 array accumulates in float32, then rounds once.
+  """`fun` whose sums over a bfloat16 or float16 array accumulate in float32, then round once.
 
   Differentiation writes the gradient of a weight broadcast over positions (a bias, a normalisation's scale)
   as a sum of the cotangent, in the net's compute dtype, and XLA:CPU accumulates such a sum in that dtype: a
   bfloat16 sum of 12,544 terms of about 0.02 stops growing at 16 (the conv VAE's output bias: 16 where
-  float32 says 291). A function without such sums runs as traced, once.
+  float32 says 291).
+
+  The sums rewritten are those of `fun`'s own program and of the jit calls in it, which it then evaluates
+  equation by equation with the jit calls inlined (XLA may then round a low-precision product or two
+  differently from the program as traced). Sums inside the bodies of scan, cond, while, remat or shard_map
+  keep their dtype; no family's loss has one. A function without such sums runs as traced, once. Arguments
+  that are not arrays (Python numbers, flags) pass through as they are, as `jax.value_and_grad`'s do.
   """
 
-  def wrapped(*args):
-    closed, shape = jax.make_jaxpr(fun, return_shape=True)(*args)
+  def wrapped(*args, **kwargs):
+    leaves, tree = jax.tree.flatten((args, kwargs))
+    traced = [i for i, leaf in enumerate(leaves) if isinstance(leaf, (jax.Array, np.ndarray, np.generic))]
+
+    def on_arrays(*arrays):
+      given = list(leaves)
+      for i, array in zip(traced, arrays):
+        given[i] = array
+      args, kwargs = jax.tree.unflatten(tree, given)
+      return fun(*args, **kwargs)
+
+    arrays = [leaves[i] for i in traced]
+    closed, shape = jax.make_jaxpr(on_arrays, return_shape=True)(*arrays)
     if _has_low_sum(closed.jaxpr):
-      out = _evaluate(closed.jaxpr, closed.consts, jax.tree.leaves(args))
+      out = _evaluate(closed.jaxpr, closed.consts, jax.tree.leaves(arrays))
     else:
-      out = jax.extend.core.jaxpr_as_fun(closed)(*jax.tree.leaves(args))
+      out = jax.extend.core.jaxpr_as_fun(closed)(*jax.tree.leaves(arrays))
     return jax.tree.unflatten(jax.tree.structure(shape), out)
 
   return wrapped

@@ -158,6 +158,9 @@ def test_a_bias_gradient_over_many_positions_sums_in_float32():
   # A function without such sums (float32 here) is the function: the same program, the same numbers.
   f32 = jax.grad(lambda bias, c: jnp.sum((y.astype(jnp.float32) + bias) * c))
   np.testing.assert_array_equal(jax.jit(precision.sums_in_float32(f32))(bias, c), jax.jit(f32)(bias, c))
+  # Arguments that are not arrays reach the function as they are (a flag for Python's `if`), keywords too.
+  flagged = jax.grad(lambda bias, c, *, double: loss(bias, c) * (2.0 if double else 1.0))
+  np.testing.assert_allclose(precision.sums_in_float32(flagged)(bias, 0.02, double=True), [2 * want], rtol=1e-2)
 
 
 @pytest.mark.parametrize("name,arch", [("vae", "conv"), ("pixelcnn", "gated")])
