@@ -223,8 +223,9 @@ def optimizer(learning_rate: optax.ScalarOrSchedule, b1: float, b2: float,
 
 def family(config: ml_collections.ConfigDict, par: parallel.DataParallel | None = None) -> family_lib.Family:
   """The model family described by a validated config (through the registry), built for the steps `par`
-  compiles (its `axis_name`: under a low precision on several devices the jit path's too); without `par`, for config.parallel's
-  path with XLA's collectives under jit, so that `jax.jit(family.train_step)` runs as it is."""
+  compiles (its `axis_name`: under a low precision on several devices the jit path's too); without `par`,
+  for config.parallel's path with XLA's collectives under jit, so that `jax.jit(family.train_step)` runs as
+  it is."""
   checks.require(par is None or (par.path, par.precision) == (config.parallel, config.precision),
                  f"parallel: the DataParallel is for {getattr(par, 'path', None)} under"
                  f" {getattr(par, 'precision', None)}, the config for {config.parallel} under {config.precision};"

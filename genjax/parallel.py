@@ -232,15 +232,15 @@ class DataParallel:
                       f" {self.axis_name!r}; build it with genjax.build.family(config, par)")
 
   def _mapped(self, fn, batch_spec, num_args: int):
-    """`fn(state, batch, ...)` of `num_args` arguments as the jit path compiles it: itself, or under a low
-    precision in `shard_map` (the batch split by `batch_spec`, every other argument replicated, the outputs
-    replicated: the family averaged them over the axis).
+    """`fn(state, batch, ...)` of `num_args` arguments as the jit path (only) compiles it: itself, or under a
+    low precision on several devices in `shard_map` (the batch split by `batch_spec`, every other argument
+    replicated, the outputs replicated: the family averaged them over the axis).
 
     With pmap's semantics (`check_vma=False`): each device's gradient is of its own rows, summed by the
     family's `pmean` in float32. Tracked instead, the gradient of a replicated weight would be summed where
     its low-precision copy meets the device's rows, in the compute dtype.
     """
-    if self.path == "pmap" or not self.explicit_collectives:
+    if not self.explicit_collectives:
       return fn
     return jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), batch_spec, *[P()] * (num_args - 2)),
                          out_specs=(P(), P()), check_vma=False)

@@ -214,4 +214,5 @@ def test_packs_must_fit_each_devices_rows_where_the_step_is_written_per_device()
   assert result.stdout.splitlines() == [
       "accepted",
       "model.pack: 4 must divide the per-device batch 2 of the jit path under bfloat16; allowed: divisors of 2",
-      "model.pack: 4 must divide the per-device batch 2 of the pmap path; allowed: divisors of 2"], result.stderr[-2000:]
+      "model.pack: 4 must divide the per-device batch 2 of the pmap path; allowed: divisors of 2"], (
+          result.stderr[-2000:])
