@@ -190,6 +190,30 @@ def test_under_bfloat16_every_product_is_bfloat16_and_the_state_is_float32_as_it
   assert np.isfinite(float(metrics["loss"]))
 
 
+def _convolution_layouts(jaxpr) -> list:
+  """The dimension numbers of every convolution of `jaxpr` and its sub-jaxprs."""
+  found = [eqn.params["dimension_numbers"] for eqn in jaxpr.eqns if eqn.primitive.name == "conv_general_dilated"]
+  for eqn in jaxpr.eqns:
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      found.extend(_convolution_layouts(sub))
+  return found
+
+
+@pytest.mark.parametrize("name,arch", CASES, ids=IDS)
+def test_every_convolution_of_the_step_and_its_gradients_is_nhwc_hwio(name, arch):
+  """XLA:CPU puts only a program's top-level convolutions into the layout of its fast kernels (NHWC, HWIO); in a
+  loop's body (several steps a call, a scan over the GAN's D updates) any other ran as a naive loop, the U-Net's
+  two steps in one call 20 times slower than in two (genjax.nets.layers.conv_general_dilated). So every
+  convolution of the training step, forward and both gradients, is already in that layout."""
+  config, family = _family(name, arch)
+  keys = grandom.streams(config.seed)
+  state = jax.eval_shape(family.init, keys.init)
+  jaxpr = jax.make_jaxpr(family.train_step)(state, next(iter(conformance.batches(config))), keys.train).jaxpr
+  nhwc = jax.lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+  layouts = _convolution_layouts(jaxpr)
+  assert all(layout == nhwc for layout in layouts), [layout for layout in layouts if layout != nhwc]
+
+
 def _eval_params(config, family, keys, weights=None):
   """Eval params of a fresh state as the loop makes them (compiled, from the eval params key); default weights."""
   state = jax.jit(family.init)(keys.init)

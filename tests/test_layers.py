@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from genjax.nets import convolution
 from genjax.nets import layers
 
 # (kernel, stride, padding): the nets' layers and the cases around them.
@@ -205,3 +206,61 @@ def test_dense_equals_the_plain_product_values_gradients_and_tangents(size, k, o
   assert _relative_error(want[0], want_plain) < 1e-5  # 'xla' is the product itself
   for name, a, b in zip(("value", "d/dx", "d/dkernel", "jvp"), got, want, strict=True):
     assert _relative_error(a, b) < 1e-5, name
+
+
+def _conv_cases():
+  # (input, kernel, strides, padding): the U-Net's 3x3s, a strided one, a 1x1, odd sizes and paddings.
+  return [((2, 7, 6, 3), (3, 3, 3, 5), (1, 1), "SAME"), ((2, 8, 8, 4), (3, 3, 4, 2), (2, 2), ((1, 1), (1, 1))),
+          ((2, 5, 7, 3), (1, 1, 3, 4), (1, 1), "VALID"), ((1, 9, 6, 2), (4, 2, 2, 3), (2, 1), ((2, 1), (0, 1)))]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_conv_general_dilated_equals_lax_values_tangents_and_second_order(case):
+  """Its own tangent rule (kernel and input tangents in the layout whose transposes XLA:CPU's kernels take) gives
+  lax's values, jvp, both gradients and the gradient of a gradient penalty, to 1e-5."""
+  x_shape, k_shape, strides, padding = _conv_cases()[case]
+  rng = np.random.default_rng(case)
+  x, dx = (rng.standard_normal(x_shape, np.float32) for _ in range(2))
+  k, dk = (0.3 * rng.standard_normal(k_shape, np.float32) for _ in range(2))
+  spec = ("NHWC", "HWIO", "NHWC")
+  w = rng.standard_normal(lax.conv_general_dilated(x, k, strides, padding, dimension_numbers=spec).shape, np.float32)
+
+  @jax.jit
+  def both(x, k, dx, dk, w):
+    results = []
+    for conv in (lax.conv_general_dilated, convolution.conv_general_dilated):
+      f = lambda x, k, conv=conv: conv(x, k, strides, padding, dimension_numbers=spec)  # noqa: E731
+      y, dy = jax.jvp(f, (x, k), (dx, dk))
+      grads = jax.vjp(f, x, k)[1](w)
+      penalty = lambda x, k, f=f: jnp.sum(jax.grad(lambda x: jnp.vdot(jnp.tanh(f(x, k)), w))(x) ** 2)  # noqa: E731
+      results.append((y, dy, *grads, *jax.grad(penalty, argnums=(0, 1))(x, k)))
+    return results
+
+  want, got = both(x, k, dx, dk, w)
+  for name, a, b in zip(("value", "jvp", "d/dx", "d/dkernel", "d penalty/dx", "d penalty/dkernel"), got, want,
+                        strict=True):
+    assert _relative_error(a, b) < 1e-5, name
+
+
+def _convolution_layouts(compiled_text: str) -> list[str]:
+  return [line.split("dim_labels=")[1].split(",")[0] for line in compiled_text.splitlines()
+          if " convolution(" in line]
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_gradients_inside_a_scan_are_convolutions_in_the_layout_xla_cpu_runs_fast(stride):
+  """XLA:CPU gives only its top level's convolutions the NHWC/HWIO layout of its fast kernels: in a loop's body
+  lax's own kernel gradient (batch and channels swapped) ran as a naive loop, many times slower. Inside a
+  scan, every convolution of the gradient of `conv_general_dilated` is b01f_01io->b01f."""
+  def steps(xk, conv):
+    def loss(xk):
+      return jnp.sum(conv(*xk, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) ** 2)
+    step = lambda xk, _: (jax.tree.map(lambda a, g: a - g, xk, jax.grad(loss)(xk)), None)  # noqa: E731
+    return lax.scan(step, xk, None, length=2)[0]
+
+  xk = (jnp.ones((4, 8, 8, 3)), jnp.ones((3, 3, 3, 5)))
+  compiled = lambda conv: jax.jit(lambda xk: steps(xk, conv)).lower(xk).compile().as_text()  # noqa: E731
+  theirs, ours = _convolution_layouts(compiled(lax.conv_general_dilated)), _convolution_layouts(compiled(
+      convolution.conv_general_dilated))
+  assert any(labels != "b01f_01io->b01f" for labels in theirs), theirs  # what the test guards against
+  assert ours and all(labels == "b01f_01io->b01f" for labels in ours), ours

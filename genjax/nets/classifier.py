@@ -10,6 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genjax.nets import convolution
+
 
 class DigitClassifier(nn.Module):
   """conv 32 -> pool -> conv 64 -> pool -> dense `features` -> dense `classes`, ReLU, no normalisation.
@@ -22,9 +24,9 @@ class DigitClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array) -> tuple[jax.Array, jax.Array]:
-    h = nn.relu(nn.Conv(32, (3, 3))(x_BxHxWxC))
+    h = nn.relu(convolution.flax_conv(32, (3, 3))(x_BxHxWxC))
     h = nn.avg_pool(h, (2, 2), (2, 2))
-    h = nn.relu(nn.Conv(64, (3, 3))(h))
+    h = nn.relu(convolution.flax_conv(64, (3, 3))(h))
     h = nn.avg_pool(h, (2, 2), (2, 2))
     features_BxF = nn.relu(nn.Dense(self.features)(h.reshape(h.shape[0], -1)))
     return nn.Dense(self.classes)(features_BxF), features_BxF

@@ -39,6 +39,9 @@ computed:
 `dense` is a 1x1 convolution (a product over the channels) with the same two
 forms; 'fast' gives it `im2col.matmul`'s kernel gradient.
 
+Every other convolution is `genjax.nets.convolution`'s, whose gradients
+XLA:CPU runs in its convolution kernels also inside a loop.
+
 The functions `conv` and `conv_transpose` are the pure parts: NHWC inputs, HWIO
 kernels, paddings as Flax and `lax` take them ('SAME', 'VALID' or explicit
 (low, high) pairs per spatial dimension, with `lax.conv_transpose`'s meaning
@@ -57,6 +60,7 @@ from jax import lax
 import jax.numpy as jnp
 
 from genjax.nets import im2col
+from genjax.nets.convolution import nhwc_conv as _conv
 
 IMPLS = ("auto", "xla", "fast")
 _MIN_FAST_FEATURES = 16  # transposed convolutions to fewer channels: `_strided_adjoint`
@@ -173,8 +177,13 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Paddi
   for n, k, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), pads):
     if n + lo + hi < k:
       raise ValueError(f"conv: input size {n} with padding {(lo, hi)} is smaller than the kernel {k}")
-  if resolve_impl(impl) == "xla" or strides == (1, 1):
-    return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DIMENSIONS, precision=precision)
+  fast = resolve_impl(impl) == "fast"
+  if fast and x.shape[1:3] == (k_h, k_w) and all(p == (0, 0) for p in map(tuple, pads)):
+    # The window is the whole input (a DCGAN D's last layer): a product, whose second derivatives (R1) stay
+    # products too, where a convolution's would leave the layout XLA:CPU's kernels take (`_conv`).
+    return im2col.matmul(x.reshape(x.shape[0], 1, 1, -1), kernel.reshape(-1, c_out), precision)
+  if not fast or strides == (1, 1):
+    return _conv(x, kernel, strides, tuple(map(tuple, pads)), precision)
   (s_h, s_w), ((lo_h, hi_h), (lo_w, hi_w)) = strides, pads
   (n_h, n_w), b = x.shape[1:3], x.shape[0]
   out_h, out_w = (n_h + lo_h + hi_h - k_h) // s_h + 1, (n_w + lo_w + hi_w - k_w) // s_w + 1
@@ -249,7 +258,14 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
   k_h, k_w, c_in, c_out = kernel.shape
   pads = conv_transpose_pads((k_h, k_w), strides, padding)
   dims = [_phases(n, k, s, lo, hi) for n, k, s, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), strides, pads)]
-  if resolve_impl(impl) == "xla" or strides == (1, 1):
+  if (resolve_impl(impl) == "fast" and x.shape[1:3] == (1, 1) and strides == (1, 1)
+      and [tuple(p) for p in pads] == [(k_h - 1, k_h - 1), (k_w - 1, k_w - 1)]):
+    # From one pixel to the kernel's size (a DCGAN G's projection): a product by the flipped kernel, as `conv`'s.
+    k2 = jnp.flip(kernel, (0, 1)).transpose(2, 0, 1, 3).reshape(c_in, k_h * k_w * c_out)
+    return im2col.matmul(x, k2, precision).reshape(x.shape[0], k_h, k_w, c_out)
+  if strides == (1, 1):  # lax.conv_transpose of stride 1 (transpose_kernel=False): a convolution by the same kernel
+    return _conv(x, kernel, strides, tuple(map(tuple, pads)), precision)
+  if resolve_impl(impl) == "xla":
     return lax.conv_transpose(x, kernel, strides, pads, dimension_numbers=_DIMENSIONS, precision=precision)
   b = x.shape[0]
   (out_h, c_h, first_h, off_h), (out_w, c_w, first_w, off_w) = dims

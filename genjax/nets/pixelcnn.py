@@ -50,6 +50,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax.nets import convolution
+
 
 def channel_groups(n: int, groups: int) -> np.ndarray:
   """[n]: the group of each of n channels split into `groups` contiguous equal groups, in order."""
@@ -145,19 +147,19 @@ class GatedPixelCNN(nn.Module):
     v = h = x_BxHxWxC
     for layer, k in enumerate(self.kernel_sizes()):
       r = k // 2
-      v_pre = nn.Conv(2 * f, (r + 1, k), padding=((r, 0), (r, r)), name=f"v_conv_{layer}")(v)
-      h_pre = nn.Conv(2 * f, (1, r + 1), padding=((0, 0), (r, 0)), mask=masks[f"h_conv_{layer}"],
+      v_pre = convolution.flax_conv(2 * f, (r + 1, k), padding=((r, 0), (r, r)), name=f"v_conv_{layer}")(v)
+      h_pre = convolution.flax_conv(2 * f, (1, r + 1), padding=((0, 0), (r, 0)), mask=masks[f"h_conv_{layer}"],
                       name=f"h_conv_{layer}")(h)
-      h_pre = h_pre + nn.Conv(2 * f, (1, 1), name=f"v_to_h_{layer}")(_down_shift(v_pre))
+      h_pre = h_pre + convolution.flax_conv(2 * f, (1, 1), name=f"v_to_h_{layer}")(_down_shift(v_pre))
       if cond_BxE is not None:
         v_pre = v_pre + nn.Dense(2 * f, use_bias=False, name=f"cond_v_{layer}")(cond_BxE)[:, None, None]
         h_pre = h_pre + nn.Dense(2 * f, use_bias=False, name=f"cond_h_{layer}")(cond_BxE)[:, None, None]
       v = _gate(v_pre)
-      h_new = nn.Conv(f, (1, 1), mask=masks[f"h_out_{layer}"], name=f"h_out_{layer}")(_gate(h_pre))
+      h_new = convolution.flax_conv(f, (1, 1), mask=masks[f"h_out_{layer}"], name=f"h_out_{layer}")(_gate(h_pre))
       h = h_new if layer == 0 else h + h_new
 
-    y = nn.Conv(hf, (1, 1), mask=masks["head_0"], name="head_0")(nn.relu(h))
-    y = nn.Conv(self.num_outputs(c), (1, 1), mask=masks["head_1"], name="head_1")(nn.relu(y))
+    y = convolution.flax_conv(hf, (1, 1), mask=masks["head_0"], name="head_0")(nn.relu(h))
+    y = convolution.flax_conv(self.num_outputs(c), (1, 1), mask=masks["head_1"], name="head_1")(nn.relu(y))
     if self.per_pixel_features:
       return y
     return y.reshape(b, height, width, c, self.out_features)

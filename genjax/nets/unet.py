@@ -65,6 +65,7 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from genjax.nets import convolution
 from genjax.nets import layers
 
 IMPLS = ("auto", "fast", "reference")
@@ -132,7 +133,7 @@ class GroupNorm(nn.Module):
 
 
 def _conv(x, kernel, padding=((1, 1), (1, 1))):
-  return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_DIMENSIONS)
+  return convolution.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_DIMENSIONS)
 
 
 class _PartsConv(nn.Module):
@@ -219,7 +220,7 @@ class ResBlock(nn.Module):
   def __call__(self, parts: Sequence[jax.Array], temb, train: bool):
     if self.impl == "reference":
       x = jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
-      h = nn.Conv(self.out_ch, (3, 3), name="conv1")(nn.silu(_reference_norm("norm1")(x)))
+      h = convolution.flax_conv(self.out_ch, (3, 3), name="conv1")(nn.silu(_reference_norm("norm1")(x)))
     else:
       x = None
       h = _PartsConv(self.out_ch, name="conv1")([nn.silu(p) for p in GroupNorm(name="norm1")(parts)])
@@ -227,7 +228,7 @@ class ResBlock(nn.Module):
     norm2 = _reference_norm("norm2") if self.impl == "reference" else (lambda h: GroupNorm(name="norm2")([h])[0])
     h = nn.silu(norm2(h))
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
-    h = nn.Conv(self.out_ch, (3, 3), name="conv2")(h)
+    h = convolution.flax_conv(self.out_ch, (3, 3), name="conv2")(h)
     if sum(p.shape[-1] for p in parts) != self.out_ch:
       if x is None:
         x = _PartsDense(self.out_ch, name="nin_shortcut")(parts)
@@ -297,7 +298,7 @@ class UNet(nn.Module):
     temb = nn.Dense(4 * self.ch, name="temb_dense0")(temb)
     temb = nn.Dense(4 * self.ch, name="temb_dense1")(nn.silu(temb))
     temb = temb + label_embedding(self.num_classes, temb.shape[-1], labels_B)
-    hs = [nn.Conv(self.ch, (3, 3), name="conv_in")(x)]
+    hs = [convolution.flax_conv(self.ch, (3, 3), name="conv_in")(x)]
     levels = len(self.ch_mult)
     for level, mult in enumerate(self.ch_mult):
       for block in range(self.num_res_blocks):
@@ -306,7 +307,7 @@ class UNet(nn.Module):
           h = AttnBlock(impl, name=f"down_{level}_attn_{block}")(h)
         hs.append(h)
       if level != levels - 1:
-        hs.append(nn.Conv(hs[-1].shape[-1], (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+        hs.append(convolution.flax_conv(hs[-1].shape[-1], (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
                           name=f"down_{level}_downsample")(hs[-1]))
     h = ResBlock(hs[-1].shape[-1], self.dropout, impl, name="mid_block_1")([hs[-1]], temb, train)
     h = AttnBlock(impl, name="mid_attn")(h)
@@ -321,9 +322,9 @@ class UNet(nn.Module):
         b, hh, ww, c = h.shape
         if impl == "reference":
           h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), method="nearest")
-          h = nn.Conv(c, (3, 3), name=f"up_{level}_upsample")(h)
+          h = convolution.flax_conv(c, (3, 3), name=f"up_{level}_upsample")(h)
         else:
           h = _UpsampleConv(c, name=f"up_{level}_upsample")(h)
     assert not hs
     norm_out = _reference_norm("norm_out")(h) if impl == "reference" else GroupNorm(name="norm_out")([h])[0]
-    return nn.Conv(self.out_ch, (3, 3), name="conv_out")(nn.silu(norm_out))
+    return convolution.flax_conv(self.out_ch, (3, 3), name="conv_out")(nn.silu(norm_out))

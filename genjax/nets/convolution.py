@@ -1,0 +1,90 @@
+"""`lax.conv_general_dilated` whose gradients XLA:CPU runs in its convolution kernels, also inside a loop.
+
+XLA:CPU computes a convolution in its fast kernels (Eigen's) only in one
+layout: NHWC inputs and outputs, HWIO kernels. It rewrites other layouts into
+that one in a program's top level only (its convolution canonicalization), so
+lax's own gradients, whose kernel gradient treats the channels as the batch,
+ran as naive loops inside a `lax.scan`: the diffusion U-Net's two training
+steps in one call (`steps_per_call`) took 20 times as long as two calls of
+one step. On a CPU, `conv_general_dilated` writes its tangents so that
+their transposes, the two gradients, are convolutions in that layout, with
+lax's values, tangents and gradients (tests/test_layers.py); elsewhere it is
+lax's own. Second derivatives
+(R1, a gradient penalty) differentiate those convolutions with lax's rules
+again: the nets that take them compute their convolutions as products
+(`genjax.nets.layers`). Flax's `nn.Conv` takes it as its
+`conv_general_dilated` (`flax_conv`).
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
+import jax.numpy as jnp
+
+_NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+# The input tangent reads the kernel transposed as HWOI, so that its transpose (the input gradient) reads it HWIO;
+# the kernel tangent reads the input as [C, H, W, B] and the kernel as [C_in, kh, kw, C_out] and writes
+# [H', W', B, C_out], so that its transpose (the kernel gradient) is a convolution of [C, H, W, B] by
+# [H', W', B, C_out] into [C_in, kh, kw, C_out], batch first and channels last everywhere (lax's own rule
+# transposes the input and the output's cotangent the same way, ConvDimensionNumbers'
+# (batch/out, feature/in, spatial...) order).
+_INPUT_TANGENT = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(2, 3, 0, 1), out_spec=(0, 3, 1, 2))
+_KERNEL_TANGENT = lax.ConvDimensionNumbers(lhs_spec=(3, 0, 1, 2), rhs_spec=(3, 0, 1, 2), out_spec=(2, 3, 0, 1))
+
+
+def nhwc_conv(x, kernel, strides, pads, precision=None):
+  """lax.conv_general_dilated(x, kernel, strides, pads) in NHWC/HWIO; on a CPU with the tangent rule below.
+
+  GPU and TPU compilers choose their convolutions' layouts themselves, so there it is lax's."""
+  if jax.default_backend() == "cpu":
+    return _cpu_conv(x, kernel, strides, pads, precision)
+  return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_NHWC, precision=precision)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _cpu_conv(x, kernel, strides, pads, precision):
+  return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_NHWC, precision=precision)
+
+
+@functools.partial(_cpu_conv.defjvp, symbolic_zeros=True)
+def _conv_jvp(strides, pads, precision, primals, tangents):
+  x, kernel = primals
+  d_x, d_kernel = tangents
+  terms = []
+  if not isinstance(d_x, SymbolicZero):
+    terms.append(lax.conv_general_dilated(d_x, kernel.transpose(0, 1, 3, 2), strides, pads,
+                                          dimension_numbers=_INPUT_TANGENT, precision=precision))
+  if not isinstance(d_kernel, SymbolicZero):
+    t = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), d_kernel.transpose(2, 0, 1, 3), strides, pads,
+                                 dimension_numbers=_KERNEL_TANGENT, precision=precision)
+    terms.append(t.transpose(2, 0, 1, 3))
+  y = _cpu_conv(x, kernel, strides, pads, precision)
+  return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
+                         preferred_element_type=None):
+  """`lax.conv_general_dilated`, with gradients XLA:CPU runs in its convolution kernels also inside loops.
+
+  A 2-D convolution in NHWC/HWIO without dilation or groups is `nhwc_conv` (the same values,
+  tangents and gradients); anything else is lax's. Flax's `nn.Conv(..., conv_general_dilated=...)` takes it.
+  """
+  plain = (lhs.ndim == 4 and all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+           and feature_group_count == 1 and batch_group_count == 1 and preferred_element_type is None
+           and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == _NHWC)
+  if not plain:
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                    dimension_numbers, feature_group_count, batch_group_count, precision,
+                                    preferred_element_type)
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+  return nhwc_conv(lhs, rhs, tuple(window_strides), tuple(tuple(p) for p in padding), precision)
+
+
+def flax_conv(*args, **kwargs) -> nn.Conv:
+  """`nn.Conv(*args, **kwargs)` (the same module, names and parameters) computed by `conv_general_dilated`."""
+  return nn.Conv(*args, conv_general_dilated=conv_general_dilated, **kwargs)
