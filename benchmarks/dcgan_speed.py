@@ -1,6 +1,6 @@
 """DCGAN training speed: genjax's step against the same network and update in PyTorch, in one run.
 
-Command: python benchmarks/dcgan_speed.py [--rounds=5 --steps=3 --impls=fast,xla --device=cpu]
+Command: python benchmarks/dcgan_speed.py [--rounds=5 --steps=3 --impls=fast,products,xla --device=cpu]
 (PyTorch: pip install -e '.[bench]', the CPU build.)
 
 The network is the PyTorch DCGAN example's (pytorch/examples dcgan/main.py):

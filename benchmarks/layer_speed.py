@@ -1,6 +1,6 @@
 """Per layer: XLA's own strided and transposed convolutions, genjax's 'fast' forms and PyTorch's, in one run.
 
-Command: python benchmarks/layer_speed.py [--rounds=5 --calls=3 --impls=xla,fast,torch --device=cpu]
+Command: python benchmarks/layer_speed.py [--rounds=5 --calls=3 --impls=xla,fast,products,torch --device=cpu]
 (PyTorch: pip install -e '.[bench]', the CPU build.)
 
 Each stride-2 layer of the DCGAN (64x64, batch 64, ngf = ndf = 64) and of the
@@ -31,7 +31,8 @@ from benchmarks import speed  # noqa: E402
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Timed rounds of each form, alternating.")
 _CALLS = flags.DEFINE_integer("calls", 3, "Calls per round.")
 _DEVICE = flags.DEFINE_enum("device", "cpu", ["cpu", "gpu"], "Where the layers run.")
-_IMPLS = flags.DEFINE_list("impls", ["xla", "fast", "torch"], "Contenders: genjax conv_impl values and 'torch'.")
+_IMPLS = flags.DEFINE_list("impls", ["xla", "fast", "products", "torch"],
+                           "Contenders: genjax conv_impl values and 'torch'.")
 
 # (model, kind, batch, input size, C_in, C_out, padding): the layers whose form conv_impl picks.
 _DCGAN_T = ((2, 2), (2, 2))  # PyTorch ConvTranspose2d(4, 2, 1)
@@ -100,8 +101,8 @@ def main(argv):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from genjax.nets import layers  # pylint: disable=g-import-not-at-top
   impls = _IMPLS.value
-  if "fast" not in impls or not set(impls) <= {"xla", "fast", "torch"}:
-    raise app.UsageError(f"--impls: 'fast' and any of 'xla', 'torch', got {impls}")
+  if "fast" not in impls or not set(impls) <= {"xla", "fast", "products", "torch"}:
+    raise app.UsageError(f"--impls: 'fast' and any of 'xla', 'products', 'torch', got {impls}")
   device = jax.devices(_DEVICE.value)[0]
   versions = f"JAX {jax.__version__} on {device.device_kind}"
   if "torch" in impls:

@@ -26,7 +26,7 @@ def define_flags(steps: int, batch: int):
   rounds = flags.DEFINE_integer("rounds", 5, "Timed rounds of each contender, alternating.")
   steps_flag = flags.DEFINE_integer("steps", steps, "Steps per round.")
   batch_flag = flags.DEFINE_integer("batch", batch, "Images per step.")
-  impls = flags.DEFINE_list("impls", ["fast", "xla"], "genjax conv_impl values to time ('fast', 'xla').")
+  impls = flags.DEFINE_list("impls", ["fast", "xla"], "genjax conv_impl values to time ('fast', 'products', 'xla').")
   device = flags.DEFINE_enum("device", "cpu", ["cpu", "gpu"], "Where both run (gpu: JAX's GPU and CUDA PyTorch).")
   with_torch = flags.DEFINE_bool("torch", True, "Time the PyTorch reference too.")
   return lambda: dict(rounds=rounds.value, steps=steps_flag.value, batch=batch_flag.value, impls=impls.value,

@@ -1,6 +1,6 @@
 """Conv VAE training speed: genjax's step against the same network and update in PyTorch, in one run.
 
-Command: python benchmarks/vae_speed.py [--rounds=5 --steps=20 --impls=fast,xla --device=cpu]
+Command: python benchmarks/vae_speed.py [--rounds=5 --steps=20 --impls=fast,products,xla --device=cpu]
 (PyTorch: pip install -e '.[bench]', the CPU build.)
 
 The network is genjax's default (`python train.py`, configs/vae_mnist5k.py):

@@ -114,8 +114,9 @@ SHARED[""].update({
                                   kind=int, free=True, added=(_V1, None)),
     # The parameters and numbers are the same either way (genjax.nets.layers).
     "conv_impl": options.choice("auto", layers.IMPLS, "how conv nets run their stride-2 layers: 'auto' ('fast' on"
-                                " CPU, 'xla' on GPU/TPU), 'fast' (matrix products: sub-pixel phases / strided"
-                                " patches) or 'xla' (native)", free=True, added=(_V1, "auto")),
+                                " CPU, 'xla' on GPU/TPU), 'fast' (XLA's convolutions where they win, products"
+                                " elsewhere), 'products' (matrix products: sub-pixel phases / strided patches)"
+                                " or 'xla' (native)", free=True, added=(_V1, "auto")),
     # Pinned: a float16 run's optimizer state holds its loss scale. The weights are float32 under every policy.
     "precision": precision.option(),
     "peak_tflops": options.number(None, "one device's peak TFLOP/s, of which the progress line and metrics.jsonl"

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import jax
+import jax.extend
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,3 +73,16 @@ def restore_state(workdir, step=None):
   tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
   manager.close()
   return jax.tree.map(np.asarray, tree)
+
+
+# The layout XLA:CPU's convolution kernels take, as lax's dimension numbers (genjax.nets.convolution).
+NHWC = jax.lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+
+
+def convolution_layouts(jaxpr) -> list:
+  """The dimension numbers of every convolution of `jaxpr` and its sub-jaxprs."""
+  found = [eqn.params["dimension_numbers"] for eqn in jaxpr.eqns if eqn.primitive.name == "conv_general_dilated"]
+  for eqn in jaxpr.eqns:
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      found.extend(convolution_layouts(sub))
+  return found

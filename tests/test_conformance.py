@@ -22,7 +22,7 @@ from genjax import workdir as workdir_lib
 from genjax.errors import UserError
 from genjax.models import family as family_lib
 from tests import conformance
-from tests.helpers import restore_state
+from tests.helpers import NHWC, convolution_layouts, restore_state
 
 CASES = conformance.cases()
 IDS = [f"{name}:{arch}" for name, arch in CASES]
@@ -190,15 +190,6 @@ def test_under_bfloat16_every_product_is_bfloat16_and_the_state_is_float32_as_it
   assert np.isfinite(float(metrics["loss"]))
 
 
-def _convolution_layouts(jaxpr) -> list:
-  """The dimension numbers of every convolution of `jaxpr` and its sub-jaxprs."""
-  found = [eqn.params["dimension_numbers"] for eqn in jaxpr.eqns if eqn.primitive.name == "conv_general_dilated"]
-  for eqn in jaxpr.eqns:
-    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-      found.extend(_convolution_layouts(sub))
-  return found
-
-
 @pytest.mark.parametrize("name,arch", CASES, ids=IDS)
 def test_every_convolution_of_the_step_and_its_gradients_is_nhwc_hwio(name, arch):
   """XLA:CPU puts only a program's top-level convolutions into the layout of its fast kernels (NHWC, HWIO); in a
@@ -209,9 +200,8 @@ def test_every_convolution_of_the_step_and_its_gradients_is_nhwc_hwio(name, arch
   keys = grandom.streams(config.seed)
   state = jax.eval_shape(family.init, keys.init)
   jaxpr = jax.make_jaxpr(family.train_step)(state, next(iter(conformance.batches(config))), keys.train).jaxpr
-  nhwc = jax.lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
-  layouts = _convolution_layouts(jaxpr)
-  assert all(layout == nhwc for layout in layouts), [layout for layout in layouts if layout != nhwc]
+  layouts = convolution_layouts(jaxpr)
+  assert all(layout == NHWC for layout in layouts), [layout for layout in layouts if layout != NHWC]
 
 
 def _eval_params(config, family, keys, weights=None):

@@ -15,7 +15,7 @@ from genjax.models.gan import GAN, slerp
 from genjax.models.update import EMA
 from genjax.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from genjax.nets.mlp_gan import MLPDiscriminator, MLPGenerator
-from tests.helpers import tiny_config
+from tests.helpers import NHWC, convolution_layouts, tiny_config
 
 B = 8
 
@@ -358,3 +358,20 @@ def test_a_wasserstein_critic_without_any_lipschitz_constraint_is_refused(config
     build.validate(tiny_config(config_name, **free))
   for constraint in ({"gan.gp_weight": 10.0}, {"gan.r1_gamma": 1.0}, {"model.d_spectral_norm": True}):
     build.validate(tiny_config(config_name, **{**free, **constraint}))
+
+
+@pytest.mark.parametrize("penalty", ["none", "r1_gamma", "gp_weight"])
+def test_a_penalised_dcgan_d_keeps_every_convolution_in_the_layout_xla_cpu_runs_fast(penalty):
+  """A penalty on D's input gradient differentiates D twice; 'fast''s strided convolutions' second derivatives
+  would leave NHWC/HWIO (slow inside the D updates' scan on a CPU), so such a D computes them as products."""
+  from genjax import build  # pylint: disable=g-import-not-at-top
+  from genjax import random as grandom  # pylint: disable=g-import-not-at-top
+  fields = {"model.g_width": 16, "model.d_width": 16, "model.latent_dim": 8}
+  if penalty != "none":
+    fields.update({f"gan.{penalty}": 1.0, "gan.loss": "wasserstein" if penalty == "gp_weight" else "non_saturating"})
+  family = build.family(tiny_config("dcgan_mnist5k", **fields))
+  keys = grandom.streams(0)
+  state = jax.eval_shape(family.init, keys.init)
+  batch = {"image": jnp.zeros((16, 28, 28, 1), jnp.uint8)}
+  layouts = convolution_layouts(jax.make_jaxpr(family.train_step)(state, batch, keys.train).jaxpr)
+  assert layouts and all(layout == NHWC for layout in layouts), [layout for layout in layouts if layout != NHWC]

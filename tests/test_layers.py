@@ -27,7 +27,8 @@ SIZES = [(1, 1), (4, 4), (7, 7), (8, 5)]
 # (in, out): a transposed convolution to fewer than 16 channels is a strided convolution's transpose
 # (genjax.nets.layers), so the first pair runs the sub-pixel products and the second that form. The first
 # pair takes that form too where the phases' windows overlap little (1x1 and 4x4 inputs with most paddings).
-CHANNELS = [(1, 16), (3, 1)]
+# 'fast' computes a strided convolution from 16 channels or more as XLA's (`_strided`): the third pair.
+CHANNELS = [(1, 16), (3, 1), (16, 16)]
 
 
 def _relative_error(a, b) -> float:
@@ -44,11 +45,11 @@ def _output_shape(flax_layer, x):
   return None if 0 in shape else shape
 
 
-def _layers(kind, c_out, kernel, stride, padding):
+def _layers(kind, c_out, kernel, stride, padding, impl):
   common = dict(kernel_size=(kernel, kernel), strides=(stride, stride), padding=padding)
   if kind == "transpose":
-    return nn.ConvTranspose(c_out, **common), layers.ConvTranspose(c_out, **common, impl="fast")
-  return nn.Conv(c_out, **common), layers.Conv(c_out, **common, impl="fast")
+    return nn.ConvTranspose(c_out, **common), layers.ConvTranspose(c_out, **common, impl=impl)
+  return nn.Conv(c_out, **common), layers.Conv(c_out, **common, impl=impl)
 
 
 def _id(case):
@@ -59,14 +60,15 @@ def _id(case):
 
 @pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
 @pytest.mark.parametrize("kind", ["transpose", "strided"])
-def test_fast_layer_equals_flax_values_and_gradients(kind, case):
+@pytest.mark.parametrize("impl", ["fast", "products"])
+def test_fast_layer_equals_flax_values_and_gradients(impl, kind, case):
   """Outputs and the gradients with respect to inputs, kernel and bias agree to 1e-5 relative."""
   kernel, stride, padding = case
   problems, refused = [], []
   rng = np.random.default_rng(0)  # numpy draws: no eager JAX op to compile per shape
   for size in SIZES:
     for c_in, c_out in CHANNELS:
-      flax_layer, ours = _layers(kind, c_out, kernel, stride, padding)
+      flax_layer, ours = _layers(kind, c_out, kernel, stride, padding, impl)
       x = rng.standard_normal((2, *size, c_in), np.float32)
       shape = _output_shape(flax_layer, x)
       if shape is None:
@@ -118,7 +120,7 @@ def test_fast_layers_create_flax_parameters():
 
   want = jax.jit(Net(None).init)(jax.random.key(3), x)
   assert set(want["params"]) == {"Conv_0", "ConvTranspose_0"}
-  for impl in ("fast", "xla"):
+  for impl in ("fast", "products", "xla"):
     got = jax.jit(Net(impl).init)(jax.random.key(3), x)
     assert jax.tree.structure(got) == jax.tree.structure(want)
     assert jax.tree.all(jax.tree.map(np.array_equal, got, want))
@@ -129,7 +131,7 @@ def test_impl_names_and_the_automatic_choice():
   assert layers.resolve_impl("auto", "gpu") == "xla"
   assert layers.resolve_impl("auto", "tpu") == "xla"
   assert layers.resolve_impl("xla", "cpu") == "xla"
-  with pytest.raises(ValueError, match="unknown 'pallas'; allowed: auto, xla, fast"):
+  with pytest.raises(ValueError, match="unknown 'pallas'; allowed: auto, xla, fast, products"):
     layers.resolve_impl("pallas")
   with pytest.raises(ValueError, match="'CIRCULAR' is not supported"):
     layers.conv(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), (2, 2), "CIRCULAR")
@@ -168,7 +170,7 @@ def test_forward_mode_and_second_order_equal_lax(function, size, c_in, c_out):
   @jax.jit
   def both(x, k, dx, dk, w):
     results = []
-    for impl in ("xla", "fast"):
+    for impl in ("xla", "fast", "products"):
       f = lambda x, k, impl=impl: function(x, k, (2, 2), "SAME", impl=impl)  # noqa: E731
       y, dy = jax.jvp(f, (x, k), (dx, dk))
       # Penalty on the input gradient of a scalar score, differentiated in the kernel and the input.
@@ -176,9 +178,10 @@ def test_forward_mode_and_second_order_equal_lax(function, size, c_in, c_out):
       results.append((y, dy, *jax.grad(penalty, argnums=(0, 1))(x, k)))
     return results
 
-  want, got = both(x, k, dx, dk, w)
-  for name, a, b in zip(("value", "jvp", "d penalty/dx", "d penalty/dkernel"), got, want, strict=True):
-    assert _relative_error(a, b) < 1e-5, name
+  want, *gots = both(x, k, dx, dk, w)
+  for got in gots:
+    for name, a, b in zip(("value", "jvp", "d penalty/dx", "d penalty/dkernel"), got, want, strict=True):
+      assert _relative_error(a, b) < 1e-5, name
 
 
 # `dense`'s 'fast' form is `im2col.matmul`, whose kernel tangent has three forms (im2col._kernel_tangent): narrow

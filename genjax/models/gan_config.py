@@ -7,6 +7,7 @@ from genjax import options, precision
 from genjax.models import family, update
 from genjax.models.gan import GAN
 from genjax.nets import dcgan as dcgan_nets
+from genjax.nets import layers
 from genjax.nets import mlp_gan
 
 
@@ -90,7 +91,12 @@ def from_config(config, example_shape: tuple[int, ...], axis_name: str | None, o
   else:
     generator = dcgan_nets.DCGANGenerator(example_shape, model.g_width, axis_name, config.conv_impl,
                                           num_classes=classes)
-    discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm, axis_name, config.conv_impl,
+    # A penalty on D's input gradient (R1, R2, WGAN-GP) differentiates D twice: its strided layers then stay
+    # products on a CPU, whose second derivatives are products too ('fast''s convolutions' would leave the
+    # layout XLA:CPU's kernels take inside a loop, such as the D updates' scan: genjax.nets.convolution).
+    penalised = any(config.gan[name] > 0 for name in _PENALTIES)
+    d_impl = "products" if penalised and layers.resolve_impl(config.conv_impl) == "fast" else config.conv_impl
+    discriminator = dcgan_nets.DCGANDiscriminator(model.d_width, model.d_norm, axis_name, d_impl,
                                                   num_classes=classes, spectral_norm=model.d_spectral_norm)
   return GAN(
       generator=precision.wrap(generator, config.precision),

@@ -49,18 +49,30 @@ def _cpu_conv(x, kernel, strides, pads, precision):
   return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_NHWC, precision=precision)
 
 
+def input_tangent(d_x, kernel, strides, pads, precision=None):
+  """The convolution of the tangent `d_x` by `kernel`, written so that its transpose (the input gradient) is a
+  convolution in NHWC/HWIO."""
+  return lax.conv_general_dilated(d_x, kernel.transpose(0, 1, 3, 2), strides, pads,
+                                  dimension_numbers=_INPUT_TANGENT, precision=precision)
+
+
+def kernel_tangent(x, d_kernel, strides, pads, precision=None):
+  """The convolution of `x` by the tangent `d_kernel`, written so that its transpose (the kernel gradient) is a
+  convolution in NHWC/HWIO."""
+  t = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), d_kernel.transpose(2, 0, 1, 3), strides, pads,
+                               dimension_numbers=_KERNEL_TANGENT, precision=precision)
+  return t.transpose(2, 0, 1, 3)
+
+
 @functools.partial(_cpu_conv.defjvp, symbolic_zeros=True)
 def _conv_jvp(strides, pads, precision, primals, tangents):
   x, kernel = primals
   d_x, d_kernel = tangents
   terms = []
   if not isinstance(d_x, SymbolicZero):
-    terms.append(lax.conv_general_dilated(d_x, kernel.transpose(0, 1, 3, 2), strides, pads,
-                                          dimension_numbers=_INPUT_TANGENT, precision=precision))
+    terms.append(input_tangent(d_x, kernel, strides, pads, precision))
   if not isinstance(d_kernel, SymbolicZero):
-    t = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), d_kernel.transpose(2, 0, 1, 3), strides, pads,
-                                 dimension_numbers=_KERNEL_TANGENT, precision=precision)
-    terms.append(t.transpose(2, 0, 1, 3))
+    terms.append(kernel_tangent(x, d_kernel, strides, pads, precision))
   y = _cpu_conv(x, kernel, strides, pads, precision)
   return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
 

@@ -7,7 +7,7 @@ not care which `impl` ran. They differ only in how a stride-2 layer is
 computed:
 
 - 'xla': what Flax does, `lax.conv_general_dilated` / `lax.conv_transpose`.
-- 'fast': matrix products over patches (im2col), whose gradients are matrix
+- 'products': matrix products over patches (im2col), whose gradients are matrix
   products too. XLA:CPU's own gradients of these layers are several times
   slower than its forward pass (jax#23783): the kernel gradient runs as a
   convolution whose window is the whole image. The products' kernel
@@ -29,7 +29,18 @@ computed:
     so each kernel row's window is ceil(k/s) whole blocks, and the rows are
     strided slices; the kernel, padded with zero taps to whole blocks, is
     just reshaped.
-  Stride-1 layers are computed the 'xla' way in both.
+  Stride-1 layers are computed the 'xla' way in both, but for a window over
+  the whole input (a DCGAN's first and last layers), which is a product.
+- 'fast': 'products' where XLA's convolutions lose, XLA's where they win once
+  the entry points compile them with XLA's own emitter (genjax.cli): a
+  strided convolution from 16 channels or more is XLA's forward pass, XLA's
+  kernel gradient, and for the input gradient the sub-pixel transposed
+  convolution, whose shared product is one XLA stride-1 convolution (`_strided`:
+  no patches built, no zeros multiplied); the sub-pixel transposed
+  convolutions compute their shared product the same way. Their gradients
+  are in the layout XLA:CPU's kernels take, inside loops too
+  (`genjax.nets.convolution`), but second derivatives are not, so a GAN's D
+  under an input-gradient penalty takes 'products' (genjax.models.gan_config).
 - 'auto': 'fast' on CPU, 'xla' elsewhere (`resolve_impl`): on a GPU, XLA's
   own ops (cuDNN) ran the DCGAN step faster than 'fast' and compiled sooner,
   while 'fast' still helped the small conv VAE. benchmarks/layer_speed.py,
@@ -59,10 +70,13 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from jax.custom_derivatives import SymbolicZero
+
+from genjax.nets import convolution
 from genjax.nets import im2col
 from genjax.nets.convolution import nhwc_conv as _conv
 
-IMPLS = ("auto", "xla", "fast")
+IMPLS = ("auto", "xla", "fast", "products")
 _MIN_FAST_FEATURES = 16  # transposed convolutions to fewer channels: `_strided_adjoint`
 _MAX_WASTE = 1.4  # sub-pixel: one shared product while it computes under this many times the needed windows
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
@@ -177,13 +191,15 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Paddi
   for n, k, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), pads):
     if n + lo + hi < k:
       raise ValueError(f"conv: input size {n} with padding {(lo, hi)} is smaller than the kernel {k}")
-  fast = resolve_impl(impl) == "fast"
-  if fast and x.shape[1:3] == (k_h, k_w) and all(p == (0, 0) for p in map(tuple, pads)):
+  impl, pads = resolve_impl(impl), tuple(map(tuple, pads))
+  if impl != "xla" and x.shape[1:3] == (k_h, k_w) and all(p == (0, 0) for p in pads):
     # The window is the whole input (a DCGAN D's last layer): a product, whose second derivatives (R1) stay
     # products too, where a convolution's would leave the layout XLA:CPU's kernels take (`_conv`).
     return im2col.matmul(x.reshape(x.shape[0], 1, 1, -1), kernel.reshape(-1, c_out), precision)
-  if not fast or strides == (1, 1):
-    return _conv(x, kernel, strides, tuple(map(tuple, pads)), precision)
+  if impl == "xla" or strides == (1, 1):
+    return _conv(x, kernel, strides, pads, precision)
+  if impl == "fast" and c_in >= _MIN_FAST_FEATURES:
+    return _strided(x, kernel, strides, pads, precision)
   (s_h, s_w), ((lo_h, hi_h), (lo_w, hi_w)) = strides, pads
   (n_h, n_w), b = x.shape[1:3], x.shape[0]
   out_h, out_w = (n_h + lo_h + hi_h - k_h) // s_h + 1, (n_w + lo_w + hi_w - k_w) // s_w + 1
@@ -199,6 +215,44 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Paddi
   # Kernel tap (i, s_w*m + a) meets window (i, m)'s pixel a: the kernel in its own order, padded to whole blocks.
   k2 = jnp.pad(kernel, ((0, 0), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
   return im2col.matmul(patches, k2.reshape(k_h * c_w * s_w * c_in, c_out), precision)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _strided(x, kernel, strides, pads, precision):
+  """'fast''s strided convolution: XLA's, with the sub-pixel transposed convolution as its input gradient.
+
+  The input tangent is the same convolution in space-to-depth form, so its transpose is one stride-1
+  convolution of the cotangent into s*s phases, interleaved: no zeros multiplied, as in lax's (a convolution
+  of the cotangent dilated by s). Both gradients are XLA convolutions in the layout its CPU kernels take, in
+  loops too (`genjax.nets.convolution`)."""
+  return _conv(x, kernel, strides, pads, precision)
+
+
+@functools.partial(_strided.defjvp, symbolic_zeros=True)
+def _strided_jvp(strides, pads, precision, primals, tangents):
+  x, kernel = primals
+  d_x, d_kernel = tangents
+  terms = [] if isinstance(d_x, SymbolicZero) else [_space_to_depth_conv(d_x, kernel, strides, pads, precision)]
+  if not isinstance(d_kernel, SymbolicZero):
+    terms.append(convolution.kernel_tangent(x, d_kernel, strides, pads, precision))
+  y = _strided(x, kernel, strides, pads, precision)
+  return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
+
+
+def _space_to_depth_conv(x, kernel, strides, pads, precision):
+  """The strided convolution as a stride-1 one: the padded input folded s x s into its channels, by the kernel
+  padded to whole s x s blocks of taps and folded the same way (tap s*j + a meets block j's pixel a)."""
+  (s_h, s_w), (k_h, k_w, c_in, c_out) = strides, kernel.shape
+  sizes = []
+  for n, k, s, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), strides, pads):
+    out, c = (n + lo + hi - k) // s + 1, -(-k // s)
+    sizes.append((out + c - 1, c, (lo, s * (out + c - 1) - n - lo)))
+  (q_h, c_h, pad_h), (q_w, c_w, pad_w) = sizes
+  x = im2col.pad_or_crop(x, [pad_h, pad_w]).reshape(x.shape[0], q_h, s_h, q_w, s_w, c_in).transpose(0, 1, 3, 2, 4, 5)
+  x = x.reshape(x.shape[0], q_h, q_w, s_h * s_w * c_in)
+  k2 = jnp.pad(kernel, ((0, c_h * s_h - k_h), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
+  k2 = k2.reshape(c_h, s_h, c_w, s_w, c_in, c_out).transpose(0, 2, 1, 3, 4, 5).reshape(c_h, c_w, -1, c_out)
+  return convolution.input_tangent(x, k2, (1, 1), ((0, 0), (0, 0)), precision)
 
 
 def _phases(n: int, k: int, s: int, lo: int, hi: int):
@@ -239,7 +293,7 @@ def _strided_adjoint(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pa
   for n, s, (lo, _), k, o in zip(x.shape[1:3], strides, pads, k_sizes, out):
     fwd_pads.append((k - 1 - lo, s * (n - 1) - (k - 1 - lo) + k - o))
   flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-  _, pullback = jax.vjp(lambda y: conv(y, flipped, strides, fwd_pads, impl="fast", precision=precision),
+  _, pullback = jax.vjp(lambda y: conv(y, flipped, strides, fwd_pads, impl="products", precision=precision),
                         jnp.zeros((x.shape[0], *out, kernel.shape[3]), x.dtype))
   return pullback(x)[0]
 
@@ -293,9 +347,13 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
   k2 = jnp.pad(kernel, ((0, c_h * s_h - k_h), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
   k2 = k2.reshape(c_h, s_h, c_w, s_w, c_in, c_out)
   k2 = _permute(_permute(k2, first_h, axis=1), first_w, axis=3)
-  k2 = k2.transpose(0, 2, 4, 1, 3, 5).reshape(c_h * c_w * c_in, s_h * s_w * c_out)
-  # One product for all phases, over the union of their windows; each phase's own windows sliced after.
-  y = im2col.matmul(im2col.patches(x, c_h, c_w, conv_pad), k2, precision)
+  k2 = k2.transpose(0, 2, 4, 1, 3, 5).reshape(c_h, c_w, c_in, s_h * s_w * c_out)
+  # One product for all phases, over the union of their windows; each phase's own windows sliced after. 'fast':
+  # XLA's stride-1 convolution, which builds no patches ('products': over im2col's patches).
+  if resolve_impl(impl) == "fast":
+    y = _conv(im2col.pad_or_crop(x, conv_pad), k2, (1, 1), ((0, 0), (0, 0)), precision)
+  else:
+    y = im2col.matmul(im2col.patches(x, c_h, c_w, conv_pad), k2.reshape(c_h * c_w * c_in, -1), precision)
   # Split, not indexed: the gradient is then one concatenation of the phases (each padded back to
   # the union), not s*s zero-padded copies of the whole product summed (a faster VAE step on CPU:
   # benchmarks/vae_speed.py; docs/speed.md).
