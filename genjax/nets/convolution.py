@@ -9,11 +9,15 @@ steps in one call (`steps_per_call`) took 20 times as long as two calls of
 one step. On a CPU, `conv_general_dilated` writes its tangents so that
 their transposes, the two gradients, are convolutions in that layout, with
 lax's values, tangents and gradients (tests/test_layers.py); elsewhere it is
-lax's own. Second derivatives
-(R1, a gradient penalty) differentiate those convolutions with lax's rules
-again: the nets that take them compute their convolutions as products
-(`genjax.nets.layers`). Flax's `nn.Conv` takes it as its
-`conv_general_dilated` (`flax_conv`).
+lax's own. Second derivatives (R1, a gradient penalty) differentiate
+those convolutions with lax's rules again: the nets that take them compute
+their convolutions as products (`genjax.nets.layers`). Flax's `nn.Conv`
+takes it as its `conv_general_dilated` (`flax_conv`).
+
+`strided_conv` and `adjoint_conv` are the strided layers of `genjax.nets.layers`'
+'fast' form, with the same property: a strided convolution whose input
+gradient is the sub-pixel transposed convolution, and a transposed
+convolution whose gradients are the strided convolution it transposes.
 """
 
 import functools
@@ -100,3 +104,79 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
 def flax_conv(*args, **kwargs) -> nn.Conv:
   """`nn.Conv(*args, **kwargs)` (the same module, names and parameters) computed by `conv_general_dilated`."""
   return nn.Conv(*args, conv_general_dilated=conv_general_dilated, **kwargs)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def strided_conv(x, kernel, strides, pads, precision):
+  """XLA's strided convolution, with the sub-pixel transposed convolution as its input gradient.
+
+  The input tangent is the same convolution in space-to-depth form, so its transpose is one stride-1
+  convolution of the cotangent into s*s phases, interleaved: no zeros multiplied, as in lax's (a convolution
+  of the cotangent dilated by s). Both gradients are XLA convolutions in the layout its CPU kernels take, in
+  loops too (`genjax.nets.convolution`)."""
+  return nhwc_conv(x, kernel, strides, pads, precision)
+
+
+@functools.partial(strided_conv.defjvp, symbolic_zeros=True)
+def _strided_jvp(strides, pads, precision, primals, tangents):
+  x, kernel = primals
+  d_x, d_kernel = tangents
+  terms = [] if isinstance(d_x, SymbolicZero) else [_space_to_depth_conv(d_x, kernel, strides, pads, precision)]
+  if not isinstance(d_kernel, SymbolicZero):
+    terms.append(kernel_tangent(x, d_kernel, strides, pads, precision))
+  y = strided_conv(x, kernel, strides, pads, precision)
+  return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
+
+
+def _space_to_depth_conv(x, kernel, strides, pads, precision):
+  """The strided convolution as a stride-1 one: the padded input folded s x s into its channels, by the kernel
+  padded to whole s x s blocks of taps and folded the same way (tap s*j + a meets block j's pixel a)."""
+  (s_h, s_w), (k_h, k_w, c_in, c_out) = strides, kernel.shape
+  sizes = []
+  for n, k, s, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), strides, pads):
+    out, c = (n + lo + hi - k) // s + 1, -(-k // s)
+    sizes.append((out + c - 1, c, (lo, s * (out + c - 1) - n - lo)))
+  (q_h, c_h, pad_h), (q_w, c_w, pad_w) = sizes
+  x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (*pad_h, 0), (*pad_w, 0), (0, 0, 0)])
+  x = x.reshape(x.shape[0], q_h, s_h, q_w, s_w, c_in).transpose(0, 1, 3, 2, 4, 5)
+  x = x.reshape(x.shape[0], q_h, q_w, s_h * s_w * c_in)
+  k2 = jnp.pad(kernel, ((0, c_h * s_h - k_h), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
+  k2 = k2.reshape(c_h, s_h, c_w, s_w, c_in, c_out).transpose(0, 2, 1, 3, 4, 5).reshape(c_h, c_w, -1, c_out)
+  return input_tangent(x, k2, (1, 1), ((0, 0), (0, 0)), precision)
+
+
+def kernel_gradient(x, cotangent, kernel_shape, strides, pads, precision=None):
+  """The kernel gradient of `nhwc_conv(x, ., strides, pads)` at `cotangent`, as one convolution in NHWC/HWIO:
+  x as [C, H, W, B] by the cotangent as [H', W', B, C_out], dilated by the strides, into [C, kh, kw, C_out]."""
+  kernel_pads = [(lo, k + s * (o - 1) - n - lo)
+                 for (lo, _), k, s, o, n in zip(pads, kernel_shape[:2], strides, cotangent.shape[1:3], x.shape[1:3])]
+  g = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), cotangent.transpose(1, 2, 0, 3), (1, 1), kernel_pads,
+                               rhs_dilation=strides, dimension_numbers=_NHWC, precision=precision)
+  return g.transpose(1, 2, 0, 3)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
+def adjoint_conv(c, kernel, strides, pads, out_shape, precision, form):
+  """The transpose of `nhwc_conv(., kernel, strides, pads)` (whose input has `out_shape`) applied to `c`, computed
+  by `form(c, kernel)`, such as a sub-pixel transposed convolution. Its gradients are written as that
+  convolution and its kernel gradient, XLA's and in NHWC/HWIO: the tangents are their transposes
+  (`jax.linear_transpose`), which JAX transposes back."""
+  return form(c, kernel)
+
+
+@functools.partial(adjoint_conv.defjvp, symbolic_zeros=True)
+def _adjoint_conv_jvp(strides, pads, out_shape, precision, form, primals, tangents):
+  c, kernel = primals
+  d_c, d_kernel = tangents
+  y = adjoint_conv(c, kernel, strides, pads, out_shape, precision, form)
+  out = jax.ShapeDtypeStruct(out_shape, c.dtype)
+  terms = []
+  if not isinstance(d_c, SymbolicZero):
+    forward = functools.partial(lax.conv_general_dilated, rhs=kernel, window_strides=strides, padding=pads,
+                                dimension_numbers=_NHWC, precision=precision)
+    terms.append(jax.linear_transpose(forward, out)(d_c)[0])
+  if not isinstance(d_kernel, SymbolicZero):
+    gradient = functools.partial(kernel_gradient, cotangent=c, kernel_shape=kernel.shape, strides=strides,
+                                 pads=pads, precision=precision)
+    terms.append(jax.linear_transpose(gradient, out)(d_kernel)[0])
+  return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)

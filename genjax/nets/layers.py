@@ -35,10 +35,12 @@ computed:
   the entry points compile them with XLA's own emitter (genjax.cli): a
   strided convolution from 16 channels or more is XLA's forward pass, XLA's
   kernel gradient, and for the input gradient the sub-pixel transposed
-  convolution, whose shared product is one XLA stride-1 convolution (`_strided`:
-  no patches built, no zeros multiplied); the sub-pixel transposed
-  convolutions compute their shared product the same way. Their gradients
-  are in the layout XLA:CPU's kernels take, inside loops too
+  convolution, whose shared product is one XLA stride-1 convolution
+  (`convolution.strided_conv`: no patches built, no zeros multiplied); a
+  sub-pixel transposed convolution computes its shared product the same way,
+  and its gradients are those of the strided convolution it transposes:
+  XLA's forward pass and kernel gradient (`convolution.adjoint_conv`). The
+  gradients are in the layout XLA:CPU's kernels take, inside loops too
   (`genjax.nets.convolution`), but second derivatives are not, so a GAN's D
   under an input-gradient penalty takes 'products' (genjax.models.gan_config).
 - 'auto': 'fast' on CPU, 'xla' elsewhere (`resolve_impl`): on a GPU, XLA's
@@ -69,8 +71,6 @@ import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
-
-from jax.custom_derivatives import SymbolicZero
 
 from genjax.nets import convolution
 from genjax.nets import im2col
@@ -199,7 +199,7 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Paddi
   if impl == "xla" or strides == (1, 1):
     return _conv(x, kernel, strides, pads, precision)
   if impl == "fast" and c_in >= _MIN_FAST_FEATURES:
-    return _strided(x, kernel, strides, pads, precision)
+    return convolution.strided_conv(x, kernel, strides, pads, precision)
   (s_h, s_w), ((lo_h, hi_h), (lo_w, hi_w)) = strides, pads
   (n_h, n_w), b = x.shape[1:3], x.shape[0]
   out_h, out_w = (n_h + lo_h + hi_h - k_h) // s_h + 1, (n_w + lo_w + hi_w - k_w) // s_w + 1
@@ -215,44 +215,6 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Paddi
   # Kernel tap (i, s_w*m + a) meets window (i, m)'s pixel a: the kernel in its own order, padded to whole blocks.
   k2 = jnp.pad(kernel, ((0, 0), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
   return im2col.matmul(patches, k2.reshape(k_h * c_w * s_w * c_in, c_out), precision)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def _strided(x, kernel, strides, pads, precision):
-  """'fast''s strided convolution: XLA's, with the sub-pixel transposed convolution as its input gradient.
-
-  The input tangent is the same convolution in space-to-depth form, so its transpose is one stride-1
-  convolution of the cotangent into s*s phases, interleaved: no zeros multiplied, as in lax's (a convolution
-  of the cotangent dilated by s). Both gradients are XLA convolutions in the layout its CPU kernels take, in
-  loops too (`genjax.nets.convolution`)."""
-  return _conv(x, kernel, strides, pads, precision)
-
-
-@functools.partial(_strided.defjvp, symbolic_zeros=True)
-def _strided_jvp(strides, pads, precision, primals, tangents):
-  x, kernel = primals
-  d_x, d_kernel = tangents
-  terms = [] if isinstance(d_x, SymbolicZero) else [_space_to_depth_conv(d_x, kernel, strides, pads, precision)]
-  if not isinstance(d_kernel, SymbolicZero):
-    terms.append(convolution.kernel_tangent(x, d_kernel, strides, pads, precision))
-  y = _strided(x, kernel, strides, pads, precision)
-  return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
-
-
-def _space_to_depth_conv(x, kernel, strides, pads, precision):
-  """The strided convolution as a stride-1 one: the padded input folded s x s into its channels, by the kernel
-  padded to whole s x s blocks of taps and folded the same way (tap s*j + a meets block j's pixel a)."""
-  (s_h, s_w), (k_h, k_w, c_in, c_out) = strides, kernel.shape
-  sizes = []
-  for n, k, s, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), strides, pads):
-    out, c = (n + lo + hi - k) // s + 1, -(-k // s)
-    sizes.append((out + c - 1, c, (lo, s * (out + c - 1) - n - lo)))
-  (q_h, c_h, pad_h), (q_w, c_w, pad_w) = sizes
-  x = im2col.pad_or_crop(x, [pad_h, pad_w]).reshape(x.shape[0], q_h, s_h, q_w, s_w, c_in).transpose(0, 1, 3, 2, 4, 5)
-  x = x.reshape(x.shape[0], q_h, q_w, s_h * s_w * c_in)
-  k2 = jnp.pad(kernel, ((0, c_h * s_h - k_h), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
-  k2 = k2.reshape(c_h, s_h, c_w, s_w, c_in, c_out).transpose(0, 2, 1, 3, 4, 5).reshape(c_h, c_w, -1, c_out)
-  return convolution.input_tangent(x, k2, (1, 1), ((0, 0), (0, 0)), precision)
 
 
 def _phases(n: int, k: int, s: int, lo: int, hi: int):
@@ -288,14 +250,25 @@ def _strided_adjoint(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pa
   forward pass (in x) and kernel gradient, both products over patches ('fast'). The vjp is taken at zeros:
   the convolution is linear, and its forward pass is not used (XLA drops it).
   """
-  k_sizes = kernel.shape[:2]
-  fwd_pads = []
-  for n, s, (lo, _), k, o in zip(x.shape[1:3], strides, pads, k_sizes, out):
-    fwd_pads.append((k - 1 - lo, s * (n - 1) - (k - 1 - lo) + k - o))
-  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+  fwd_pads, flipped = _adjoint_pads(x.shape[1:3], strides, pads, kernel.shape[:2], out), _flip(kernel)
   _, pullback = jax.vjp(lambda y: conv(y, flipped, strides, fwd_pads, impl="products", precision=precision),
                         jnp.zeros((x.shape[0], *out, kernel.shape[3]), x.dtype))
   return pullback(x)[0]
+
+
+def _adjoint_pads(sizes, strides, pads, kernel_sizes, out):
+  """The padding of the strided convolution whose transpose is the transposed convolution of `pads`."""
+  return tuple((k - 1 - lo, s * (n - 1) - (k - 1 - lo) + k - o)
+               for n, s, (lo, _), k, o in zip(sizes, strides, pads, kernel_sizes, out))
+
+
+def _flip(kernel):
+  """The kernel of that strided convolution (or back): taps flipped, channels transposed."""
+  return jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+
+
+def _flipped_subpixel(c, kernel, strides, padding, precision):
+  return conv_transpose(c, _flip(kernel), strides, padding, impl="subpixel", precision=precision)
 
 
 @_compiled
@@ -308,7 +281,8 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
   """
   if x.ndim != 4:
     raise ValueError(f"conv_transpose: needs NHWC inputs (2 spatial dimensions), got shape {x.shape}")
-  strides = tuple(strides)
+  strides, subpixel = tuple(strides), impl == "subpixel"  # 'fast''s forward pass (`_flipped_subpixel`)
+  impl = "fast" if subpixel else impl
   k_h, k_w, c_in, c_out = kernel.shape
   pads = conv_transpose_pads((k_h, k_w), strides, padding)
   dims = [_phases(n, k, s, lo, hi) for n, k, s, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), strides, pads)]
@@ -341,6 +315,12 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
     # images the union of the phases' windows is much larger than each phase's, and one product a phase
     # builds s*s times the input's patches (a 4x4 input) for products as slow to differentiate.
     return _strided_adjoint(x, kernel, strides, pads, [d[0] for d in dims], precision)
+  if resolve_impl(impl) == "fast" and not subpixel:
+    # The sub-pixel form below, whose gradients are those of the strided convolution it transposes (XLA's).
+    out, padding = [d[0] for d in dims], tuple(map(tuple, pads))
+    form = functools.partial(_flipped_subpixel, strides=strides, padding=padding, precision=precision)
+    return convolution.adjoint_conv(x, _flip(kernel), strides, _adjoint_pads(x.shape[1:3], strides, pads, (k_h, k_w),
+                                    out), (b, *out, c_out), precision, form)
   # One kernel for all phases: (c_h, c_w, C_in, s_h*s_w*C_out), zero where a phase has fewer taps.
   # Padded with zeros to c*s taps, tap s*j + a is k2[j, a], and phase r takes a = first[r]: a
   # permutation, not a gather (whose gradient would be a scatter-add into zeros).
