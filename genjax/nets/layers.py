@@ -176,7 +176,8 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Paddi
          impl: str = "fast", precision=None) -> jax.Array:
   """`lax.conv_general_dilated(x, kernel, strides, padding)` in NHWC/HWIO, computed as `impl` says.
 
-  'fast' is one matrix product over the patches (im2col), which are read
+  'products' (and 'fast' under 16 input channels; from 16, XLA's convolution with
+  `convolution.strided_conv`'s gradients) is one matrix product over the patches (im2col), which are read
   from the padded input with its width folded into blocks of s_w pixels: a
   kernel row's window is then ceil(k_w/s_w) whole blocks, contiguous in
   memory, and the rows are strided slices. No transpose of the input or the
@@ -276,8 +277,10 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
                    impl: str = "fast", precision=None) -> jax.Array:
   """`lax.conv_transpose(x, kernel, strides, padding)` in NHWC/HWIO, computed as `impl` says.
 
-  'fast' is the sub-pixel form: the s*s phases of the output as matrix
-  products over the input's patches, interleaved (depth to space).
+  'products' is the sub-pixel form: the s*s phases of the output as matrix
+  products over the input's patches, interleaved (depth to space); 'fast'
+  computes those products as one XLA stride-1 convolution, with the
+  gradients of the strided convolution it transposes (`convolution.adjoint_conv`).
   """
   if x.ndim != 4:
     raise ValueError(f"conv_transpose: needs NHWC inputs (2 spatial dimensions), got shape {x.shape}")
