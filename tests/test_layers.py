@@ -245,6 +245,23 @@ def test_conv_general_dilated_equals_lax_values_tangents_and_second_order(case):
     assert _relative_error(a, b) < 1e-5, name
 
 
+@pytest.mark.parametrize("case", range(4))
+def test_kernel_gradient_is_the_transpose_of_the_kernel_tangent_and_lax_s_gradient(case):
+  """`kernel_gradient` (which `adjoint_conv` transposes back into a tangent) writes out the convolution that
+  `kernel_tangent`'s transpose is: both equal lax's kernel gradient, to 1e-5."""
+  x_shape, k_shape, strides, padding = _conv_cases()[case]
+  rng = np.random.default_rng(case)
+  x, k = rng.standard_normal(x_shape, np.float32), rng.standard_normal(k_shape, np.float32)
+  pads = tuple(map(tuple, layers.conv_pads(x_shape[1:3], k_shape[:2], strides, padding)))
+  spec = ("NHWC", "HWIO", "NHWC")
+  c = rng.standard_normal(lax.conv_general_dilated(x, k, strides, pads, dimension_numbers=spec).shape, np.float32)
+  want = jax.vjp(lambda k: lax.conv_general_dilated(x, k, strides, pads, dimension_numbers=spec), k)[1](c)[0]
+  transposed = jax.linear_transpose(lambda d: convolution.kernel_tangent(x, d, strides, pads), k)(c)[0]
+  written = convolution.kernel_gradient(x, c, k_shape, strides, pads)
+  assert _relative_error(transposed, want) < 1e-5
+  assert _relative_error(written, want) < 1e-5
+
+
 def _convolution_layouts(compiled_text: str) -> list[str]:
   return [line.split("dim_labels=")[1].split(",")[0] for line in compiled_text.splitlines()
           if " convolution(" in line]

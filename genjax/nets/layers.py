@@ -137,8 +137,6 @@ def conv_transpose_pads(kernel: Sequence[int], strides: Sequence[int],
   return pads
 
 
-
-
 def dense(x: jax.Array, kernel_KxO: jax.Array, *, impl: str = "fast", precision=None) -> jax.Array:
   """x [B, H, W, K] @ kernel [K, O] (a 1x1 convolution, `flax.linen.Dense` on NHWC features), as `impl` says.
 
@@ -268,8 +266,57 @@ def _flip(kernel):
   return jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
 
 
-def _flipped_subpixel(c, kernel, strides, padding, precision):
-  return conv_transpose(c, _flip(kernel), strides, padding, impl="subpixel", precision=precision)
+def _phase_windows(sizes: Sequence[int], strides: Sequence[int], dims):
+  """Phase r at q reads inputs q + offset[r] + j: one convolution over the union of the phases' windows.
+
+  Per spatial dimension: the phases' output length q, the input's padding to that union, and each phase's
+  shift in it.
+  """
+  qs, conv_pad, shifts = [], [], []
+  for n, s, (out, c, _, off) in zip(sizes, strides, dims):
+    q = -(-out // s)
+    lo = -min(off)
+    qs.append(q)
+    conv_pad.append((lo, q + max(off) - min(off) + c - 1 - n - lo))
+    shifts.append([o - min(off) for o in off])
+  return qs, conv_pad, shifts
+
+
+def _subpixel(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pads, *, xla_product: bool,
+              precision) -> jax.Array:
+  """`lax.conv_transpose(x, kernel, strides, pads)` as the s*s phases of its output: one product over the
+  union of their windows, as an XLA stride-1 convolution (`xla_product`, which builds no patches) or over
+  im2col's patches, each phase's windows sliced after and interleaved (depth to space)."""
+  k_h, k_w, c_in, c_out = kernel.shape
+  dims = [_phases(n, k, s, lo, hi) for n, k, s, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), strides, pads)]
+  (out_h, c_h, first_h, _), (out_w, c_w, first_w, _) = dims
+  (s_h, s_w), b = strides, x.shape[0]
+  (q_h, q_w), conv_pad, (shift_h, shift_w) = _phase_windows(x.shape[1:3], strides, dims)
+  # One kernel for all phases: (c_h, c_w, C_in, s_h*s_w*C_out), zero where a phase has fewer taps.
+  # Padded with zeros to c*s taps, tap s*j + a is k2[j, a], and phase r takes a = first[r]: a
+  # permutation, not a gather (whose gradient would be a scatter-add into zeros).
+  k2 = jnp.pad(kernel, ((0, c_h * s_h - k_h), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
+  k2 = k2.reshape(c_h, s_h, c_w, s_w, c_in, c_out)
+  k2 = _permute(_permute(k2, first_h, axis=1), first_w, axis=3)
+  k2 = k2.transpose(0, 2, 4, 1, 3, 5).reshape(c_h, c_w, c_in, s_h * s_w * c_out)
+  if xla_product:
+    y = _conv(im2col.pad_or_crop(x, conv_pad), k2, (1, 1), ((0, 0), (0, 0)), precision)
+  else:
+    y = im2col.matmul(im2col.patches(x, c_h, c_w, conv_pad), k2.reshape(c_h * c_w * c_in, -1), precision)
+  # Split, not indexed: the gradient is then one concatenation of the phases (each padded back to
+  # the union), not s*s zero-padded copies of the whole product summed (a faster VAE step on CPU:
+  # benchmarks/vae_speed.py; docs/speed.md).
+  phase = lax.split(y, [c_out] * (s_h * s_w), axis=3)
+  y = jnp.stack([jnp.stack([phase[r * s_w + t][:, a:a + q_h, d:d + q_w] for t, d in enumerate(shift_w)], axis=3)
+                 for r, a in enumerate(shift_h)], axis=3)
+  # (B, Q_h, Q_w, s_h, s_w, C) -> (B, Q_h*s_h, Q_w*s_w, C), cropped to the output size.
+  y = y.transpose(0, 1, 3, 2, 4, 5).reshape(b, q_h * s_h, q_w * s_w, c_out)
+  return y[:, :out_h, :out_w]
+
+
+def _flipped_subpixel(c, flipped, strides, pads, precision):
+  """`adjoint_conv`'s form: the sub-pixel transposed convolution by the kernel `flipped` came from."""
+  return _subpixel(c, _flip(flipped), strides, pads, xla_product=True, precision=precision)
 
 
 @_compiled
@@ -284,68 +331,35 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
   """
   if x.ndim != 4:
     raise ValueError(f"conv_transpose: needs NHWC inputs (2 spatial dimensions), got shape {x.shape}")
-  strides, subpixel = tuple(strides), impl == "subpixel"  # 'fast''s forward pass (`_flipped_subpixel`)
-  impl = "fast" if subpixel else impl
+  strides, impl = tuple(strides), resolve_impl(impl)
   k_h, k_w, c_in, c_out = kernel.shape
-  pads = conv_transpose_pads((k_h, k_w), strides, padding)
+  pads = tuple(map(tuple, conv_transpose_pads((k_h, k_w), strides, padding)))
   dims = [_phases(n, k, s, lo, hi) for n, k, s, (lo, hi) in zip(x.shape[1:3], (k_h, k_w), strides, pads)]
-  if (resolve_impl(impl) == "fast" and x.shape[1:3] == (1, 1) and strides == (1, 1)
-      and [tuple(p) for p in pads] == [(k_h - 1, k_h - 1), (k_w - 1, k_w - 1)]):
+  out = [d[0] for d in dims]
+  if impl == "fast" and x.shape[1:3] == (1, 1) and strides == (1, 1) and pads == ((k_h - 1, k_h - 1),
+                                                                                   (k_w - 1, k_w - 1)):
     # From one pixel to the kernel's size (a DCGAN G's projection): a product by the flipped kernel, as `conv`'s.
     k2 = jnp.flip(kernel, (0, 1)).transpose(2, 0, 1, 3).reshape(c_in, k_h * k_w * c_out)
     return im2col.matmul(x, k2, precision).reshape(x.shape[0], k_h, k_w, c_out)
   if strides == (1, 1):  # lax.conv_transpose of stride 1 (transpose_kernel=False): a convolution by the same kernel
-    return _conv(x, kernel, strides, tuple(map(tuple, pads)), precision)
-  if resolve_impl(impl) == "xla":
+    return _conv(x, kernel, strides, pads, precision)
+  if impl == "xla":
     return lax.conv_transpose(x, kernel, strides, pads, dimension_numbers=_DIMENSIONS, precision=precision)
-  b = x.shape[0]
-  (out_h, c_h, first_h, off_h), (out_w, c_w, first_w, off_w) = dims
-  s_h, s_w = strides
-  # Phase r at q reads inputs q + offset[r] + j: one convolution over the union of the windows.
-  qs, conv_pad, shifts = [], [], []
-  for n, out, s, c, off in ((x.shape[1], out_h, s_h, c_h, off_h), (x.shape[2], out_w, s_w, c_w, off_w)):
-    q = -(-out // s)
-    lo = -min(off)
-    length = q + max(off) - min(off)
-    qs.append(q)
-    conv_pad.append((lo, length + c - 1 - n - lo))
-    shifts.append([o - min(off) for o in off])
-  (q_h, q_w), (shift_h, shift_w) = qs, shifts
-  waste = (q_h + max(shift_h)) * (q_w + max(shift_w)) / (q_h * q_w)
+  qs, _, shifts = _phase_windows(x.shape[1:3], strides, dims)
+  waste = math.prod(q + max(shift) for q, shift in zip(qs, shifts)) / math.prod(qs)
   if c_out < _MIN_FAST_FEATURES or waste >= _MAX_WASTE:
     # Few output channels make thin phase products, slower than XLA's own forward pass (64 -> 3 channels at
     # 64x64), whose kernel gradient is in turn many times slower than a strided convolution's. On small
     # images the union of the phases' windows is much larger than each phase's, and one product a phase
     # builds s*s times the input's patches (a 4x4 input) for products as slow to differentiate.
-    return _strided_adjoint(x, kernel, strides, pads, [d[0] for d in dims], precision)
-  if resolve_impl(impl) == "fast" and not subpixel:
-    # The sub-pixel form below, whose gradients are those of the strided convolution it transposes (XLA's).
-    out, padding = [d[0] for d in dims], tuple(map(tuple, pads))
-    form = functools.partial(_flipped_subpixel, strides=strides, padding=padding, precision=precision)
+    return _strided_adjoint(x, kernel, strides, pads, out, precision)
+  if impl == "fast":
+    # The sub-pixel form, its product XLA's stride-1 convolution, with the gradients of the strided
+    # convolution it transposes (XLA's).
+    form = functools.partial(_flipped_subpixel, strides=strides, pads=pads, precision=precision)
     return convolution.adjoint_conv(x, _flip(kernel), strides, _adjoint_pads(x.shape[1:3], strides, pads, (k_h, k_w),
-                                    out), (b, *out, c_out), precision, form)
-  # One kernel for all phases: (c_h, c_w, C_in, s_h*s_w*C_out), zero where a phase has fewer taps.
-  # Padded with zeros to c*s taps, tap s*j + a is k2[j, a], and phase r takes a = first[r]: a
-  # permutation, not a gather (whose gradient would be a scatter-add into zeros).
-  k2 = jnp.pad(kernel, ((0, c_h * s_h - k_h), (0, c_w * s_w - k_w), (0, 0), (0, 0)))
-  k2 = k2.reshape(c_h, s_h, c_w, s_w, c_in, c_out)
-  k2 = _permute(_permute(k2, first_h, axis=1), first_w, axis=3)
-  k2 = k2.transpose(0, 2, 4, 1, 3, 5).reshape(c_h, c_w, c_in, s_h * s_w * c_out)
-  # One product for all phases, over the union of their windows; each phase's own windows sliced after. 'fast':
-  # XLA's stride-1 convolution, which builds no patches ('products': over im2col's patches).
-  if resolve_impl(impl) == "fast":
-    y = _conv(im2col.pad_or_crop(x, conv_pad), k2, (1, 1), ((0, 0), (0, 0)), precision)
-  else:
-    y = im2col.matmul(im2col.patches(x, c_h, c_w, conv_pad), k2.reshape(c_h * c_w * c_in, -1), precision)
-  # Split, not indexed: the gradient is then one concatenation of the phases (each padded back to
-  # the union), not s*s zero-padded copies of the whole product summed (a faster VAE step on CPU:
-  # benchmarks/vae_speed.py; docs/speed.md).
-  phase = lax.split(y, [c_out] * (s_h * s_w), axis=3)
-  y = jnp.stack([jnp.stack([phase[r * s_w + t][:, a:a + q_h, d:d + q_w] for t, d in enumerate(shift_w)], axis=3)
-                 for r, a in enumerate(shift_h)], axis=3)
-  # (B, Q_h, Q_w, s_h, s_w, C) -> (B, Q_h*s_h, Q_w*s_w, C), cropped to the output size.
-  y = y.transpose(0, 1, 3, 2, 4, 5).reshape(b, q_h * s_h, q_w * s_w, c_out)
-  return y[:, :out_h, :out_w]
+                                    out), (x.shape[0], *out, c_out), precision, form)
+  return _subpixel(x, kernel, strides, pads, xla_product=False, precision=precision)
 
 
 class _Convolution(nn.Module):

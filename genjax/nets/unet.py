@@ -69,7 +69,6 @@ from genjax.nets import convolution
 from genjax.nets import layers
 
 IMPLS = ("auto", "fast", "reference")
-_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
 def resolve_impl(impl: str) -> str:
@@ -133,7 +132,7 @@ class GroupNorm(nn.Module):
 
 
 def _conv(x, kernel, padding=((1, 1), (1, 1))):
-  return convolution.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_DIMENSIONS)
+  return convolution.nhwc_conv(x, kernel, (1, 1), padding)
 
 
 class _PartsConv(nn.Module):
