@@ -279,8 +279,9 @@ class GAN:
                            labels_B=None) -> tuple[GANState, dict]:
     """`d_steps` D updates against fresh fakes; G's weights and statistics are untouched. Every D update sees the
     same real batch (one batch per step keeps the data position exact on resume). G generates in training mode
-    and its new statistics are dropped. Metrics are the last update's. The updates are unrolled up to 8: XLA's
-    cost analysis (the loop's FLOPs and MFU) counts a loop's body once."""
+    and its new statistics are dropped. Metrics are the last update's. Up to 8 updates are a Python loop: XLA's
+    cost analysis (the step's FLOPs and MFU) counts a loop's body once, and even unrolled, a scan is a loop of
+    one trip, which XLA schedules apart from G's update."""
     batch_size, ada_p = real.shape[0], state.ada_p
 
     def one_update(carry, step_key):
@@ -293,10 +294,14 @@ class GAN:
       d_stats, metrics = new.aux
       return (new.params, d_stats, new.opt_state), {**metrics, "d_grad_norm": new.grad_norm}
 
-    (d_params, d_stats, d_opt_state), metrics = jax.lax.scan(
-        one_update, (state.d_params, state.d_stats, state.d_opt_state), jax.random.split(key, self.d_steps),
-        unroll=self.d_steps <= 8)
-    metrics = jax.tree.map(lambda m: m[-1], metrics)
+    carry, step_keys = (state.d_params, state.d_stats, state.d_opt_state), jax.random.split(key, self.d_steps)
+    if self.d_steps <= 8:
+      for step_key in step_keys:
+        carry, metrics = one_update(carry, step_key)
+    else:
+      carry, metrics = jax.lax.scan(one_update, carry, step_keys)
+      metrics = jax.tree.map(lambda m: m[-1], metrics)
+    d_params, d_stats, d_opt_state = carry
     return state.replace(d_params=d_params, d_stats=d_stats, d_opt_state=d_opt_state), metrics
 
   def generator_update(self, state: GANState, batch_size: int, key: jax.Array, labels_B=None) -> tuple[GANState, dict]:
