@@ -92,6 +92,7 @@ NOT_RUN = {
     "python benchmarks/pixelcnn_vs_vae.py": _MEASUREMENT,
     "python benchmarks/dcgan_speed.py --impls=fast,products": _MEASUREMENT,
     "python benchmarks/vae_speed.py --impls=fast,products": _MEASUREMENT,
+    "python benchmarks/layer_speed.py --impls=fast,products,torch --rounds=3": _MEASUREMENT,
     "python benchmarks/conditional_vs_unconditional.py --family=vae": _MEASUREMENT,
     "python benchmarks/conditional_vs_unconditional.py --family=dcgan --minutes=5,10": _MEASUREMENT,
     "python benchmarks/small_data_gan.py --train_examples=450 --steps=500,1000,2000": _MEASUREMENT,

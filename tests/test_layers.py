@@ -284,3 +284,33 @@ def test_gradients_inside_a_scan_are_convolutions_in_the_layout_xla_cpu_runs_fas
       convolution.conv_general_dilated))
   assert any(labels != "b01f_01io->b01f" for labels in theirs), theirs  # what the test guards against
   assert ours and all(labels == "b01f_01io->b01f" for labels in ours), ours
+
+
+@pytest.mark.parametrize("size,form", [((8, 8), "polyphase"), ((24, 24), "sub-pixel")])
+def test_polyphase_and_sub_pixel_forms_equal_lax(size, form):
+  """'fast' strided and transposed layers take the sub-pixel form's one shared product over the union of the
+  phases' windows, or on small images, where that union is much larger (8x8: 1.27 times the positions needed),
+  the polyphase form's s*s exact convolutions: the strided layer's input gradient and the transposed layer's
+  values and gradients equal lax's to 1e-5 in both, and every convolution is NHWC/HWIO."""
+  pads = ((1, 1), (1, 1))  # PyTorch's Conv2d(4, 2, 1); the transposed layer below is its adjoint
+  waste = convolution.union_waste(size, (4, 4), (2, 2), pads)
+  assert (waste >= convolution.POLYPHASE_WASTE) == (form == "polyphase"), waste
+  rng = np.random.default_rng(3)
+  x = rng.standard_normal((2, *size, 16), np.float32)
+  k = 0.2 * rng.standard_normal((4, 4, 16, 16), np.float32)
+  y = rng.standard_normal((2, size[0] // 2, size[1] // 2, 16), np.float32)
+  cases = {"strided": (x, lambda x, k, impl: layers.conv(x, k, (2, 2), pads, impl=impl)),
+           "transposed": (y, lambda y, k, impl: layers.conv_transpose(y, k, (2, 2), ((2, 2), (2, 2)), impl=impl))}
+  for name, (a, f) in cases.items():
+    def both(a, k, f=f):
+      out = []
+      for impl in ("xla", "fast"):
+        value, pullback = jax.vjp(lambda a, k, impl=impl: f(a, k, impl), a, k)
+        out.append((value, *pullback(jnp.tanh(value))))
+      return out
+    want, got = jax.jit(both)(a, k)
+    for label, p, q in zip(("value", "d/dinput", "d/dkernel"), got, want, strict=True):
+      assert _relative_error(p, q) < 1e-5, (name, label)
+    fast = jax.jit(lambda a, k, f=f: jax.vjp(lambda a, k: f(a, k, "fast"), a, k)[1](f(a, k, "fast")))
+    labels = _convolution_layouts(fast.lower(a, k).compile().as_text())
+    assert labels and all(label == "b01f_01io->b01f" for label in labels), (name, labels)

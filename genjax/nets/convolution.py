@@ -17,7 +17,10 @@ takes it as its `conv_general_dilated` (`flax_conv`).
 `strided_conv` and `adjoint_conv` are the strided layers of `genjax.nets.layers`'
 'fast' form, with the same property: a strided convolution whose input
 gradient is the sub-pixel transposed convolution, and a transposed
-convolution whose gradients are the strided convolution it transposes.
+convolution whose gradients are the strided convolution it transposes. The
+sub-pixel form computes its s*s phases as one product over the union of
+their windows; on small images, where that union is much larger than each
+phase's, both take the polyphase form instead, s*s exact convolutions.
 """
 
 import functools
@@ -28,6 +31,9 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 import jax.numpy as jnp
 
+# A strided layer's input gradient and a transposed layer ('fast') are the sub-pixel form's one shared product
+# while it computes under this many times the positions needed, beyond it the polyphase form's s*s exact ones.
+POLYPHASE_WASTE = 1.2
 _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 # The input tangent reads the kernel transposed as HWOI, so that its transpose (the input gradient) reads it HWIO;
 # the kernel tangent reads the input as [C, H, W, B] and the kernel as [C_in, kh, kw, C_out] and writes
@@ -121,11 +127,58 @@ def strided_conv(x, kernel, strides, pads, precision):
 def _strided_jvp(strides, pads, precision, primals, tangents):
   x, kernel = primals
   d_x, d_kernel = tangents
-  terms = [] if isinstance(d_x, SymbolicZero) else [_space_to_depth_conv(d_x, kernel, strides, pads, precision)]
+  form = _polyphase_conv if union_waste(x.shape[1:3], kernel.shape[:2], strides, pads) >= POLYPHASE_WASTE else (
+      _space_to_depth_conv)
+  terms = [] if isinstance(d_x, SymbolicZero) else [form(d_x, kernel, strides, pads, precision)]
   if not isinstance(d_kernel, SymbolicZero):
     terms.append(kernel_tangent(x, d_kernel, strides, pads, precision))
   y = strided_conv(x, kernel, strides, pads, precision)
   return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
+
+
+def union_waste(sizes, kernel_sizes, strides, pads) -> float:
+  """How many times the positions it needs the sub-pixel form computes: its phases share one product over the
+  union of their windows, which on a small image is much larger than each phase's (5 x 5 for 4 x 4)."""
+  waste = 1.0
+  for n, k, s, (lo, hi) in zip(sizes, kernel_sizes, strides, pads):
+    waste *= ((n + lo + hi - k) // s + 1 + -(-k // s) - 1) / -(-n // s)
+  return waste
+
+
+def _polyphase_conv(x, kernel, strides, pads, precision=None):
+  """The strided convolution as the sum over the input's s*s phases (rows s*i + r) of stride-1 convolutions,
+  each by the kernel taps that meet that phase: no position computed that the output does not need. Its
+  transpose (`polyphase_transpose`) is s*s exact convolutions into the phases, interleaved."""
+  (s_h, s_w), (k_h, k_w, c_in, _) = strides, kernel.shape
+  b, sizes = x.shape[0], x.shape[1:3]
+  outs = [(n + lo + hi - k) // s + 1 for n, k, s, (lo, hi) in zip(sizes, (k_h, k_w), strides, pads)]
+  (m_h, m_w) = [-(-n // s) for n, s in zip(sizes, strides)]
+  x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (0, s_h * m_h - sizes[0], 0), (0, s_w * m_w - sizes[1], 0),
+                                          (0, 0, 0)])
+  # Split, not indexed: the transpose is then one concatenation of the phases' gradients, not s*s padded sums.
+  phases = lax.split(x.reshape(b, m_h, s_h, m_w, s_w, c_in).transpose(2, 4, 0, 1, 3, 5).reshape(-1, b, m_h, m_w, c_in),
+                     [1] * (s_h * s_w), axis=0)
+  terms = []
+  for index, (r_h, r_w) in enumerate((r_h, r_w) for r_h in range(s_h) for r_w in range(s_w)):
+    # Input row s*i + r meets the taps a + s*j, a = (r + lo) mod s, at output i + j + (a - r - lo) / s.
+    firsts = [(r + lo) % s for r, s, (lo, _) in zip((r_h, r_w), strides, pads)]
+    taps = kernel[firsts[0]::s_h, firsts[1]::s_w]
+    if 0 in taps.shape[:2]:
+      continue
+    phase_pads = []
+    for r, s, (lo, _), a, m, out, c in zip((r_h, r_w), strides, pads, firsts, (m_h, m_w), outs, taps.shape[:2]):
+      shift = (a - r - lo) // s
+      phase_pads.append((-shift, out + c - 1 - m + shift))
+    terms.append(input_tangent(phases[index][0], taps, (1, 1), phase_pads, precision))
+  return functools.reduce(jnp.add, terms)
+
+
+def polyphase_transpose(c, kernel, strides, pads, in_shape, precision=None):
+  """The transpose of `nhwc_conv(., kernel, strides, pads)` (whose input has `in_shape`) applied to `c`, as s*s
+  exact stride-1 convolutions in NHWC/HWIO (the transpose of `_polyphase_conv`): a transposed convolution
+  with no position computed twice, where the sub-pixel form's union of windows wastes more (`union_waste`)."""
+  forward = functools.partial(_polyphase_conv, kernel=kernel, strides=strides, pads=pads, precision=precision)
+  return jax.linear_transpose(forward, jax.ShapeDtypeStruct(in_shape, c.dtype))(c)[0]
 
 
 def _space_to_depth_conv(x, kernel, strides, pads, precision):

@@ -37,9 +37,13 @@ computed:
   kernel gradient, and for the input gradient the sub-pixel transposed
   convolution, whose shared product is one XLA stride-1 convolution
   (`convolution.strided_conv`: no patches built, no zeros multiplied); a
-  sub-pixel transposed convolution computes its shared product the same way,
-  and its gradients are those of the strided convolution it transposes:
-  XLA's forward pass and kernel gradient (`convolution.adjoint_conv`). The
+  transposed convolution to 16 channels or more computes its shared product
+  the same way, and its gradients are those of the strided convolution it
+  transposes: XLA's forward pass and kernel gradient
+  (`convolution.adjoint_conv`). On small images, where the union of the
+  phases' windows is much larger than each phase's (5x5 for 4x4), both take
+  instead the polyphase form: s*s exact XLA stride-1 convolutions, one per
+  phase (`convolution.polyphase_transpose`). The
   gradients are in the layout XLA:CPU's kernels take, inside loops too
   (`genjax.nets.convolution`), but second derivatives are not, so a GAN's D
   under an input-gradient penalty takes 'products' (genjax.models.gan_config).
@@ -347,18 +351,22 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
     return lax.conv_transpose(x, kernel, strides, pads, dimension_numbers=_DIMENSIONS, precision=precision)
   qs, _, shifts = _phase_windows(x.shape[1:3], strides, dims)
   waste = math.prod(q + max(shift) for q, shift in zip(qs, shifts)) / math.prod(qs)
+  if impl == "fast" and c_out >= _MIN_FAST_FEATURES:
+    # XLA's convolutions: the sub-pixel form's shared product, or where its union of windows is much larger than
+    # each phase's (small images), the polyphase form's s*s exact ones; with the gradients of the strided
+    # convolution it transposes (XLA's).
+    fwd_pads = _adjoint_pads(x.shape[1:3], strides, pads, (k_h, k_w), out)
+    form = (functools.partial(_flipped_subpixel, strides=strides, pads=pads, precision=precision)
+            if waste < convolution.POLYPHASE_WASTE else
+            functools.partial(convolution.polyphase_transpose, strides=strides, pads=fwd_pads,
+                              in_shape=(x.shape[0], *out, c_out), precision=precision))
+    return convolution.adjoint_conv(x, _flip(kernel), strides, fwd_pads, (x.shape[0], *out, c_out), precision, form)
   if c_out < _MIN_FAST_FEATURES or waste >= _MAX_WASTE:
     # Few output channels make thin phase products, slower than XLA's own forward pass (64 -> 3 channels at
     # 64x64), whose kernel gradient is in turn many times slower than a strided convolution's. On small
     # images the union of the phases' windows is much larger than each phase's, and one product a phase
     # builds s*s times the input's patches (a 4x4 input) for products as slow to differentiate.
     return _strided_adjoint(x, kernel, strides, pads, out, precision)
-  if impl == "fast":
-    # The sub-pixel form, its product XLA's stride-1 convolution, with the gradients of the strided
-    # convolution it transposes (XLA's).
-    form = functools.partial(_flipped_subpixel, strides=strides, pads=pads, precision=precision)
-    return convolution.adjoint_conv(x, _flip(kernel), strides, _adjoint_pads(x.shape[1:3], strides, pads, (k_h, k_w),
-                                    out), (x.shape[0], *out, c_out), precision, form)
   return _subpixel(x, kernel, strides, pads, xla_product=False, precision=precision)
 
 
