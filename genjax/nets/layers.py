@@ -26,9 +26,8 @@ computed:
     products over patches of the cotangent.
   * strided convolution: one product over the patches, read from the padded
     input with its width folded into blocks of s pixels (a reshape: no copy),
-    so each kernel row's window is ceil(k/s) whole blocks, and the rows are
-    strided slices; the kernel, padded with zero taps to whole blocks, is
-    just reshaped.
+    so each kernel row's window is ceil(k/s) whole blocks (rows: strided
+    slices); the kernel, padded with zero taps to whole blocks, is reshaped.
   Stride-1 layers are computed the 'xla' way in both, but for a window over
   the whole input (a DCGAN's first and last layers), which is a product.
 - 'fast': 'products' where XLA's convolutions lose, XLA's where they win once
@@ -271,11 +270,8 @@ def _flip(kernel):
 
 
 def _phase_windows(sizes: Sequence[int], strides: Sequence[int], dims):
-  """Phase r at q reads inputs q + offset[r] + j: one convolution over the union of the phases' windows.
-
-  Per spatial dimension: the phases' output length q, the input's padding to that union, and each phase's
-  shift in it.
-  """
+  """Phase r at q reads inputs q + offset[r] + j: one convolution over the union of the phases' windows. Per
+  spatial dimension: the phases' output length q, the input's padding to that union, each phase's shift in it."""
   qs, conv_pad, shifts = [], [], []
   for n, s, (out, c, _, off) in zip(sizes, strides, dims):
     q = -(-out // s)
@@ -352,15 +348,13 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
   qs, _, shifts = _phase_windows(x.shape[1:3], strides, dims)
   waste = math.prod(q + max(shift) for q, shift in zip(qs, shifts)) / math.prod(qs)
   if impl == "fast" and c_out >= _MIN_FAST_FEATURES:
-    # XLA's convolutions: the sub-pixel form's shared product, or where its union of windows is much larger than
-    # each phase's (small images), the polyphase form's s*s exact ones; with the gradients of the strided
-    # convolution it transposes (XLA's).
-    fwd_pads = _adjoint_pads(x.shape[1:3], strides, pads, (k_h, k_w), out)
+    # XLA's convolutions: the sub-pixel form's shared product, or on small images the polyphase form's s*s exact
+    # ones; with the gradients of the strided convolution it transposes (XLA's).
+    fwd_pads, y_shape = _adjoint_pads(x.shape[1:3], strides, pads, (k_h, k_w), out), (x.shape[0], *out, c_out)
     form = (functools.partial(_flipped_subpixel, strides=strides, pads=pads, precision=precision)
-            if waste < convolution.POLYPHASE_WASTE else
-            functools.partial(convolution.polyphase_transpose, strides=strides, pads=fwd_pads,
-                              in_shape=(x.shape[0], *out, c_out), precision=precision))
-    return convolution.adjoint_conv(x, _flip(kernel), strides, fwd_pads, (x.shape[0], *out, c_out), precision, form)
+            if waste < convolution.POLYPHASE_WASTE else functools.partial(
+                convolution.polyphase_transpose, strides=strides, pads=fwd_pads, in_shape=y_shape, precision=precision))
+    return convolution.adjoint_conv(x, _flip(kernel), strides, fwd_pads, y_shape, precision, form)
   if c_out < _MIN_FAST_FEATURES or waste >= _MAX_WASTE:
     # Few output channels make thin phase products, slower than XLA's own forward pass (64 -> 3 channels at
     # 64x64), whose kernel gradient is in turn many times slower than a strided convolution's. On small
