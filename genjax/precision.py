@@ -16,7 +16,8 @@
 * 'float16' (GPUs without bfloat16): the same in float16, whose range (largest 65,504, smallest normal 6e-5)
   needs dynamic loss scaling: the loss is multiplied by a scale S before differentiation, every gradient
   leaf of every optimizer (a GAN's two) is divided by S before the update, and a step whose gradients are not
-  all finite is skipped (weights and optimizer state untouched) and halves S; S doubles after
+  all finite is skipped (weights, optimizer state, BatchNorm statistics and EMA untouched:
+  `genjax.models.update.unless_skipped`) and halves S; S doubles after
   `GROWTH_INTERVAL` finite steps in a row (Micikevicius et al. 2018).
 
 The gradients are float32 (the transpose of a cast is a cast back), so the optimizer never sees low precision;
@@ -222,7 +223,7 @@ def loss_scaled(inner: optax.GradientTransformation, initial_scale: float = INIT
 
   def update(grads, state, params=None):
     grads = jax.tree.map(lambda g: g / state.scale, grads)
-    finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    finite = all_finite(grads)
     updates, inner_state = inner.update(grads, state.inner, params)
     updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), updates)
     inner_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), inner_state, state.inner)
@@ -232,6 +233,11 @@ def loss_scaled(inner: optax.GradientTransformation, initial_scale: float = INIT
     return updates, LossScaleState(scale, jnp.where(grow, 0, good).astype(jnp.int32), inner_state)
 
   return optax.GradientTransformation(init, update)
+
+
+def all_finite(tree) -> jax.Array:
+  """Whether every entry of every leaf of `tree` is finite (a traced bool)."""
+  return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
 def scale_of(opt_state) -> jax.Array | None:

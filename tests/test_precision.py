@@ -282,3 +282,28 @@ def test_the_loop_reports_the_steps_flops_from_the_cost_analysis_and_mfu_from_th
   for row in trains:
     np.testing.assert_allclose(row["tflops"], want * row["steps_per_s"] / 1e12, rtol=1e-6)
     np.testing.assert_allclose(row["mfu"], row["tflops"] / 2.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name,arch", [("gan", "dcgan"), ("diffusion", "unet")])
+def test_a_skipped_step_leaves_the_batchnorm_statistics_and_the_ema_untouched(name, arch):
+  """A step whose gradients overflow (every scale at float32's largest, so the scaled loss is infinite) leaves
+  everything the step computes beside the weights as it was: BatchNorm's running statistics (the forward pass
+  was finite, so updating them would move them) and the EMA (set apart from the weights first, so that one
+  more average would move it); the scales halve."""
+  config = conformance.config_of(name, arch, precision="float16")
+  build.validate(config)
+  family = build.family(config)
+  keys = grandom.streams(config.seed)
+  state = jax.jit(family.init)(keys.init)
+  huge = jnp.float32(np.finfo(np.float32).max)
+  opt_fields = [f for f in ("opt_state", "g_opt_state", "d_opt_state") if hasattr(state, f)]
+  state = state.replace(ema_params=jax.tree.map(lambda p: 0.5 * p + 0.1, state.ema_params),
+                        **{f: getattr(state, f)._replace(scale=huge) for f in opt_fields})
+  after, _ = jax.jit(family.train_step)(state, conformance.batches(config, 1)[0], keys.train)
+  kept = [f for f in ("params", "g_params", "d_params", "g_stats", "d_stats", "ema_params") if hasattr(state, f)]
+  assert name != "gan" or {"g_stats", "d_stats"} <= set(kept)
+  for field in kept:
+    for got, want in zip(jax.tree.leaves(getattr(after, field)), jax.tree.leaves(getattr(state, field)), strict=True):
+      np.testing.assert_array_equal(got, want, err_msg=field)
+  for field in opt_fields:
+    assert float(getattr(after, field).scale) == float(huge) / 2

@@ -291,7 +291,8 @@ class GAN:
                               labels_B=labels_B)
       new = update.apply_gradients(self.discriminator_loss, d_params, d_opt_state, self.d_optimizer, self.axis_name,
                                    d_stats, real, jax.lax.stop_gradient(fake), penalty_key, labels_B, ada_p)
-      d_stats, metrics = new.aux
+      new_stats, metrics = new.aux
+      d_stats = update.unless_skipped(new.skipped, new_stats, d_stats)
       return (new.params, d_stats, new.opt_state), {**metrics, "d_grad_norm": new.grad_norm}
 
     carry, step_keys = (state.d_params, state.d_stats, state.d_opt_state), jax.random.split(key, self.d_steps)
@@ -314,8 +315,9 @@ class GAN:
                                  self.batch_latents(key, batch_size), labels_B,
                                  jax.random.fold_in(key, augment.AUGMENT), state.ada_p)
     ema_params = self.ema(state.ema_params, new.params, state.step + 1)  # n: the G updates so far, this one included
-    new_state = state.replace(step=state.step + 1, g_params=new.params, g_stats=new.aux, g_opt_state=new.opt_state,
-                              ema_params=ema_params)
+    new_state = state.replace(step=state.step + 1, g_params=new.params, g_opt_state=new.opt_state,
+                              g_stats=update.unless_skipped(new.skipped, new.aux, state.g_stats),
+                              ema_params=update.unless_skipped(new.skipped, ema_params, state.ema_params))
     return new_state, {"g_loss": new.loss, "g_grad_norm": new.grad_norm}
 
   def train_step(self, state: GANState, batch: dict, key: jax.Array) -> tuple[GANState, dict]:

@@ -27,6 +27,17 @@ class Update(NamedTuple):
   loss: jax.Array  # the loss at the parameters before the update (this device's, not averaged)
   aux: Any  # what the loss function returned beside the loss (metrics, new statistics)
   grad_norm: jax.Array  # the global norm of the (device-averaged) gradient
+  # Under float16's loss scaling, a traced bool: the gradient was not finite and the update is zero. Otherwise
+  # the Python False, so that `unless_skipped` adds nothing to a step without loss scaling.
+  skipped: Any = False
+
+
+def unless_skipped(skipped, new, old):
+  """`new`, or `old` where the update was skipped (float16's loss scaling, a gradient not finite): a skipped
+  step leaves what it computes beside the weights, BatchNorm's statistics and the EMA, as they were too."""
+  if skipped is False:
+    return new
+  return jax.tree.map(lambda n, o: jnp.where(skipped, o, n), new, old)
 
 
 def apply_gradients(loss_fn: Callable[..., tuple[jax.Array, Any]], params, opt_state,
@@ -55,9 +66,11 @@ def apply_gradients(loss_fn: Callable[..., tuple[jax.Array, Any]], params, opt_s
   grads = parallel.mean_over(grads, axis_name)
   updates, opt_state = optimizer.update(grads, opt_state, params)
   grad_norm = optax.tree.norm(grads)
+  skipped = False
   if scale is not None:
     grad_norm = jnp.where(jnp.isfinite(grad_norm), grad_norm / scale, 0.0)
-  return Update(optax.apply_updates(params, updates), opt_state, loss, aux, grad_norm)
+    skipped = jnp.logical_not(precision.all_finite(grads))
+  return Update(optax.apply_updates(params, updates), opt_state, loss, aux, grad_norm, skipped)
 
 
 # ------------------------------------------------------------------ the EMA of weights
