@@ -263,8 +263,7 @@ class Diffusion:
     EMA."""
     new = update.apply_gradients(self.loss, state.params, state.opt_state, self.optimizer, self.axis_name,
                                  self.scale(batch["image"]), key, batch["label"] if self.num_classes else None)
-    ema_params = update.unless_skipped(new.skipped, self.ema(state.ema_params, new.params, state.step + 1),
-                                       state.ema_params)  # n: the updates so far, this one included
+    ema_params = self.ema(state.ema_params, new.params, state.step + 1, new.skipped)  # n: updates so far, this one
     metrics = {**parallel.mean_over(new.aux, self.axis_name), "grad_norm": new.grad_norm}
     return state.replace(step=state.step + 1, params=new.params, opt_state=new.opt_state,
                          ema_params=ema_params), metrics

@@ -18,22 +18,20 @@ Ranges: images arrive as uint8 0..255 and `scale` maps them to [-1, 1], the rang
 `unscale` maps back. Points of a 2-D mixture (`points` set) are used as they are.
 
 PacGAN (Lin et al. 2018): with `pack` = m > 1, D scores m examples at once, concatenated along their last axis
-(channels of an image, coordinates of a point); the batch must divide by m. DiffAugment (Zhao et al. 2020) or
-ADA (Karras et al. 2020, its p in `GANState.ada`): D scores reals and fakes after the same random transforms.
+(channels of an image, coordinates of a point); the batch must divide by m. DiffAugment (Zhao et al. 2020) or ADA
+(Karras et al. 2020, its p in `GANState.ada`): D scores reals and fakes after the same random transforms.
 
-Devices (`genjax.parallel`): under jit the step sees the global batch. Under pmap (`axis_name` set) each device
-sees its rows; gradients and metrics are averaged over the axis, BatchNorm statistics are the global batch's,
-each example's latent code is its row of the global batch's draw, and each example's WGAN-GP interpolation weight
-and DiffAugment transforms are drawn with fold_in(key, its global index), so the numbers do not depend on the
-device count.
+Devices (`genjax.parallel`): under jit the step sees the global batch. Under pmap (`axis_name` set) each device sees its
+rows; gradients and metrics are averaged over the axis, BatchNorm statistics are the global batch's, each example's
+latent code is its row of the global batch's draw, and each example's WGAN-GP interpolation weight and DiffAugment
+transforms are drawn with fold_in(key, its global index), so the numbers do not depend on the device count.
 
-Class-conditional (`num_classes` > 0): class-conditional BatchNorm in G (BigGAN) or a label embedding beside z
-(MLP), and a projection D (Miyato & Koyama 2018). D scores reals with their labels; a step's fakes (D and G
-updates) are generated for the real batch's labels, as StyleGAN2-ADA's: each class has as many fakes as reals, in
-the data's class frequencies (as the loop's FID samples); the WGAN-GP interpolate of real_i and fake_i is of one
-class, y_i, as every term's example i (R1, R2); no key is drawn for labels, so the unconditional step is as it
-was. A projection scores one class per input, so a conditional GAN packs 1.
-"""
+Class-conditional (`num_classes` > 0): class-conditional BatchNorm in G (BigGAN) or a label embedding beside z (MLP),
+and a projection D (Miyato & Koyama 2018). D scores reals with their labels; a step's fakes (D and G updates) are
+generated for the real batch's labels, as StyleGAN2-ADA's: each class has as many fakes as reals, in the data's class
+frequencies (as the loop's FID samples); the WGAN-GP interpolate of real_i and fake_i is of one class, y_i, as every
+term's example i (R1, R2); no key is drawn for labels, so the unconditional step is as it was. A projection scores one
+class per input, so a conditional GAN packs 1."""
 
 import dataclasses
 from typing import Any
@@ -52,7 +50,6 @@ from genjax import random as grandom
 from genjax.losses import gan as gan_losses
 from genjax.losses.gan import slerp
 from genjax.models import family, update
-
 
 
 class GANState(struct.PyTreeNode):
@@ -279,9 +276,8 @@ class GAN:
                            labels_B=None) -> tuple[GANState, dict]:
     """`d_steps` D updates against fresh fakes; G's weights and statistics are untouched. Every D update sees the
     same real batch (one batch per step keeps the data position exact on resume). G generates in training mode
-    and its new statistics are dropped. Metrics are the last update's. Up to 8 updates are a Python loop: XLA's
-    cost analysis (the step's FLOPs and MFU) counts a loop's body once, and even unrolled, a scan is a loop of
-    one trip, which XLA schedules apart from G's update."""
+    and its new statistics are dropped. Metrics are the last update's. Up to 8 updates are a Python loop (XLA's
+    cost analysis counts a loop's body once; even unrolled, a scan is a loop XLA schedules apart from G's)."""
     batch_size, ada_p = real.shape[0], state.ada_p
 
     def one_update(carry, step_key):
@@ -291,15 +287,13 @@ class GAN:
                               labels_B=labels_B)
       new = update.apply_gradients(self.discriminator_loss, d_params, d_opt_state, self.d_optimizer, self.axis_name,
                                    d_stats, real, jax.lax.stop_gradient(fake), penalty_key, labels_B, ada_p)
-      new_stats, metrics = new.aux
-      d_stats = update.unless_skipped(new.skipped, new_stats, d_stats)
-      return (new.params, d_stats, new.opt_state), {**metrics, "d_grad_norm": new.grad_norm}
+      d_stats = update.unless_skipped(new.skipped, new.aux[0], d_stats)  # (new statistics, metrics)
+      return (new.params, d_stats, new.opt_state), {**new.aux[1], "d_grad_norm": new.grad_norm}
 
     carry, step_keys = (state.d_params, state.d_stats, state.d_opt_state), jax.random.split(key, self.d_steps)
-    if self.d_steps <= 8:
-      for step_key in step_keys:
-        carry, metrics = one_update(carry, step_key)
-    else:
+    for step_key in step_keys if self.d_steps <= 8 else ():
+      carry, metrics = one_update(carry, step_key)
+    if self.d_steps > 8:
       carry, metrics = jax.lax.scan(one_update, carry, step_keys)
       metrics = jax.tree.map(lambda m: m[-1], metrics)
     d_params, d_stats, d_opt_state = carry
@@ -314,10 +308,9 @@ class GAN:
                                  self.axis_name, state.g_stats, state.d_params, state.d_stats,
                                  self.batch_latents(key, batch_size), labels_B,
                                  jax.random.fold_in(key, augment.AUGMENT), state.ada_p)
-    ema_params = self.ema(state.ema_params, new.params, state.step + 1)  # n: the G updates so far, this one included
+    ema_params = self.ema(state.ema_params, new.params, state.step + 1, new.skipped)  # n: G updates so far, this one
     new_state = state.replace(step=state.step + 1, g_params=new.params, g_opt_state=new.opt_state,
-                              g_stats=update.unless_skipped(new.skipped, new.aux, state.g_stats),
-                              ema_params=update.unless_skipped(new.skipped, ema_params, state.ema_params))
+                              ema_params=ema_params, g_stats=update.unless_skipped(new.skipped, new.aux, state.g_stats))
     return new_state, {"g_loss": new.loss, "g_grad_norm": new.grad_norm}
 
   def train_step(self, state: GANState, batch: dict, key: jax.Array) -> tuple[GANState, dict]:

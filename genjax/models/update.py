@@ -95,9 +95,11 @@ class EMA:
     if self.warmup not in ema_lib.RULES:
       raise ValueError(f"ema_warmup: unknown {self.warmup!r}; allowed: {', '.join(ema_lib.RULES)}")
 
-  def __call__(self, ema_params, params, num_updates: jax.Array):
-    """The average after update `num_updates` (this one included) of `params`."""
-    return ema_lib.update(ema_params, params, ema_lib.decay(self.warmup, self.decay, num_updates, self.rampup))
+  def __call__(self, ema_params, params, num_updates: jax.Array, skipped=False):
+    """The average after update `num_updates` (this one included) of `params`; `ema_params` as they are where
+    the update was `skipped` (`unless_skipped`)."""
+    new = ema_lib.update(ema_params, params, ema_lib.decay(self.warmup, self.decay, num_updates, self.rampup))
+    return unless_skipped(skipped, new, ema_params)
 
 
 EMA_WEIGHTS = ("ema", "raw")  # what `eval_params` gives of a family that keeps an EMA, its default first
