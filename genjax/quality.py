@@ -20,7 +20,8 @@ The protocol, the same in the loop and in sample.py:
     4,500 digits are all of it); its features are computed once and cached in
     a file named by the dataset, the split, the network and its weights' hash
     (`GENJAX_CACHE`, default ~/.cache/genjax), which also records what it was
-    made from (network, dataset, split, limit, row count). The file is checked
+    made from (network, dataset and its version, split, limit, row count: a
+    TFDS dataset prepared again at another version is another reference). The file is checked
     at every use: one that does not open, has the wrong shape, dtype or
     provenance, or holds a non-finite value is recomputed and replaced, with a
     warning; where the cache directory cannot be written, a warning says so
@@ -253,7 +254,8 @@ def reference_features(dataset: str, net: Network, data_dir: str | None = None) 
   """
   limit = REFERENCE_LIMIT
   path = os.path.join(cache_dir(), f"{dataset}_{REFERENCE_SPLIT}_{net.tag}.npz")
-  want = {"network": net.tag, "dataset": dataset, "split": REFERENCE_SPLIT, "limit": limit}
+  want = {"network": net.tag, "dataset": dataset, "data_version": data.version(dataset, data_dir),
+          "split": REFERENCE_SPLIT, "limit": limit}
   if path in _in_memory and _in_memory[path][0] == want:
     _, feats, whole = _in_memory[path]
     _whole_split[dataset, limit] = whole

@@ -19,7 +19,7 @@ import pytest
 from genjax import data, quality, train_lib
 from tests.helpers import run_cli, tiny_config
 
-PROVENANCE = ("network", "dataset", "split", "limit", "count", "whole_split")
+PROVENANCE = ("network", "dataset", "data_version", "split", "limit", "count", "whole_split")
 
 
 @pytest.fixture(autouse=True)
@@ -69,8 +69,8 @@ def calls(monkeypatch):
 
 def _fields(net, features, **overrides):
   """What a good cache file of mnist5k's 4,500 train digits holds, with `overrides`."""
-  return {"features": features, "network": net.tag, "dataset": "mnist5k", "split": "train",
-          "limit": 50_000, "count": len(features), "whole_split": 1, **overrides}
+  return {"features": features, "network": net.tag, "dataset": "mnist5k", "data_version": data.version("mnist5k"),
+          "split": "train", "limit": 50_000, "count": len(features), "whole_split": 1, **overrides}
 
 
 def _save(path, **arrays):
@@ -85,8 +85,8 @@ def _assert_valid_cache(path, features, net, *, limit=50_000, whole=1):
     assert stored["features"].dtype == np.float32
     np.testing.assert_array_equal(stored["features"], features)
     assert {k: stored[k].item() for k in PROVENANCE} == {
-        "network": net.tag, "dataset": "mnist5k", "split": "train", "limit": limit, "count": len(features),
-        "whole_split": whole}
+        "network": net.tag, "dataset": "mnist5k", "data_version": "1.0.0", "split": "train", "limit": limit,
+        "count": len(features), "whole_split": whole}
 
 
 def _warnings(caplog):
@@ -137,8 +137,12 @@ BAD_FILES = {
     "another_network": (_file(_other, network="fid_inception-0123456789ab"),
                         r"its network is 'fid_inception-0123456789ab', want 'mnist5k_classifier-\w{12}'"),
     "another_dataset": (_file(_other, dataset="mnist"), r"its dataset is 'mnist', want 'mnist5k'"),
-    "no_provenance": (lambda path, net, fresh: _save(path, features=_other(fresh)),  # the previous format
-                      r"it has no network, dataset, split, limit, count, whole_split"),
+    "another_data_version": (_file(_other, data_version="0.9.0"), r"its data_version is '0\.9\.0', want '1\.0\.0'"),
+    "no_data_version": (lambda path, net, fresh: _save(path, **{k: v for k, v in _fields(net, _other(fresh)).items()
+                                                                if k != "data_version"}),  # an earlier format
+                        r"it has no data_version"),
+    "no_provenance": (lambda path, net, fresh: _save(path, features=_other(fresh)),  # the first format
+                      r"it has no network, dataset, data_version, split, limit, count, whole_split"),
 }
 
 
@@ -307,7 +311,7 @@ def test_a_tfds_cache_whose_count_misses_the_prepared_split_is_recomputed(tmp_pa
   monkeypatch.setattr(quality, "REFERENCE_LIMIT", 2500)
   path = tmp_path / f"mnist_train_{net.tag}.npz"
   _save(path, **_fields(net, quality._features(net, train[:64]), dataset="mnist", limit=2500,  # pylint: disable=protected-access
-                        whole_split=1))
+                        whole_split=1, data_version=data.version("mnist", "/prepared")))
   monkeypatch.setattr(quality.data, "eval_image_chunks",
                       lambda name, n, *, split, data_dir=None, download=True: iter([train[:n]]))
   sizes = []
@@ -330,6 +334,18 @@ def test_split_size_reads_a_prepared_tfds_split_s_metadata_and_knows_no_mock(tmp
   assert tfds_batches.split_size("dummy_mnist", "validation", str(tmp_path)) is None
   with tfds.testing.mock_data(num_examples=64):
     assert data.split_size("mnist", "train", str(tmp_path / "none")) is None
+
+
+def test_the_data_version_is_the_prepared_tfds_datasets_and_mnist5ks_own(tmp_path):
+  """What the reference cache records of its images: a TFDS dataset's version as prepared (or as TFDS would
+  prepare it), mnist5k's shipped file's; '' for a name TFDS does not know."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from genjax.data import tfds_batches  # pylint: disable=g-import-not-at-top
+  assert data.version("mnist5k") == "1.0.0"
+  tfds.testing.DummyMnist(data_dir=str(tmp_path)).download_and_prepare()
+  assert tfds_batches.version("dummy_mnist", str(tmp_path)) == str(tfds.testing.DummyMnist.VERSION)
+  assert data.version("mnist", str(tmp_path / "none")) == str(tfds.builder("mnist").info.version)
+  assert tfds_batches.version("no_such_dataset", str(tmp_path)) == ""
 
 
 def test_writers_at_once_each_write_a_whole_file_of_their_own(tmp_path, net, fresh):

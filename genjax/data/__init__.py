@@ -14,7 +14,7 @@ functions that read a TFDS dataset import them, with the accelerators hidden.
 
 from genjax.data.mnist5k import NUM_TRAIN as MNIST5K_TRAIN
 from genjax.data.mnist5k import load_mnist5k
-from genjax.data.pipeline import eval_examples, eval_image_chunks, eval_images, split_size, train_iterator
+from genjax.data.pipeline import eval_examples, eval_image_chunks, eval_images, split_size, train_iterator, version
 from genjax.data.registry import DATASETS, POINT_DATASETS, DatasetUnavailableError, image_shape, num_classes
 
 __all__ = [
@@ -30,4 +30,5 @@ __all__ = [
     "num_classes",
     "split_size",
     "train_iterator",
+    "version",
 ]

@@ -26,6 +26,7 @@ NUM_ROWS = 5000
 NUM_PIXELS = 28 * 28
 NUM_TRAIN = 4500  # rows whose index is not 9 mod 10
 SPLITS = ("train", "test")
+VERSION = "1.0.0"  # of the shipped file: a cache of anything computed from it (FID's reference) records it
 _PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files", "mnist_5k.csv.gz")
 
 

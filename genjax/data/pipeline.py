@@ -171,6 +171,17 @@ def split_size(name: str, split: str = "train", data_dir: str | None = None) -> 
   return tfds_batches.split_size(name, split, data_dir)
 
 
+def version(name: str, data_dir: str | None = None) -> str:
+  """The version of the examples of `name` a reader takes: mnist5k's shipped file's, a TFDS dataset's as
+  prepared in `data_dir` (or as TFDS would prepare it); '' for the 2-D mixtures, which are drawn, not stored."""
+  check_name(name)
+  if name == "mnist5k":
+    return mnist5k.VERSION
+  if name in POINT_DATASETS:
+    return ""
+  return tfds_batches.version(name, data_dir)
+
+
 def eval_examples(name: str, num_examples: int, *, split: str = "test", data_dir: str | None = None,
                   download: bool = True) -> dict[str, np.ndarray]:
   """`eval_images` with the labels: {'image': uint8 [N, H, W, C], 'label': int32 [N]} (zeros where a dataset has none).

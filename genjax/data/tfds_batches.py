@@ -165,6 +165,16 @@ def split_size(name: str, split: str, data_dir: str | None) -> int | None:
     return None
 
 
+def version(name: str, data_dir: str | None) -> str:
+  """The version of `name` that a reader of `data_dir` takes (the prepared one's, else the one TFDS would
+  prepare); '' where TFDS does not know the name."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    return str(tfds.builder(name, data_dir=data_dir).info.version)
+  except Exception:  # pylint: disable=broad-except  # an unknown name, an unreadable data_dir: not known
+    return ""
+
+
 def eval_chunks(name: str, num_examples: int, *, split: str, data_dir: str | None, download: bool,
                 chunk: int) -> Iterator[dict[str, np.ndarray]]:
   """The first `num_examples` examples of `split` in order, as {'image', 'label'} chunks of at most `chunk`."""
