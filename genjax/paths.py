@@ -300,8 +300,9 @@ class BucketLock:
   GCS creates an object under the precondition 'generation 0' (absent) for exactly one of two writers, and
   replaces it under 'generation N' only while it is still N: a second run is refused, and of two runs
   taking over a dead run's lock only one succeeds. The holder renews it every HEARTBEAT_S on a daemon thread;
-  a lock whose last renewal (the bucket's clock, against this host's) is older than LEASE_S is a run's that died without releasing
-  it (a SIGKILL, a lost host), and is taken over.
+  a lock whose last renewal (the bucket's clock, against this host's) is older than LEASE_S is a run's that
+  died without releasing it (a SIGKILL, a lost host), and is taken over; its holder, if alive after all
+  (a stall), finds it `lost` at its next renewal.
   """
 
   def __init__(self, path: str, label: dict):
@@ -315,6 +316,7 @@ class BucketLock:
     self._blob = storage.Client(project=None).bucket(bucket).blob(name)
     self.path, self.label = path, dict(label)
     self.holder: dict | None = None  # the other run's label, when refused
+    self.lost = False  # another run took it over (this one did not renew it for LEASE_S)
     self._generation: int | None = None
     self._stop = threading.Event()
     self._writing = threading.Lock()  # the renewing thread and `announce` each write under the last generation
@@ -364,9 +366,10 @@ class BucketLock:
     while not self._stop.wait(HEARTBEAT_S):
       try:
         self._upload()
-      except self._precondition_failed:
-        logging.error("the lock %s was taken by another run (this one did not renew it for %.0f s); two runs"
-                      " may now write this workdir", self.path, LEASE_S)
+      except self._precondition_failed:  # the training loop stops at its next step (RunLock.check)
+        logging.error("the lock %s was taken by another run (this one did not renew it for %.0f s)", self.path,
+                      LEASE_S)
+        self.lost = True
         return
       except Exception as e:  # pylint: disable=broad-except  (a network error: renewed at the next beat)
         logging.warning("could not renew the lock %s: %s", self.path, e)

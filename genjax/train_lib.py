@@ -94,7 +94,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Raises:
     UserError: bad config, workdir, data or checkpoint, a model too large for the devices, a resume that changes
-      a pinned field, or a workdir in use by another run; nothing is written.
+      a pinned field, a workdir in use by another run (nothing is written) or taken over by one (nothing more).
     NonFiniteLossError: a step's loss, or the weights to be saved, were NaN or infinite (the last good
       checkpoint, which is finite, is kept).
     Preempted: SIGTERM, Ctrl-C (or a preemption notice) arrived; a checkpoint of the current step was saved.
@@ -146,9 +146,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
     if start and start >= config.num_steps and not (start == config.num_steps and missing_evaluation):
       # Nothing to train: complete, and left exactly as it is, if its newest checkpoint reads (sample.py's).
       reader.saved_metadata(start)
-      logging.info("the run in %s is complete: its checkpoint of step %d reaches num_steps %d; nothing was"
-                   " changed (python sample.py --workdir=%s evaluates it)", workdir, start, config.num_steps,
-                   workdir)
+      logging.info("the run in %s is complete: its checkpoint of step %d reaches num_steps %d; nothing was changed"
+                   " (python sample.py --workdir=%s evaluates it)", workdir, start, config.num_steps, workdir)
       return last_row(workdir, "eval", start)
 
     ds = config.dataset
@@ -353,6 +352,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, par: pa
       step = first + n - 1  # the last step of this call
       t0 = time.perf_counter()
       state, metrics = train_call(state, first, batch)
+      if lock is not None:  # a bucket's lock taken over by another run: nothing more is written here
+        lock.check()
       if first == start + 1:
         jax.block_until_ready(metrics)
         logging.info("first call (%d step%s, compiled before) took %.2f s", n, "s" * (n > 1), time.perf_counter() - t0)

@@ -244,6 +244,13 @@ class RunLock:
       return
     write_atomically(os.path.join(self.workdir, HOLDER_FILE), json.dumps(self._label()) + "\n")
 
+  def check(self) -> None:
+    """Raises UserError where another run took the (bucket) lock over: this run must write nothing more there."""
+    if self._bucket is not None and self._bucket.lost:
+      raise UserError(f"--workdir: another run took over the lock of {self.workdir!r} (this one did not renew it"
+                      f" for {paths.LEASE_S:.0f} s, a stall or a lost network); stopping without saving: the"
+                      " workdir is that run's now, resumed from its last checkpoint")
+
   def release(self) -> None:
     if self._bucket is not None:
       self._bucket.release()

@@ -141,6 +141,27 @@ def test_a_live_run_renews_its_bucket_lock_and_keeps_it_past_the_lease(bucket, m
   assert _objects("runs/renewed") == set()
 
 
+def test_a_run_whose_bucket_lock_was_taken_over_finds_it_lost_at_its_next_renewal(bucket, monkeypatch):
+  """A holder that stalled past the lease is alive after all: its next renewal fails the precondition, and
+  `check` (which the training loop calls after every step) then stops it in one line."""
+  monkeypatch.setattr(paths, "HEARTBEAT_S", 1.0)  # the first renewal comes after the takeover below
+  workdir = f"gs://{BUCKET}/runs/taken"
+  first = workdir_lib.RunLock(workdir)
+  first.check()  # held: nothing to say
+  monkeypatch.setattr(paths, "LEASE_S", 0.0)
+  second = workdir_lib.RunLock(workdir)
+  deadline = time.time() + 10
+  while not first._bucket.lost and time.time() < deadline:  # pylint: disable=protected-access
+    time.sleep(0.05)
+  with pytest.raises(UserError, match=r"^--workdir: another run took over the lock of 'gs://genjax-test/runs/taken'"
+                                      r" \(this one did not renew it for 0 s, .+\); stopping without saving"):
+    first.check()
+  second.check()
+  first.release()  # removes nothing of the new holder's
+  assert _objects("runs/taken") == {workdir_lib.HOLDER_FILE}
+  second.release()
+
+
 def test_of_two_runs_creating_a_bucket_lock_at_once_one_gets_it(bucket, monkeypatch):
   """The read that names a holder cannot decide a race: the create-only-while-absent write does."""
   from google.cloud import storage  # pylint: disable=g-import-not-at-top

@@ -102,6 +102,26 @@ def test_the_lock_is_refused_in_process_and_taken_again_once_released(tmp_path):
   workdir_lib.RunLock(str(tmp_path)).release()
 
 
+def test_a_run_whose_lock_is_lost_stops_after_the_step_in_flight_writing_nothing_more(tmp_path, monkeypatch):
+  """The loop asks its lock after every step: once another run has taken it over (a bucket's lock, after a
+  stall), the run stops in one line, with no checkpoint, metrics row or evaluation of a later step."""
+  workdir = str(tmp_path / "run")
+  calls = []
+
+  def check(self):
+    calls.append(1)
+    if len(calls) == 3:
+      raise UserError("--workdir: another run took over the lock (test)")
+
+  monkeypatch.setattr(workdir_lib.RunLock, "check", check)
+  with pytest.raises(UserError, match=r"took over the lock \(test\)"):
+    train_lib.train_and_evaluate(tiny_config(num_steps=6), workdir)
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2"]  # step 3 raised: nothing of 3 or 4
+  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8")]
+  assert max(r["step"] for r in rows) == 2
+  assert not os.path.exists(os.path.join(workdir, workdir_lib.HOLDER_FILE))  # released on the way out
+
+
 def _dead_pid() -> int:
   """The pid of a process that has exited."""
   child = subprocess.Popen([sys.executable, "-c", "pass"])  # pylint: disable=consider-using-with
