@@ -314,3 +314,20 @@ def test_polyphase_and_sub_pixel_forms_equal_lax(size, form):
     fast = jax.jit(lambda a, k, f=f: jax.vjp(lambda a, k: f(a, k, "fast"), a, k)[1](f(a, k, "fast")))
     labels = _convolution_layouts(fast.lower(a, k).compile().as_text())
     assert labels and all(label == "b01f_01io->b01f" for label in labels), (name, labels)
+
+
+@pytest.mark.parametrize("size,k,pads", [((6, 4), 2, ((1, 0), (1, 1))), ((6, 3), 5, ((4, 1), (4, 4))),
+                                         ((3, 8), 4, ((3, 0), (3, 1)))])
+def test_polyphase_gradients_with_paddings_beyond_a_phases_window(size, k, pads):
+  """A phase whose taps start past a large padding: its convolution's padding is kept within the window and the
+  outputs that read only padding are padded on after, so no negative padding reaches XLA:CPU, which computed
+  these three gradients from memory outside its operands (values near 1e38, NaN) before."""
+  rng = np.random.default_rng(4)
+  x = rng.standard_normal((2, *size, 16), np.float32)
+  k = 0.2 * rng.standard_normal((k, k, 16, 16), np.float32)
+  want = jax.vjp(lambda x: lax.conv_general_dilated(x, k, (2, 2), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")),
+                 x)
+  c = rng.standard_normal(want[0].shape, np.float32)
+  got = jax.jit(lambda x, c: jax.linear_transpose(
+      lambda x: convolution._polyphase_conv(x, k, (2, 2), pads), x)(c)[0])(x, c)  # pylint: disable=protected-access
+  assert _relative_error(got, want[1](c)[0]) < 1e-5

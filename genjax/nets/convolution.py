@@ -149,7 +149,7 @@ def _polyphase_conv(x, kernel, strides, pads, precision=None):
   """The strided convolution as the sum over the input's s*s phases (rows s*i + r) of stride-1 convolutions,
   each by the kernel taps that meet that phase: no position computed that the output does not need. Its
   transpose (`polyphase_transpose`) is s*s exact convolutions into the phases, interleaved."""
-  (s_h, s_w), (k_h, k_w, c_in, _) = strides, kernel.shape
+  (s_h, s_w), (k_h, k_w, c_in, c_out) = strides, kernel.shape
   b, sizes = x.shape[0], x.shape[1:3]
   outs = [(n + lo + hi - k) // s + 1 for n, k, s, (lo, hi) in zip(sizes, (k_h, k_w), strides, pads)]
   (m_h, m_w) = [-(-n // s) for n, s in zip(sizes, strides)]
@@ -160,17 +160,28 @@ def _polyphase_conv(x, kernel, strides, pads, precision=None):
                      [1] * (s_h * s_w), axis=0)
   terms = []
   for index, (r_h, r_w) in enumerate((r_h, r_w) for r_h in range(s_h) for r_w in range(s_w)):
-    # Input row s*i + r meets the taps a + s*j, a = (r + lo) mod s, at output i + j + (a - r - lo) / s.
+    # Input row s*i + r meets the taps a + s*j, a = (r + lo) mod s.
     firsts = [(r + lo) % s for r, s, (lo, _) in zip((r_h, r_w), strides, pads)]
     taps = kernel[firsts[0]::s_h, firsts[1]::s_w]
     if 0 in taps.shape[:2]:
       continue
-    phase_pads = []
-    for r, s, (lo, _), a, m, out, c in zip((r_h, r_w), strides, pads, firsts, (m_h, m_w), outs, taps.shape[:2]):
-      shift = (a - r - lo) // s
-      phase_pads.append((-shift, out + c - 1 - m + shift))
-    terms.append(input_tangent(phases[index][0], taps, (1, 1), phase_pads, precision))
-  return functools.reduce(jnp.add, terms)
+    phase, phase_pads, zeros = phases[index][0], [], [(0, 0, 0)] * 4
+    for axis, r, s, (lo, _), a, m, out, c in zip((1, 2), (r_h, r_w), strides, pads, firsts, (m_h, m_w), outs,
+                                                 taps.shape[:2]):
+      low = -((a - r - lo) // s)  # the phase's row i meets tap a + s*j at output i - j + low
+      high = out + c - 1 - m - low
+      # Paddings kept within the window (0..c-1), whose transposes are too: rows past the last window are
+      # sliced off, and outputs that read only padding are zeros padded on after. JAX transposes a padding
+      # outside the window into a negative one, which XLA:CPU computed from memory outside its operands
+      # (garbage and NaN, in some gradients of stride 2 with paddings from 3).
+      phase = lax.slice_in_dim(phase, 0, m + min(high, 0), axis=axis)
+      phase_pads.append((min(low, c - 1), min(max(high, 0), c - 1)))
+      zeros[axis] = (low - phase_pads[-1][0], max(high, 0) - phase_pads[-1][1], 0)
+    if 0 in phase.shape:
+      continue
+    term = input_tangent(phase, taps, (1, 1), phase_pads, precision)
+    terms.append(lax.pad(term, jnp.zeros((), term.dtype), zeros))
+  return functools.reduce(jnp.add, terms) if terms else jnp.zeros((b, *outs, c_out), x.dtype)
 
 
 def polyphase_transpose(c, kernel, strides, pads, in_shape, precision=None):
