@@ -21,8 +21,8 @@ The protocol, the same in the loop and in sample.py:
     a file named by the dataset, the split, the network and its weights' hash
     (`GENJAX_CACHE`, default ~/.cache/genjax), which also records what it was
     made from (network, dataset and its version, split, limit, row count: a
-    TFDS dataset prepared again at another version is another reference). The file is checked
-    at every use: one that does not open, has the wrong shape, dtype or
+    TFDS dataset prepared again at another version is another reference).
+    The file is checked at every use: one that does not open, has the wrong shape, dtype or
     provenance, or holds a non-finite value is recomputed and replaced, with a
     warning; where the cache directory cannot be written, a warning says so
     and the features are kept in memory for the rest of the process;

@@ -345,16 +345,17 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
     return _conv(x, kernel, strides, pads, precision)
   if impl == "xla":
     return lax.conv_transpose(x, kernel, strides, pads, dimension_numbers=_DIMENSIONS, precision=precision)
-  qs, _, shifts = _phase_windows(x.shape[1:3], strides, dims)
-  waste = math.prod(q + max(shift) for q, shift in zip(qs, shifts)) / math.prod(qs)
   if impl == "fast" and c_out >= _MIN_FAST_FEATURES:
     # XLA's convolutions: the sub-pixel form's shared product, or on small images the polyphase form's s*s exact
-    # ones; with the gradients of the strided convolution it transposes (XLA's).
+    # ones, chosen as the input gradient of the strided convolution it transposes, whose gradients it takes.
     fwd_pads, y_shape = _adjoint_pads(x.shape[1:3], strides, pads, (k_h, k_w), out), (x.shape[0], *out, c_out)
     form = (functools.partial(_flipped_subpixel, strides=strides, pads=pads, precision=precision)
-            if waste < convolution.POLYPHASE_WASTE else functools.partial(
-                convolution.polyphase_transpose, strides=strides, pads=fwd_pads, in_shape=y_shape, precision=precision))
+            if convolution.union_waste(out, (k_h, k_w), strides, fwd_pads) < convolution.POLYPHASE_WASTE else
+            functools.partial(convolution.polyphase_transpose, strides=strides, pads=fwd_pads, in_shape=y_shape,
+                              precision=precision))
     return convolution.adjoint_conv(x, _flip(kernel), strides, fwd_pads, y_shape, precision, form)
+  qs, _, shifts = _phase_windows(x.shape[1:3], strides, dims)
+  waste = math.prod(q + max(shift) for q, shift in zip(qs, shifts)) / math.prod(qs)
   if c_out < _MIN_FAST_FEATURES or waste >= _MAX_WASTE:
     # Few output channels make thin phase products, slower than XLA's own forward pass (64 -> 3 channels at
     # 64x64), whose kernel gradient is in turn many times slower than a strided convolution's. On small
