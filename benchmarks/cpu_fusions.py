@@ -8,7 +8,7 @@ its dots, its reductions, its convolutions; each becomes a `__ynn_fusion`) and e
 config, its training step (genjax's, as train.py compiles it: one device, state donated) is compiled once per
 variant with that option: 'jaxlib' (the option as jaxlib leaves it), 'no_ynn_conv' (dots and reductions only:
 XLA's own convolutions) and 'no_ynn' (no library fusion); 'genjax' is 'no_ynn_conv' with threefry's rounds
-unrolled (genjax.cli.unroll_threefry), the two settings genjax.cli.set_up_process makes. The variants train
+unrolled (genjax.host.unroll_threefry), the two settings genjax.host.set_up_process makes. The variants train
 from the same state on the same batch and key, their losses are checked equal, and they are timed in
 alternating rounds (benchmarks/speed.py's `timed_rounds`). For a diffusion config the DDIM sampler
 (--sample_steps steps of --sample_images images, the config's net) is timed the same way. Prints steps/s of
@@ -36,16 +36,16 @@ _SAMPLE_STEPS = flags.DEFINE_integer("sample_steps", 10, "DDIM steps of the samp
 
 def main(argv):
   del argv
-  # Not cli.set_up_process: the variants set the option per compile, nothing is set for the whole process.
+  # Not host.set_up_process: the variants set the option per compile, nothing is set for the whole process.
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from genjax import build, cli, data  # pylint: disable=g-import-not-at-top
+  from genjax import build, data, host  # pylint: disable=g-import-not-at-top
   from genjax import random as grandom  # pylint: disable=g-import-not-at-top
 
   if jax.default_backend() != "cpu":
     raise app.UsageError("cpu_fusions.py compares XLA:CPU's options: CPU only")
-  own = {cli.YNN_OPTION: cli.YNN_WITHOUT_CONVOLUTIONS}
-  options = {"jaxlib": None, "no_ynn_conv": own, "no_ynn": {cli.YNN_OPTION: ""}, "genjax": own}
+  own = {host.YNN_OPTION: host.YNN_WITHOUT_CONVOLUTIONS}
+  options = {"jaxlib": None, "no_ynn_conv": own, "no_ynn": {host.YNN_OPTION: ""}, "genjax": own}
   print(f"JAX {jax.__version__}, {os.cpu_count()} CPU threads, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
         flush=True)
   for name in _CONFIGS.value:
@@ -57,7 +57,7 @@ def main(argv):
     contenders, losses = [], {}
     for variant in _VARIANTS.value:
       if variant == "genjax":
-        cli.unroll_threefry()
+        host.unroll_threefry()
       # A new function each time, traced and lowered afresh under this variant's threefry rule.
       compiled = jax.jit(lambda *a: family.train_step(*a), donate_argnums=0).lower(  # noqa: PLW0108
           family.init(keys.init), batch, key).compile(compiler_options=options[variant])
@@ -84,7 +84,7 @@ def main(argv):
           jax.block_until_ready(out)
 
         contenders.append(speed.Contender(f"{variant} DDIM", lambda s=sample: s(1), sample))
-      cli.unroll_threefry(False)  # JAX's own CPU rule again for the next variant
+      host.unroll_threefry(False)  # JAX's own CPU rule again for the next variant
     first = losses[_VARIANTS.value[0]]
     for variant, metrics in losses.items():
       for k, v in metrics.items():

@@ -393,8 +393,8 @@ def report(op: str, per_op: int, contenders: list, rates: dict, peak_gflops: flo
 
 def main(argv):
   del argv
-  from genjax import cli  # pylint: disable=g-import-not-at-top
-  retained = cli.set_up_process()
+  from genjax import host  # pylint: disable=g-import-not-at-top
+  retained = host.set_up_process()
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 

@@ -13,7 +13,7 @@ round by round; the table gives the median milliseconds of each, XLA's over
 on) and PyTorch's over 'fast' (above 1: genjax's form is the faster). The
 rows marked * are layers the 'fast' form leaves to XLA's own op (few output
 channels), so its two genjax columns are the same computation. The process
-is set up as train.py's is (genjax.cli.set_up_process).
+is set up as train.py's is (genjax.host.set_up_process).
 """
 
 import os
@@ -95,8 +95,8 @@ def torch_layer_step(kind: str, batch: int, size: int, c_in: int, c_out: int, de
 
 def main(argv):
   del argv
-  from genjax import cli  # pylint: disable=g-import-not-at-top
-  cli.set_up_process()
+  from genjax import host  # pylint: disable=g-import-not-at-top
+  host.set_up_process()
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from genjax.nets import layers  # pylint: disable=g-import-not-at-top

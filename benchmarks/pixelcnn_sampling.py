@@ -157,8 +157,8 @@ def timed_rounds(contenders: list[Contender], rounds: int) -> dict[str, list[flo
 
 def main(argv):
   del argv
-  from genjax import cli  # pylint: disable=g-import-not-at-top
-  cli.set_up_process()
+  from genjax import host  # pylint: disable=g-import-not-at-top
+  host.set_up_process()
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 

@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from genjax import cli  # noqa: E402  (its --retain_host_memory applies to both contenders: one process)
+from genjax import host  # noqa: E402  (its --retain_host_memory applies to both contenders: one process)
 
 
 def define_flags(steps: int, batch: int):
@@ -187,7 +187,7 @@ def step_flops(family, images: np.ndarray) -> float:
 def main(title: str, make_config, torch_contender, image_shape, *, rounds: int, steps: int, batch: int,
          impls: list[str], device: str, with_torch: bool) -> None:
   """Times genjax (each conv_impl) and PyTorch alternately and prints the table."""
-  retained = cli.set_up_process()
+  retained = host.set_up_process()
   import jax  # pylint: disable=g-import-not-at-top
   from genjax import build  # pylint: disable=g-import-not-at-top
   print(f"JAX {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}),"

@@ -459,8 +459,8 @@ def print_top(title: str, xla_rows: list, torch_rows: list, n: int) -> None:
 
 def main(argv):
   del argv
-  from genjax import cli  # pylint: disable=g-import-not-at-top
-  cli.set_up_process()
+  from genjax import host  # pylint: disable=g-import-not-at-top
+  host.set_up_process()
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
