@@ -123,11 +123,14 @@ def _parse_flags(argv: list[str]) -> list[str]:
   if _config_flags() and len(paths) > 1:  # absl would take the last one, and drop the others unsaid
     fail(f"--config: given {len(paths)} times ({', '.join(paths)}); allowed: one config file, changed by"
          " --config.FIELD=VALUE")
+  parsed, nones = config_flag.without_none_overrides(argv) if _config_flags() else (argv, [])
   try:
-    rest = flags.FLAGS(argv)
+    rest = flags.FLAGS(parsed)
     for flag in _config_flags():
       flag.value.keys()  # ml_collections keeps a file it could not read as an object that raises on first use
       config_flag.require_config_dict(flag.value)
+      if not config_flag.set_none(flag.value, nones):
+        rest = flags.FLAGS(argv)  # a None for no field (or a block): refused as any such override is
   except flags.Error as e:
     if _config_flags() and isinstance(e, flags.IllegalFlagValueError) and "--config=" in str(e).split(":")[0]:
       defaults = [f.default for f in _config_flags() if isinstance(f.default, str)]

@@ -136,3 +136,38 @@ def check_fields(config: ml_collections.ConfigDict, schema: ml_collections.Confi
       near = difflib.get_close_matches(field, known, n=1)
       hint = f"did you mean {near[0]}?" if near else "allowed: the fields of configs/base.py"
       raise UserError(f"{field}: no such field of a {config.family} config (set in {path}); {hint}")
+
+
+_OVERRIDE = re.compile(r"^--?config\.([\w.]+)=(.*)$")
+
+
+def without_none_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+  """(`argv` less its `--config.FIELD=None` items, the fields whose last override is None).
+
+  ml_collections parses an override by its field's type, so `--config.num_devices=None` fails to parse as an
+  int, and a field a config file set cannot be reset to None; genjax sets those fields after parsing
+  (`set_none`). A later override of the same field wins, as ever.
+  """
+  last = {}
+  for arg in argv[1:]:
+    if match := _OVERRIDE.match(arg):
+      last[match.group(1)] = match.group(2)
+  nones = [field for field, value in last.items() if value == "None"]
+  return [a for a in argv if not ((match := _OVERRIDE.match(a)) and match.group(2) == "None")], nones
+
+
+def set_none(config: ml_collections.ConfigDict, fields: list[str]) -> bool:
+  """Sets each of `fields` (dotted) of `config` to None; False, changing nothing, if one is not a leaf field of it
+  (the caller then lets ml_collections refuse that override as it refuses any other)."""
+  nodes = []
+  for field in fields:
+    node, *path = config, *field.split(".")
+    for name in path[:-1]:
+      node = node.get(name) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or path[-1] not in node or isinstance(
+        node[path[-1]], ml_collections.ConfigDict):
+      return False
+    nodes.append((node, path[-1]))
+  for node, name in nodes:
+    node[name] = None
+  return True

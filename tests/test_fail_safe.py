@@ -14,10 +14,11 @@ import shutil
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
-from genjax import build, checkpoint, sample_lib, train_lib
+from genjax import build, checkpoint, config_flag, sample_lib, train_lib
 from genjax import workdir as workdir_lib
 from genjax import random as grandom
 from genjax.errors import NonFiniteLossError
@@ -178,6 +179,17 @@ CASES = {
     "override of the wrong type": ("train.py", ["--config.batch_size=big"], None,
                                    "error: --config.batch_size: cannot use 'big' (invalid literal for int() with"
                                    " base 10: 'big'); allowed: int"),
+    # --config.FIELD=None sets None (ml_collections alone parses it as the field's type), for validate to judge
+    "None for a field that needs a value": ("train.py", ["--config.num_steps=None"], None,
+                                            "error: num_steps: must be a positive integer, got None"),
+    "None resetting a field an earlier override set": (
+        "train.py", ["--config.num_devices=64", "--config.num_devices=None", "--config.batch_size=6000",
+                     "--workdir={d}/new"], None,
+        "error: batch_size: the global batch 6000 exceeds the 4500 training examples of dataset 'mnist5k'; allowed:"
+        " at most 4500"),
+    "None for no field": ("train.py", ["--config.nope=None"], None,
+                          "error: --config.nope: no such field in {root}/configs/vae_mnist5k_mlp.py; allowed: the"
+                          " fields of configs/base.py"),
     "infinite learning rate": ("train.py", ["--config.optim.learning_rate=inf"], None,
                                "error: optim.learning_rate: must be a finite number, got inf"),
     "infinite beta": ("train.py", ["--config.model.beta=inf"], None,
@@ -368,6 +380,19 @@ def test_cli_refuses_in_one_line_with_status_2_and_changes_nothing(trained, tmp_
     assert lines[0].startswith(start) and lines[0].endswith(end), lines[0]
   assert _digest(workdir) == before
   assert not os.path.exists(tmp_path / "new")  # where a case trains into a new workdir, it is not created
+
+
+def test_a_none_override_is_set_after_parsing_and_a_later_override_still_wins():
+  argv = ["train.py", "--config.a=1", "--config.a=None", "--config.b.c=None", "--config.b.c=2", "--workdir=w",
+          "--config.d=None"]
+  parsed, nones = config_flag.without_none_overrides(argv)
+  assert parsed == ["train.py", "--config.a=1", "--config.b.c=2", "--workdir=w"]
+  assert nones == ["a", "d"]
+  config = ml_collections.ConfigDict({"a": 1, "b": {"c": 2}, "d": ml_collections.config_dict.placeholder(int)})
+  config.lock()
+  assert not config_flag.set_none(config, ["a", "b.x"]) and config.a == 1  # one is no field: nothing changes
+  assert not config_flag.set_none(config, ["b"]) and config.b.c == 2  # a block is not a field to set to None
+  assert config_flag.set_none(config, ["a", "b.c"]) and config.a is None and config.b.c is None
 
 
 def test_the_cli_table_covers_both_scripts():
