@@ -8,7 +8,8 @@ its dots, its reductions, its convolutions; each becomes a `__ynn_fusion`) and e
 config, its training step (genjax's, as train.py compiles it: one device, state donated) is compiled once per
 variant with that option: 'jaxlib' (the option as jaxlib leaves it), 'no_ynn_conv' (dots and reductions only:
 XLA's own convolutions) and 'no_ynn' (no library fusion); 'genjax' is 'no_ynn_conv' with threefry's rounds
-unrolled (genjax.host.unroll_threefry), the two settings genjax.host.set_up_process makes. The variants train
+unrolled (genjax.host.unroll_threefry), the two compile settings genjax.host.set_up_process makes (its memory
+and dispatch settings hold for a whole process: benchmarks/host_settings.py compares those). The variants train
 from the same state on the same batch and key, their losses are checked equal, and they are timed in
 alternating rounds (benchmarks/speed.py's `timed_rounds`). For a diffusion config the DDIM sampler
 (--sample_steps steps of --sample_images images, the config's net) is timed the same way. Prints steps/s of
