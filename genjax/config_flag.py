@@ -45,14 +45,13 @@ def overridden_fields(argv: list[str]) -> list[str]:
   return _overrides(argv)
 
 
+# --config.FIELD=VALUE, or a boolean's --[no]config.FIELD: (FIELD, VALUE or None).
+_OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)(?:=(.*))?$")
+
+
 def _overrides(argv: list[str]) -> list[str]:
   """The field paths of every --config.FIELD[=VALUE] on the command line."""
-  out = []
-  for arg in argv:
-    match = re.match(r"^--?(?:no)?config\.([^=]+)", arg)
-    if match:
-      out.append(match.group(1))
-  return out
+  return [match.group(1) for arg in argv if (match := _OVERRIDE.match(arg))]
 
 
 def _fields(config, prefix: str = "") -> list[str]:
@@ -138,9 +137,6 @@ def check_fields(config: ml_collections.ConfigDict, schema: ml_collections.Confi
       raise UserError(f"{field}: no such field of a {config.family} config (set in {path}); {hint}")
 
 
-_OVERRIDE = re.compile(r"^--?config\.([\w.]+)=(.*)$")
-
-
 def without_none_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
   """(`argv` less its `--config.FIELD=None` items, the fields whose last override is None).
 
@@ -153,7 +149,7 @@ def without_none_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     if match := _OVERRIDE.match(arg):
       last[match.group(1)] = match.group(2)
   nones = [field for field, value in last.items() if value == "None"]
-  return [a for a in argv if not ((match := _OVERRIDE.match(a)) and match.group(2) == "None")], nones
+  return [arg for arg in argv if not ((match := _OVERRIDE.match(arg)) and match.group(2) == "None")], nones
 
 
 def set_none(config: ml_collections.ConfigDict, fields: list[str]) -> bool:

@@ -54,14 +54,16 @@ def _mallopt(*settings: tuple[int, int]) -> bool:
 _SINGLE_ARENA = flags.DEFINE_bool(
     "single_malloc_arena", False,
     "glibc: one malloc arena for all threads, so that XLA's threads reuse freed buffers over 64 MiB too"
-    " (single_malloc_arena(); faster for large activations, slower for small nets).")
+    " (single_malloc_arena(); for programs over several CPU devices, or with --cpu_async_dispatch).")
 
 
 def single_malloc_arena() -> bool:
   """Makes glibc's malloc serve every thread from one arena; True if it took effect (Linux with glibc).
 
-  XLA runs its programs on threads of its own, and glibc gives each thread an
-  arena whose heaps hold at most 64 MiB: it maps every larger buffer afresh
+  Where XLA runs a program on a thread of its own (a program over several CPU
+  devices, or any with --cpu_async_dispatch; inline_cpu_dispatch() keeps the
+  others in the calling thread), glibc gives that thread an arena whose heaps
+  hold at most 64 MiB: it maps every larger buffer afresh
   for such a thread and unmaps it when freed, whatever retain_host_memory()
   set, so a step whose buffers are that large (im2col patches of a 64x64
   DCGAN, a PixelCNN's stacks) faults all their pages in at every call. With
