@@ -37,5 +37,6 @@ def get_config():
   c.log_every = 1000
   c.eval_every = 5000
   c.checkpoint_every = 5000
+  c.steps_per_call = 10  # steps of a few ms: ten per compiled call (docs/speed.md, "Small steps")
   c.eval.num_examples = 100
   return c

@@ -17,4 +17,5 @@ def get_config():
   c = base.get_config()
   c.model.arch = "mlp"
   c.model.hidden = (500,)
+  c.steps_per_call = 10  # steps of a few ms: ten per compiled call (docs/speed.md, "Small steps")
   return c

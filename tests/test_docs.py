@@ -148,6 +148,8 @@ NOT_RUN = {
     "python benchmarks/cpu_fusions.py --variants=genjax,no_ynn_conv --rounds=9": _MEASUREMENT,
     "python benchmarks/host_settings.py": _MEASUREMENT,
     "python benchmarks/host_settings.py --configs=vae_mnist5k_mlp --steps=3000": _MEASUREMENT,
+    ('python benchmarks/host_settings.py --configs=vae_mnist5k_mlp,gan_ring8,diffusion_ring8 --steps=3000,4000,4000'
+     ' --variants="one=,ten=--config.steps_per_call=10,queued=--cpu_async_dispatch"'): _MEASUREMENT,
     "python benchmarks/dcgan_speed.py --impls=fast": _MEASUREMENT,
     "python benchmarks/diffusion_speed.py --impls=fast --sample_steps=10 --rounds=3": _MEASUREMENT,
     "python benchmarks/diffusion_speed.py --impls=fast --sample_steps=10 --rounds=3 --ynn_convolutions":
