@@ -28,7 +28,7 @@ def retain_host_memory() -> bool:
   XLA:CPU allocates a step's buffers afresh at every call. glibc serves an
   allocation over 32 MiB with its own mmap and unmaps it when freed, so each
   step writes into new pages, which the kernel faults in and zeroes one by
-  one, in system time. With allocations up to 1 GiB served from the heap and
+  one, in system time. With allocations up to 2 GiB served from the heap and
   the heap never trimmed below 2 GiB of free space, the same pages are
   reused, and the step is faster (benchmarks/vae_speed.py measures both;
   docs/speed.md has the figures). The cost is that the process keeps its
@@ -36,8 +36,10 @@ def retain_host_memory() -> bool:
   process, so the library never calls it on import; train.py, sample.py and
   the benchmarks do (--retain_host_memory).
   """
-  # mallopt takes an int: 2**31 - 1 is the largest trim threshold it can hold.
-  return _mallopt((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, (1 << 31) - 1))
+  # mallopt takes an int: 2**31 - 1 is the largest threshold it can hold. (A U-Net step's temporaries can pass
+  # 1 GiB: the diffusion_speed.py U-Net's reach 955 MB at batch 128.)
+  largest = (1 << 31) - 1
+  return _mallopt((_M_MMAP_THRESHOLD, largest), (_M_TRIM_THRESHOLD, largest))
 
 
 def _mallopt(*settings: tuple[int, int]) -> bool:

@@ -199,6 +199,40 @@ def test_cpu_programs_run_inline_and_reuse_their_temporaries_without_page_faults
   assert not inline[3] and not queued[3]
 
 
+_LARGE_PROBE = r"""
+import resource, sys
+from absl import flags
+from genjax import host
+flags.FLAGS(sys.argv)
+host.set_up_process()
+import jax, jax.numpy as jnp
+# The [4096, 69632] product is a temporary of 1.06 GiB, as large as a U-Net step's at a batch of 128 or more.
+a, b = jnp.ones((4096, 8)), jnp.ones((8, 69632))
+f = jax.jit(lambda a, b: (a @ b).T @ a).lower(a, b).compile()
+faults = []
+for _ in range(5):
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  f(a, b).block_until_ready()
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(f.memory_analysis().temp_size_in_bytes >> 20, min(faults[-2:]))
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's heap")
+def test_retained_host_memory_serves_temporaries_over_a_gib_again():
+  """A program whose temporaries pass 1 GiB reuses them from the retained heap once it has run twice; without
+  --retain_host_memory glibc maps them afresh and faults all 278,000 of their pages in at every call."""
+  def probe(*argv):
+    out = subprocess.run([sys.executable, "-c", _LARGE_PROBE, *argv], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    temp_mib, faults = out.stdout.split()
+    return int(temp_mib), int(faults)
+
+  retained, fresh = probe(), probe("--noretain_host_memory")
+  assert retained[0] == fresh[0] == 1088
+  assert retained[1] < 27_800 < 250_000 < fresh[1], (retained, fresh)
+
+
 _CONV_PROBE = r"""
 import sys
 import jax, jax.numpy as jnp
