@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import sys
+import traceback
 import logging as std_logging
 from typing import NoReturn
 
@@ -34,10 +35,19 @@ def _raise_stop_requested(signum, frame):
 def fail(message: str, status: int = EXIT_USER_ERROR, at_once: bool = False) -> NoReturn:
   """Prints `error: message` as one line on stderr and exits with `status` (`at_once`: as `_exit_now`)."""
   line = f"error: {' '.join(str(message).split())}"
-  if at_once:
+  if at_once or _joined_processes():
     _exit_now(line, status)
   print(line, file=sys.stderr, flush=True)
   sys.exit(status)
+
+
+def _joined_processes() -> bool:
+  """Whether this process joined a multi-process run (jax.distributed). Such a process that ends by exiting
+  the interpreter waits at JAX's shutdown barrier for the others, which wait in their next collective for it:
+  all of them hang for the barrier's 5 minutes, then abort. Ended at once, it closes its connections, and the
+  others end within seconds: their next all-reduce loses its peer, or JAX ends them ("another task died")."""
+  distributed = sys.modules.get("jax.distributed")
+  return distributed is not None and distributed.is_initialized()
 
 
 def _exit_now(line: str, status: int) -> NoReturn:
@@ -223,7 +233,13 @@ def run(main) -> None:
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
     logging.get_absl_handler().addFilter(_keep_log_record)
-    return main(argv)
+    try:
+      return main(argv)
+    except Exception:  # pylint: disable=broad-except
+      if not _joined_processes():
+        raise
+      traceback.print_exc()  # a bug's traceback, then at once, as fail() does there
+      _exit_now("error: the exception above ended this process of a multi-process run", 1)
   if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job of a script keeps ignoring it
     signal.signal(signal.SIGINT, signal.default_int_handler)  # train.py's start-up handler gives way
   signal.signal(signal.SIGTERM, _raise_stop_requested)  # the loop installs its own, and gives this one back

@@ -20,7 +20,7 @@ import pytest
 from genjax import parallel, train_lib
 from genjax.errors import UserError
 from tests import conformance, multidevice
-from tests.helpers import ROOT, restore_state, tiny_config
+from tests.helpers import ROOT, cli_env, restore_state, tiny_config
 
 PATHS = ("jit", "pmap")
 # The conv VAE and the DCGAN (BatchNorm in both nets, an EMA at a constant decay) of tests.multidevice.
@@ -216,3 +216,34 @@ def test_packs_must_fit_each_devices_rows_where_the_step_is_written_per_device()
       "model.pack: 4 must divide the per-device batch 2 of the jit path under bfloat16; allowed: divisors of 2",
       "model.pack: 4 must divide the per-device batch 2 of the pmap path; allowed: divisors of 2"], (
           result.stderr[-2000:])
+
+
+def test_a_process_that_fails_alone_ends_every_process_of_the_run_at_once(tmp_path):
+  """Process 0 alone fails: its first evaluation cannot write into `samples`, which is a file. It exits with its
+  one line and status 2 at once, and process 1, whose next all-reduce then loses its peer, ends too. Exiting
+  the interpreter instead, process 0 waited at JAX's shutdown barrier and process 1 in its collective: both hung
+  for the barrier's 5 minutes, then aborted."""
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "samples").write_text("")
+  fields = {"batch_size": 16, "num_steps": 4, "eval_every": 2, "checkpoint_every": 2, "log_every": 1,
+            "model.hidden": "(16,)", "model.latent_dim": 4, "model.iwae_k": 2, "eval.quality_samples": 0,
+            "eval.num_examples": 32, "eval.batch_size": 16}
+  command = [sys.executable, os.path.join(ROOT, "train.py"), f"--config={ROOT}/configs/vae_mnist5k_mlp.py",
+             f"--workdir={workdir}", *(f"--config.{k}={v}" for k, v in fields.items()),
+             f"--coordinator_address={multidevice.local_address()}", "--num_processes=2"]
+  procs = [subprocess.Popen([*command, f"--process_id={i}"], cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+  ends = []
+  for p in procs:
+    try:
+      ends.append((p.communicate(timeout=90)[1], p.returncode))
+    except subprocess.TimeoutExpired:
+      for q in procs:
+        q.kill()
+      pytest.fail("a process of the run still waited after 90 s")
+  (err0, status0), (_, status1) = ends
+  assert status0 == 2 and err0.strip().splitlines()[-1] == (
+      f"error: File exists ({workdir}/samples): fix that, then run the same command again; every checkpoint on disk"
+      " is complete"), err0[-2000:]
+  assert status1 != 0
