@@ -10,12 +10,13 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A conv VAE small enough that a few steps, checkpoints and evaluations take seconds (tiny_config's fields).
+# A conv VAE small enough that a few steps, checkpoints and evaluations take seconds (tiny_config's fields, one
+# step a call).
 TINY = [
     "--config.batch_size=16", "--config.eval.quality_samples=64", "--config.log_every=2", "--config.checkpoint_every=2",
     "--config.eval_every=4", "--config.eval.num_examples=32", "--config.eval.batch_size=16",
     "--config.model.iwae_k=4", "--config.model.conv_widths=(4, 8)", "--config.model.hidden=(16,)",
-    "--config.model.latent_dim=4",
+    "--config.model.latent_dim=4", "--config.steps_per_call=1",
 ]
 
 
@@ -29,6 +30,9 @@ def tiny_config(name="vae_mnist5k", **overrides):
   config.eval.num_examples = 32
   config.eval.batch_size = 16
   config.eval.quality_samples = 64
+  # One step a call, as most configs run: the small MLP configs' ten would compile a scan for a test's few steps
+  # (tests/test_lean_steps.py tests several steps a call).
+  config.steps_per_call = 1
   if config.family == "vae":
     config.model.conv_widths = (4, 8)
     config.model.hidden = (16,)

@@ -32,7 +32,7 @@ TMP_MARK = checkpoint.TMP_MARK
 # A small MLP VAE that saves at every step and evaluates only at its (never reached) last step.
 RUN = {"batch_size": 16, "checkpoint_every": 1, "log_every": 1000, "eval_every": 100_000, "eval.num_examples": 16,
        "eval.batch_size": 16, "eval.quality_samples": 0, "model.iwae_k": 2, "model.hidden": (16,),
-       "model.latent_dim": 4}
+       "model.latent_dim": 4, "steps_per_call": 1}
 INFO_LINE = re.compile(r"^I\d{4} ")  # absl's INFO lines: the progress lines train.py prints on stderr
 
 

@@ -23,7 +23,7 @@ from genjax.writers import MetricWriter, last_row
 from tests.helpers import ROOT, cli_env, run_cli, tiny_config
 
 RUN = {"num_steps": 2, "checkpoint_every": 1, "eval_every": 2, "log_every": 1, "model.hidden": (16,),
-       "model.latent_dim": 4, "eval.quality_samples": 0, "model.iwae_k": 2}
+       "model.latent_dim": 4, "eval.quality_samples": 0, "model.iwae_k": 2, "steps_per_call": 1}
 
 
 def _flags(**fields) -> list[str]:

@@ -27,7 +27,7 @@ STEPS = 60
 # A small MLP VAE that saves at every step: about 20 steps a second on a slow CPU core.
 RUN = {"num_steps": STEPS, "batch_size": 16, "checkpoint_every": 1, "keep_checkpoints": 2, "log_every": 20,
        "eval_every": 1000, "eval.num_examples": 16, "eval.batch_size": 16, "model.iwae_k": 2,
-       "model.hidden": (16,), "model.latent_dim": 4}
+       "model.hidden": (16,), "model.latent_dim": 4, "steps_per_call": 1}
 TMP_MARK = ".orbax-checkpoint-tmp"  # orbax writes a step under this name and renames it when complete
 
 
