@@ -221,9 +221,9 @@ print(f.memory_analysis().temp_size_in_bytes >> 20, min(faults[-2:]))
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's heap")
 def test_retained_host_memory_serves_temporaries_over_a_gib_again():
   """A program whose temporaries pass 1 GiB reuses them from the retained heap once it has run twice; without
-  --retain_host_memory glibc maps them afresh and faults all 278,000 of their pages in at every call. Where the
-  heap cannot grow that far (a mapping just past its end), glibc maps the block anyway: one clean-clone CI run
-  saw that, so the retained case has three processes to show the reuse in."""
+  --retain_host_memory glibc maps them afresh and faults all 278,000 of their pages in at every call. In one
+  clean-clone CI run a retained process faulted them all too (not examined; glibc maps a block where its heap
+  cannot grow), so the retained case has three processes to show the reuse in."""
   def probe(*argv):
     out = subprocess.run([sys.executable, "-c", _LARGE_PROBE, *argv], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
