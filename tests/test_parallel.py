@@ -20,7 +20,7 @@ import pytest
 from genjax import parallel, train_lib
 from genjax.errors import UserError
 from tests import conformance, multidevice
-from tests.helpers import ROOT, cli_env, restore_state, tiny_config
+from tests.helpers import ROOT, TINY, cli_env, restore_state, tiny_config
 
 PATHS = ("jit", "pmap")
 # The conv VAE and the DCGAN (BatchNorm in both nets, an EMA at a constant decay) of tests.multidevice.
@@ -226,11 +226,9 @@ def test_a_process_that_fails_alone_ends_every_process_of_the_run_at_once(tmp_pa
   workdir = tmp_path / "run"
   workdir.mkdir()
   (workdir / "samples").write_text("")
-  fields = {"batch_size": 16, "num_steps": 4, "eval_every": 2, "checkpoint_every": 2, "log_every": 1,
-            "model.hidden": "(16,)", "model.latent_dim": 4, "model.iwae_k": 2, "eval.quality_samples": 0,
-            "eval.num_examples": 32, "eval.batch_size": 16}
   command = [sys.executable, os.path.join(ROOT, "train.py"), f"--config={ROOT}/configs/vae_mnist5k_mlp.py",
-             f"--workdir={workdir}", *(f"--config.{k}={v}" for k, v in fields.items()),
+             f"--workdir={workdir}", *TINY, "--config.num_steps=4", "--config.eval_every=2",
+             "--config.eval.quality_samples=0",
              f"--coordinator_address={multidevice.local_address()}", "--num_processes=2"]
   procs = [subprocess.Popen([*command, f"--process_id={i}"], cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True) for i in range(2)]
