@@ -1,9 +1,16 @@
 import os
+import signal
 import tempfile
 
 # Tests run on the CPU whatever the machine has, with TensorFlow quiet.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# A script's background job starts with SIGINT ignored, and an ignored signal stays ignored across exec: the
+# train.py of the Ctrl-C tests would then rightly ignore the SIGINT they send it (genjax.stopping). The suite's
+# processes take SIGINT as a terminal's foreground job does; their children start with its default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+  signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # This suite spends most of its time compiling tiny programs, not running
 # them, and its train.py/sample.py subprocesses (which inherit this
