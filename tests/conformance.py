@@ -18,7 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 STEPS = 3
 BATCH = 16
-LOOP = {"batch_size": BATCH, "log_every": 2, "checkpoint_every": 2, "eval_every": 4, "eval.num_examples": 32,
+# One held-out batch: each evaluation of the loop inpaints every held-out example, for each mask, with the
+# family's sampler (tests/test_conformance.py checks batching itself on 24 examples in batches of 8 and 16).
+LOOP = {"batch_size": BATCH, "log_every": 2, "checkpoint_every": 2, "eval_every": 4, "eval.num_examples": 16,
         "eval.batch_size": 16, "eval.quality_samples": 64}
 # The device and resume runs of image families augment their batches (genjax.augment): so they also prove that
 # 1 and 8 devices augment the same examples the same way, and that a resumed run augments as an uninterrupted one.
