@@ -1,7 +1,9 @@
 """DCGAN training speed: genjax's step against the same network and update in PyTorch, in one run.
 
-Command: python benchmarks/dcgan_speed.py [--rounds=5 --steps=3 --impls=fast,products,xla --device=cpu]
-(PyTorch: pip install -e '.[bench]', the CPU build.)
+Command: python benchmarks/dcgan_speed.py [--rounds=5 --steps=3 --impls=fast,products,xla --device=cpu
+         --precision=float32 --torch_compile --profile_dir=DIR]
+(PyTorch: pip install -e '.[bench]', the CPU build. --precision=bfloat16: genjax's bfloat16 policy, PyTorch's
+forward passes under bfloat16 autocast; --torch_compile adds torch.compile over channels-last modules.)
 
 The network is the PyTorch DCGAN example's (pytorch/examples dcgan/main.py):
 64x64x3 images, batch 64, nz 100, ngf = ndf = 64, BatchNorm, Adam 2e-4 with
@@ -31,13 +33,14 @@ IMAGE_SHAPE = (64, 64, 3)
 NZ = 100
 
 
-def torch_contender(images, device: str) -> speed.Contender:
+def torch_contender(images, device: str, precision: str = "float32", compiled: bool = False) -> speed.Contender:
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
 
   torch.manual_seed(0)
   dev = torch.device("cuda" if device == "gpu" else "cpu")
   torch.backends.cudnn.benchmark = True  # as the example sets it (it matters only on a GPU)
+  prepare, autocast = speed.torch_options(dev, precision, compiled)
 
   def bn(c):
     return nn.BatchNorm2d(c, momentum=0.1, eps=1e-5)
@@ -63,23 +66,26 @@ def torch_contender(images, device: str) -> speed.Contender:
       nn.init.zeros_(module.bias)
   opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
   opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+  generator, discriminator = prepare(generator), prepare(discriminator)  # the optimizers hold the same tensors
   bce = nn.BCEWithLogitsLoss()
   batch = images.shape[0]
   # NHWC uint8 -> NCHW float in [-1, 1], once: the conversion is not what is timed.
-  real = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0).contiguous().to(dev)
+  real = prepare((torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0).contiguous().to(dev))
   ones, zeros = torch.ones(batch, device=dev), torch.zeros(batch, device=dev)
 
   def step():
     # D: real and G(z1) (G in training mode, no gradient), one step.
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
       fake = generator(torch.randn(batch, NZ, 1, 1, device=dev))
     opt_d.zero_grad(set_to_none=True)
-    d_loss = bce(discriminator(real), ones) + bce(discriminator(fake), zeros)
+    with autocast():
+      d_loss = bce(discriminator(real), ones) + bce(discriminator(fake), zeros)
     d_loss.backward()
     opt_d.step()
     # G: G(z2) scored by the new D, one step.
     opt_g.zero_grad(set_to_none=True)
-    g_loss = bce(discriminator(generator(torch.randn(batch, NZ, 1, 1, device=dev))), ones)
+    with autocast():
+      g_loss = bce(discriminator(generator(torch.randn(batch, NZ, 1, 1, device=dev))), ones)
     g_loss.backward()
     opt_g.step()
     return d_loss, g_loss
@@ -91,7 +97,7 @@ def torch_contender(images, device: str) -> speed.Contender:
       torch.cuda.synchronize()
     del losses
 
-  return speed.Contender(f"PyTorch {torch.__version__}", lambda: run(1), run)
+  return speed.Contender(speed.torch_name(precision, compiled), lambda: run(1), run)
 
 
 def make_config(batch: int, impl: str):

@@ -29,8 +29,15 @@ def define_flags(steps: int, batch: int):
   impls = flags.DEFINE_list("impls", ["fast", "xla"], "genjax conv_impl values to time ('fast', 'products', 'xla').")
   device = flags.DEFINE_enum("device", "cpu", ["cpu", "gpu"], "Where both run (gpu: JAX's GPU and CUDA PyTorch).")
   with_torch = flags.DEFINE_bool("torch", True, "Time the PyTorch reference too.")
+  precision = flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
+                                "genjax's precision policy; PyTorch autocasts its forward passes to the same dtype.")
+  torch_compile = flags.DEFINE_bool("torch_compile", False, "Also time PyTorch with torch.compile over channels-last"
+                                    " modules and inputs, the fastest PyTorch a user would pick.")
+  profile_dir = flags.DEFINE_string("profile_dir", None, "After the rounds, write a jax.profiler trace of 3 steps of"
+                                    " the first genjax contender here (TensorBoard's profile plugin, Perfetto).")
   return lambda: dict(rounds=rounds.value, steps=steps_flag.value, batch=batch_flag.value, impls=impls.value,
-                      device=device.value, with_torch=with_torch.value)
+                      device=device.value, with_torch=with_torch.value, precision=precision.value,
+                      torch_compile=torch_compile.value, profile_dir=profile_dir.value)
 
 
 @dataclasses.dataclass
@@ -68,15 +75,16 @@ def timed_rounds(contenders: list[Contender], rounds: int, steps: int, batch: in
   return rates
 
 
-def matmul_peak(device: str = "cpu", repeats: int = 10) -> dict[str, float]:
-  """Best float32 GFLOP/s of a square matrix product, in JAX and in PyTorch, at each one's default precision.
+def matmul_peak(device: str = "cpu", repeats: int = 10, dtype: str = "float32") -> dict[str, float]:
+  """Best GFLOP/s of a square matrix product of `dtype`, in JAX and in PyTorch, at each one's default precision.
 
-  On a GPU both defaults may use TF32 tensor cores (JAX's matmuls, PyTorch's
-  convolutions), so the best of the two is the peak the steps are held to.
+  On a GPU both float32 defaults may use TF32 tensor cores (JAX's matmuls,
+  PyTorch's convolutions), so the best of the two is the peak the steps are
+  held to; under bfloat16 the peak is bfloat16's.
   """
   import jax  # pylint: disable=g-import-not-at-top
   size = 2048 if device == "cpu" else 8192
-  a = jax.random.normal(jax.random.key(0), (size, size))
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
   f = jax.jit(lambda a: a @ a)
   f(a).block_until_ready()
   times = []
@@ -90,7 +98,7 @@ def matmul_peak(device: str = "cpu", repeats: int = 10) -> dict[str, float]:
   except ImportError:
     return best
   dev = torch.device("cuda" if device == "gpu" else "cpu")
-  t = torch.randn(size, size, device=dev)
+  t = torch.randn(size, size, device=dev, dtype=getattr(torch, dtype))
   times = []
   for _ in range(repeats + 1):
     t0 = time.perf_counter()
@@ -107,20 +115,22 @@ def report(title: str, contenders: list[Contender], rates: dict[str, list[float]
   """Median images/s, the ratio to `reference`, achieved GFLOP/s and the fraction of `peak`."""
   print(f"\n{title}")
   ref = statistics.median(rates[reference])
-  print(f"{'':24s} {'images/s':>9s} {'(min-max)':>13s} {'x ' + reference:>10s} {'GFLOP/s':>8s} {'of peak':>8s}"
+  width = max(24, *(len(c.name) for c in contenders))
+  print(f"{'':{width}s} {'images/s':>9s} {'(min-max)':>13s} {'ratio':>10s} {'GFLOP/s':>8s} {'of peak':>8s}"
         f" {'compile':>8s}")
   flops = next((c.flops_per_step for c in contenders if c.flops_per_step), None)
   for c in contenders:
     v = rates[c.name]
     med = statistics.median(v)
-    line = f"{c.name:24s} {med:9.1f} {min(v):6.1f}-{max(v):<6.1f} {med / ref:10.2f}"
+    line = f"{c.name:{width}s} {med:9.1f} {min(v):6.1f}-{max(v):<6.1f} {med / ref:10.2f}"
     if flops:
       gflops = flops * med / batch / 1e9
       line += f" {gflops:8.1f}" + (f" {gflops / peak:8.0%}" if peak else f" {'':8s}")
     line += f" {c.compile_s:7.1f}s" if c.compile_s is not None else ""
     print(line)
+  print(f"(ratio: images/s over {reference}'s)")
   if flops:
-    print(f"(one step: {flops / 1e9:.1f} GFLOP, XLA's count of the model; peak: best float32 matmul"
+    print(f"(one step: {flops / 1e9:.1f} GFLOP, XLA's count of the model; peak: the best matmul of the title"
           f" {peak:.0f} GFLOP/s)" if peak else "")
 
 
@@ -184,9 +194,39 @@ def step_flops(family, images: np.ndarray) -> float:
   return xla_flops(family.train_step, state, {"image": images}, keys.train)
 
 
+def torch_options(dev, precision: str, compiled: bool):
+  """(prepare, autocast) for a PyTorch contender: `prepare(module_or_input)` gives it channels-last and, for a
+  module, compiled where `compiled`; `autocast()` is the context of the forward passes, bfloat16 autocast under
+  'bfloat16' (weights and optimizer state stay float32, as genjax's policy keeps them)."""
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+
+  def prepare(x):
+    if not compiled:
+      return x
+    if isinstance(x, torch.nn.Module):
+      return torch.compile(x.to(memory_format=torch.channels_last))
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+  def autocast():
+    if precision == "float32":
+      return contextlib.nullcontext()
+    return torch.autocast(dev.type, dtype=getattr(torch, precision))
+
+  return prepare, autocast
+
+
+def torch_name(precision: str, compiled: bool) -> str:
+  import torch  # pylint: disable=g-import-not-at-top
+  return (f"PyTorch {torch.__version__}" + (" compiled" if compiled else "")
+          + ("" if precision == "float32" else f" {precision}"))
+
+
 def main(title: str, make_config, torch_contender, image_shape, *, rounds: int, steps: int, batch: int,
-         impls: list[str], device: str, with_torch: bool) -> None:
-  """Times genjax (each conv_impl) and PyTorch alternately and prints the table."""
+         impls: list[str], device: str, with_torch: bool, precision: str = "float32", torch_compile: bool = False,
+         profile_dir: str | None = None) -> None:
+  """Times genjax (each conv_impl, under `precision`) and PyTorch (eager, and compiled with `torch_compile`)
+  alternately and prints the table, its ratios to eager PyTorch."""
   retained = host.set_up_process()
   import jax  # pylint: disable=g-import-not-at-top
   from genjax import build  # pylint: disable=g-import-not-at-top
@@ -195,15 +235,31 @@ def main(title: str, make_config, torch_contender, image_shape, *, rounds: int, 
         " (--retain_host_memory, both contenders)", flush=True)
   images = synthetic_images(batch, image_shape)
   flops = step_flops(build.family(make_config(batch, "xla")), images)
-  contenders = [genjax_contender(f"genjax conv_impl={impl}", build.family(make_config(batch, impl)), images, flops)
-                for impl in impls]
+
+  def genjax_config(impl):
+    config = make_config(batch, impl)
+    config.precision = precision
+    return config
+
+  contenders = [genjax_contender(f"genjax conv_impl={impl}" + ("" if precision == "float32" else f" {precision}"),
+                                 build.family(genjax_config(impl)), images, flops) for impl in impls]
+  reference = contenders[-1].name
   if with_torch:
     import torch  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(os.cpu_count())  # XLA's pool has a thread per logical CPU; PyTorch's default is per core
-    contenders.append(torch_contender(images, device))
-  peak = matmul_peak(device)
+    contenders.append(torch_contender(images, device, precision, compiled=False))
+    reference = contenders[-1].name
+    if torch_compile:
+      contenders.append(torch_contender(images, device, precision, compiled=True))
+  peak = matmul_peak(device, dtype=precision)
   rates = timed_rounds(contenders, rounds, steps, batch)
   title += (f"; median of {rounds} rounds of {steps} steps"
-            + f"; float32 matmul peak {', '.join(f'{k} {v:.0f}' for k, v in peak.items())} GFLOP/s"
-            + (" (default precisions: JAX's matmuls and PyTorch's convolutions use TF32)" if device == "gpu" else ""))
-  report(title, contenders, rates, batch, max(peak.values()) if peak else None, contenders[-1].name)
+            + f"; {precision} matmul peak {', '.join(f'{k} {v:.0f}' for k, v in peak.items())} GFLOP/s"
+            + (" (default precisions: JAX's matmuls and PyTorch's convolutions use TF32)"
+               if device == "gpu" and precision == "float32" else ""))
+  report(title, contenders, rates, batch, max(peak.values()) if peak else None, reference)
+  if profile_dir:
+    jax.profiler.start_trace(profile_dir)
+    contenders[0].run(3)
+    jax.profiler.stop_trace()
+    print(f"profile of 3 steps of {contenders[0].name}: {profile_dir}")
