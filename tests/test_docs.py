@@ -155,6 +155,8 @@ NOT_RUN = {
     "python benchmarks/diffusion_speed.py --impls=fast --sample_steps=10 --rounds=3 --ynn_convolutions":
         _MEASUREMENT,
     "python benchmarks/dcgan_speed.py --device=gpu --rounds=7": _MEASUREMENT + "; needs a GPU",
+    "python benchmarks/dcgan_speed.py --impls=fast --torch_compile --rounds=5": _MEASUREMENT,
+    "python benchmarks/vae_speed.py --impls=fast --torch_compile --rounds=5": _MEASUREMENT,
     "bash benchmarks/gpu_checks.sh": _MEASUREMENT + "; needs a GPU (GPU_CHECKS_DRY=1 runs it on the CPU, minutes)",
     "python benchmarks/step_cost.py --config=configs/diffusion_cifar10.py --chips=16 --device=\"TPU v4\"":
         "traces the full-size CIFAR-10 U-Net (about 20 s of CPU); tests/test_precision.py checks the FLOP count"
