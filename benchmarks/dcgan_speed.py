@@ -13,9 +13,9 @@ and on G(z1) (G in training mode, no gradient to G), one D step; then G(z2)
 scored by D, one G step. No EMA (the example has none), no metric fetched per
 step on either side (no `.item()`), the same synthetic uint8 batch, the same
 threads. The contenders alternate, round by round; the table gives the median
-round, the ratio to PyTorch, the FLOP/s the step achieves (XLA's FLOP count of
-the model with the reference layers) and its fraction of the measured float32
-matmul peak, and genjax's first step (compile and run).
+round, the ratio to eager PyTorch, the FLOP/s the step achieves (XLA's FLOP
+count of the model with the reference layers) and its fraction of the measured
+matmul peak (of --precision's dtype), and genjax's first step (compile and run).
 """
 
 import os

@@ -31,8 +31,8 @@ def define_flags(steps: int, batch: int):
   with_torch = flags.DEFINE_bool("torch", True, "Time the PyTorch reference too.")
   precision = flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
                                 "genjax's precision policy; PyTorch autocasts its forward passes to the same dtype.")
-  torch_compile = flags.DEFINE_bool("torch_compile", False, "Also time PyTorch with torch.compile over channels-last"
-                                    " modules and inputs, the fastest PyTorch a user would pick.")
+  torch_compile = flags.DEFINE_bool("torch_compile", False, "Also time PyTorch with torch.compile (its default mode)"
+                                    " over channels-last modules and inputs.")
   profile_dir = flags.DEFINE_string("profile_dir", None, "After the rounds, write a jax.profiler trace of 3 steps of"
                                     " the first genjax contender here (TensorBoard's profile plugin, Perfetto).")
   return lambda: dict(rounds=rounds.value, steps=steps_flag.value, batch=batch_flag.value, impls=impls.value,
@@ -195,9 +195,10 @@ def step_flops(family, images: np.ndarray) -> float:
 
 
 def torch_options(dev, precision: str, compiled: bool):
-  """(prepare, autocast) for a PyTorch contender: `prepare(module_or_input)` gives it channels-last and, for a
-  module, compiled where `compiled`; `autocast()` is the context of the forward passes, bfloat16 autocast under
-  'bfloat16' (weights and optimizer state stay float32, as genjax's policy keeps them)."""
+  """(prepare, autocast) for a PyTorch contender: where `compiled`, `prepare(module_or_input)` gives it
+  channels-last and, for a module, compiled (else it is the identity); `autocast()` is the context of the
+  forward passes, bfloat16 autocast under 'bfloat16' (weights and optimizer state stay float32, as genjax's
+  policy keeps them)."""
   import contextlib  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
 
@@ -259,7 +260,6 @@ def main(title: str, make_config, torch_contender, image_shape, *, rounds: int, 
                if device == "gpu" and precision == "float32" else ""))
   report(title, contenders, rates, batch, max(peak.values()) if peak else None, reference)
   if profile_dir:
-    jax.profiler.start_trace(profile_dir)
-    contenders[0].run(3)
-    jax.profiler.stop_trace()
+    with jax.profiler.trace(profile_dir):
+      contenders[0].run(3)
     print(f"profile of 3 steps of {contenders[0].name}: {profile_dir}")
