@@ -493,3 +493,23 @@ def test_commands_not_run_use_flags_that_exist():
   assert result.returncode == 0, result.stderr[-5000:]
   errors = [f"{w}\n  {e}" for w, e in zip(where, json.loads(result.stdout.splitlines()[-1]), strict=True) if e]
   assert not errors, "flags that do not parse:\n" + "\n".join(errors)
+
+
+def test_the_gpu_checks_pass_flags_that_exist(tmp_path):
+  """benchmarks/gpu_checks.sh runs on a GPU only: its stages' commands, as a stand-in python3 records them, parse
+  as test_commands_not_run_use_flags_that_exist parses the pages' (a renamed flag fails here, not on a lent GPU)."""
+  log, fake = tmp_path / "argv.jsonl", tmp_path / "python3"
+  fake.write_text(f"#!{sys.executable}\nimport json, sys\nif sys.argv[1] != '-c':\n"
+                  f"  open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+  fake.chmod(0o755)
+  env = dict(cli_env(), PYTHON=str(fake), OUT=str(tmp_path / "out"))
+  ran = subprocess.run(["bash", "benchmarks/gpu_checks.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=TIMEOUT)
+  assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+  commands = [json.loads(line) for line in log.read_text().splitlines()]
+  assert [c[0] for c in commands] == [f"benchmarks/{s}_speed.py" for s in ("dcgan", "vae", "dcgan", "vae", "diffusion")]
+  result = subprocess.run([sys.executable, "-c", _FLAG_CHECKER, json.dumps([(c[0], c[1:]) for c in commands])],
+                          cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT)
+  assert result.returncode == 0, result.stderr[-5000:]
+  errors = [f"{c}\n  {e}" for c, e in zip(commands, json.loads(result.stdout.splitlines()[-1]), strict=True) if e]
+  assert not errors, "flags that do not parse:\n" + "\n".join(errors)
