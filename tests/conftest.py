@@ -14,11 +14,12 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 # This suite spends most of its time compiling tiny programs, not running
 # them, and its train.py/sample.py subprocesses (which inherit this
-# environment) compile the same ones again. So: LLVM's optimisation off (a
-# tiny DCGAN's init compiles in 0.9 s instead of 6 s; the numbers are IEEE
-# float32 either way), and one persistent compilation cache shared by every
-# process of the run, for programs that take 0.2 s or more to compile (every
-# step and eval function; not the ops of eager code, which would fill it with
+# environment) compile the same ones again. So: LLVM's optimisation off (most
+# tests compile more than they run, so the suite is faster without it, though a
+# U-Net's loop run alone is faster with it; the numbers are IEEE float32 either
+# way), and one persistent compilation cache shared by every process of the
+# run, for programs that take 0.2 s or more to compile (every step and eval
+# function; not the ops of eager code, which would fill it with
 # thousands of entries and run slower for it). A bounded cache makes JAX lock
 # it (filelock), so no process reads an entry while another writes it.
 _FLAG = "--xla_backend_optimization_level=0"
