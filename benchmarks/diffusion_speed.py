@@ -1,7 +1,7 @@
 """DDPM U-Net speed: genjax's training step and DDIM sampler against the same net and sampler in PyTorch.
 
 Command: python benchmarks/diffusion_speed.py [--model=mnist5k|cifar10 --rounds=3 --device=cpu
-         --impls=fast,reference --peak_tflops=67]
+         --impls=fast,reference --peak_tflops=67 --precision=bfloat16 --torch_compile]
 (PyTorch: pip install -e '.[bench]', the CPU build; on a GPU, CUDA PyTorch if there is one.)
 
 The net is genjax.nets.unet.UNet, by default the mnist5k model (ch 32, ch_mult
@@ -30,6 +30,12 @@ arithmetic; 'fast' does fewer in the upsampling) of a train step and of one
 net call times the sampler's steps; GFLOP/s divides that count by the time.
 On a GPU both sides compute in full float32 unless --tf32 (JAX's default
 matmul precision 'highest'; PyTorch's cuDNN and matmul TF32 off).
+--precision=bfloat16 runs genjax's net under its bfloat16 policy
+(genjax.precision: weights, Adam and everything outside the net in float32) and
+PyTorch's net calls under bfloat16 autocast; the peak is then bfloat16's
+matmul. --torch_compile adds a PyTorch contender whose net is compiled
+(torch.compile's default mode) over channels-last weights and inputs. The
+agreement checks compare the float32 nets, eager, before either is timed.
 """
 
 import os
@@ -72,7 +78,11 @@ _DEVICE = flags.DEFINE_enum("device", None, ["cpu", "gpu"], "Where both run (def
 _TORCH = flags.DEFINE_bool("torch", True, "Time the PyTorch implementation too.")
 _TF32 = flags.DEFINE_bool("tf32", False, "GPU: let both sides use TF32 tensor cores (default: full float32).")
 _PEAK = flags.DEFINE_float("peak_tflops", None, "The device's peak TFLOP/s for the 'of peak' column"
-                           " (default: the best float32 matmul measured here).")
+                           " (default: the best matmul of --precision measured here).")
+_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "genjax's precision policy;"
+                               " PyTorch's net calls under autocast to the same dtype.")
+_TORCH_COMPILE = flags.DEFINE_bool("torch_compile", False, "Also time PyTorch with its net under torch.compile"
+                                   " (the default mode), channels-last.")
 
 
 def model_settings() -> dict:
@@ -99,17 +109,19 @@ def respaced(sample_steps: int):
 class Genjax:
   """genjax's UNet, train step and DDIM sampler on one device."""
 
-  def __init__(self, settings: dict, impl: str, device):
+  def __init__(self, settings: dict, impl: str, device, policy: str = "float32"):
     import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
     import optax  # pylint: disable=g-import-not-at-top
     from genjax.losses import diffusion as dm  # pylint: disable=g-import-not-at-top
     from genjax.losses import diffusion_sampling as ds  # pylint: disable=g-import-not-at-top
+    from genjax import precision  # pylint: disable=g-import-not-at-top
     from genjax.nets.unet import UNet  # pylint: disable=g-import-not-at-top
 
     s = settings
-    self.net = UNet(ch=s["ch"], out_ch=s["channels"], ch_mult=s["ch_mult"], num_res_blocks=s["num_res_blocks"],
-                    attn_resolutions=s["attn_resolutions"], dropout=s["dropout"], impl=impl)
+    self.net = precision.wrap(UNet(ch=s["ch"], out_ch=s["channels"], ch_mult=s["ch_mult"],
+                                   num_res_blocks=s["num_res_blocks"], attn_resolutions=s["attn_resolutions"],
+                                   dropout=s["dropout"], impl=impl), policy)
     self.device = device
     self.shape = (s["image_size"], s["image_size"], s["channels"])
     self.tx = optax.adam(LEARNING_RATE)
@@ -133,7 +145,8 @@ class Genjax:
         eps_hat = net.apply({"params": p}, z, (t - 1).astype(jnp.float32), train=True, rngs={"dropout": k_drop})
         return jnp.mean(dm.eps_mse(eps_hat, eps))
 
-      loss, grads = jax.value_and_grad(loss_fn)(params)
+      # As genjax.models.update differentiates: a low-precision net's bias gradients summed in float32.
+      loss, grads = precision.sums_in_float32(jax.value_and_grad(loss_fn))(params)
       updates, opt_state = self.tx.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state, step + 1), loss
 
@@ -211,17 +224,20 @@ def count_flops(g: "Genjax", params, images, z_T) -> dict:
 
 
 class Torch:
-  """The torch U-Net with genjax's parameters, its train step and DDIM loop."""
+  """The torch U-Net with genjax's parameters, its train step and DDIM loop: its net calls under `precision`'s
+  autocast, the net compiled where `compiled` (speed.torch_options)."""
 
-  def __init__(self, settings: dict, params, device: str):
+  def __init__(self, settings: dict, params, device: str, precision: str = "float32", compiled: bool = False):
     import numpy as np  # pylint: disable=g-import-not-at-top
     import torch  # pylint: disable=g-import-not-at-top
     self.torch = torch
     self.dev = torch.device("cuda" if device == "gpu" else "cpu")
-    self.net = torch_unet.unet(settings, key_bias="bias" in params["mid_attn"]["k"])
+    self.module = torch_unet.unet(settings, key_bias="bias" in params["mid_attn"]["k"])
     self.params = params
-    torch_unet.load_flax_params(self.net, params)
-    self.net.to(self.dev)
+    torch_unet.load_flax_params(self.module, params)
+    self.module.to(self.dev)
+    self.prepare, self.autocast = speed.torch_options(self.dev, precision, compiled)
+    self.net = self.prepare(self.module)  # the module itself unless compiled
     seq, alphas, sigmas = respaced(_SAMPLE_STEPS.value)
     self.seq = [int(i) for i in seq]
     self.alpha_T = torch.from_numpy(alphas).to(self.dev)
@@ -240,7 +256,9 @@ class Torch:
     with torch.inference_mode():
       for i in reversed(range(len(seq))):
         alpha_t, sigma_t = alphas[seq[i]], sigmas[seq[i]]
-        eps_hat = self.net(z, torch.full((z.shape[0],), float(seq[i]), device=self.dev))
+        with self.autocast():
+          eps_hat = self.net(z, torch.full((z.shape[0],), float(seq[i]), device=self.dev))
+        eps_hat = eps_hat.float()  # the sampler's arithmetic in float32, as genjax's
         x_hat = (z - sigma_t * eps_hat) / alpha_t
         if i == 0:
           return x_hat
@@ -251,8 +269,8 @@ class Torch:
   def contenders(self, images, z_T, name: str) -> dict:
     torch = self.torch
     net, dev = self.net, self.dev
-    x, z = self.nchw(images), self.nchw(z_T)
-    opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+    x, z = self.prepare(self.nchw(images)), self.prepare(self.nchw(z_T))
+    opt = torch.optim.Adam(self.module.parameters(), lr=LEARNING_RATE)
     alpha_T, sigma_T = self.alpha_T, self.sigma_T
 
     def step():
@@ -262,7 +280,9 @@ class Torch:
       eps = torch.randn_like(x)
       zt = alpha_T[t - 1][:, None, None, None] * x + sigma_T[t - 1][:, None, None, None] * eps
       opt.zero_grad(set_to_none=True)
-      loss = torch.mean((net(zt, (t - 1).float()) - eps) ** 2)
+      with self.autocast():
+        eps_hat = net(zt, (t - 1).float())
+      loss = torch.mean((eps_hat.float() - eps) ** 2)
       loss.backward()
       opt.step()
       return loss
@@ -284,7 +304,8 @@ class Torch:
       del out
 
     def sample_start():
-      torch_unet.load_flax_params(net, self.params)  # genjax samples with these: undo the training rounds' steps
+      # genjax samples with these: undo the training rounds' steps.
+      torch_unet.load_flax_params(self.module, self.params)
       sample_run(1)
 
     return {"train": speed.Contender(name, lambda: train_run(1), train_run),
@@ -374,13 +395,14 @@ def report(op: str, per_op: int, contenders: list, rates: dict, peak_gflops: flo
   """Median seconds and images/s per contender, the ratio to PyTorch's median (and of the best rounds, which
   other processes on the machine disturb least), GFLOP/s and the fraction of the peak."""
   print(f"\n{op}")
-  print(f"{'':26s} {'s/op':>8s} {'images/s':>9s} {'(min-max)':>13s} {'x torch':>8s} {'(best)':>7s} {'GFLOP/s':>8s}"
+  width = max(26, *(len(c.name) for c in contenders))
+  print(f"{'':{width}s} {'s/op':>8s} {'images/s':>9s} {'(min-max)':>13s} {'x torch':>8s} {'(best)':>7s} {'GFLOP/s':>8s}"
         f" {'of peak':>8s} {'compile':>8s}")
   ref = rates[reference] if reference else None
   for c in contenders:
     v = rates[c.name]
     med = statistics.median(v)
-    line = f"{c.name:26s} {per_op / med:8.3f} {med:9.1f} {min(v):6.1f}-{max(v):<6.1f}"
+    line = f"{c.name:{width}s} {per_op / med:8.3f} {med:9.1f} {min(v):6.1f}-{max(v):<6.1f}"
     line += f" {med / statistics.median(ref):8.2f} {max(v) / max(ref):7.2f}" if ref else f" {'':8s} {'':7s}"
     if c.flops_per_step:
       gflops = c.flops_per_step * med / per_op / 1e9
@@ -389,6 +411,8 @@ def report(op: str, per_op: int, contenders: list, rates: dict, peak_gflops: flo
       line += f" {'':8s} {'':8s}"
     line += f" {c.compile_s:7.1f}s" if c.compile_s is not None else ""
     print(line)
+  if ref:
+    print(f"(x torch: over {reference}'s)")
 
 
 def main(argv):
@@ -427,31 +451,37 @@ def main(argv):
   rng = np.random.default_rng(0)
   images = (speed.synthetic_images(_BATCH.value, shape).astype(np.float32) / 127.5 - 1.0)
   z_T = rng.standard_normal((_SAMPLE_IMAGES.value, *shape)).astype(np.float32)
-  models = {impl: Genjax(settings, impl, device) for impl in _IMPLS.value}
+  policy = _PRECISION.value
+  models = {impl: Genjax(settings, impl, device, policy) for impl in _IMPLS.value}
   first = models[_IMPLS.value[0]]
-  params = first.init(jax.random.key(0))
+  params = first.init(jax.random.key(0))  # float32 under any policy
   print(f"{sum(p.size for p in jax.tree.leaves(params)):,} parameters", flush=True)
   flops = count_flops(Genjax(settings, "reference", jax.devices("cpu")[0]), params, images, z_T)
   ops = {op: [] for op in _OPS.value}
   for impl, g in models.items():
-    for op, c in genjax_contenders(g, params, images, z_T, f"genjax impl={impl}", flops).items():
+    name = f"genjax impl={impl}" + ("" if policy == "float32" else f" {policy}")
+    for op, c in genjax_contenders(g, params, images, z_T, name, flops).items():
       if op in ops:
         ops[op].append(c)
   reference = None
   if with_torch:
-    tm = Torch(settings, params, device_kind)
-    # The first impl against PyTorch; tests/test_unet.py proves the impls equal to one another.
-    check_same_net(first, tm, params, device)
-    reference = f"PyTorch {torch.__version__}"
-    for op, c in tm.contenders(images, z_T, reference).items():
-      if op in ops:
-        ops[op].append(c)
+    # The first impl against PyTorch, both float32 and eager; tests/test_unet.py proves the impls equal to one
+    # another, tests/test_precision.py the policy to track float32.
+    check_same_net(Genjax(settings, _IMPLS.value[0], device), Torch(settings, params, device_kind), params, device)
+    reference = speed.torch_name(policy, compiled=False)
+    for compiled in [False, True] if _TORCH_COMPILE.value else [False]:
+      tm = Torch(settings, params, device_kind, policy, compiled)
+      for op, c in tm.contenders(images, z_T, speed.torch_name(policy, compiled)).items():
+        c.flops_per_step = flops[op]  # the same model: its FLOP/s and share of the peak too
+        if op in ops:
+          ops[op].append(c)
   if _PEAK.value:
     peak, peak_note = 1e3 * _PEAK.value, f"peak {_PEAK.value:g} TFLOP/s (given)"
   else:
-    measured = speed.matmul_peak(device_kind)
+    measured = speed.matmul_peak(device_kind, dtype=policy)
     peak = max(measured.values())
-    peak_note = f"peak: best float32 matmul measured, {', '.join(f'{k} {v:.0f}' for k, v in measured.items())} GFLOP/s"
+    peak_note = (f"peak: best {policy} matmul measured, {', '.join(f'{k} {v:.0f}' for k, v in measured.items())}"
+                 " GFLOP/s")
   per_op = {"train": _BATCH.value, "sample": _SAMPLE_IMAGES.value}
   steps = {"train": _TRAIN_STEPS.value, "sample": 1}
   results = {}
@@ -460,7 +490,8 @@ def main(argv):
     print(f"{op}: load average {os.getloadavg()[0]:.1f}", flush=True)
     results[op] = speed.timed_rounds(contenders, _ROUNDS.value, steps[op], per_op[op])
     print(f"  load average {os.getloadavg()[0]:.1f}", flush=True)
-  precision = "float32" if device_kind == "cpu" or not _TF32.value else "TF32 allowed"
+  precision = ("float32" if device_kind == "cpu" or not _TF32.value else "TF32 allowed") + (
+      "" if policy == "float32" else f"; the nets in {policy}")
   print(f"\n{machine(device_kind)}\nmedian of {_ROUNDS.value} alternating rounds; {precision};"
         f" FLOPs: XLA's count of the model; {peak_note}")
   titles = {"train": f"train step (batch {_BATCH.value}, eps-MSE, dropout {settings['dropout']}, Adam;"

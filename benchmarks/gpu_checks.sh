@@ -8,8 +8,10 @@
 #   vae_f32     conv VAE, batch 1,024: the same, a trace of genjax xla
 #   dcgan_bf16  DCGAN, batch 512, bfloat16: genjax xla, eager PyTorch under autocast, torch.compile
 #   vae_bf16    conv VAE, batch 1,024, bfloat16: genjax xla and fast, eager PyTorch under autocast
-#   unet_f32    the diffusion U-Net's training step, batch 128: genjax fast, eager PyTorch
-# Each stage has a time limit, so one that hangs costs only its share (about 8 minutes in all). Logs and the
+#   unet_f32    the diffusion U-Net's training step, batch 128: genjax fast, eager PyTorch, torch.compile
+#   unet_bf16   the same in bfloat16 (PyTorch's net calls under autocast)
+# Each stage has a time limit, so one that hangs costs only its share: at most 6.5 minutes for the first four,
+# 5 for the two U-Net stages (torch.compile's compile dominates them), more than one call may take. Logs and the
 # traces (one .tar.gz each; TensorBoard's profile plugin or Perfetto open them) go to $OUT, else
 # runs/gpu_checks. The machine's image lacks ml-collections: carry its wheel in .whl/ (docs/speed.md).
 #
@@ -33,7 +35,7 @@ if ! "$py" -c "import ml_collections" 2>/dev/null; then
   "$py" -m pip install -q --no-index --find-links .whl ml-collections \
     || { echo "error: ml-collections is missing and no wheel of it is in .whl/ (docs/speed.md)"; exit 1; }
 fi
-all=(dcgan_f32 vae_f32 dcgan_bf16 vae_bf16 unet_f32)
+all=(dcgan_f32 vae_f32 dcgan_bf16 vae_bf16 unet_f32 unet_bf16)
 stages=("$@")
 [[ ${#stages[@]} -gt 0 ]] || stages=("${all[@]}")
 for stage in "${stages[@]}"; do
@@ -60,8 +62,10 @@ for stage in "${stages[@]}"; do
       "${timing[@]}" --impls=xla --precision=bfloat16 --torch_compile ;;
     vae_bf16) run vae_bf16 70 benchmarks/vae_speed.py --device=$device --batch="${sizes[1]}" "${timing[@]}" \
       --impls=xla,fast --precision=bfloat16 ;;
-    unet_f32) run unet_f32 100 benchmarks/diffusion_speed.py --device=$device --batch="${sizes[2]}" --ops=train \
-      --impls=fast "${unet_timing[@]}" ;;
+    unet_f32) run unet_f32 150 benchmarks/diffusion_speed.py --device=$device --batch="${sizes[2]}" --ops=train \
+      --impls=fast "${unet_timing[@]}" --torch_compile ;;
+    unet_bf16) run unet_bf16 150 benchmarks/diffusion_speed.py --device=$device --batch="${sizes[2]}" --ops=train \
+      --impls=fast "${unet_timing[@]}" --precision=bfloat16 --torch_compile ;;
   esac
 done
 # $OUT returns files at most two folders down, and a trace lies deeper: one archive per trace.
