@@ -417,6 +417,8 @@ def report(op: str, per_op: int, contenders: list, rates: dict, peak_gflops: flo
 
 def main(argv):
   del argv
+  if not _IMPLS.value:
+    raise app.UsageError("--impls: name at least one genjax impl (its initial weights are both sides')")
   from genjax import host  # pylint: disable=g-import-not-at-top
   retained = host.set_up_process()
   import jax  # pylint: disable=g-import-not-at-top
@@ -459,8 +461,7 @@ def main(argv):
   flops = count_flops(Genjax(settings, "reference", jax.devices("cpu")[0]), params, images, z_T)
   ops = {op: [] for op in _OPS.value}
   for impl, g in models.items():
-    name = f"genjax impl={impl}" + ("" if policy == "float32" else f" {policy}")
-    for op, c in genjax_contenders(g, params, images, z_T, name, flops).items():
+    for op, c in genjax_contenders(g, params, images, z_T, speed.named(f"genjax impl={impl}", policy), flops).items():
       if op in ops:
         ops[op].append(c)
   reference = None

@@ -217,10 +217,14 @@ def torch_options(dev, precision: str, compiled: bool):
   return prepare, autocast
 
 
+def named(name: str, precision: str) -> str:
+  """A contender's name, with the precision where it is not float32."""
+  return name if precision == "float32" else f"{name} {precision}"
+
+
 def torch_name(precision: str, compiled: bool) -> str:
   import torch  # pylint: disable=g-import-not-at-top
-  return (f"PyTorch {torch.__version__}" + (" compiled" if compiled else "")
-          + ("" if precision == "float32" else f" {precision}"))
+  return named(f"PyTorch {torch.__version__}" + (" compiled" if compiled else ""), precision)
 
 
 def main(title: str, make_config, torch_contender, image_shape, *, rounds: int, steps: int, batch: int,
@@ -228,6 +232,9 @@ def main(title: str, make_config, torch_contender, image_shape, *, rounds: int, 
          profile_dir: str | None = None) -> None:
   """Times genjax (each conv_impl, under `precision`) and PyTorch (eager, and compiled with `torch_compile`)
   alternately and prints the table, its ratios to eager PyTorch."""
+  if not impls and not with_torch:
+    from absl import app  # pylint: disable=g-import-not-at-top
+    raise app.UsageError("nothing to time: --impls is empty and --notorch")
   retained = host.set_up_process()
   import jax  # pylint: disable=g-import-not-at-top
   from genjax import build  # pylint: disable=g-import-not-at-top
@@ -242,8 +249,8 @@ def main(title: str, make_config, torch_contender, image_shape, *, rounds: int, 
     config.precision = precision
     return config
 
-  contenders = [genjax_contender(f"genjax conv_impl={impl}" + ("" if precision == "float32" else f" {precision}"),
-                                 build.family(genjax_config(impl)), images, flops) for impl in impls]
+  contenders = [genjax_contender(named(f"genjax conv_impl={impl}", precision), build.family(genjax_config(impl)),
+                                 images, flops) for impl in impls]
   reference = contenders[-1].name
   if with_torch:
     import torch  # pylint: disable=g-import-not-at-top
