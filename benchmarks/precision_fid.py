@@ -5,8 +5,9 @@ Command: python benchmarks/precision_fid.py [--configs=vae_mnist5k,diffusion_mni
 
 Trains each config of configs/ once per seed (`config.seed`: the initial weights, the batches and every key) and
 per precision policy (`config.precision`, genjax.precision), in its own workdir under --root (a finished workdir is
-not trained again, only read), and takes the run's last evaluation: FID of 5,000 samples against mnist5k's
-training digits (genjax.quality, as train.py evaluates) and the family's held-out numbers. A seed's runs start
+not trained again, only read), and takes the run's last evaluation, as train.py evaluates: FID of the config's
+eval.quality_samples samples (the VAE's 5,000, the diffusion model's 1,000) against mnist5k's training digits
+(genjax.quality) and the family's held-out numbers. A seed's runs start
 from the same weights and see the same batches, so they differ only by the policy's rounding; how far two
 float32 runs of different seeds lie apart is printed beside it, as the scale that difference is read on.
 Training's rounding moves a run as another seed would, so the policy's cost is also measured apart from it: the
@@ -96,7 +97,7 @@ def main(argv):
         print(json.dumps(row), file=sys.stderr, flush=True)
   reference = _PRECISIONS.value[0]
   summary = {}
-  print(f"\n{'config':16s} {'precision':10s} {'number':12s} {'mean ± sd over seeds':>21s} {'x ' + reference:>11s}"
+  print(f"\n{'config':18s} {'precision':10s} {'number':12s} {'mean ± sd over seeds':>21s} {'x ' + reference:>11s}"
         f" {'per seed':>22s}", file=sys.stderr)
   for name in _CONFIGS.value:
     runs = [r for r in rows if r["config"] == name]
@@ -109,7 +110,7 @@ def main(argv):
         ratio = statistics.mean(value.values()) / statistics.mean(ref.values())
         paired = [value[s] / ref[s] for s in value]
         summary[f"{name} {policy} {number}"] = {"by_seed": value, "mean_ratio": ratio, "paired_ratios": paired}
-        print(f"{name:16s} {policy:10s} {number:12s} {spread(list(value.values())):>21s} {ratio:11.3f}"
+        print(f"{name:18s} {policy:10s} {number:12s} {spread(list(value.values())):>21s} {ratio:11.3f}"
               f" {' '.join(f'{p:.3f}' for p in paired):>22s}", file=sys.stderr)
     sampled = {r["seed"]: r["sampled_fid"] for r in runs if "sampled_fid" in r}
     for policy in _PRECISIONS.value if sampled else []:
@@ -118,7 +119,7 @@ def main(argv):
       ratio = statistics.mean(value.values()) / statistics.mean(f[reference] for f in sampled.values())
       summary[f"{name} {reference} weights sampled in {policy} fid"] = {"by_seed": value, "mean_ratio": ratio,
                                                                          "paired_ratios": paired}
-      print(f"{name:16s} {policy:10s} {'fid sampled':12s} {spread(list(value.values())):>21s}"
+      print(f"{name:18s} {policy:10s} {'fid sampled':12s} {spread(list(value.values())):>21s}"
             f" {ratio:11.3f} {' '.join(f'{p:.4f}' for p in paired):>22s}", file=sys.stderr)
   print("(x " + reference + ": the mean over the reference's; per seed: each seed's number over the reference's"
         f" of the same seed; fid sampled: the {reference} runs' weights, sampled under each policy)",

@@ -157,6 +157,7 @@ NOT_RUN = {
     "python benchmarks/dcgan_speed.py --device=gpu --rounds=7": _MEASUREMENT + "; needs a GPU",
     "python benchmarks/dcgan_speed.py --impls=fast --torch_compile --rounds=5": _MEASUREMENT,
     "python benchmarks/vae_speed.py --impls=fast --torch_compile --rounds=5": _MEASUREMENT,
+    "python benchmarks/precision_fid.py > docs/precision_fid.json": _MEASUREMENT,
     "bash benchmarks/gpu_checks.sh": _MEASUREMENT + "; needs a GPU (GPU_CHECKS_DRY=1 runs it on the CPU, minutes)",
     "python benchmarks/step_cost.py --config=configs/diffusion_cifar10.py --chips=16 --device=\"TPU v4\"":
         "traces the full-size CIFAR-10 U-Net (about 20 s of CPU); tests/test_precision.py checks the FLOP count"
