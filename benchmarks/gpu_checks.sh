@@ -11,7 +11,8 @@
 #   unet_f32    the diffusion U-Net's training step, batch 128: genjax fast, eager PyTorch, torch.compile
 #   unet_bf16   the same in bfloat16 (PyTorch's net calls under autocast)
 # Each stage has a time limit, so one that hangs costs only its share: at most 6.5 minutes for the first four,
-# 5 for the two U-Net stages (torch.compile's compile dominates them), more than one call may take. Logs and the
+# 5 for the two U-Net stages (torch.compile's compile dominates them), so on a lent GPU, whose calls last at most
+# 10 minutes, run the U-Net stages as a second call. Logs and the
 # traces (one .tar.gz each; TensorBoard's profile plugin or Perfetto open them) go to $OUT, else
 # runs/gpu_checks. The machine's image lacks ml-collections: carry its wheel in .whl/ (docs/speed.md).
 #

@@ -251,7 +251,7 @@ def main(title: str, make_config, torch_contender, image_shape, *, rounds: int, 
 
   contenders = [genjax_contender(named(f"genjax conv_impl={impl}", precision), build.family(genjax_config(impl)),
                                  images, flops) for impl in impls]
-  reference = contenders[-1].name
+  reference = contenders[-1].name if contenders else None
   if with_torch:
     import torch  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(os.cpu_count())  # XLA's pool has a thread per logical CPU; PyTorch's default is per core
