@@ -99,6 +99,15 @@ def main(argv):
   summary = {}
   print(f"\n{'config':18s} {'precision':10s} {'number':12s} {'mean ± sd over seeds':>21s} {'x ' + reference:>11s}"
         f" {'per seed':>22s}", file=sys.stderr)
+
+  def compare(key: str, label: str, value: dict, ref: dict, digits: int) -> None:
+    """One line of the table and of the summary: `value` by seed against the reference's `ref` by seed."""
+    ratio = statistics.mean(value.values()) / statistics.mean(ref.values())
+    paired = [value[s] / ref[s] for s in value]
+    summary[key] = {"by_seed": value, "mean_ratio": ratio, "paired_ratios": paired}
+    print(f"{label} {spread(list(value.values())):>21s} {ratio:11.3f}"
+          f" {' '.join(f'{p:.{digits}f}' for p in paired):>22s}", file=sys.stderr)
+
   for name in _CONFIGS.value:
     runs = [r for r in rows if r["config"] == name]
     # FID, and the family's held-out number: the VAE's negative ELBO, the diffusion bound, the PixelCNN's NLL.
@@ -106,21 +115,12 @@ def main(argv):
     for number in numbers:
       ref = {r["seed"]: r[number] for r in runs if r["precision"] == reference}
       for policy in _PRECISIONS.value:
-        value = {r["seed"]: r[number] for r in runs if r["precision"] == policy}
-        ratio = statistics.mean(value.values()) / statistics.mean(ref.values())
-        paired = [value[s] / ref[s] for s in value]
-        summary[f"{name} {policy} {number}"] = {"by_seed": value, "mean_ratio": ratio, "paired_ratios": paired}
-        print(f"{name:18s} {policy:10s} {number:12s} {spread(list(value.values())):>21s} {ratio:11.3f}"
-              f" {' '.join(f'{p:.3f}' for p in paired):>22s}", file=sys.stderr)
+        compare(f"{name} {policy} {number}", f"{name:18s} {policy:10s} {number:12s}",
+                {r["seed"]: r[number] for r in runs if r["precision"] == policy}, ref, 3)
     sampled = {r["seed"]: r["sampled_fid"] for r in runs if "sampled_fid" in r}
     for policy in _PRECISIONS.value if sampled else []:
-      value = {s: fids[policy] for s, fids in sampled.items()}
-      paired = [value[s] / sampled[s][reference] for s in value]
-      ratio = statistics.mean(value.values()) / statistics.mean(f[reference] for f in sampled.values())
-      summary[f"{name} {reference} weights sampled in {policy} fid"] = {"by_seed": value, "mean_ratio": ratio,
-                                                                         "paired_ratios": paired}
-      print(f"{name:18s} {policy:10s} {'fid sampled':12s} {spread(list(value.values())):>21s}"
-            f" {ratio:11.3f} {' '.join(f'{p:.4f}' for p in paired):>22s}", file=sys.stderr)
+      compare(f"{name} {reference} weights sampled in {policy} fid", f"{name:18s} {policy:10s} {'fid sampled':12s}",
+              {s: fids[policy] for s, fids in sampled.items()}, {s: fids[reference] for s, fids in sampled.items()}, 4)
   print("(x " + reference + ": the mean over the reference's; per seed: each seed's number over the reference's"
         f" of the same seed; fid sampled: the {reference} runs' weights, sampled under each policy)",
         file=sys.stderr)
